@@ -1,0 +1,103 @@
+"""Tables, as SQLAlchemy Core. Times are UNIX epoch seconds (floats); JSON columns hold the
+task's own structures. Alembic migrations in `migrations/` create exactly these."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Column,
+    Float,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
+
+metadata = MetaData()
+
+tasks = Table(
+    "tasks",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("type", String(100), nullable=False),
+    Column("description", Text, nullable=False, default=""),
+    Column("priority", String(16), nullable=False),
+    Column("status", String(16), nullable=False, index=True),
+    Column("spec", JSON, nullable=False),  # the TaskSpec as submitted (camelCase)
+    Column("strategy", JSON, nullable=False),  # the Strategy in force (camelCase)
+    Column("plan", JSON, nullable=True),
+    Column("metrics", JSON, nullable=True),
+    Column("message", Text, nullable=True),
+    Column("token_name", String(100), nullable=True),
+    Column("created_at", Float, nullable=False, index=True),
+    Column("started_at", Float, nullable=True),
+    Column("finished_at", Float, nullable=True),
+)
+
+subtasks = Table(
+    "subtasks",
+    metadata,
+    Column("task_id", String(64), primary_key=True),
+    Column("id", String(200), primary_key=True),
+    Column("seq", Integer, nullable=False),  # position in the task's decomposition
+    Column("component", Text, nullable=True),
+    Column("step", String(100), nullable=True),
+    Column("requested_agent", String(100), nullable=True),
+    Column("agent_type", String(100), nullable=True),  # the pool it ran on
+    Column("depends_on", JSON, nullable=False),
+    Column("spec", JSON, nullable=False),  # action and run options (camelCase)
+    Column("status", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("exit_code", Integer, nullable=True),
+    Column("output", Text, nullable=True),
+    Column("error", Text, nullable=True),
+    Column("reason", String(64), nullable=True),
+    Column("started_at", Float, nullable=True),
+    Column("finished_at", Float, nullable=True),
+    Column("pid", Integer, nullable=True),
+    Column("pid_start", BigInteger, nullable=True),  # /proc/PID/stat start time, in ticks
+)
+
+attempts = Table(
+    "attempts",
+    metadata,
+    Column("task_id", String(64), primary_key=True),
+    Column("subtask_id", String(200), primary_key=True),
+    Column("attempt", Integer, primary_key=True),
+    Column("agent_type", String(100), nullable=True),
+    Column("status", String(16), nullable=False),
+    Column("exit_code", Integer, nullable=True),
+    Column("reason", String(64), nullable=True),
+    Column("error", Text, nullable=True),
+    Column("started_at", Float, nullable=True),
+    Column("finished_at", Float, nullable=True),
+)
+
+events = Table(
+    "events",
+    metadata,
+    Column("seq", Integer, primary_key=True, autoincrement=True),
+    Column("task_id", String(64), nullable=False),
+    Column("subtask_id", String(200), nullable=True),
+    Column("kind", String(32), nullable=False),
+    Column("data", JSON, nullable=True),
+    Column("at", Float, nullable=False),
+    Index("ix_events_task_seq", "task_id", "seq"),
+)
+
+durations = Table(
+    "durations",
+    metadata,
+    Column("key", String(1000), primary_key=True),
+    Column("count", Integer, nullable=False),
+    Column("failures", Integer, nullable=False, default=0),
+    Column("mean_s", Float, nullable=False),
+    Column("m2", Float, nullable=False, default=0.0),  # Welford's running sum of squares
+    Column("last_s", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+)
+
+__all__ = ["attempts", "durations", "events", "metadata", "subtasks", "tasks"]

@@ -1,0 +1,258 @@
+"""The task a user submits, as pydantic models with camelCase on the wire.
+
+Every validation error names its field (pydantic's `loc`) and the reason.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic.alias_generators import to_camel
+
+MAX_COMPONENTS = 10_000
+MAX_SUBTASKS = 10_000
+_ID = re.compile(r"^[A-Za-z0-9_.:@/\[\]-]{1,200}$")
+_CALLABLE = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
+_FORBIDDEN_ENV = re.compile(r"^(PATH|LD_.*|PYTHON.*)$")
+
+
+class WireModel(BaseModel):
+    """camelCase on the wire, snake_case inside; unknown fields are refused."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True
+    )
+
+
+class Status(StrEnum):
+    PLANNED = "planned"
+    PENDING = "pending"
+    READY = "ready"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    SKIPPED = "skipped"
+    LOOP_BLOCKED = "loop_blocked"
+
+    @property
+    def finished(self) -> bool:
+        return self in FINISHED
+
+
+FINISHED = frozenset(
+    {Status.SUCCEEDED, Status.FAILED, Status.CANCELLED, Status.SKIPPED, Status.LOOP_BLOCKED}
+)
+
+Priority = Literal["low", "medium", "high", "critical"]
+PRIORITY_RANK: dict[str, int] = {"critical": 0, "high": 1, "medium": 2, "low": 3}
+Approach = Literal["parallel_optimized", "parallel_urgent", "hybrid_intelligent", "direct"]
+Selection = Literal["least_busy", "most_capable", "round_robin", "weighted"]
+
+
+class ShellAction(WireModel):
+    """Run an executable with arguments; never through a shell."""
+
+    kind: Literal["shell"]
+    argv: list[Annotated[str, Field(max_length=65536)]] = Field(min_length=1, max_length=4096)
+    cwd: str | None = Field(None, max_length=4096)
+    env: dict[str, Annotated[str, Field(max_length=65536)]] = Field(default_factory=dict)
+
+    @field_validator("argv")
+    @classmethod
+    def _executable_present(cls, argv: list[str]) -> list[str]:
+        if not argv[0].strip():
+            raise ValueError("the first element must name an executable")
+        if any("\x00" in part for part in argv):
+            raise ValueError("argv elements may not contain NUL bytes")
+        return argv
+
+    @field_validator("env")
+    @classmethod
+    def _safe_env(cls, env: dict[str, str]) -> dict[str, str]:
+        for key in env:
+            if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,127}", key):
+                raise ValueError(f"{key!r} is not a valid environment variable name")
+            if _FORBIDDEN_ENV.match(key):
+                raise ValueError(f"{key} may not be set by a step (PATH, LD_* and PYTHON* are fixed)")
+        return env
+
+
+class PythonAction(WireModel):
+    """Call a declared `module:function` in a worker process."""
+
+    kind: Literal["python"]
+    callable: str = Field(max_length=300)
+    kwargs: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("callable")
+    @classmethod
+    def _module_function(cls, value: str) -> str:
+        if not _CALLABLE.match(value):
+            raise ValueError("must be written module:function, e.g. 'mypkg.tasks:migrate'")
+        return value
+
+
+class HttpAction(WireModel):
+    """One HTTP request; loopback only unless the pool lists the host."""
+
+    kind: Literal["http"]
+    method: Literal["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"] = "GET"
+    url: str = Field(max_length=8192, pattern=r"^https?://")
+    json_body: Any = Field(None, alias="json")
+    headers: dict[str, str] = Field(default_factory=dict)
+
+
+class McpServerCommand(WireModel):
+    command: str = Field(min_length=1)
+    args: list[str] = Field(default_factory=list)
+
+
+class McpServerUrl(WireModel):
+    url: str = Field(pattern=r"^https?://")
+
+
+class McpAction(WireModel):
+    """Call a tool on another MCP server declared for the pool."""
+
+    kind: Literal["mcp"]
+    server: McpServerCommand | McpServerUrl
+    tool: str = Field(min_length=1, max_length=200)
+    arguments: dict[str, Any] = Field(default_factory=dict)
+
+
+class LlmAction(WireModel):
+    """A prompt to the configured OpenAI-compatible endpoint."""
+
+    kind: Literal["llm"]
+    prompt: str = Field(min_length=1, max_length=200_000)
+    model: str | None = None
+
+
+Action = Annotated[
+    ShellAction | PythonAction | HttpAction | McpAction | LlmAction, Field(discriminator="kind")
+]
+
+
+class RunOptions(WireModel):
+    """What a step and an explicit subtask share: how to run, retry and estimate it."""
+
+    agent: str | None = Field(None, max_length=100)
+    description: str = Field("", max_length=10_000)
+    action: Action
+    timeout_seconds: float | None = Field(None, gt=0, le=86_400)
+    retries: int = Field(0, ge=0, le=10)
+    estimated_seconds: float | None = Field(None, ge=0, le=86_400 * 7)
+    idempotent: bool = True
+    allow_option_values: bool = False
+
+
+class Step(RunOptions):
+    """A step, run once per component; `after` names steps of the same component."""
+
+    name: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.-]+$")
+    after: list[str] = Field(default_factory=list)
+
+
+class SubtaskSpec(RunOptions):
+    """One node of an explicit DAG."""
+
+    id: str = Field(min_length=1, max_length=200)
+    depends_on: list[str] = Field(default_factory=list)
+    component: str | None = Field(None, max_length=500)
+
+    @field_validator("id")
+    @classmethod
+    def _plain_id(cls, value: str) -> str:
+        if not _ID.match(value):
+            raise ValueError("may use letters, digits and _ . : @ / [ ] - only")
+        return value
+
+
+class TaskSpec(WireModel):
+    """What to do: a type, a description, components, and steps or subtasks."""
+
+    type: str = Field(min_length=1, max_length=100)
+    description: str = Field("", max_length=20_000)
+    components: list[Annotated[str, Field(min_length=1, max_length=500)]] = Field(
+        default_factory=list, max_length=MAX_COMPONENTS
+    )
+    priority: Priority = "medium"
+    deadline: datetime | None = None
+    steps: list[Step] | None = Field(None, min_length=1, max_length=100)
+    subtasks: list[SubtaskSpec] | None = Field(None, min_length=1, max_length=MAX_SUBTASKS)
+    decompose: Literal["patterns", "llm"] = "patterns"
+
+    @field_validator("components")
+    @classmethod
+    def _unique_components(cls, components: list[str]) -> list[str]:
+        seen: set[str] = set()
+        for name in components:
+            if "\x00" in name:
+                raise ValueError("component names may not contain NUL bytes")
+            if name in seen:
+                raise ValueError(f"component {name!r} is listed twice")
+            seen.add(name)
+        return components
+
+    @model_validator(mode="after")
+    def _one_shape(self) -> TaskSpec:
+        if self.steps is not None and self.subtasks is not None:
+            raise ValueError("give either steps or subtasks, not both")
+        if self.steps is not None:
+            names = [s.name for s in self.steps]
+            dupes = sorted({n for n in names if names.count(n) > 1})
+            if dupes:
+                raise ValueError(f"step names must be unique; repeated: {', '.join(dupes)}")
+        if self.subtasks is not None:
+            ids = [s.id for s in self.subtasks]
+            dupes = sorted({i for i in ids if ids.count(i) > 1})
+            if dupes:
+                raise ValueError(f"subtask ids must be unique; repeated: {', '.join(dupes[:10])}")
+        return self
+
+
+class Strategy(WireModel):
+    """How to run: the approach, the concurrency cap and the pool selection."""
+
+    approach: Approach = "parallel_optimized"
+    max_concurrency: int = Field(5, ge=1, le=1024)
+    selection: Selection = "least_busy"
+
+
+class OrchestrateRequest(WireModel):
+    task: TaskSpec
+    strategy: Strategy | None = None
+    wait: bool = False
+    timeout_seconds: float = Field(300.0, gt=0, le=3600)
+
+
+class AnalyzeRequest(WireModel):
+    task: TaskSpec
+    strategy: Strategy | None = None
+
+
+class TaskIdRequest(WireModel):
+    task_id: str = Field(min_length=1, max_length=64)
+
+
+class ListTasksRequest(WireModel):
+    status: Status | None = None
+    limit: int = Field(50, ge=1, le=1000)
+
+
+class AgentStatusRequest(WireModel):
+    agent_type: str = Field("all", max_length=100)
+
+
+def format_validation_errors(errors: list[Any]) -> list[dict[str, str]]:
+    """pydantic errors as `{field, reason}` pairs with dotted camelCase field paths."""
+    out = []
+    for err in errors:
+        loc = [str(p) for p in err.get("loc", ()) if p not in ("body",)]
+        out.append({"field": ".".join(loc) or "(body)", "reason": str(err.get("msg", "invalid"))})
+    return out

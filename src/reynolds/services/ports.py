@@ -1,0 +1,88 @@
+"""The ports the services depend on; adapters implement them."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+Row = dict[str, Any]
+
+
+@dataclass(slots=True)
+class ActionContext:
+    """What an action runner needs besides the action itself."""
+
+    task_id: str
+    subtask_id: str
+    attempt: int
+    timeout_s: float
+    output_cap_bytes: int
+    workspace: str
+    # Called with (pid, process start time in clock ticks) once a process has started, so the
+    # store can record it and a restarted server can kill what a dead one left behind.
+    on_spawn: Callable[[int, int | None], None] | None = None
+
+
+@dataclass(slots=True)
+class ActionResult:
+    """How an action ended. `reason` is set when it did not simply exit: timeout, denied, ..."""
+
+    ok: bool
+    exit_code: int | None = None
+    output: str = ""
+    error: str = ""
+    reason: str | None = None
+    output_bytes: int = 0
+    truncated: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class ActionRunner(Protocol):
+    """Runs one kind of action. Cancellation (asyncio) must kill whatever it started."""
+
+    async def run(self, action: Any, ctx: ActionContext) -> ActionResult: ...
+
+    async def aclose(self) -> None: ...
+
+
+class Store(Protocol):
+    """Durable state. Writes are queued and committed in batches by a writer thread;
+    `flush` returns once everything queued before the call is committed."""
+
+    def start(self) -> None: ...
+
+    def close(self) -> None: ...
+
+    # -- queued writes (return at once; rows are upserts keyed by their primary key) --
+    def put_task(self, row: Row) -> None: ...
+
+    def put_subtask(self, row: Row) -> None: ...
+
+    def put_attempt(self, row: Row) -> None: ...
+
+    def add_event(self, row: Row) -> None: ...
+
+    def record_duration(self, keys: Sequence[str], seconds: float, ok: bool) -> None: ...
+
+    def on_commit(self, callback: Callable[[list[Row]], None]) -> None:
+        """Register a callback run (in the writer thread) with the events of each commit."""
+
+    async def flush(self) -> None: ...
+
+    def flush_sync(self) -> None: ...
+
+    # -- reads (blocking; call from a thread when on the event loop) --
+    def get_task(self, task_id: str) -> Row | None: ...
+
+    def get_subtasks(self, task_id: str) -> list[Row]: ...
+
+    def list_tasks(self, status: str | None = None, limit: int = 50) -> list[Row]: ...
+
+    def unfinished_tasks(self) -> list[Row]: ...
+
+    def task_counts(self) -> dict[str, int]: ...
+
+    def durations(self, keys: Iterable[str]) -> Mapping[str, float]: ...
+
+    def events(self, task_id: str, after_seq: int = 0, limit: int = 1000) -> list[Row]: ...

@@ -1,0 +1,107 @@
+"""One Settings object, read from the environment and `config/reynolds.env`.
+
+Built in the entrypoints and passed down; nothing else reads the environment for configuration.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+_PACKAGE_ROOT = Path(__file__).resolve().parent
+
+
+def _project_config_dir() -> Path:
+    """`config/` in the working directory, else the one beside the source tree."""
+    here = Path("config")
+    if (here / "agents.yaml").is_file():
+        return here
+    return _PACKAGE_ROOT.parents[1] / "config"
+
+
+class Settings(BaseSettings):
+    """Everything the server and the CLI can be told; names map to `REYNOLDS_*` variables."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="REYNOLDS_",
+        env_file="config/reynolds.env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+    )
+
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=0, le=65535)
+    home: Path = Path(".reynolds")
+    database_url: str | None = None
+    redis_url: str | None = None
+    backend: Literal["local", "celery"] = "local"
+    api_token: SecretStr | None = None
+    allowed_origins: str = ""
+    personality: Literal["on", "off"] = "on"
+    config_dir: Path = Field(default_factory=_project_config_dir)
+    secrets_dir: Path = Path("secrets")
+
+    # Execution defaults (a step's own values win).
+    default_timeout_s: float = Field(1800.0, gt=0)
+    urgent_timeout_s: float = Field(600.0, gt=0)
+    retry_base_s: float = Field(0.5, ge=0)
+    retry_cap_s: float = Field(30.0, ge=0)
+    output_cap_bytes: int = Field(64 * 1024, ge=1024)
+    default_estimate_s: float = Field(1.0, gt=0)
+    python_workers: int = Field(2, ge=1, le=64)
+    # The store commits whatever is queued at most this often (group commit).
+    store_batch_interval_s: float = Field(0.005, ge=0)
+
+    cpu_threshold_scale_up: float = Field(
+        75.0, validation_alias=AliasChoices("CPU_THRESHOLD_SCALE_UP", "REYNOLDS_CPU_THRESHOLD")
+    )
+    memory_threshold_scale_up: float = Field(
+        80.0,
+        validation_alias=AliasChoices("MEMORY_THRESHOLD_SCALE_UP", "REYNOLDS_MEMORY_THRESHOLD"),
+    )
+    queue_threshold_scale_up: int = Field(
+        8, validation_alias=AliasChoices("QUEUE_THRESHOLD_SCALE_UP", "REYNOLDS_QUEUE_THRESHOLD")
+    )
+
+    @field_validator("home", "config_dir", "secrets_dir")
+    @classmethod
+    def _absolute(cls, value: Path) -> Path:
+        return value.expanduser().absolute()
+
+    @property
+    def agents_file(self) -> Path:
+        return self.config_dir / "agents.yaml"
+
+    @property
+    def pid_file(self) -> Path:
+        return self.home / "reynolds.pid"
+
+    @property
+    def lock_file(self) -> Path:
+        return self.home / "scheduler.lock"
+
+    @property
+    def log_dir(self) -> Path:
+        return self.home / "logs"
+
+    @property
+    def effective_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.home / 'reynolds.db'}"
+
+    @property
+    def base_url(self) -> str:
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host  # noqa: S104
+        return f"http://{host}:{self.port}"
+
+    def token(self) -> str | None:
+        """The single API token, from the environment or `secrets/api_token.txt`."""
+        if self.api_token is not None:
+            return self.api_token.get_secret_value()
+        path = self.secrets_dir / "api_token.txt"
+        if path.is_file():
+            value = path.read_text(encoding="utf-8").strip()
+            return value or None
+        return None

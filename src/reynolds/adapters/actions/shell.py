@@ -1,0 +1,207 @@
+"""`shell` actions: an argv run in its own process group, never through a shell.
+
+Output is captured up to a cap (the rest is counted, not kept); a timeout or a cancellation
+kills the whole process group, grandchildren included; so does the main process exiting.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import sys
+from collections.abc import Collection, Mapping
+
+from reynolds.core.models import ShellAction
+from reynolds.services.ports import ActionContext, ActionResult
+
+_KEEP_EXACT = ("PATH", "HOME", "LANG", "TMPDIR")
+_KEEP_PREFIX = ("LC_", "PYENV_")
+
+
+def child_environment(parent: Mapping[str, str], extra: Mapping[str, str]) -> dict[str, str]:
+    """The contract's child environment: a few variables kept, then the step's own."""
+    env = {k: v for k, v in parent.items() if k in _KEEP_EXACT or k.startswith(_KEEP_PREFIX)}
+    env.update(extra)
+    return env
+
+
+def confined_cwd(workspace: str, cwd: str | None) -> str | None:
+    """The real directory to run in, or None if it would leave the workspace."""
+    root = os.path.realpath(workspace)
+    target = os.path.realpath(os.path.join(root, cwd)) if cwd else root
+    return target if os.path.commonpath([root, target]) == root else None
+
+
+def process_start_ticks(pid: int) -> int | None:
+    """The process's start time in clock ticks (field 22 of /proc/PID/stat), or None."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            stat = fh.read()
+    except OSError:
+        return None
+    # The command name may contain spaces and parentheses: split after the last ')'.
+    fields = stat[stat.rfind(b")") + 2 :].split()
+    return int(fields[19]) if len(fields) > 19 else None
+
+
+def kill_group(pid: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, signal.SIGKILL)
+
+
+class _Capture(asyncio.SubprocessProtocol):
+    __slots__ = ("_cap", "_done", "_open", "_exited", "out", "err", "out_total", "err_total")
+
+    def __init__(self, cap: int, done: asyncio.Future[None]) -> None:
+        self._cap = cap
+        self._done = done
+        self._open = 2
+        self._exited = False
+        self.out = bytearray()
+        self.err = bytearray()
+        self.out_total = 0
+        self.err_total = 0
+
+    def pipe_data_received(self, fd: int, data: bytes) -> None:
+        if fd == 1:
+            self.out_total += len(data)
+            if len(self.out) < self._cap:
+                self.out += data[: self._cap - len(self.out)]
+        else:
+            self.err_total += len(data)
+            if len(self.err) < self._cap:
+                self.err += data[: self._cap - len(self.err)]
+
+    def pipe_connection_lost(self, fd: int, exc: Exception | None) -> None:
+        self._open -= 1
+        self._settle()
+
+    def process_exited(self) -> None:
+        self._exited = True
+        self._settle()
+
+    def _settle(self) -> None:
+        if self._exited and self._open <= 0 and not self._done.done():
+            self._done.set_result(None)
+
+
+def _text(buf: bytearray, total: int) -> str:
+    text = buf.decode("utf-8", "replace")
+    if total > len(buf):
+        text += f"\n… [output truncated: {total} bytes in all, {len(buf)} kept]"
+    return text
+
+
+class ShellRunner:
+    """Runs `ShellAction`s as process groups with captured, capped output."""
+
+    def __init__(self, parent_env: Mapping[str, str] | None = None) -> None:
+        self._parent_env = dict(os.environ if parent_env is None else parent_env)
+
+    async def run(
+        self,
+        action: ShellAction,
+        ctx: ActionContext,
+        *,
+        argv: list[str] | None = None,
+        executables: Collection[str] = (),
+    ) -> ActionResult:
+        """Run `argv` (the action's, already substituted) within the pool's executables."""
+        args = argv if argv is not None else list(action.argv)
+        if executables and not _permitted(args[0], executables):
+            return ActionResult(
+                ok=False,
+                reason="denied",
+                error=f"executable {args[0]!r} is not in this pool's executables list",
+            )
+        cwd = confined_cwd(ctx.workspace, action.cwd)
+        if cwd is None:
+            return ActionResult(
+                ok=False, reason="denied", error=f"cwd {action.cwd!r} is outside the workspace"
+            )
+        env = child_environment(self._parent_env, action.env)
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[None] = loop.create_future()
+        try:
+            transport, proto = await loop.subprocess_exec(
+                lambda: _Capture(ctx.output_cap_bytes, done),
+                *args,
+                stdin=asyncio.subprocess.DEVNULL,
+                cwd=cwd,
+                env=env,
+                start_new_session=True,
+            )
+        except FileNotFoundError:
+            return ActionResult(
+                ok=False, exit_code=127, reason="not_found", error=f"{args[0]}: command not found"
+            )
+        except (PermissionError, NotADirectoryError, OSError) as exc:
+            return ActionResult(ok=False, exit_code=126, reason="spawn_failed", error=str(exc))
+        pid = transport.get_pid()
+        if ctx.on_spawn is not None:
+            ctx.on_spawn(pid, process_start_ticks(pid))
+        timed_out = False
+
+        def expire() -> None:
+            nonlocal timed_out
+            timed_out = True
+            kill_group(pid)
+
+        timer = loop.call_later(ctx.timeout_s, expire)
+        try:
+            await done
+        except asyncio.CancelledError:
+            kill_group(pid)
+            transport.close()
+            raise
+        finally:
+            timer.cancel()
+        # What the main process left running in its group goes with it.
+        kill_group(pid)
+        code = transport.get_returncode()
+        transport.close()
+        output = _text(proto.out, proto.out_total)
+        error = _text(proto.err, proto.err_total)
+        truncated = proto.out_total > len(proto.out) or proto.err_total > len(proto.err)
+        if timed_out:
+            return ActionResult(
+                ok=False,
+                exit_code=code,
+                output=output,
+                error=(error + f"\ntimed out after {ctx.timeout_s:g} s").lstrip("\n"),
+                reason="timeout",
+                output_bytes=proto.out_total,
+                truncated=truncated,
+            )
+        return ActionResult(
+            ok=code == 0,
+            exit_code=code,
+            output=output,
+            error=error,
+            reason=None if code == 0 else ("signal" if code is not None and code < 0 else "exit"),
+            output_bytes=proto.out_total,
+            truncated=truncated,
+        )
+
+    async def aclose(self) -> None:
+        return None
+
+
+def _permitted(executable: str, allowed: Collection[str]) -> bool:
+    """A bare name must be listed by name; a path must be listed as that exact path."""
+    return executable in allowed
+
+
+def install_child_watcher() -> None:
+    """Python 3.11 watches children with a thread each; pidfd is cheaper (3.12's default)."""
+    if sys.version_info >= (3, 12):
+        return
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        watcher = asyncio.PidfdChildWatcher()
+        watcher.attach_loop(asyncio.get_running_loop())
+        asyncio.set_child_watcher(watcher)

@@ -1,0 +1,190 @@
+"""Estimates, ordering policy, pool choice and list scheduling.
+
+The executor and the planner's simulation share `order_key`, `choose_pool` and
+`take_startable`, so the plan a user sees is the schedule the engine follows.
+"""
+
+from __future__ import annotations
+
+import heapq
+import json
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from reynolds.core.graph import Graph, Node, bottom_levels, critical_path
+from reynolds.core.models import ShellAction, Strategy
+from reynolds.core.substitution import substitute
+
+OrderKey = tuple[float, ...]
+
+
+def history_keys(task_type: str, node: Node) -> list[str]:
+    """Duration-history keys, most specific first: the substituted argv, then the step."""
+    keys: list[str] = []
+    if isinstance(node.action, ShellAction):
+        values = {"component": node.component or "", "step": node.step or "", "taskType": task_type}
+        argv = substitute(node.action.argv, values, allow_option_values=True)
+        keys.append("argv:" + json.dumps(argv, separators=(",", ":")))
+    keys.append(f"step:{task_type}:{node.step or node.id}")
+    return keys
+
+
+def estimates(
+    graph: Graph, task_type: str, history: Mapping[str, float], default_s: float
+) -> dict[str, float]:
+    """Each node's expected seconds: its own estimate, else history, else the default."""
+    out: dict[str, float] = {}
+    for nid, node in graph.nodes.items():
+        if node.estimate_s is not None:
+            out[nid] = node.estimate_s
+            continue
+        for key in history_keys(task_type, node):
+            if key in history:
+                out[nid] = history[key]
+                break
+        else:
+            out[nid] = default_s
+    return out
+
+
+def order_key(approach: str, node: Node, bottom_s: float, estimate_s: float) -> OrderKey:
+    """Smaller runs first. `direct` keeps submission order; the others favour the critical
+    path, then the longest subtask, so long work starts early."""
+    if approach == "direct":
+        return (float(node.seq),)
+    return (-bottom_s, -estimate_s, float(node.seq))
+
+
+def effective_concurrency(strategy: Strategy) -> int:
+    return 1 if strategy.approach == "direct" else strategy.max_concurrency
+
+
+def choose_pool(
+    agent: str | None,
+    preferred: str | None,
+    free: Mapping[str, int],
+    replicas: Mapping[str, int],
+    approach: str,
+) -> str | None:
+    """The pool a ready subtask starts on now, or None if it must wait.
+
+    An explicit agent waits for its own pool; otherwise the capability match is preferred,
+    and any free slot is taken rather than waiting (contract section 2).
+    """
+    if agent is not None:
+        return agent if free.get(agent, 0) > 0 else None
+    if preferred is not None and free.get(preferred, 0) > 0:
+        return preferred
+    best: str | None = None
+    best_score = 0.0
+    for pool, slots in free.items():
+        if slots <= 0:
+            continue
+        score = slots / max(replicas.get(pool, 1), 1) if approach == "hybrid_intelligent" else slots
+        if best is None or score > best_score:
+            best, best_score = pool, float(score)
+    return best
+
+
+def take_startable(
+    ready: list[tuple[OrderKey, str]],
+    place: Callable[[str], str | None],
+    limit: int,
+) -> list[tuple[str, str]]:
+    """Pop up to `limit` subtasks from the `ready` heap that `place` can put on a pool now.
+
+    Subtasks that cannot start yet (their pool is full) go back on the heap, in order.
+    """
+    started: list[tuple[str, str]] = []
+    deferred: list[tuple[OrderKey, str]] = []
+    while ready and len(started) < limit:
+        item = heapq.heappop(ready)
+        pool = place(item[1])
+        if pool is None:
+            deferred.append(item)
+        else:
+            started.append((item[1], pool))
+    for item in deferred:
+        heapq.heappush(ready, item)
+    return started
+
+
+@dataclass(frozen=True, slots=True)
+class Simulation:
+    makespan_s: float
+    start_s: dict[str, float]
+
+
+def simulate(
+    graph: Graph,
+    estimate_s: Mapping[str, float],
+    strategy: Strategy,
+    capacity: Mapping[str, int],
+    preferred: Mapping[str, str | None],
+) -> Simulation:
+    """List-schedule the graph with the engine's own policy; returns the makespan."""
+    bottom = bottom_levels(graph, estimate_s)
+    remaining = {nid: len(n.depends_on) for nid, n in graph.nodes.items()}
+    ready: list[tuple[OrderKey, str]] = []
+    for nid, node in graph.nodes.items():
+        if remaining[nid] == 0:
+            heapq.heappush(ready, (order_key(strategy.approach, node, bottom[nid], estimate_s[nid]), nid))
+    free = dict(capacity)
+    limit = effective_concurrency(strategy)
+    running: list[tuple[float, int, str, str]] = []
+    starts: dict[str, float] = {}
+    now = 0.0
+    tick = 0
+
+    def place(nid: str) -> str | None:
+        node = graph.nodes[nid]
+        pool = choose_pool(node.agent, preferred.get(nid), free, capacity, strategy.approach)
+        if pool is not None:
+            free[pool] -= 1  # reserved now, so the next choice sees it taken
+        return pool
+
+    while ready or running:
+        for nid, pool in take_startable(ready, place, limit - len(running)):
+            starts[nid] = now
+            tick += 1
+            heapq.heappush(running, (now + estimate_s[nid], tick, nid, pool))
+        if not running:
+            break  # what is left can never start (a pool without replicas)
+        now, _, done, pool = heapq.heappop(running)
+        finished = [(done, pool)]
+        while running and running[0][0] <= now:
+            _, _, other, other_pool = heapq.heappop(running)
+            finished.append((other, other_pool))
+        for nid, pool_name in finished:
+            free[pool_name] += 1
+            for child in graph.dependents[nid]:
+                remaining[child] -= 1
+                if remaining[child] == 0:
+                    key = order_key(strategy.approach, graph.nodes[child], bottom[child], estimate_s[child])
+                    heapq.heappush(ready, (key, child))
+    return Simulation(now, starts)
+
+
+def plan_summary(
+    graph: Graph,
+    estimate_s: Mapping[str, float],
+    strategy: Strategy,
+    capacity: Mapping[str, int],
+    preferred: Mapping[str, str | None],
+) -> dict[str, Any]:
+    """The contract's `plan`: groups, critical path, estimated makespans and speedup."""
+    sim = simulate(graph, estimate_s, strategy, capacity, preferred)
+    sequential = sum(estimate_s.values())
+    return {
+        "strategy": strategy.model_dump(mode="json", by_alias=True),
+        "parallelGroups": graph.levels(),
+        "criticalPath": critical_path(graph, estimate_s),
+        "estimatedSequentialSeconds": round(sequential, 3),
+        "estimatedParallelSeconds": round(sim.makespan_s, 3),
+        "estimatedSpeedup": round(sequential / sim.makespan_s, 2) if sim.makespan_s > 0 else 1.0,
+    }
+
+
+def max_width(levels: Sequence[Sequence[str]]) -> int:
+    return max((len(level) for level in levels), default=1)

@@ -1,0 +1,129 @@
+"""Agent pool definitions (`config/agents.yaml`), aliases and the routing of a subtask to a pool."""
+
+from __future__ import annotations
+
+import posixpath
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic.alias_generators import to_camel
+
+from reynolds.core.models import Action, ShellAction
+from reynolds.errors import InvalidInput
+
+
+class _Config(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
+
+
+class Replicas(_Config):
+    min: int = Field(1, ge=0, le=1000)
+    max: int = Field(3, ge=1, le=1000)
+    initial: int = Field(1, ge=0, le=1000)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Replicas:
+        if not self.min <= self.initial <= self.max:
+            raise ValueError(f"need min ≤ initial ≤ max, got {self.min}, {self.initial}, {self.max}")
+        return self
+
+
+class Capabilities(_Config):
+    keywords: list[str] = Field(default_factory=list)
+    tools: list[str] = Field(default_factory=list)
+
+
+class PoolSpec(_Config):
+    """One specialised pool: what it is good at, what it may run, how many replicas."""
+
+    name: str
+    aliases: list[str] = Field(default_factory=list)
+    description: str = ""
+    philosophy: str = ""
+    replicas: Replicas = Field(default_factory=Replicas)
+    capabilities: Capabilities = Field(default_factory=Capabilities)
+    # Empty means any executable on PATH (contract section 2); otherwise names or paths.
+    executables: list[str] = Field(default_factory=list)
+    callables: list[str] = Field(default_factory=list)
+    mcp_servers: list[dict[str, Any]] = Field(default_factory=list)
+    http_hosts: list[str] = Field(default_factory=list)
+    # The action pattern subtasks of this pool run; None leaves such tasks `planned`.
+    executor: Action | None = None
+
+
+class PoolsFile(_Config):
+    pools: dict[str, PoolSpec]
+
+    @model_validator(mode="after")
+    def _aliases_unique(self) -> PoolsFile:
+        seen: dict[str, str] = {}
+        for key, pool in self.pools.items():
+            for name in {key, pool.name, *pool.aliases}:
+                if name in seen and seen[name] != key:
+                    raise ValueError(f"alias {name!r} is claimed by both {seen[name]} and {key}")
+                seen[name] = key
+        return self
+
+
+class PoolSet:
+    """The configured pools, by canonical type (`devops`, `platform`, `code`)."""
+
+    def __init__(self, pools: Mapping[str, PoolSpec]) -> None:
+        self.pools = dict(pools)
+        self._alias: dict[str, str] = {}
+        for key, pool in self.pools.items():
+            for name in {key, pool.name, *pool.aliases}:
+                self._alias[name.lower()] = key
+
+    @classmethod
+    def from_mapping(cls, data: Any, source: str = "agents.yaml") -> PoolSet:
+        try:
+            parsed = PoolsFile.model_validate(data)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first["loc"])
+            raise InvalidInput(f"{source}: {where}: {first['msg']}") from exc
+        return cls(parsed.pools)
+
+    def resolve(self, name: str) -> str:
+        """The canonical pool type for a name or alias; InvalidInput naming the choices."""
+        key = self._alias.get(name.lower())
+        if key is None:
+            raise InvalidInput(
+                f"unknown agent {name!r}; known: {', '.join(sorted(self._alias))}", field="agent"
+            )
+        return key
+
+    def capacity(self) -> dict[str, int]:
+        return {key: pool.replicas.initial for key, pool in self.pools.items()}
+
+
+_WORD = re.compile(r"[a-z0-9]+")
+
+
+def capability_scores(pools: PoolSet, text: str, executable: str | None) -> dict[str, float]:
+    """How well each pool's capabilities match a subtask's words and executable (0..)."""
+    words = set(_WORD.findall(text.lower()))
+    exe = posixpath.basename(executable).lower() if executable else None
+    scores: dict[str, float] = {}
+    for key, pool in pools.pools.items():
+        score = float(len(words & {k.lower() for k in pool.capabilities.keywords}))
+        if exe and exe in {t.lower() for t in pool.capabilities.tools}:
+            score += 2.0
+        scores[key] = score
+    return scores
+
+
+def preferred_pool(scores: Mapping[str, float]) -> str | None:
+    """The single best-matching pool, or None when no pool matches in particular."""
+    best = max(scores.values(), default=0.0)
+    if best <= 0:
+        return None
+    winners = [k for k, v in scores.items() if v == best]
+    return winners[0] if len(winners) == 1 else None
+
+
+def action_executable(action: Action) -> str | None:
+    return action.argv[0] if isinstance(action, ShellAction) else None

@@ -1,0 +1,28 @@
+"""Retry decisions: exponential backoff with full jitter, decided as a value."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# Reasons that another attempt cannot change.
+NOT_RETRYABLE = frozenset({"denied", "option_value", "cancelled", "interrupted", "invalid"})
+
+
+@dataclass(frozen=True, slots=True)
+class RetryDecision:
+    retry: bool
+    delay_s: float = 0.0
+
+
+def decide_retry(
+    attempt: int, retries: int, reason: str | None, *, base_s: float, cap_s: float, jitter: float
+) -> RetryDecision:
+    """After failed attempt number `attempt` (1-based), retry if the budget allows.
+
+    `jitter` is a random number in [0, 1), passed in so the decision is reproducible;
+    the delay is uniform in [0.5, 1) of min(cap, base · 2^(attempt-1)).
+    """
+    if reason in NOT_RETRYABLE or attempt > retries:
+        return RetryDecision(False)
+    ceiling = min(cap_s, base_s * (2 ** (attempt - 1)))
+    return RetryDecision(True, ceiling * (0.5 + jitter / 2))

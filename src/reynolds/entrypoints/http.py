@@ -1,0 +1,295 @@
+"""The HTTP API (FastAPI): health, status, metrics, the tool registry and tasks."""
+
+from __future__ import annotations
+
+import hmac
+import json
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from pydantic import ValidationError
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from reynolds import __version__
+from reynolds.bootstrap import Container, build
+from reynolds.core.models import ListTasksRequest, format_validation_errors
+from reynolds.errors import ReynoldsError
+from reynolds.services.tools import TOOLS, CallContext, call_tool
+from reynolds.settings import Settings
+
+MAX_BODY_BYTES = 1024 * 1024
+PROTOCOL_VERSION = "2025-06-18"
+
+
+class BodyLimit:
+    """413 for bodies over the limit, before anything parses them."""
+
+    def __init__(self, app: ASGIApp, limit: int = MAX_BODY_BYTES) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        for name, value in scope.get("headers", []):
+            if name == b"content-length" and value.isdigit() and int(value) > self.limit:
+                await _too_large(send, self.limit)
+                return
+        seen = 0
+
+        async def limited() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.limit:
+                    raise _BodyTooLarge
+            return message
+
+        try:
+            await self.app(scope, limited, send)
+        except _BodyTooLarge:
+            await _too_large(send, self.limit)
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
+async def _too_large(send: Send, limit: int) -> None:
+    body = json.dumps({"error": f"request body is larger than {limit} bytes"}).encode()
+    await send({"type": "http.response.start", "status": 413,
+                "headers": [(b"content-type", b"application/json")]})
+    await send({"type": "http.response.body", "body": body})
+
+
+def _tokens(settings: Settings) -> dict[str, str]:
+    """token → name, from REYNOLDS_API_TOKEN / secrets/api_token.txt / secrets/api_tokens.txt."""
+    out: dict[str, str] = {}
+    single = settings.token()
+    if single:
+        out[single] = "default"
+    named = settings.secrets_dir / "api_tokens.txt"
+    if named.is_file():
+        for line in named.read_text(encoding="utf-8").splitlines():
+            name, sep, token = line.strip().partition(":")
+            if sep and name and token and not line.lstrip().startswith("#"):
+                out[token.strip()] = name.strip()
+    return out
+
+
+def _token_name(tokens: dict[str, str], header: str | None) -> str | None:
+    if not header or not header.startswith("Bearer "):
+        return None
+    given = header[7:].strip().encode()
+    found = None
+    for token, name in tokens.items():
+        # Compare against every token, in constant time each, so timing reveals nothing.
+        if hmac.compare_digest(given, token.encode()):
+            found = name
+    return found
+
+
+def create_app(settings: Settings, *, hold_lock: bool = True) -> FastAPI:
+    """A new app (and, in its lifespan, a new engine) for these settings."""
+    state: dict[str, Container] = {}
+    tokens = _tokens(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        container = await build(settings, hold_lock=hold_lock)
+        state["c"] = container
+        try:
+            yield
+        finally:
+            await container.aclose()
+
+    app = FastAPI(title="Reynolds", version=__version__, lifespan=lifespan)
+
+    def c() -> Container:
+        return state["c"]
+
+    @app.middleware("http")
+    async def auth_and_timing(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        started = time.perf_counter()
+        if tokens and request.url.path != "/health":
+            name = _token_name(tokens, request.headers.get("authorization"))
+            if name is None:
+                return JSONResponse(
+                    {"error": "missing or invalid bearer token"},
+                    status_code=401,
+                    headers={"WWW-Authenticate": 'Bearer realm="reynolds"'},
+                )
+            request.state.token_name = name
+        response = await call_next(request)
+        route = request.scope.get("route")
+        path = getattr(route, "path", "unmatched")
+        if "c" in state:
+            state["c"].metrics.http_duration.labels(
+                request.method, path, str(response.status_code)
+            ).observe(time.perf_counter() - started)
+        return response
+
+    @app.exception_handler(ReynoldsError)
+    async def reynolds_error(request: Request, exc: ReynoldsError) -> JSONResponse:
+        return JSONResponse(exc.to_dict(), status_code=exc.status_code)
+
+    @app.exception_handler(RequestValidationError)
+    async def request_invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = format_validation_errors(list(exc.errors()))
+        return JSONResponse({"error": "invalid request", "errors": errors}, status_code=422)
+
+    @app.get("/health")
+    async def health() -> JSONResponse:
+        checks: dict[str, Any] = {}
+        try:
+            await c().store.flush()
+            checks["store"] = {"status": "ok", "url": _redact(settings.effective_database_url)}
+        except Exception as exc:
+            checks["store"] = {"status": "failing", "error": str(exc)}
+        pools = c().engine.pool_status()
+        checks["pools"] = {
+            "status": "ok" if all(p["replicas"] > 0 for p in pools) else "failing",
+            "replicas": {p["type"]: p["replicas"] for p in pools},
+        }
+        failing = [k for k, v in checks.items() if v["status"] != "ok"]
+        body = {"status": "unhealthy" if failing else "healthy", "checks": checks,
+                "version": __version__}
+        if failing:
+            body["failing"] = failing
+        return JSONResponse(body, status_code=503 if failing else 200)
+
+    @app.get("/status")
+    async def status() -> dict[str, Any]:
+        container = c()
+        await container.store.flush()
+        import asyncio
+
+        counts = await asyncio.to_thread(container.store.task_counts)
+        return {
+            "service": "reynolds",
+            "version": __version__,
+            "pools": container.engine.pool_status(),
+            "tasks": counts,
+            "engine": container.engine.counts(),
+            "backend": settings.backend,
+            "store": _redact(settings.effective_database_url).split(":", 1)[0],
+            "uptimeSeconds": round(time.time() - container.started_at, 3),
+            "resumedTasks": container.resumed,
+        }
+
+    @app.get("/metrics")
+    async def metrics() -> Response:
+        c().engine.pool_status()  # refreshes the pool gauges
+        return Response(c().metrics.render(), media_type="text/plain; version=0.0.4")
+
+    @app.get("/mcp/capabilities")
+    async def capabilities() -> dict[str, Any]:
+        return {
+            "capabilities": {"tools": {"listChanged": False}, "resources": {}},
+            "protocolVersion": PROTOCOL_VERSION,
+            "serverInfo": {"name": "reynolds", "version": __version__},
+        }
+
+    @app.get("/mcp/tools")
+    async def list_tools() -> list[dict[str, Any]]:
+        return [
+            {"name": t.name, "description": t.description, "inputSchema": t.input_schema()}
+            for t in TOOLS.values()
+        ]
+
+    @app.post("/mcp/tools/{tool_name}")
+    async def run_tool(tool_name: str, request: Request) -> JSONResponse:
+        if tool_name not in TOOLS:
+            return JSONResponse(
+                {"error": f"unknown tool {tool_name!r}", "availableTools": sorted(TOOLS)},
+                status_code=404,
+            )
+        arguments = await _arguments(request)
+        if isinstance(arguments, JSONResponse):
+            return arguments
+        ctx = CallContext(getattr(request.state, "token_name", None))
+        try:
+            result = await call_tool(c().engine, tool_name, arguments, ctx)
+        except ValidationError as exc:
+            errors = [
+                {"field": f"arguments.{e['field']}", "reason": e["reason"]}
+                for e in format_validation_errors(list(exc.errors()))
+            ]
+            return JSONResponse({"error": "invalid arguments", "errors": errors}, status_code=422)
+        text = json.dumps(result, separators=(",", ":"))
+        return JSONResponse(
+            {"content": [{"type": "text", "text": text}], "structuredContent": result,
+             "isError": False}
+        )
+
+    @app.get("/mcp/resources")
+    async def resources() -> JSONResponse:
+        return JSONResponse({"error": "MCP resources: not available yet"}, status_code=501)
+
+    @app.get("/tasks")
+    async def list_tasks(status: str | None = None, limit: int = 50) -> Any:
+        try:
+            req = ListTasksRequest.model_validate({"status": status, "limit": limit})
+        except ValidationError as exc:
+            return JSONResponse(
+                {"error": "invalid query", "errors": format_validation_errors(list(exc.errors()))},
+                status_code=422,
+            )
+        return {"tasks": await c().engine.list(req.status, req.limit)}
+
+    @app.get("/tasks/{task_id}")
+    async def get_task(task_id: str) -> dict[str, Any]:
+        return await c().engine.result(task_id)
+
+    @app.post("/tasks/{task_id}/cancel")
+    async def cancel_task(task_id: str) -> dict[str, Any]:
+        return await c().engine.cancel(task_id)
+
+    @app.get("/", response_class=HTMLResponse)
+    async def dashboard() -> HTMLResponse:
+        return HTMLResponse(
+            "<!doctype html><title>Reynolds</title><h1>Reynolds</h1>"
+            "<p>The web dashboard: not available yet. The API is at <a href='/docs'>/docs</a>, "
+            "tasks at <a href='/tasks'>/tasks</a>.</p>",
+            status_code=501,
+        )
+
+    app.add_middleware(BodyLimit)
+    return app
+
+
+async def _arguments(request: Request) -> dict[str, Any] | JSONResponse:
+    raw = await request.body()
+    if not raw.strip():
+        return {}
+    try:
+        body = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        return JSONResponse(
+            {"error": "body is not valid JSON", "errors": [{"field": "(body)", "reason": str(exc)}]},
+            status_code=422,
+        )
+    if not isinstance(body, dict) or not isinstance(body.get("arguments", {}), dict):
+        return JSONResponse(
+            {"error": "body must be an object {\"arguments\": {...}}",
+             "errors": [{"field": "arguments", "reason": "must be an object"}]},
+            status_code=422,
+        )
+    args: dict[str, Any] = body.get("arguments", {})
+    return args
+
+
+def _redact(url: str) -> str:
+    """A database URL without its password."""
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)

@@ -1,17 +1,17 @@
 """The errors Reynolds raises, translated once at each edge.
 
-    ReynoldsError
-    ├── InvalidInput        (422) the request is well-formed JSON but says something impossible
-    ├── PlanError           (422)
-    │   ├── CycleDetected
-    │   └── UnknownDependency
-    ├── ActionDenied        a subtask asked for something its pool does not permit
-    ├── StoreError
-    │   ├── NotFound        (404)
-    │   ├── Conflict        (409)
-    │   └── AlreadyRunning  another scheduler holds this REYNOLDS_HOME
-    ├── NotAvailableYet     (501) a contract feature that is not built yet
-    └── TransientError      worth retrying
+ReynoldsError
+├── InvalidInput        (422) the request is well-formed JSON but says something impossible
+├── PlanError           (422)
+│   ├── CycleDetected
+│   └── UnknownDependency
+├── ActionDenied        a subtask asked for something its pool does not permit
+├── StoreError
+│   ├── NotFound        (404)
+│   ├── Conflict        (409)
+│   └── AlreadyRunning  another scheduler holds this REYNOLDS_HOME
+├── NotAvailableYet     (501) a contract feature that is not built yet
+└── TransientError      worth retrying
 """
 
 from __future__ import annotations

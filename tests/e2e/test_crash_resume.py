@@ -44,8 +44,14 @@ class Server:
 
     def start(self) -> None:
         log = open(self.home.parent / "server.log", "ab")  # noqa: SIM115
-        self.proc = subprocess.Popen([PY, "-m", "reynolds", "serve"], cwd=ROOT, env=self.env,
-                                     stdout=log, stderr=log, stdin=subprocess.DEVNULL)
+        self.proc = subprocess.Popen(
+            [PY, "-m", "reynolds", "serve"],
+            cwd=ROOT,
+            env=self.env,
+            stdout=log,
+            stderr=log,
+            stdin=subprocess.DEVNULL,
+        )
         until(lambda: self._healthy(), 30, "server did not become healthy")
 
     def _healthy(self) -> bool:
@@ -113,18 +119,43 @@ def test_sigkill_mid_task_then_start_finishes_every_component_without_rerunning_
     pids.mkdir()
     components = ["slow-one", *[f"c{i:02d}" for i in range(11)]]
     server.start()
-    task = server.call("orchestrate_task", task={
-        "type": "crash-drill", "components": components,
-        "steps": [{"name": "work", "action": {"kind": "shell", "argv": [
-            PY, "-c", STEP, "{component}", str(out), str(pids)]}}]},
-        strategy={"maxConcurrency": 3})
-    fragile = server.call("orchestrate_task", task={
-        "type": "crash-drill", "steps": [{"name": "once", "idempotent": False, "action": {
-            "kind": "shell", "argv": [PY, "-c", "import time; time.sleep(60)"]}}]})
+    task = server.call(
+        "orchestrate_task",
+        task={
+            "type": "crash-drill",
+            "components": components,
+            "steps": [
+                {
+                    "name": "work",
+                    "action": {
+                        "kind": "shell",
+                        "argv": [PY, "-c", STEP, "{component}", str(out), str(pids)],
+                    },
+                }
+            ],
+        },
+        strategy={"maxConcurrency": 3},
+    )
+    fragile = server.call(
+        "orchestrate_task",
+        task={
+            "type": "crash-drill",
+            "steps": [
+                {
+                    "name": "once",
+                    "idempotent": False,
+                    "action": {"kind": "shell", "argv": [PY, "-c", "import time; time.sleep(60)"]},
+                }
+            ],
+        },
+    )
 
     def reported_successes() -> set[str]:
-        return {s["component"] for s in server.task(task["taskId"])["subtasks"]
-                if s["status"] == "succeeded"}
+        return {
+            s["component"]
+            for s in server.task(task["taskId"])["subtasks"]
+            if s["status"] == "succeeded"
+        }
 
     until(lambda: len(reported_successes()) >= 3, 30, "no progress before the crash")
     succeeded_before = reported_successes()
@@ -135,8 +166,11 @@ def test_sigkill_mid_task_then_start_finishes_every_component_without_rerunning_
 
     server.start()
     until(lambda: not alive(slow_pid), 10, "the restarted server did not kill the orphan")
-    until(lambda: server.task(task["taskId"])["status"] not in ("running", "pending"), 60,
-          "the resumed task did not finish")
+    until(
+        lambda: server.task(task["taskId"])["status"] not in ("running", "pending"),
+        60,
+        "the resumed task did not finish",
+    )
     final = server.task(task["taskId"])
     assert final["status"] == "succeeded", final
     lines = out.read_text().split()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import sys
 import time
 from collections.abc import AsyncIterator
@@ -38,8 +39,12 @@ def shell(*argv: str, **extra: Any) -> dict[str, Any]:
     return {"action": {"kind": "shell", "argv": list(argv)}, **extra}
 
 
-async def run_task(app: Container, task: dict[str, Any], strategy: dict[str, Any] | None = None,
-                   timeout_s: float = 30) -> dict[str, Any]:
+async def run_task(
+    app: Container,
+    task: dict[str, Any],
+    strategy: dict[str, Any] | None = None,
+    timeout_s: float = 30,
+) -> dict[str, Any]:
     spec = TaskSpec.model_validate(task)
     run = await app.engine.submit(spec, Strategy.model_validate(strategy) if strategy else None)
     assert await app.engine.wait(run, timeout_s), "task did not finish in time"
@@ -58,12 +63,19 @@ def ts(value: str) -> float:
 
 async def test_a_diamond_runs_in_order_with_its_branches_overlapping(app: Container) -> None:
     nap = (PY, "-c", "import time; time.sleep(0.4)")
-    result = await run_task(app, {"type": "x", "subtasks": [
-        {"id": "a", **shell("true")},
-        {"id": "b", "dependsOn": ["a"], **shell(*nap)},
-        {"id": "c", "dependsOn": ["a"], **shell(*nap)},
-        {"id": "d", "dependsOn": ["b", "c"], **shell("true")},
-    ]}, {"maxConcurrency": 4})
+    result = await run_task(
+        app,
+        {
+            "type": "x",
+            "subtasks": [
+                {"id": "a", **shell("true")},
+                {"id": "b", "dependsOn": ["a"], **shell(*nap)},
+                {"id": "c", "dependsOn": ["a"], **shell(*nap)},
+                {"id": "d", "dependsOn": ["b", "c"], **shell("true")},
+            ],
+        },
+        {"maxConcurrency": 4},
+    )
     assert result["status"] == "succeeded", result
     s = by_id(result)
     assert ts(s["a"]["finishedAt"]) <= ts(s["b"]["startedAt"])
@@ -76,18 +88,35 @@ async def test_a_diamond_runs_in_order_with_its_branches_overlapping(app: Contai
 async def test_component_names_with_shell_metacharacters_stay_plain_text(
     app: Container, tmp_path: Path
 ) -> None:
-    names = [f"a; touch {tmp_path}/p1", f"$(touch {tmp_path}/p2)", f"`touch {tmp_path}/p3`",
-             "x | cat > /tmp/never", "*"]
-    result = await run_task(app, {"type": "x", "components": names,
-                                  "steps": [{"name": "echo", **shell("printf", "%s", "{component}")}]})
+    names = [
+        f"a; touch {tmp_path}/p1",
+        f"$(touch {tmp_path}/p2)",
+        f"`touch {tmp_path}/p3`",
+        "x | cat > /tmp/never",
+        "*",
+    ]
+    result = await run_task(
+        app,
+        {
+            "type": "x",
+            "components": names,
+            "steps": [{"name": "echo", **shell("printf", "%s", "{component}")}],
+        },
+    )
     assert result["status"] == "succeeded"
     assert sorted(s["output"] for s in result["subtasks"]) == sorted(names)
     assert not list(tmp_path.glob("p*"))
 
 
 async def test_a_value_that_looks_like_an_option_is_denied(app: Container) -> None:
-    result = await run_task(app, {"type": "x", "components": ["--output=/etc/x"],
-                                  "steps": [{"name": "cat", **shell("cat", "{component}")}]})
+    result = await run_task(
+        app,
+        {
+            "type": "x",
+            "components": ["--output=/etc/x"],
+            "steps": [{"name": "cat", **shell("cat", "{component}")}],
+        },
+    )
     sub = result["subtasks"][0]
     assert (result["status"], sub["status"], sub["reason"]) == ("failed", "failed", "denied")
 
@@ -101,8 +130,10 @@ async def test_a_timeout_kills_the_whole_process_group(app: Container, tmp_path:
         "time.sleep(60)\n"
     )
     started = time.monotonic()
-    result = await run_task(app, {"type": "x", "steps": [
-        {"name": "hang", "timeoutSeconds": 1, **shell(PY, "-c", code)}]})
+    result = await run_task(
+        app,
+        {"type": "x", "steps": [{"name": "hang", "timeoutSeconds": 1, **shell(PY, "-c", code)}]},
+    )
     assert time.monotonic() - started < 10
     sub = result["subtasks"][0]
     assert (sub["status"], sub["reason"]) == ("failed", "timeout")
@@ -111,8 +142,13 @@ async def test_a_timeout_kills_the_whole_process_group(app: Container, tmp_path:
 
 async def test_cancel_stops_running_processes(app: Container, tmp_path: Path) -> None:
     code = "import os,sys,time; open(sys.argv[1],'w').write(str(os.getpid())); time.sleep(60)"
-    spec = TaskSpec.model_validate({"type": "x", "components": ["a", "b", "c"], "steps": [
-        {"name": "nap", **shell(PY, "-c", code, f"{tmp_path}/{{component}}.pid")}]})
+    spec = TaskSpec.model_validate(
+        {
+            "type": "x",
+            "components": ["a", "b", "c"],
+            "steps": [{"name": "nap", **shell(PY, "-c", code, f"{tmp_path}/{{component}}.pid")}],
+        }
+    )
     run = await app.engine.submit(spec, Strategy(max_concurrency=2))
     pids = [tmp_path / "a.pid", tmp_path / "b.pid"]
     await _until(lambda: all(p.exists() and p.read_text() for p in pids))
@@ -131,40 +167,67 @@ async def test_retries_back_off_and_then_succeed(app: Container, tmp_path: Path)
         "p = pathlib.Path(sys.argv[1]); n = int(p.read_text()) if p.exists() else 0\n"
         "p.write_text(str(n + 1)); sys.exit(0 if n >= 2 else 3)\n"
     )
-    result = await run_task(app, {"type": "x", "steps": [
-        {"name": "flaky", "retries": 3, **shell(PY, "-c", code, str(counter))}]})
+    result = await run_task(
+        app,
+        {
+            "type": "x",
+            "steps": [{"name": "flaky", "retries": 3, **shell(PY, "-c", code, str(counter))}],
+        },
+    )
     sub = result["subtasks"][0]
     assert (sub["status"], sub["attempts"]) == ("succeeded", 3)
     events = await asyncio.to_thread(app.store.events, result["taskId"])
     starts = [e["at"] for e in events if e["kind"] == "subtask_started"]
     delays = [e["data"]["delaySeconds"] for e in events if e["kind"] == "subtask_retry"]
     assert len(starts) == 3 and len(delays) == 2
-    for gap, delay in zip([b - a for a, b in zip(starts, starts[1:])], delays, strict=True):
+    for gap, delay in zip([b - a for a, b in itertools.pairwise(starts)], delays, strict=True):
         assert gap >= delay
 
 
 async def test_downstream_subtasks_are_skipped_when_an_upstream_fails(app: Container) -> None:
-    result = await run_task(app, {"type": "x", "subtasks": [
-        {"id": "a", **shell("false")},
-        {"id": "b", "dependsOn": ["a"], **shell("true")},
-        {"id": "c", "dependsOn": ["b"], **shell("true")},
-        {"id": "z", **shell("true")},
-    ]})
+    result = await run_task(
+        app,
+        {
+            "type": "x",
+            "subtasks": [
+                {"id": "a", **shell("false")},
+                {"id": "b", "dependsOn": ["a"], **shell("true")},
+                {"id": "c", "dependsOn": ["b"], **shell("true")},
+                {"id": "z", **shell("true")},
+            ],
+        },
+    )
     s = by_id(result)
     assert result["status"] == "failed" and not result["success"]
     assert (s["a"]["status"], s["b"]["status"], s["c"]["status"], s["z"]["status"]) == (
-        "failed", "skipped", "skipped", "succeeded")
+        "failed",
+        "skipped",
+        "skipped",
+        "succeeded",
+    )
     assert s["a"]["exitCode"] == 1
 
 
-async def test_a_second_run_uses_learned_durations_to_start_the_longest_first(app: Container) -> None:
-    task = {"type": "skewed", "components": ["0.05", "0.06", "0.07", "0.6"],
-            "steps": [{"name": "nap", **shell(PY, "-c", "import sys,time; time.sleep(float(sys.argv[1]))", "{component}")}]}
+async def test_a_second_run_uses_learned_durations_to_start_the_longest_first(
+    app: Container,
+) -> None:
+    task = {
+        "type": "skewed",
+        "components": ["0.05", "0.06", "0.07", "0.6"],
+        "steps": [
+            {
+                "name": "nap",
+                **shell(PY, "-c", "import sys,time; time.sleep(float(sys.argv[1]))", "{component}"),
+            }
+        ],
+    }
     first = await run_task(app, task, {"maxConcurrency": 1})
     second = await run_task(app, task, {"maxConcurrency": 1})
 
     def order(result: dict[str, Any]) -> list[str]:
-        return [s["component"] for s in sorted(result["subtasks"], key=lambda s: ts(s["startedAt"]))]
+        return [
+            s["component"] for s in sorted(result["subtasks"], key=lambda s: ts(s["startedAt"]))
+        ]
 
     assert order(first)[0] == "0.05"
     assert order(second)[0] == "0.6"
@@ -172,14 +235,17 @@ async def test_a_second_run_uses_learned_durations_to_start_the_longest_first(ap
 
 
 async def test_output_is_capped_and_marked(app: Container) -> None:
-    result = await run_task(app, {"type": "x", "steps": [
-        {"name": "loud", **shell(PY, "-c", "print('x' * 200000)")}]})
+    result = await run_task(
+        app, {"type": "x", "steps": [{"name": "loud", **shell(PY, "-c", "print('x' * 200000)")}]}
+    )
     out = result["subtasks"][0]["output"]
     assert "output truncated" in out and len(out) < 70_000
 
 
 async def test_a_missing_executable_fails_with_127(app: Container) -> None:
-    result = await run_task(app, {"type": "x", "steps": [{"name": "n", **shell("no-such-tool-xyz")}]})
+    result = await run_task(
+        app, {"type": "x", "steps": [{"name": "n", **shell("no-such-tool-xyz")}]}
+    )
     assert result["subtasks"][0]["exitCode"] == 127
 
 
@@ -197,4 +263,3 @@ def _alive(pid: int) -> bool:
             return fh.read().split(")")[-1].split()[0] != "Z"
     except FileNotFoundError:
         return False
-

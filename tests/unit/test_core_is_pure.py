@@ -7,8 +7,20 @@ from pathlib import Path
 
 import reynolds.core
 
-FORBIDDEN = {"os", "time", "random", "asyncio", "subprocess", "socket", "sqlalchemy", "fastapi",
-             "httpx", "uuid", "threading", "datetime.datetime.now"}
+FORBIDDEN = {
+    "os",
+    "time",
+    "random",
+    "asyncio",
+    "subprocess",
+    "socket",
+    "sqlalchemy",
+    "fastapi",
+    "httpx",
+    "uuid",
+    "threading",
+    "datetime.datetime.now",
+}
 
 
 def test_core_modules_import_nothing_that_does_io() -> None:

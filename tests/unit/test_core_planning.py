@@ -66,7 +66,9 @@ def test_history_is_used_when_no_estimate_is_given() -> None:
 @given(st.integers(1, 40), st.integers(1, 12))
 def test_a_flat_workload_takes_ceil_n_over_slots_rounds(n: int, conc: int) -> None:
     g = flat(n)
-    sim = planning.simulate(g, dict.fromkeys(g.nodes, 1.0), Strategy(max_concurrency=conc), POOLS, {})
+    sim = planning.simulate(
+        g, dict.fromkeys(g.nodes, 1.0), Strategy(max_concurrency=conc), POOLS, {}
+    )
     assert sim.makespan_s == math.ceil(n / min(conc, sum(POOLS.values())))
 
 

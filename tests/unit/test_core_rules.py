@@ -21,24 +21,36 @@ def pools() -> PoolSet:
 
 
 def test_placeholders_are_replaced_inside_elements_and_never_split() -> None:
-    argv = substitute(["echo", "name={component}", "{component}"], {"component": "a; rm -rf /"},
-                      allow_option_values=False)
+    argv = substitute(
+        ["echo", "name={component}", "{component}"],
+        {"component": "a; rm -rf /"},
+        allow_option_values=False,
+    )
     assert argv == ["echo", "name=a; rm -rf /", "a; rm -rf /"]
 
 
 def test_a_value_that_would_become_an_option_is_refused() -> None:
     with pytest.raises(ActionDenied):
-        substitute(["cat", "{component}"], {"component": "--output=/etc/x"}, allow_option_values=False)
-    assert substitute(["cat", "{component}"], {"component": "-v"}, allow_option_values=True) == ["cat", "-v"]
+        substitute(
+            ["cat", "{component}"], {"component": "--output=/etc/x"}, allow_option_values=False
+        )
+    assert substitute(["cat", "{component}"], {"component": "-v"}, allow_option_values=True) == [
+        "cat",
+        "-v",
+    ]
 
 
 def test_a_substituted_value_is_not_substituted_again() -> None:
-    out = substitute(["{component}"], {"component": "{taskId}", "taskId": "T"}, allow_option_values=False)
+    out = substitute(
+        ["{component}"], {"component": "{taskId}", "taskId": "T"}, allow_option_values=False
+    )
     assert out == ["{taskId}"]
 
 
 def test_retries_back_off_exponentially_within_the_cap() -> None:
-    delays = [decide_retry(a, 5, "exit", base_s=1, cap_s=5, jitter=0.999).delay_s for a in (1, 2, 3, 4)]
+    delays = [
+        decide_retry(a, 5, "exit", base_s=1, cap_s=5, jitter=0.999).delay_s for a in (1, 2, 3, 4)
+    ]
     assert delays[0] < delays[1] < delays[2]
     assert delays[3] <= 5
     assert decide_retry(1, 5, "exit", base_s=1, cap_s=5, jitter=0.0).delay_s == 0.5
@@ -51,36 +63,56 @@ def test_no_retry_past_the_budget_or_for_a_denial() -> None:
 
 @pytest.mark.parametrize(
     ("task_type", "pattern"),
-    [("db-migration", "migration"), ("release", "deployment"), ("audit", "analysis"),
-     ("feature-development", "development"), ("chores", "default")],
+    [
+        ("db-migration", "migration"),
+        ("release", "deployment"),
+        ("audit", "analysis"),
+        ("feature-development", "development"),
+        ("chores", "default"),
+    ],
 )
 def test_task_types_pick_patterns_by_keyword(task_type: str, pattern: str) -> None:
     assert pattern_for(task_type) == pattern
 
 
 def test_steps_times_components_link_steps_within_each_component(pools: PoolSet) -> None:
-    spec = TaskSpec.model_validate({
-        "type": "x", "components": ["a", "b"],
-        "steps": [{"name": "build", "action": {"kind": "shell", "argv": ["true"]}},
-                  {"name": "test", "after": ["build"], "action": {"kind": "shell", "argv": ["true"]}}],
-    })
+    spec = TaskSpec.model_validate(
+        {
+            "type": "x",
+            "components": ["a", "b"],
+            "steps": [
+                {"name": "build", "action": {"kind": "shell", "argv": ["true"]}},
+                {"name": "test", "after": ["build"], "action": {"kind": "shell", "argv": ["true"]}},
+            ],
+        }
+    )
     graph = decompose(spec, pools).graph
     assert graph.nodes["test:a"].depends_on == ("build:a",)
     assert graph.levels() == [["build:a", "build:b"], ["test:a", "test:b"]]
 
 
 def test_a_step_after_an_unknown_step_is_refused(pools: PoolSet) -> None:
-    spec = TaskSpec.model_validate({
-        "type": "x", "steps": [{"name": "t", "after": ["nope"], "action": {"kind": "shell", "argv": ["true"]}}],
-    })
+    spec = TaskSpec.model_validate(
+        {
+            "type": "x",
+            "steps": [
+                {"name": "t", "after": ["nope"], "action": {"kind": "shell", "argv": ["true"]}}
+            ],
+        }
+    )
     with pytest.raises(UnknownDependency, match="nope"):
         decompose(spec, pools)
 
 
 def test_an_unknown_agent_is_refused_naming_the_field(pools: PoolSet) -> None:
-    spec = TaskSpec.model_validate({
-        "type": "x", "steps": [{"name": "t", "agent": "wizard", "action": {"kind": "shell", "argv": ["true"]}}],
-    })
+    spec = TaskSpec.model_validate(
+        {
+            "type": "x",
+            "steps": [
+                {"name": "t", "agent": "wizard", "action": {"kind": "shell", "argv": ["true"]}}
+            ],
+        }
+    )
     with pytest.raises(InvalidInput) as err:
         decompose(spec, pools)
     assert err.value.details["field"] == "task.steps.0.agent"
@@ -99,8 +131,16 @@ def test_a_migration_without_an_executor_is_planned_with_what_to_add(pools: Pool
 
 def test_validation_errors_name_the_field_in_camel_case() -> None:
     with pytest.raises(ValidationError) as err:
-        OrchestrateRequest.model_validate({"task": {"type": "x", "steps": [
-            {"name": "s", "action": {"kind": "shell", "argv": []}, "timeoutSeconds": -1}]}})
+        OrchestrateRequest.model_validate(
+            {
+                "task": {
+                    "type": "x",
+                    "steps": [
+                        {"name": "s", "action": {"kind": "shell", "argv": []}, "timeoutSeconds": -1}
+                    ],
+                }
+            }
+        )
     fields = {e["field"] for e in format_validation_errors(err.value.errors())}
     assert "task.steps.0.action.shell.argv" in fields
     assert "task.steps.0.timeoutSeconds" in fields
@@ -110,11 +150,22 @@ def test_unknown_fields_and_action_kinds_are_refused() -> None:
     with pytest.raises(ValidationError):
         TaskSpec.model_validate({"type": "x", "stepz": []})
     with pytest.raises(ValidationError):
-        TaskSpec.model_validate({"type": "x", "steps": [{"name": "s", "action": {"kind": "bash", "argv": ["x"]}}]})
+        TaskSpec.model_validate(
+            {"type": "x", "steps": [{"name": "s", "action": {"kind": "bash", "argv": ["x"]}}]}
+        )
 
 
 def test_a_step_may_not_set_path_or_loader_variables() -> None:
     for key in ("PATH", "LD_PRELOAD", "PYTHONPATH"):
         with pytest.raises(ValidationError, match=key):
-            TaskSpec.model_validate({"type": "x", "steps": [
-                {"name": "s", "action": {"kind": "shell", "argv": ["true"], "env": {key: "x"}}}]})
+            TaskSpec.model_validate(
+                {
+                    "type": "x",
+                    "steps": [
+                        {
+                            "name": "s",
+                            "action": {"kind": "shell", "argv": ["true"], "env": {key: "x"}},
+                        }
+                    ],
+                }
+            )

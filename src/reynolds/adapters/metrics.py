@@ -13,7 +13,9 @@ class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
-        self.tasks = Counter("reynolds_tasks", "Tasks that ended, by status", ["status"], registry=r)
+        self.tasks = Counter(
+            "reynolds_tasks", "Tasks that ended, by status", ["status"], registry=r
+        )
         self.subtasks = Counter(
             "reynolds_subtasks", "Subtasks that ended", ["agent_type", "status"], registry=r
         )
@@ -27,26 +29,32 @@ class Metrics:
             "reynolds_agent_replicas", "Replicas per pool", ["agent_type"], registry=r
         )
         self.utilization = Gauge(
-            "reynolds_agent_utilization", "Busy share of a pool's replicas", ["agent_type"],
+            "reynolds_agent_utilization",
+            "Busy share of a pool's replicas",
+            ["agent_type"],
             registry=r,
         )
         self.queue_depth = Gauge(
             "reynolds_queue_depth", "Ready subtasks waiting for a pool", ["agent_type"], registry=r
         )
         self.parallel_ratio = Gauge(
-            "reynolds_parallel_execution_ratio", "Parallel execution ratio of the last task",
+            "reynolds_parallel_execution_ratio",
+            "Parallel execution ratio of the last task",
             registry=r,
         )
         self.overhead_ratio = Gauge(
-            "reynolds_orchestration_overhead_ratio", "Orchestration overhead of the last task",
+            "reynolds_orchestration_overhead_ratio",
+            "Orchestration overhead of the last task",
             registry=r,
         )
         self.loops_detected = Counter(
             "reynolds_loop_prevention_loop_detected", "Loops detected", ["reason"], registry=r
         )
         self.breaker_open = Gauge(
-            "reynolds_loop_prevention_circuit_breaker_open", "1 when a pool's breaker is open",
-            ["agent_type"], registry=r,
+            "reynolds_loop_prevention_circuit_breaker_open",
+            "1 when a pool's breaker is open",
+            ["agent_type"],
+            registry=r,
         )
         self.http_duration = Histogram(
             "reynolds_http_request_duration_seconds",

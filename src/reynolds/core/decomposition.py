@@ -86,8 +86,15 @@ def _from_steps(spec: TaskSpec, pools: PoolSet) -> list[Node]:
             nid = step.name if component is None else f"{step.name}:{component}"
             deps = tuple(a if component is None else f"{a}:{component}" for a in step.after)
             nodes.append(
-                _node(nid, len(nodes), step, agent, depends_on=deps, component=component,
-                      step=step.name)
+                _node(
+                    nid,
+                    len(nodes),
+                    step,
+                    agent,
+                    depends_on=deps,
+                    component=component,
+                    step=step.name,
+                )
             )
     return nodes
 
@@ -108,7 +115,9 @@ def _from_subtasks(spec: TaskSpec, pools: PoolSet) -> list[Node]:
     ]
 
 
-def _pattern_shape(pattern: str, components: list[str]) -> list[tuple[str, str | None, str, list[str]]]:
+def _pattern_shape(
+    pattern: str, components: list[str]
+) -> list[tuple[str, str | None, str, list[str]]]:
     """(step, component, pool, [upstream steps]) for each subtask of a pattern."""
     each: list[str | None] = list(components) or [None]
     rows: list[tuple[str, str | None, str, list[str]]] = []
@@ -150,8 +159,10 @@ def _from_pattern(spec: TaskSpec, pools: PoolSet) -> Decomposition:
         deps: list[str] = []
         for up in upstream:
             same = f"{up}:{component}"
-            deps += [same] if component is not None and same in ids_by_step.get(up, []) else (
-                ids_by_step.get(up, [])
+            deps += (
+                [same]
+                if component is not None and same in ids_by_step.get(up, [])
+                else (ids_by_step.get(up, []))
             )
         if pool is None or pool.executor is None:
             lacking.add(pool_key or "(none)")

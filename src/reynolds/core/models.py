@@ -78,7 +78,9 @@ class ShellAction(WireModel):
             if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,127}", key):
                 raise ValueError(f"{key!r} is not a valid environment variable name")
             if _FORBIDDEN_ENV.match(key):
-                raise ValueError(f"{key} may not be set by a step (PATH, LD_* and PYTHON* are fixed)")
+                raise ValueError(
+                    f"{key} may not be set by a step (PATH, LD_* and PYTHON* are fixed)"
+                )
         return env
 
 

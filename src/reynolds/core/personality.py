@@ -27,12 +27,16 @@ def task_comment(status: str, metrics: Mapping[str, Any], total: int, on: bool =
             "and everything that could finish, did."
         )
     if status == "cancelled":
-        return "Cancelled; running work was stopped." if not on else (
-            "Cancelled as asked. Knowing when to stop is also Maximum Effort."
+        return (
+            "Cancelled; running work was stopped."
+            if not on
+            else ("Cancelled as asked. Knowing when to stop is also Maximum Effort.")
         )
     if status == "planned":
-        return "Planned only: nothing to run yet." if not on else (
-            "The plan is ready; give me something to run and I'll take it from here."
+        return (
+            "Planned only: nothing to run yet."
+            if not on
+            else ("The plan is ready; give me something to run and I'll take it from here.")
         )
     if not on:
         return f"{status}: in progress."

@@ -129,7 +129,9 @@ def simulate(
     ready: list[tuple[OrderKey, str]] = []
     for nid, node in graph.nodes.items():
         if remaining[nid] == 0:
-            heapq.heappush(ready, (order_key(strategy.approach, node, bottom[nid], estimate_s[nid]), nid))
+            heapq.heappush(
+                ready, (order_key(strategy.approach, node, bottom[nid], estimate_s[nid]), nid)
+            )
     free = dict(capacity)
     limit = effective_concurrency(strategy)
     running: list[tuple[float, int, str, str]] = []
@@ -161,7 +163,9 @@ def simulate(
             for child in graph.dependents[nid]:
                 remaining[child] -= 1
                 if remaining[child] == 0:
-                    key = order_key(strategy.approach, graph.nodes[child], bottom[child], estimate_s[child])
+                    key = order_key(
+                        strategy.approach, graph.nodes[child], bottom[child], estimate_s[child]
+                    )
                     heapq.heappush(ready, (key, child))
     return Simulation(now, starts)
 

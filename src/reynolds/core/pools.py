@@ -26,7 +26,9 @@ class Replicas(_Config):
     @model_validator(mode="after")
     def _ordered(self) -> Replicas:
         if not self.min <= self.initial <= self.max:
-            raise ValueError(f"need min ≤ initial ≤ max, got {self.min}, {self.initial}, {self.max}")
+            raise ValueError(
+                f"need min ≤ initial ≤ max, got {self.min}, {self.initial}, {self.max}"
+            )
         return self
 
 

@@ -12,7 +12,9 @@ from reynolds.core.models import Status
 
 def iso(ts: float | None) -> str | None:
     """An epoch time as ISO-8601 UTC, or None."""
-    return None if ts is None else datetime.fromtimestamp(ts, UTC).isoformat().replace("+00:00", "Z")
+    return (
+        None if ts is None else datetime.fromtimestamp(ts, UTC).isoformat().replace("+00:00", "Z")
+    )
 
 
 def run_metrics(

@@ -24,11 +24,7 @@ def substitute(
             out.append(element)
             continue
         replaced = PLACEHOLDER.sub(lambda m: values.get(m.group(1), m.group(0)), element)
-        if (
-            not allow_option_values
-            and replaced.startswith("-")
-            and not element.startswith("-")
-        ):
+        if not allow_option_values and replaced.startswith("-") and not element.startswith("-"):
             raise ActionDenied(
                 f"argument {replaced[:80]!r} would start with '-' after substitution and be "
                 "read as an option; set allowOptionValues: true if that is intended",

@@ -64,8 +64,13 @@ class _BodyTooLarge(Exception):
 
 async def _too_large(send: Send, limit: int) -> None:
     body = json.dumps({"error": f"request body is larger than {limit} bytes"}).encode()
-    await send({"type": "http.response.start", "status": 413,
-                "headers": [(b"content-type", b"application/json")]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 413,
+            "headers": [(b"content-type", b"application/json")],
+        }
+    )
     await send({"type": "http.response.body", "body": body})
 
 
@@ -161,8 +166,11 @@ def create_app(settings: Settings, *, hold_lock: bool = True) -> FastAPI:
             "replicas": {p["type"]: p["replicas"] for p in pools},
         }
         failing = [k for k, v in checks.items() if v["status"] != "ok"]
-        body = {"status": "unhealthy" if failing else "healthy", "checks": checks,
-                "version": __version__}
+        body: dict[str, Any] = {
+            "status": "unhealthy" if failing else "healthy",
+            "checks": checks,
+            "version": __version__,
+        }
         if failing:
             body["failing"] = failing
         return JSONResponse(body, status_code=503 if failing else 200)
@@ -227,8 +235,11 @@ def create_app(settings: Settings, *, hold_lock: bool = True) -> FastAPI:
             return JSONResponse({"error": "invalid arguments", "errors": errors}, status_code=422)
         text = json.dumps(result, separators=(",", ":"))
         return JSONResponse(
-            {"content": [{"type": "text", "text": text}], "structuredContent": result,
-             "isError": False}
+            {
+                "content": [{"type": "text", "text": text}],
+                "structuredContent": result,
+                "isError": False,
+            }
         )
 
     @app.get("/mcp/resources")
@@ -244,7 +255,7 @@ def create_app(settings: Settings, *, hold_lock: bool = True) -> FastAPI:
                 {"error": "invalid query", "errors": format_validation_errors(list(exc.errors()))},
                 status_code=422,
             )
-        return {"tasks": await c().engine.list(req.status, req.limit)}
+        return {"tasks": await c().engine.list_tasks(req.status, req.limit)}
 
     @app.get("/tasks/{task_id}")
     async def get_task(task_id: str) -> dict[str, Any]:
@@ -275,13 +286,18 @@ async def _arguments(request: Request) -> dict[str, Any] | JSONResponse:
         body = json.loads(raw)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         return JSONResponse(
-            {"error": "body is not valid JSON", "errors": [{"field": "(body)", "reason": str(exc)}]},
+            {
+                "error": "body is not valid JSON",
+                "errors": [{"field": "(body)", "reason": str(exc)}],
+            },
             status_code=422,
         )
     if not isinstance(body, dict) or not isinstance(body.get("arguments", {}), dict):
         return JSONResponse(
-            {"error": "body must be an object {\"arguments\": {...}}",
-             "errors": [{"field": "arguments", "reason": "must be an object"}]},
+            {
+                "error": 'body must be an object {"arguments": {...}}',
+                "errors": [{"field": "arguments", "reason": "must be an object"}],
+            },
             status_code=422,
         )
     args: dict[str, Any] = body.get("arguments", {})

@@ -28,23 +28,26 @@ async def analyze(engine: Engine, spec: TaskSpec, strategy: Strategy | None) -> 
         if n.estimate_s is None and est[nid] != engine.settings.default_estimate_s
     )
     speedup = float(plan["estimatedSpeedup"])
+    default_s = engine.settings.default_estimate_s
     should = width >= 2 and speedup >= 1.2
     confidence = round(0.5 + 0.45 * (known + learned) / max(len(graph.nodes), 1), 3)
     signals = [
         f"{len(graph.nodes)} subtasks in {len(levels)} dependency level(s)",
         f"widest level: {width} subtasks that can run side by side",
         f"estimates: {known} given, {learned} learned from past runs, "
-        f"{len(graph.nodes) - known - learned} defaulted to {engine.settings.default_estimate_s:g} s",
+        f"{len(graph.nodes) - known - learned} defaulted to {default_s:g} s",
         f"critical path: {len(plan['criticalPath'])} subtasks",
         f"{slots} agent replicas across {len(engine.replicas)} pools",
     ]
     if message:
-        signals.append("no executor configured for the pattern's pools: the task would be planned only")
+        signals.append(
+            "no executor configured for the pattern's pools: the task would be planned only"
+        )
     if should:
         recommendation = (
             f"Orchestrate in parallel with {chosen.approach} at maxConcurrency "
-            f"{chosen.max_concurrency}: estimated {plan['estimatedParallelSeconds']:g} s instead of "
-            f"{plan['estimatedSequentialSeconds']:g} s one at a time ({speedup:g}x)."
+            f"{chosen.max_concurrency}: estimated {plan['estimatedParallelSeconds']:g} s "
+            f"instead of {plan['estimatedSequentialSeconds']:g} s one at a time ({speedup:g}x)."
         )
     else:
         recommendation = (
@@ -53,8 +56,11 @@ async def analyze(engine: Engine, spec: TaskSpec, strategy: Strategy | None) -> 
         )
     on = engine.settings.personality == "on"
     advice = (
-        ("Independent work is a gift. Unwrap it all at once." if should
-         else "Some things are a single-file line. Respect the line.")
+        (
+            "Independent work is a gift. Unwrap it all at once."
+            if should
+            else "Some things are a single-file line. Respect the line."
+        )
         if on
         else recommendation
     )

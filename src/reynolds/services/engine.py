@@ -103,7 +103,9 @@ class Engine:
 
     async def prepare(
         self, spec: TaskSpec, strategy: Strategy | None
-    ) -> tuple[Graph, Strategy, dict[str, float], dict[str, str | None], dict[str, Any], str | None]:
+    ) -> tuple[
+        Graph, Strategy, dict[str, float], dict[str, str | None], dict[str, Any], str | None
+    ]:
         """Decompose and plan without running: graph, strategy, estimates, pool preferences,
         plan and the `planned` message (None when runnable)."""
         dec = decompose(spec, self.pools)
@@ -223,12 +225,25 @@ class Engine:
             run.started_at = now
             self.store.put_task({"id": run.id, "status": "running", "started_at": now})
         self.store.put_subtask(
-            {"task_id": run.id, "id": sub.node.id, "status": "running", "attempts": sub.attempts,
-             "agent_type": pool, "started_at": now, "finished_at": None}
+            {
+                "task_id": run.id,
+                "id": sub.node.id,
+                "status": "running",
+                "attempts": sub.attempts,
+                "agent_type": pool,
+                "started_at": now,
+                "finished_at": None,
+            }
         )
         self.store.put_attempt(
-            {"task_id": run.id, "subtask_id": sub.node.id, "attempt": sub.attempts,
-             "agent_type": pool, "status": "running", "started_at": now}
+            {
+                "task_id": run.id,
+                "subtask_id": sub.node.id,
+                "attempt": sub.attempts,
+                "agent_type": pool,
+                "status": "running",
+                "started_at": now,
+            }
         )
         self._event(run, sub, "subtask_started", {"attempt": sub.attempts, "agentType": pool})
         sub.handle = asyncio.get_running_loop().create_task(self._execute(run, sub, pool))
@@ -242,8 +257,9 @@ class Engine:
         except asyncio.CancelledError:
             self._release(run, pool)
             if not self._closing:
-                self._settle(run, sub, pool, ActionResult(False, reason="cancelled",
-                                                          error="cancelled"))
+                self._settle(
+                    run, sub, pool, ActionResult(False, reason="cancelled", error="cancelled")
+                )
             return
         except Exception as exc:  # a runner's bug must not take the scheduler down
             log.exception("action runner failed for %s/%s", run.id, sub.node.id)
@@ -263,7 +279,8 @@ class Engine:
             task_id=run.id,
             subtask_id=node.id,
             attempt=sub.attempts,
-            timeout_s=node.timeout_s or (
+            timeout_s=node.timeout_s
+            or (
                 self.settings.urgent_timeout_s
                 if run.strategy.approach == "parallel_urgent"
                 else self.settings.default_timeout_s
@@ -293,7 +310,9 @@ class Engine:
         if isinstance(action, HttpAction) and self.http is not None:
             return await self.http.run(action, ctx, allowed_hosts=spec.http_hosts)  # type: ignore[call-arg]
         kind = getattr(action, "kind", "none")
-        return ActionResult(False, reason="not_available", error=f"{kind} actions: not available yet")
+        return ActionResult(
+            False, reason="not_available", error=f"{kind} actions: not available yet"
+        )
 
     def _settle(self, run: TaskRun, sub: SubState, pool: str, result: ActionResult) -> None:
         """Record how an attempt ended and decide what follows."""
@@ -311,34 +330,55 @@ class Engine:
             sub.status = Status.CANCELLED
         else:
             decision = decide_retry(
-                sub.attempts, sub.node.retries, result.reason,
-                base_s=self.settings.retry_base_s, cap_s=self.settings.retry_cap_s,
+                sub.attempts,
+                sub.node.retries,
+                result.reason,
+                base_s=self.settings.retry_base_s,
+                cap_s=self.settings.retry_cap_s,
                 jitter=self.jitter(),
             )
             sub.status = Status.PENDING if decision.retry else Status.FAILED
             delay_s = decision.delay_s
-        attempt_status = "succeeded" if result.ok else (
-            "cancelled" if sub.status is Status.CANCELLED else "failed"
+        attempt_status = (
+            "succeeded"
+            if result.ok
+            else ("cancelled" if sub.status is Status.CANCELLED else "failed")
         )
         self.store.put_attempt(
-            {"task_id": run.id, "subtask_id": sub.node.id, "attempt": sub.attempts,
-             "status": attempt_status, "exit_code": result.exit_code, "reason": result.reason,
-             "error": result.error[-2000:], "finished_at": now}
+            {
+                "task_id": run.id,
+                "subtask_id": sub.node.id,
+                "attempt": sub.attempts,
+                "status": attempt_status,
+                "exit_code": result.exit_code,
+                "reason": result.reason,
+                "error": result.error[-2000:],
+                "finished_at": now,
+            }
         )
         self.metrics.subtask_ended(pool, attempt_status, duration)
         if duration is not None and result.reason not in ("denied", "cancelled"):
             self._learn(run, sub.node, duration, result.ok)
         if sub.status is Status.PENDING:  # a retry after a backoff
             self._persist_sub(run, sub, None)
-            self._event(run, sub, "subtask_retry",
-                        {"attempt": sub.attempts, "delaySeconds": delay_s, "reason": result.reason})
-            sub.retry_timer = asyncio.get_running_loop().call_later(delay_s, self._requeue, run, sub)
+            self._event(
+                run,
+                sub,
+                "subtask_retry",
+                {"attempt": sub.attempts, "delaySeconds": delay_s, "reason": result.reason},
+            )
+            sub.retry_timer = asyncio.get_running_loop().call_later(
+                delay_s, self._requeue, run, sub
+            )
             return
         sub.finished_at = now
         self._persist_sub(run, sub, now)
-        self._event(run, sub, "subtask_finished",
-                    {"status": str(sub.status), "exitCode": result.exit_code,
-                     "reason": result.reason})
+        self._event(
+            run,
+            sub,
+            "subtask_finished",
+            {"status": str(sub.status), "exitCode": result.exit_code, "reason": result.reason},
+        )
         self._after_finish(run, sub)
 
     def _requeue(self, run: TaskRun, sub: SubState) -> None:
@@ -357,9 +397,7 @@ class Engine:
                 child.remaining -= 1
                 if child.remaining == 0 and child.status is Status.PENDING:
                     child.status = Status.READY
-                    self.store.put_subtask(
-                        {"task_id": run.id, "id": child_id, "status": "ready"}
-                    )
+                    self.store.put_subtask({"task_id": run.id, "id": child_id, "status": "ready"})
                     heapq.heappush(run.ready, (run.key(child_id), child_id))
         elif sub.status is not Status.CANCELLED:
             self._skip_downstream(run, sub.node.id, f"upstream {sub.node.id} {sub.status}")
@@ -382,10 +420,19 @@ class Engine:
 
     def _persist_sub(self, run: TaskRun, sub: SubState, finished_at: float | None) -> None:
         self.store.put_subtask(
-            {"task_id": run.id, "id": sub.node.id, "status": str(sub.status),
-             "attempts": sub.attempts, "exit_code": sub.exit_code, "output": sub.output,
-             "error": sub.error, "reason": sub.reason, "finished_at": finished_at,
-             "pid": None, "pid_start": None}
+            {
+                "task_id": run.id,
+                "id": sub.node.id,
+                "status": str(sub.status),
+                "attempts": sub.attempts,
+                "exit_code": sub.exit_code,
+                "output": sub.output,
+                "error": sub.error,
+                "reason": sub.reason,
+                "finished_at": finished_at,
+                "pid": None,
+                "pid_start": None,
+            }
         )
 
     def _learn(self, run: TaskRun, node: Node, duration_s: float, ok: bool) -> None:
@@ -433,7 +480,9 @@ class Engine:
             else:
                 actual[nid] = sub.finished_at - sub.started_at
         preferred = {nid: s.preferred for nid, s in run.subs.items()}
-        return planning.simulate(run.graph, actual, run.strategy, self.replicas, preferred).makespan_s
+        return planning.simulate(
+            run.graph, actual, run.strategy, self.replicas, preferred
+        ).makespan_s
 
     def _remember(self, run: TaskRun) -> None:
         self._recent[run.id] = run
@@ -442,8 +491,13 @@ class Engine:
 
     def _event(self, run: TaskRun, sub: SubState | None, kind: str, data: dict[str, Any]) -> None:
         self.store.add_event(
-            {"task_id": run.id, "subtask_id": sub.node.id if sub else None, "kind": kind,
-             "data": data, "at": self.clock()}
+            {
+                "task_id": run.id,
+                "subtask_id": sub.node.id if sub else None,
+                "kind": kind,
+                "data": data,
+                "at": self.clock(),
+            }
         )
 
     # -- queries and control --------------------------------------------------------------
@@ -461,7 +515,9 @@ class Engine:
         on = self.settings.personality == "on"
         if run is not None:
             rows = run.subtask_rows()
-            metrics = run.metrics or run_metrics(run.created_at, None, rows, self._usable(run), None)
+            metrics = run.metrics or run_metrics(
+                run.created_at, None, rows, self._usable(run), None
+            )
             comment = task_comment(str(run.status), metrics, len(rows), on)
             return task_result(run.task_row(), rows, comment, self.clock(), metrics)
         task = await asyncio.to_thread(self.store.get_task, task_id)
@@ -479,7 +535,7 @@ class Engine:
             return False
         return True
 
-    async def list(self, status: str | None, limit: int) -> list[dict[str, Any]]:
+    async def list_tasks(self, status: str | None, limit: int) -> list[dict[str, Any]]:
         await self.store.flush()
         rows = await asyncio.to_thread(self.store.list_tasks, status, limit)
         out = []
@@ -492,11 +548,15 @@ class Engine:
         """Stop a task: nothing new starts, running processes are killed."""
         run = next((r for r in self._active if r.id == task_id), None)
         if run is None:
-            existing = self.find(task_id) or await asyncio.to_thread(self.store.get_task, task_id)
-            if existing is None:
-                raise NotFound(f"no task {task_id!r}", taskId=task_id)
-            status = existing.status if isinstance(existing, TaskRun) else existing["status"]
-            raise Conflict(f"task {task_id} has already ended ({status})", status=str(status))
+            known = self.find(task_id)
+            if known is not None:
+                status = str(known.status)
+            else:
+                row = await asyncio.to_thread(self.store.get_task, task_id)
+                if row is None:
+                    raise NotFound(f"no task {task_id!r}", taskId=task_id)
+                status = str(row["status"])
+            raise Conflict(f"task {task_id} has already ended ({status})", status=status)
         run.cancelling = True
         now = self.clock()
         handles = []
@@ -534,13 +594,21 @@ class Engine:
             util = busy / replicas if replicas else 0.0
             self.metrics.utilization.labels(key).set(util)
             self.metrics.queue_depth.labels(key).set(queued.get(key, 0))
-            out.append({
-                "type": key, "name": pool.name, "replicas": replicas,
-                "minReplicas": pool.replicas.min, "maxReplicas": pool.replicas.max,
-                "busy": busy, "queueDepth": queued.get(key, 0), "utilization": round(util, 3),
-                "capabilities": pool.capabilities.model_dump(), "circuit": "closed",
-                "description": pool.description,
-            })
+            out.append(
+                {
+                    "type": key,
+                    "name": pool.name,
+                    "replicas": replicas,
+                    "minReplicas": pool.replicas.min,
+                    "maxReplicas": pool.replicas.max,
+                    "busy": busy,
+                    "queueDepth": queued.get(key, 0),
+                    "utilization": round(util, 3),
+                    "capabilities": pool.capabilities.model_dump(),
+                    "circuit": "closed",
+                    "description": pool.description,
+                }
+            )
         return out
 
     def counts(self) -> dict[str, int]:
@@ -578,19 +646,36 @@ class Engine:
         est = planning.estimates(graph, spec.type, {}, self.settings.default_estimate_s)
         self._seq += 1
         run = TaskRun(
-            id=task["id"], seq=self._seq, spec=spec, strategy=strategy, graph=graph,
-            estimate_s=est, bottom_s=bottom_levels(graph, est), plan=task.get("plan") or {},
-            created_at=task["created_at"], token_name=task.get("token_name"),
-            status=Status(task["status"]), started_at=task.get("started_at"),
+            id=task["id"],
+            seq=self._seq,
+            spec=spec,
+            strategy=strategy,
+            graph=graph,
+            estimate_s=est,
+            bottom_s=bottom_levels(graph, est),
+            plan=task.get("plan") or {},
+            created_at=task["created_at"],
+            token_name=task.get("token_name"),
+            status=Status(task["status"]),
+            started_at=task.get("started_at"),
         )
         now = self.clock()
         for row, node in zip(rows, nodes, strict=True):
             status = Status(row["status"])
-            sub = SubState(node, status, 0, self._preference(node), attempts=row["attempts"] or 0,
-                           exit_code=row.get("exit_code"), output=row.get("output") or "",
-                           error=row.get("error") or "", reason=row.get("reason"),
-                           agent_type=row.get("agent_type"), started_at=row.get("started_at"),
-                           finished_at=row.get("finished_at"))
+            sub = SubState(
+                node,
+                status,
+                0,
+                self._preference(node),
+                attempts=row["attempts"] or 0,
+                exit_code=row.get("exit_code"),
+                output=row.get("output") or "",
+                error=row.get("error") or "",
+                reason=row.get("reason"),
+                agent_type=row.get("agent_type"),
+                started_at=row.get("started_at"),
+                finished_at=row.get("finished_at"),
+            )
             if status is Status.RUNNING and not node.idempotent:
                 sub.status, sub.reason, sub.finished_at = Status.FAILED, "interrupted", now
                 sub.error = "the server stopped while this non-idempotent subtask ran"
@@ -606,7 +691,7 @@ class Engine:
         for nid, sub in run.subs.items():
             if sub.status in (Status.FAILED, Status.SKIPPED, Status.LOOP_BLOCKED):
                 self._skip_downstream(run, nid, f"upstream {nid} {sub.status}")
-        for nid, sub in run.subs.items():
+        for sub in run.subs.values():
             if sub.status is Status.PENDING and sub.remaining == 0:
                 sub.status = Status.READY
                 self._persist_sub(run, sub, None)
@@ -616,9 +701,7 @@ class Engine:
         """Stop: kill running actions; their subtasks stay `running` in the store, so the
         next start runs them again (or fails them as interrupted when not idempotent)."""
         self._closing = True
-        handles = [
-            s.handle for r in self._active for s in r.subs.values() if s.handle is not None
-        ]
+        handles = [s.handle for r in self._active for s in r.subs.values() if s.handle is not None]
         for h in handles:
             h.cancel()
         if handles:
@@ -630,10 +713,17 @@ def _node_from_row(row: dict[str, Any]) -> Node:
     spec = row["spec"]
     action = _ACTION.validate_python(spec["action"]) if spec.get("action") else None
     return Node(
-        id=row["id"], seq=row["seq"], action=action, depends_on=tuple(row["depends_on"]),
-        component=row.get("component"), step=row.get("step"), agent=row.get("requested_agent"),
-        description=spec.get("description") or "", timeout_s=spec.get("timeoutSeconds"),
-        retries=spec.get("retries") or 0, estimate_s=spec.get("estimatedSeconds"),
+        id=row["id"],
+        seq=row["seq"],
+        action=action,
+        depends_on=tuple(row["depends_on"]),
+        component=row.get("component"),
+        step=row.get("step"),
+        agent=row.get("requested_agent"),
+        description=spec.get("description") or "",
+        timeout_s=spec.get("timeoutSeconds"),
+        retries=spec.get("retries") or 0,
+        estimate_s=spec.get("estimatedSeconds"),
         idempotent=spec.get("idempotent", True),
         allow_option_values=spec.get("allowOptionValues", False),
     )

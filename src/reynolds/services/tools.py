@@ -6,7 +6,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from reynolds.core.models import (
     AgentStatusRequest,
@@ -63,7 +63,7 @@ async def _cancel(engine: Engine, req: TaskIdRequest, ctx: CallContext) -> dict[
 
 async def _list(engine: Engine, req: ListTasksRequest, ctx: CallContext) -> dict[str, Any]:
     status = str(req.status) if req.status is not None else None
-    return {"tasks": await engine.list(status, req.limit)}
+    return {"tasks": await engine.list_tasks(status, req.limit)}
 
 
 async def _agents(engine: Engine, req: AgentStatusRequest, ctx: CallContext) -> dict[str, Any]:
@@ -82,8 +82,12 @@ async def _agents(engine: Engine, req: AgentStatusRequest, ctx: CallContext) -> 
     )
     return {
         "pools": pools,
-        "summary": {"totalAgents": total, "healthyAgents": total, "busyAgents": busy,
-                    "averageUtilization": round(avg, 3)},
+        "summary": {
+            "totalAgents": total,
+            "healthyAgents": total,
+            "busyAgents": busy,
+            "averageUtilization": round(avg, 3),
+        },
         "reynoldsComment": comment,
     }
 
@@ -91,7 +95,7 @@ async def _agents(engine: Engine, req: AgentStatusRequest, ctx: CallContext) -> 
 class _Open(WireModel):
     """Arguments of a tool that is not built yet; accepted as given."""
 
-    model_config = {**WireModel.model_config, "extra": "allow"}
+    model_config = ConfigDict(**{**WireModel.model_config, "extra": "allow"})
     situation: str | None = Field(None)
 
 
@@ -105,25 +109,51 @@ def _not_yet(feature: str) -> Handler:
 TOOLS: dict[str, Tool] = {
     t.name: t
     for t in [
-        Tool("orchestrate_task",
-             "Decompose a task into a DAG of subtasks and run them in parallel on the agent "
-             "pools. With wait: true, return when the task ends (or at timeoutSeconds).",
-             OrchestrateRequest, _orchestrate),
-        Tool("analyze_orchestration_potential",
-             "Plan a task without running it: parallel groups, critical path, estimated "
-             "speedup and a recommended strategy.",
-             AnalyzeRequest, _analyze),
+        Tool(
+            "orchestrate_task",
+            "Decompose a task into a DAG of subtasks and run them in parallel on the agent "
+            "pools. With wait: true, return when the task ends (or at timeoutSeconds).",
+            OrchestrateRequest,
+            _orchestrate,
+        ),
+        Tool(
+            "analyze_orchestration_potential",
+            "Plan a task without running it: parallel groups, critical path, estimated "
+            "speedup and a recommended strategy.",
+            AnalyzeRequest,
+            _analyze,
+        ),
         Tool("get_task_status", "The current state and result of a task.", TaskIdRequest, _status),
-        Tool("cancel_task", "Cancel a task: nothing new starts and running processes die.",
-             TaskIdRequest, _cancel),
-        Tool("list_tasks", "Recent tasks, newest first, optionally by status.",
-             ListTasksRequest, _list),
-        Tool("get_agent_status", "The agent pools: replicas, busy slots, queue depth.",
-             AgentStatusRequest, _agents),
-        Tool("get_reynolds_wisdom", "Situation-aware advice in the Reynolds voice.", _Open,
-             _not_yet("get_reynolds_wisdom")),
-        Tool("run_experiment", "Compare strategies on a task, simulated or executed.", _Open,
-             _not_yet("run_experiment")),
+        Tool(
+            "cancel_task",
+            "Cancel a task: nothing new starts and running processes die.",
+            TaskIdRequest,
+            _cancel,
+        ),
+        Tool(
+            "list_tasks",
+            "Recent tasks, newest first, optionally by status.",
+            ListTasksRequest,
+            _list,
+        ),
+        Tool(
+            "get_agent_status",
+            "The agent pools: replicas, busy slots, queue depth.",
+            AgentStatusRequest,
+            _agents,
+        ),
+        Tool(
+            "get_reynolds_wisdom",
+            "Situation-aware advice in the Reynolds voice.",
+            _Open,
+            _not_yet("get_reynolds_wisdom"),
+        ),
+        Tool(
+            "run_experiment",
+            "Compare strategies on a task, simulated or executed.",
+            _Open,
+            _not_yet("run_experiment"),
+        ),
         Tool("scale_agents", "Set a pool's replica count.", _Open, _not_yet("scale_agents")),
     ]
 }

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
 import signal
 import sys
@@ -29,9 +30,17 @@ def child_environment(parent: Mapping[str, str], extra: Mapping[str, str]) -> di
 
 def confined_cwd(workspace: str, cwd: str | None) -> str | None:
     """The real directory to run in, or None if it would leave the workspace."""
-    root = os.path.realpath(workspace)
-    target = os.path.realpath(os.path.join(root, cwd)) if cwd else root
+    root = _realpath(workspace)
+    if not cwd:
+        return root
+    target = os.path.realpath(os.path.join(root, cwd))
     return target if os.path.commonpath([root, target]) == root else None
+
+
+@functools.lru_cache(maxsize=64)
+def _realpath(path: str) -> str:
+    # The workspace is fixed for a server's life; resolving it once per spawn is waste.
+    return os.path.realpath(path)
 
 
 def process_start_ticks(pid: int) -> int | None:
@@ -52,7 +61,7 @@ def kill_group(pid: int) -> None:
 
 
 class _Capture(asyncio.SubprocessProtocol):
-    __slots__ = ("_cap", "_done", "_open", "_exited", "out", "err", "out_total", "err_total")
+    __slots__ = ("_cap", "_done", "_exited", "_open", "err", "err_total", "out", "out_total")
 
     def __init__(self, cap: int, done: asyncio.Future[None]) -> None:
         self._cap = cap
@@ -99,6 +108,7 @@ class ShellRunner:
 
     def __init__(self, parent_env: Mapping[str, str] | None = None) -> None:
         self._parent_env = dict(os.environ if parent_env is None else parent_env)
+        self._base_env = child_environment(self._parent_env, {})
 
     async def run(
         self,
@@ -121,7 +131,7 @@ class ShellRunner:
             return ActionResult(
                 ok=False, reason="denied", error=f"cwd {action.cwd!r} is outside the workspace"
             )
-        env = child_environment(self._parent_env, action.env)
+        env = child_environment(self._parent_env, action.env) if action.env else self._base_env
         loop = asyncio.get_running_loop()
         done: asyncio.Future[None] = loop.create_future()
         try:

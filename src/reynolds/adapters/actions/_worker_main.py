@@ -1,0 +1,210 @@
+"""What runs inside a python-action worker process: receive a call, run it, send the outcome.
+
+Standard library only, so the forkserver preloads it cheaply. A request is the pickled tuple
+`(module, function, kwargs, output_cap_bytes)`; a reply is a JSON object with the fields of
+`ActionResult` that the worker knows: ok, exit_code, output, error, output_bytes, truncated.
+Replies are JSON so that the server never unpickles what a callable could have written.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import importlib
+import inspect
+import io
+import json
+import multiprocessing
+import os
+import pickle
+import select
+import signal
+import sys
+import threading
+import traceback
+from multiprocessing import forkserver
+from multiprocessing.connection import Connection
+from typing import Any
+
+_PR_SET_PDEATHSIG = 1
+_WATCH_INTERVAL_MS = 500
+
+
+def serve(conn: Connection[bytes, bytes]) -> None:
+    """Answer calls on `conn` until it closes; never outlive the server."""
+    _detach_from_server()
+    _start_watchdog(conn.fileno())
+    while True:
+        try:
+            request = conn.recv_bytes()
+        except (EOFError, OSError):
+            return
+        # Requests come only from the server that started this worker.
+        module, function, kwargs, cap_bytes = pickle.loads(request)  # noqa: S301
+        reply = call(module, function, kwargs, cap_bytes)
+        conn.send_bytes(json.dumps(reply).encode())
+
+
+def call(module: str, function: str, kwargs: dict[str, Any], cap_bytes: int) -> dict[str, Any]:
+    """Import `module`, call `function(**kwargs)` and describe how it went."""
+    stdout, stderr = CappedText(cap_bytes), CappedText(cap_bytes)
+    try:
+        with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+            target = getattr(importlib.import_module(module), function)
+            value = target(**kwargs)
+            if inspect.iscoroutine(value):
+                value = asyncio.run(value)
+    # A callable's sys.exit() or KeyboardInterrupt is its failure, not the worker's.
+    except BaseException:
+        output, output_bytes, out_cut = stdout.text(), stdout.total_bytes, stdout.truncated
+        error, _, err_cut = _prefer_last(traceback.format_exc(), stderr, cap_bytes)
+        return {
+            "ok": False,
+            "exit_code": 1,
+            "output": mark_truncated(output, cap_bytes, output_bytes) if out_cut else output,
+            "error": error,
+            "output_bytes": output_bytes,
+            "truncated": out_cut or err_cut,
+        }
+    output, output_bytes, cut = _prefer_last(_describe(value), stdout, cap_bytes)
+    error = stderr.text()
+    if stderr.truncated:
+        error = mark_truncated(error, cap_bytes, stderr.total_bytes)
+    return {
+        "ok": True,
+        "exit_code": 0,
+        "output": output,
+        "error": error,
+        "output_bytes": output_bytes,
+        "truncated": cut or stderr.truncated,
+    }
+
+
+class CappedText(io.TextIOBase):
+    """A text sink that keeps the first `cap_bytes` bytes (UTF-8) and counts the rest."""
+
+    def __init__(self, cap_bytes: int) -> None:
+        super().__init__()
+        self._cap_bytes = cap_bytes
+        self._kept = bytearray()
+        self.total_bytes = 0
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, text: str) -> int:
+        data = text.encode("utf-8", "replace")
+        self.total_bytes += len(data)
+        room = self._cap_bytes - len(self._kept)
+        if room > 0:
+            self._kept += data[:room]
+        return len(text)
+
+    @property
+    def truncated(self) -> bool:
+        return self.total_bytes > len(self._kept)
+
+    def text(self) -> str:
+        return bytes(self._kept).decode("utf-8", "ignore")
+
+
+def cap_text(text: str, cap_bytes: int) -> tuple[str, int, bool]:
+    """`text` cut to `cap_bytes` UTF-8 bytes: (kept text, full size in bytes, was cut)."""
+    data = text.encode("utf-8", "replace")
+    if len(data) <= cap_bytes:
+        return text, len(data), False
+    return data[:cap_bytes].decode("utf-8", "ignore"), len(data), True
+
+
+def mark_truncated(text: str, cap_bytes: int, total_bytes: int) -> str:
+    """`text` with the trailing note every capped output carries."""
+    return f"{text}\n[truncated: showing the first {cap_bytes} of {total_bytes} bytes]"
+
+
+def _prefer_last(last: str, before: CappedText, cap_bytes: int) -> tuple[str, int, bool]:
+    """`before`'s text followed by `last`, capped so that `last` keeps its room first.
+
+    The returned value (or the traceback) matters more than what was printed before it.
+    """
+    last_kept, last_bytes, last_cut = cap_text(last, cap_bytes)
+    room = cap_bytes - len(last_kept.encode("utf-8"))
+    head = before.text()
+    sep = "\n" if head and not head.endswith("\n") else ""
+    head_kept, _, head_cut = cap_text(head + sep, max(room, 0))
+    total = before.total_bytes + len(sep) + last_bytes
+    cut = last_cut or head_cut or before.truncated
+    text = head_kept + last_kept
+    return (mark_truncated(text, cap_bytes, total) if cut else text), total, cut
+
+
+def _describe(value: Any) -> str:
+    """JSON when the value has a JSON form, else its repr."""
+    try:
+        return json.dumps(value)
+    except (TypeError, ValueError):
+        pass
+    try:
+        return repr(value)
+    except Exception:
+        return object.__repr__(value)
+
+
+def _detach_from_server() -> None:
+    # Its own process group, so that the server can kill the callable's children with it.
+    os.setpgid(0, 0)
+    # Started as a daemon so the server never waits for it at exit; a callable may still start
+    # processes of its own.
+    multiprocessing.current_process().daemon = False
+    # Every forkserver child inherits the write end of the forkserver's "alive" pipe. Closing
+    # ours lets the forkserver exit as soon as the server dies, and PDEATHSIG then takes us too.
+    # The attribute is private and absent from the stubs, hence getattr and the ignore.
+    inherited = forkserver._forkserver
+    alive_fd = getattr(inherited, "_forkserver_alive_fd", None)
+    if isinstance(alive_fd, int):
+        os.close(alive_fd)
+        inherited._forkserver_alive_fd = None  # type: ignore[attr-defined]
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+
+
+def _start_watchdog(conn_fd: int) -> None:
+    parent = multiprocessing.parent_process()
+    server_pid = parent.pid if parent is not None and parent.pid is not None else os.getppid()
+    parent_fd = parent.sentinel if parent is not None else None
+    thread = threading.Thread(
+        target=_watch,
+        args=(conn_fd, parent_fd, server_pid, os.getppid()),
+        name="reynolds-worker-watchdog",
+        daemon=True,
+    )
+    thread.start()
+
+
+def _watch(conn_fd: int, parent_fd: int | None, server_pid: int, first_ppid: int) -> None:
+    """Kill this worker's process group once the server is gone, even mid-call."""
+    poller = select.poll()
+    # The server sends nothing while a call runs, so only a hang-up can show on the connection.
+    poller.register(conn_fd, select.POLLRDHUP)
+    if parent_fd is not None:
+        poller.register(parent_fd, select.POLLIN)
+    while (
+        not poller.poll(_WATCH_INTERVAL_MS) and os.getppid() == first_ppid and _exists(server_pid)
+    ):
+        pass
+    # Only ever our own group: never the server's, should the worker not have made its own.
+    if os.getpgrp() == os.getpid():
+        with contextlib.suppress(OSError):
+            os.killpg(os.getpgrp(), signal.SIGKILL)
+    os._exit(1)
+
+
+def _exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -1,0 +1,1 @@
+"""Code the tests import: callables for python actions, and process helpers."""

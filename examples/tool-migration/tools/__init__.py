@@ -1,0 +1,1 @@
+"""Tools in the controller pattern: one class per tool, mounted by the router at its ROUTE."""

@@ -12,7 +12,7 @@ import functools
 import os
 import signal
 import sys
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 
 from reynolds.core.models import ShellAction
 from reynolds.services.ports import ActionContext, ActionResult
@@ -61,13 +61,24 @@ def kill_group(pid: int) -> None:
 
 
 class _Capture(asyncio.SubprocessProtocol):
-    __slots__ = ("_cap", "_done", "_exited", "_open", "err", "err_total", "out", "out_total")
+    __slots__ = (
+        "_cap",
+        "_done",
+        "_exited",
+        "_open",
+        "_transport",
+        "err",
+        "err_total",
+        "out",
+        "out_total",
+    )
 
     def __init__(self, cap: int, done: asyncio.Future[None]) -> None:
         self._cap = cap
         self._done = done
         self._open = 2
         self._exited = False
+        self._transport: asyncio.BaseTransport | None = None
         self.out = bytearray()
         self.err = bytearray()
         self.out_total = 0
@@ -87,13 +98,135 @@ class _Capture(asyncio.SubprocessProtocol):
         self._open -= 1
         self._settle()
 
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = transport
+
     def process_exited(self) -> None:
+        # What the main process left running in its group goes with it (and so do the
+        # pipes those processes held open). The group id stays reserved while members live.
+        if isinstance(self._transport, asyncio.SubprocessTransport):
+            kill_group(self._transport.get_pid())
         self._exited = True
         self._settle()
 
     def _settle(self) -> None:
         if self._exited and self._open <= 0 and not self._done.done():
             self._done.set_result(None)
+
+
+class _Direct:
+    """posix_spawn (vfork + exec in glibc) with a pidfd and non-blocking pipes on the loop.
+
+    The lean path: a fraction of the Python work of `loop.subprocess_exec`, which matters
+    when subtasks are short. It cannot change directory, so it serves the workspace root.
+    """
+
+    __slots__ = (
+        "_cap",
+        "_done",
+        "_fds",
+        "_loop",
+        "_open",
+        "_pidfd",
+        "err",
+        "err_total",
+        "out",
+        "out_total",
+        "pid",
+        "returncode",
+    )
+
+    def __init__(
+        self, loop: asyncio.AbstractEventLoop, cap: int, done: asyncio.Future[None]
+    ) -> None:
+        self._loop = loop
+        self._cap = cap
+        self._done = done
+        self._open = 2
+        self.pid = 0
+        self._pidfd = -1
+        self.returncode: int | None = None
+        self.out = bytearray()
+        self.err = bytearray()
+        self.out_total = 0
+        self.err_total = 0
+        self._fds: list[int] = []
+
+    def start(self, args: list[str], env: Mapping[str, str]) -> None:
+        out_r, out_w = os.pipe2(os.O_CLOEXEC)
+        err_r, err_w = os.pipe2(os.O_CLOEXEC)
+        try:
+            self.pid = os.posix_spawnp(
+                args[0],
+                args,
+                env,
+                file_actions=[
+                    (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
+                    (os.POSIX_SPAWN_DUP2, out_w, 1),
+                    (os.POSIX_SPAWN_DUP2, err_w, 2),
+                ],
+                setsid=True,
+            )
+        except BaseException:
+            os.close(out_r)
+            os.close(err_r)
+            raise
+        finally:
+            os.close(out_w)
+            os.close(err_w)
+        os.set_blocking(out_r, False)
+        os.set_blocking(err_r, False)
+        self._fds = [out_r, err_r]
+        self._pidfd = os.pidfd_open(self.pid)
+        self._loop.add_reader(out_r, self._read, out_r, 1)
+        self._loop.add_reader(err_r, self._read, err_r, 2)
+        self._loop.add_reader(self._pidfd, self._exited)
+
+    def _read(self, fd: int, which: int) -> None:
+        try:
+            data = os.read(fd, 65536)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if not data:
+            self._loop.remove_reader(fd)
+            os.close(fd)
+            self._fds.remove(fd)
+            self._open -= 1
+            self._settle()
+        elif which == 1:
+            self.out_total += len(data)
+            if len(self.out) < self._cap:
+                self.out += data[: self._cap - len(self.out)]
+        else:
+            self.err_total += len(data)
+            if len(self.err) < self._cap:
+                self.err += data[: self._cap - len(self.err)]
+
+    def _exited(self) -> None:
+        # Kill what the main process left in its group before reaping it, so the group id
+        # cannot have been reused; the survivors' exits also close the pipes.
+        kill_group(self.pid)
+        self._loop.remove_reader(self._pidfd)
+        os.close(self._pidfd)
+        self._pidfd = -1
+        _, status = os.waitpid(self.pid, 0)
+        self.returncode = os.waitstatus_to_exitcode(status)
+        self._settle()
+
+    def _settle(self) -> None:
+        if self.returncode is not None and self._open <= 0 and not self._done.done():
+            self._done.set_result(None)
+
+    def abandon(self) -> None:
+        """Cancelled: kill the group, stop reading, and still reap the process when it dies."""
+        kill_group(self.pid)
+        for fd in self._fds:
+            self._loop.remove_reader(fd)
+            os.close(fd)
+        self._fds = []
+        self._open = 0
 
 
 def _text(buf: bytearray, total: int) -> str:
@@ -134,22 +267,30 @@ class ShellRunner:
         env = child_environment(self._parent_env, action.env) if action.env else self._base_env
         loop = asyncio.get_running_loop()
         done: asyncio.Future[None] = loop.create_future()
+        proc: _Direct | _Capture
         try:
-            transport, proto = await loop.subprocess_exec(
-                lambda: _Capture(ctx.output_cap_bytes, done),
-                *args,
-                stdin=asyncio.subprocess.DEVNULL,
-                cwd=cwd,
-                env=env,
-                start_new_session=True,
-            )
+            if cwd == _realpath(os.getcwd()):
+                proc = _Direct(loop, ctx.output_cap_bytes, done)
+                proc.start(args, env)
+                pid = proc.pid
+                close: Callable[[], None] = proc.abandon
+            else:
+                transport, proc = await loop.subprocess_exec(
+                    lambda: _Capture(ctx.output_cap_bytes, done),
+                    *args,
+                    stdin=asyncio.subprocess.DEVNULL,
+                    cwd=cwd,
+                    env=env,
+                    start_new_session=True,
+                )
+                pid = transport.get_pid()
+                close = transport.close
         except FileNotFoundError:
             return ActionResult(
                 ok=False, exit_code=127, reason="not_found", error=f"{args[0]}: command not found"
             )
         except (PermissionError, NotADirectoryError, OSError) as exc:
             return ActionResult(ok=False, exit_code=126, reason="spawn_failed", error=str(exc))
-        pid = transport.get_pid()
         if ctx.on_spawn is not None:
             ctx.on_spawn(pid, process_start_ticks(pid))
         timed_out = False
@@ -163,18 +304,18 @@ class ShellRunner:
         try:
             await done
         except asyncio.CancelledError:
-            kill_group(pid)
-            transport.close()
+            close()
             raise
         finally:
             timer.cancel()
-        # What the main process left running in its group goes with it.
-        kill_group(pid)
-        code = transport.get_returncode()
-        transport.close()
-        output = _text(proto.out, proto.out_total)
-        error = _text(proto.err, proto.err_total)
-        truncated = proto.out_total > len(proto.out) or proto.err_total > len(proto.err)
+        if isinstance(proc, _Direct):
+            code = proc.returncode
+        else:
+            code = transport.get_returncode()
+            transport.close()
+        output = _text(proc.out, proc.out_total)
+        error = _text(proc.err, proc.err_total)
+        truncated = proc.out_total > len(proc.out) or proc.err_total > len(proc.err)
         if timed_out:
             return ActionResult(
                 ok=False,
@@ -182,7 +323,7 @@ class ShellRunner:
                 output=output,
                 error=(error + f"\ntimed out after {ctx.timeout_s:g} s").lstrip("\n"),
                 reason="timeout",
-                output_bytes=proto.out_total,
+                output_bytes=proc.out_total,
                 truncated=truncated,
             )
         return ActionResult(
@@ -191,7 +332,7 @@ class ShellRunner:
             output=output,
             error=error,
             reason=None if code == 0 else ("signal" if code is not None and code < 0 else "exit"),
-            output_bytes=proto.out_total,
+            output_bytes=proc.out_total,
             truncated=truncated,
         )
 

@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# Health of the running server: ./health-check.sh [--verbose] [--export --format json|text]
+# Exits 0 healthy, 2 warnings, 1 failures.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")"
+# shellcheck source=scripts/_bootstrap.sh
+source scripts/_bootstrap.sh
+reynolds_bootstrap
+exec .venv/bin/reynolds health "$@"

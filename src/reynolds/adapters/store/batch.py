@@ -1,0 +1,170 @@
+"""One writer batch: coalesces the queued rows and writes them in few statements."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import Connection, Dialect, Executable, Table, bindparam, select, update
+from sqlalchemy.dialects import sqlite
+
+from reynolds.adapters.store.schema import durations, events
+from reynolds.services.ports import Row
+
+Duration = tuple[tuple[str, ...], float, bool, float]  # keys, seconds, ok, at
+
+# Bounded so one IN (...) never exceeds SQLite's variable limit.
+IN_CHUNK = 500
+# SQLAlchemy reserves a column's own name for its SET value; the WHERE key needs another.
+_KEY_PREFIX = "key_"
+
+
+def primary_key(table: Table) -> tuple[str, ...]:
+    return tuple(column.name for column in table.primary_key)
+
+
+def required_columns(table: Table) -> frozenset[str]:
+    """Columns an INSERT cannot do without: NOT NULL, no default, not generated."""
+    return frozenset(
+        column.name
+        for column in table.columns
+        if not column.nullable
+        and column.default is None
+        and column.server_default is None
+        and column is not table.autoincrement_column
+    )
+
+
+def coalesce(rows: Iterable[Row], key: Sequence[str]) -> list[Row]:
+    """Merge rows sharing a primary key, in order, so that later fields win."""
+    merged: dict[tuple[Any, ...], Row] = {}
+    for row in rows:
+        pk = tuple(row[name] for name in key)
+        existing = merged.get(pk)
+        if existing is None:
+            merged[pk] = dict(row)
+        else:
+            existing.update(row)
+    return list(merged.values())
+
+
+def observe(stats: Row | None, key: str, seconds: float, ok: bool, at: float) -> Row:
+    """Fold one duration into running statistics (Welford's online mean and variance)."""
+    count = (stats["count"] if stats else 0) + 1
+    mean = stats["mean_s"] if stats else 0.0
+    delta = seconds - mean
+    mean += delta / count
+    return {
+        "key": key,
+        "count": count,
+        "failures": (stats["failures"] if stats else 0) + (0 if ok else 1),
+        "mean_s": mean,
+        "m2": (stats["m2"] if stats else 0.0) + delta * (seconds - mean),
+        "last_s": seconds,
+        "updated_at": at,
+    }
+
+
+@dataclass(slots=True)
+class Batch:
+    """The writes taken from the queue for one commit."""
+
+    upserts: dict[Table, list[Row]] = field(default_factory=dict)
+    events: list[Row] = field(default_factory=list)
+    durations: list[Duration] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        rows = sum(len(rows) for rows in self.upserts.values())
+        return rows + len(self.events) + len(self.durations)
+
+
+class BatchWriter:
+    """Writes a Batch with one executemany per table and set of columns (SQLite)."""
+
+    def __init__(self, dialect: Dialect) -> None:
+        self._dialect = dialect
+        self._statements: dict[tuple[str, frozenset[str]], tuple[Executable | None, bool]] = {}
+        # RETURNING the whole row, not only seq: SQLite does not promise RETURNING comes back
+        # in VALUES order, and asking SQLAlchemy to sort makes it insert one row at a time.
+        self._events_insert = sqlite.insert(events).returning(*events.c)
+        self._durations_select = select(durations).where(
+            durations.c.key.in_(bindparam("keys", expanding=True))
+        )
+
+    def write(self, conn: Connection, batch: Batch) -> list[Row]:
+        """Write `batch` on `conn`, inside its transaction; return the events with their seq."""
+        for table, rows in batch.upserts.items():
+            self._upsert(conn, table, coalesce(rows, primary_key(table)))
+        if batch.durations:
+            self._record_durations(conn, batch.durations)
+        if not batch.events:
+            return []
+        # New dicts: on a retry the same rows go in again and must come out unchanged.
+        inserted = self._insert_events(conn, [dict(row) for row in batch.events])
+        inserted.sort(key=lambda row: row["seq"])
+        return inserted
+
+    def _upsert(self, conn: Connection, table: Table, rows: list[Row]) -> None:
+        groups: dict[frozenset[str], list[Row]] = {}
+        for row in rows:
+            groups.setdefault(frozenset(row), []).append(row)
+        for columns, group in groups.items():
+            self._write_group(conn, table, columns, group)
+
+    def _write_group(
+        self, conn: Connection, table: Table, columns: frozenset[str], rows: list[Row]
+    ) -> None:
+        cache_key = (table.name, columns)
+        if cache_key not in self._statements:
+            self._statements[cache_key] = self._build(table, columns)
+        statement, is_update = self._statements[cache_key]
+        if statement is None:
+            return
+        if is_update:
+            rows = [_key_params(row, primary_key(table)) for row in rows]
+        conn.execute(statement, rows)
+
+    def _build(self, table: Table, columns: frozenset[str]) -> tuple[Executable | None, bool]:
+        """The statement for rows holding exactly `columns`, and whether it is an UPDATE."""
+        key = primary_key(table)
+        values = sorted(columns - set(key))
+        if required_columns(table) <= columns:
+            insert = sqlite.insert(table)
+            if not values:
+                return insert.on_conflict_do_nothing(index_elements=list(key)), False
+            # Only the columns the put named: the others keep what the row already holds.
+            update_set = {name: insert.excluded[name] for name in values}
+            return insert.on_conflict_do_update(index_elements=list(key), set_=update_set), False
+        # An INSERT missing a NOT NULL column fails even when the row exists (SQLite and
+        # PostgreSQL both check it before the conflict), so a partial put is a plain UPDATE.
+        if not values:
+            return None, True
+        statement = (
+            update(table)
+            .where(*(table.c[name] == bindparam(_KEY_PREFIX + name) for name in key))
+            .values({name: bindparam(name) for name in values})
+        )
+        return statement, True
+
+    def _insert_events(self, conn: Connection, rows: list[Row]) -> list[Row]:
+        return [dict(row) for row in conn.execute(self._events_insert, rows).mappings()]
+
+    def _record_durations(self, conn: Connection, records: list[Duration]) -> None:
+        keys = sorted({key for record in records for key in record[0]})
+        current: dict[str, Row] = {}
+        for start in range(0, len(keys), IN_CHUNK):
+            chunk = keys[start : start + IN_CHUNK]
+            for row in conn.execute(self._durations_select, {"keys": chunk}).mappings():
+                current[row["key"]] = dict(row)
+        for record_keys, seconds, ok, at in records:
+            for key in record_keys:
+                current[key] = observe(current.get(key), key, seconds, ok, at)
+        self._upsert(conn, durations, [current[key] for key in keys])
+
+
+def _key_params(row: Row, key: Sequence[str]) -> Row:
+    params = dict(row)
+    for name in key:
+        params[_KEY_PREFIX + name] = params.pop(name)
+    return params

@@ -1,0 +1,353 @@
+"""The Store over SQLAlchemy Core: writes are queued and committed in batches by one thread;
+reads use pooled connections of their own."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import Future
+from typing import Any
+
+from sqlalchemy import Engine, Select, Table, create_engine, event, func, select
+from sqlalchemy.engine import make_url
+
+from reynolds.adapters.store.batch import IN_CHUNK, Batch, BatchWriter, primary_key
+from reynolds.adapters.store.migrate import upgrade
+from reynolds.adapters.store.postgres import PostgresBatchWriter
+from reynolds.adapters.store.schema import attempts, durations, events, subtasks, tasks
+from reynolds.errors import StoreError
+from reynolds.services.ports import Row
+
+logger = logging.getLogger(__name__)
+
+UNFINISHED = ("pending", "ready", "running")
+_BUSY_TIMEOUT_MS = 10_000
+# Bounds one transaction's size; whatever is left waits for the next batch.
+_MAX_BATCH = 20_000
+_EVENT_COLUMNS = ("task_id", "subtask_id", "kind", "data", "at")
+
+# Queue items are (kind, payload); kind is a table for upserts, else one of these.
+_EVENT, _DURATION, _FLUSH, _STOP = "event", "duration", "flush", "stop"
+_Item = tuple[Table | str, Any]
+
+
+class SqlStore:
+    """A `Store` on SQLite (WAL) or PostgreSQL (`postgresql+psycopg://`)."""
+
+    # Pauses between attempts to commit a failing batch before it is given up.
+    retry_delays_s: tuple[float, ...] = (0.05, 0.25, 1.0)
+
+    def __init__(self, url: str, *, batch_interval_s: float = 0.005) -> None:
+        self._url = url
+        self._batch_interval_s = batch_interval_s
+        self._engine = _make_engine(url)
+        dialect = self._engine.dialect
+        self._writer = (
+            PostgresBatchWriter(dialect) if dialect.name == "postgresql" else BatchWriter(dialect)
+        )
+        self._queue: queue.SimpleQueue[_Item] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._closed = False
+        self._callbacks: list[Callable[[list[Row]], None]] = []
+        # Batches given up, and how many of those some flush has already reported.
+        self._dropped = 0
+        self._reported = 0
+
+    # -- lifecycle --
+
+    def start(self) -> None:
+        """Bring the schema up to date and start the writer thread."""
+        if self._thread is not None:
+            return
+        upgrade(self._url)
+        self._thread = threading.Thread(target=self._run, name="reynolds-store-writer", daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        """Commit what is queued, stop the writer and release the connections."""
+        failure: StoreError | None = None
+        if self._thread is not None and not self._closed:
+            try:
+                self.flush_sync()
+            except StoreError as exc:
+                failure = exc
+            self._closed = True
+            self._queue.put((_STOP, None))
+            self._thread.join(timeout=60)
+            if self._thread.is_alive():
+                logger.error("store writer did not stop within 60 s")
+        self._closed = True
+        self._engine.dispose()
+        if failure is not None:
+            raise failure
+
+    # -- queued writes --
+
+    def put_task(self, row: Row) -> None:
+        self._put(tasks, row)
+
+    def put_subtask(self, row: Row) -> None:
+        self._put(subtasks, row)
+
+    def put_attempt(self, row: Row) -> None:
+        self._put(attempts, row)
+
+    def add_event(self, row: Row) -> None:
+        unknown = row.keys() - _EVENT_COLUMNS
+        if unknown or "task_id" not in row or "kind" not in row:
+            raise StoreError("an event needs task_id and kind", unknown=sorted(unknown))
+        self._enqueue(
+            _EVENT,
+            {
+                "task_id": row["task_id"],
+                "subtask_id": row.get("subtask_id"),
+                "kind": row["kind"],
+                "data": row.get("data"),
+                "at": time.time() if row.get("at") is None else row["at"],
+            },
+        )
+
+    def record_duration(self, keys: Sequence[str], seconds: float, ok: bool) -> None:
+        if not math.isfinite(seconds) or seconds < 0:
+            raise StoreError("a duration must be a finite number of seconds", seconds=seconds)
+        # A bare string is one key, not a sequence of one-letter keys.
+        names = (keys,) if isinstance(keys, str) else tuple(keys)
+        self._enqueue(_DURATION, (names, float(seconds), bool(ok), time.time()))
+
+    def on_commit(self, callback: Callable[[list[Row]], None]) -> None:
+        """Register a callback run (in the writer thread) with the events of each commit."""
+        self._callbacks.append(callback)
+
+    async def flush(self) -> None:
+        await asyncio.wrap_future(self._enqueue_flush())
+
+    def flush_sync(self) -> None:
+        self._enqueue_flush().result()
+
+    def _put(self, table: Table, row: Row) -> None:
+        unknown = row.keys() - table.columns.keys()
+        missing = [name for name in primary_key(table) if name not in row]
+        if unknown or missing:
+            raise StoreError(
+                f"a {table.name} row needs its key and only known columns",
+                unknown=sorted(unknown),
+                missing=missing,
+            )
+        # A shallow copy: the caller may go on changing its own dict.
+        self._enqueue(table, dict(row))
+
+    def _enqueue(self, kind: Table | str, payload: Any) -> None:
+        if self._closed:
+            raise StoreError("the store is closed")
+        self._queue.put((kind, payload))
+
+    def _enqueue_flush(self) -> Future[None]:
+        if self._thread is None or not self._thread.is_alive() or self._closed:
+            raise StoreError("the store is not running")
+        if threading.current_thread() is self._thread:
+            raise StoreError("an on_commit callback cannot flush: it would wait for itself")
+        future: Future[None] = Future()
+        self._queue.put((_FLUSH, (future, self._dropped)))
+        return future
+
+    # -- the writer thread --
+
+    def _run(self) -> None:
+        try:
+            while True:
+                items = self._collect()
+                try:
+                    self._commit(items)
+                except Exception:  # a bug here must not stop every later commit
+                    logger.exception("store writer failed on a batch")
+                    self._dropped += 1
+                    self._resolve(items)
+                if items[-1][0] == _STOP:
+                    return
+        finally:
+            self._fail_leftovers()
+
+    def _collect(self) -> list[_Item]:
+        """The first item, then whatever else arrives within the batch interval; a flush or
+        a stop ends the batch early so that it is answered at once."""
+        items = [self._queue.get()]
+        deadline = time.monotonic() + self._batch_interval_s
+        while items[-1][0] not in (_FLUSH, _STOP) and len(items) < _MAX_BATCH:
+            try:
+                items.append(self._queue.get_nowait())
+            except queue.Empty:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                try:
+                    items.append(self._queue.get(timeout=remaining))
+                except queue.Empty:
+                    break
+        return items
+
+    def _commit(self, items: list[_Item]) -> None:
+        batch = _to_batch(items)
+        committed = self._write(batch) if len(batch) else []
+        if committed:
+            for callback in tuple(self._callbacks):
+                try:
+                    callback(committed)
+                except Exception:
+                    logger.exception("store on_commit callback failed")
+        self._resolve(items)
+
+    def _write(self, batch: Batch) -> list[Row]:
+        attempts_left = len(self.retry_delays_s)
+        while True:
+            try:
+                with self._engine.begin() as conn:
+                    return self._writer.write(conn, batch)
+            except Exception as exc:
+                if attempts_left == 0:
+                    self._dropped += 1
+                    logger.error(
+                        "store commit failed; %d writes given up: %s", len(batch), _describe(exc)
+                    )
+                    return []
+                delay_s = self.retry_delays_s[-attempts_left]
+                attempts_left -= 1
+                logger.warning(
+                    "store commit failed, retrying in %.2f s: %s", delay_s, _describe(exc)
+                )
+                time.sleep(delay_s)
+
+    def _resolve(self, items: list[_Item]) -> None:
+        """Answer the flushes in `items`: each fails if a batch was given up since it was
+        asked for, or since the last flush that reported one."""
+        flushed = False
+        for kind, payload in items:
+            if kind != _FLUSH:
+                continue
+            future, dropped_before = payload
+            flushed = True
+            if future.done() or not future.set_running_or_notify_cancel():
+                continue
+            if self._dropped > dropped_before or self._dropped > self._reported:
+                future.set_exception(StoreError("some writes could not be committed"))
+            else:
+                future.set_result(None)
+        if flushed:
+            self._reported = self._dropped
+
+    def _fail_leftovers(self) -> None:
+        while True:
+            try:
+                kind, payload = self._queue.get_nowait()
+            except queue.Empty:
+                return
+            if kind == _FLUSH and payload[0].set_running_or_notify_cancel():
+                payload[0].set_exception(StoreError("the store is closed"))
+
+    # -- reads --
+
+    def get_task(self, task_id: str) -> Row | None:
+        rows = self._fetch(select(tasks).where(tasks.c.id == task_id))
+        return rows[0] if rows else None
+
+    def get_subtasks(self, task_id: str) -> list[Row]:
+        return self._fetch(
+            select(subtasks).where(subtasks.c.task_id == task_id).order_by(subtasks.c.seq)
+        )
+
+    def list_tasks(self, status: str | None = None, limit: int = 50) -> list[Row]:
+        query = select(tasks).order_by(tasks.c.created_at.desc(), tasks.c.id.desc()).limit(limit)
+        if status is not None:
+            query = query.where(tasks.c.status == status)
+        return self._fetch(query)
+
+    def unfinished_tasks(self) -> list[Row]:
+        return self._fetch(
+            select(tasks).where(tasks.c.status.in_(UNFINISHED)).order_by(tasks.c.created_at)
+        )
+
+    def task_counts(self) -> dict[str, int]:
+        query = select(tasks.c.status, func.count()).group_by(tasks.c.status)
+        with self._engine.connect() as conn:
+            return {status: count for status, count in conn.execute(query)}
+
+    def durations(self, keys: Iterable[str]) -> Mapping[str, float]:
+        wanted = sorted(set(keys))
+        found: dict[str, float] = {}
+        with self._engine.connect() as conn:
+            for start in range(0, len(wanted), IN_CHUNK):
+                chunk = wanted[start : start + IN_CHUNK]
+                query = select(durations.c.key, durations.c.mean_s).where(
+                    durations.c.key.in_(chunk)
+                )
+                found.update({key: mean_s for key, mean_s in conn.execute(query)})
+        return found
+
+    def events(self, task_id: str, after_seq: int = 0, limit: int = 1000) -> list[Row]:
+        return self._fetch(
+            select(events)
+            .where(events.c.task_id == task_id, events.c.seq > after_seq)
+            .order_by(events.c.seq)
+            .limit(limit)
+        )
+
+    def _fetch(self, query: Select[Any]) -> list[Row]:
+        with self._engine.connect() as conn:
+            return [dict(row) for row in conn.execute(query).mappings()]
+
+
+def _to_batch(items: list[_Item]) -> Batch:
+    batch = Batch()
+    for kind, payload in items:
+        if isinstance(kind, Table):
+            batch.upserts.setdefault(kind, []).append(payload)
+        elif kind == _EVENT:
+            batch.events.append(payload)
+        elif kind == _DURATION:
+            batch.durations.append(payload)
+    return batch
+
+
+def _make_engine(url: str) -> Engine:
+    parsed = make_url(url)
+    backend = parsed.get_backend_name()
+    if backend == "sqlite":
+        if parsed.database in (None, "", ":memory:"):
+            raise StoreError("SQLite needs a file: the writer and the readers share it")
+        # Parameters stay out of error messages: rows may hold secrets from task output.
+        engine = create_engine(parsed, hide_parameters=True)
+        event.listen(engine, "connect", _sqlite_pragmas)
+        return engine
+    if backend == "postgresql":
+        return create_engine(parsed, hide_parameters=True, pool_pre_ping=True)
+    raise StoreError(f"unsupported database {backend!r}: use sqlite or postgresql+psycopg")
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    # Under WAL, NORMAL loses at most the last commits on power loss, never consistency.
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute(f"PRAGMA busy_timeout={_BUSY_TIMEOUT_MS}")
+    cursor.close()
+
+
+def _describe(exc: BaseException) -> str:
+    """What failed, without the row values some database messages quote."""
+    cause = getattr(exc, "orig", None) or exc
+    sqlstate = getattr(cause, "sqlstate", None)
+    diag = getattr(cause, "diag", None)
+    if sqlstate and diag is not None and not sqlstate.startswith("08"):
+        where = ".".join(part for part in (diag.table_name, diag.column_name) if part)
+        detail = ", ".join(
+            part
+            for part in (where, diag.constraint_name and f"constraint {diag.constraint_name}")
+            if part
+        )
+        return f"{type(cause).__name__} (SQLSTATE {sqlstate}{', ' + detail if detail else ''})"
+    lines = str(cause).strip().splitlines()
+    return f"{type(cause).__name__}: {lines[0][:200] if lines else ''}"

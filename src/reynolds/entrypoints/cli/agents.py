@@ -1,0 +1,92 @@
+"""`reynolds agents …` and the commands whose features are not built yet."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import typer
+
+from reynolds.entrypoints.cli import render
+from reynolds.entrypoints.cli.state import print_json, state
+
+agents_app = typer.Typer(help="Agent pools: status and scaling.", no_args_is_help=True)
+
+
+def not_available(ctx: typer.Context, feature: str) -> None:
+    state(ctx).err.print(f"{feature}: not available yet")
+    raise typer.Exit(2)
+
+
+@agents_app.command("status")
+def status(
+    ctx: typer.Context,
+    agent_type: Annotated[
+        str, typer.Argument(metavar="[TYPE]", help="all, devops, platform, code.")
+    ] = "all",
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Replicas, load and health of the agent pools."""
+    st = state(ctx)
+    with st.connect() as client:
+        result: dict[str, Any] = client.call_tool("get_agent_status", {"agentType": agent_type})
+    if as_json:
+        print_json(result)
+        return
+    pools = [p for p in result.get("pools") or [] if isinstance(p, dict)]
+    st.out.print(render.pools_table(pools))
+    summary = result.get("summary") or {}
+    if summary:
+        st.out.print(
+            f"{render.cell(summary.get('totalAgents'))} agents, "
+            f"{render.cell(summary.get('healthyAgents'))} healthy, average utilization "
+            f"{render.percent(summary.get('averageUtilization'))}"
+        )
+    st.comment(result.get("reynoldsComment"))
+
+
+@agents_app.command("scale")
+def scale(
+    ctx: typer.Context,
+    agent_type: Annotated[str, typer.Argument(metavar="TYPE")],
+    replicas: Annotated[int, typer.Argument(metavar="N", min=0)],
+) -> None:
+    """Set a pool's replicas."""
+    not_available(ctx, "agents scale")
+
+
+@agents_app.command("auto")
+def auto(
+    ctx: typer.Context,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Only say what would change.")] = False,
+) -> None:
+    """Scale every pool once, from its load."""
+    not_available(ctx, "agents auto")
+
+
+@agents_app.command("watch")
+def watch(
+    ctx: typer.Context,
+    interval_s: Annotated[int, typer.Argument(metavar="SECONDS", min=1)] = 30,
+) -> None:
+    """Auto-scale every SECONDS until interrupted."""
+    not_available(ctx, "agents watch")
+
+
+@agents_app.command("thresholds")
+def thresholds(ctx: typer.Context) -> None:
+    """The thresholds that drive scaling."""
+    not_available(ctx, "agents thresholds")
+
+
+def mcp(ctx: typer.Context) -> None:
+    """Serve MCP over stdio, for desktop AI assistants."""
+    not_available(ctx, "mcp")
+
+
+def agent(
+    ctx: typer.Context,
+    agent_type: Annotated[str, typer.Option("--type", help="The pool this worker serves.")],
+    concurrency: Annotated[int, typer.Option("--concurrency", min=1, help="Subtasks at once.")] = 1,
+) -> None:
+    """Run a distributed worker for one pool."""
+    not_available(ctx, "agent")

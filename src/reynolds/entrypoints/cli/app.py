@@ -1,0 +1,135 @@
+"""The `reynolds` command: the server's lifecycle, and a client of its HTTP API."""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import UTC, datetime
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.markup import escape
+
+from reynolds import __version__
+from reynolds.entrypoints.cli import agents, health, lifecycle, render
+from reynolds.entrypoints.cli.orchestrate import orchestrate
+from reynolds.entrypoints.cli.state import CliState, print_json, state
+from reynolds.entrypoints.cli.tasks import tasks_app
+
+HEALTH_TIMEOUT_S = 5.0
+_LABEL = {"pass": "[green]PASS[/]", "warn": "[yellow]WARN[/]", "fail": "[red]FAIL[/]"}
+
+
+app = typer.Typer(
+    name="reynolds",
+    help="Reynolds: decompose a task into a DAG of subtasks and run them in parallel.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+class ReportFormat(StrEnum):
+    JSON = "json"
+    TEXT = "text"
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"reynolds {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    ctx: typer.Context,
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_version, is_eager=True, help="Print the version."),
+    ] = False,
+) -> None:
+    """Reynolds: decompose a task into a DAG of subtasks and run them in parallel."""
+    ctx.obj = CliState()
+
+
+app.command()(lifecycle.serve)
+app.command()(lifecycle.start)
+app.command()(lifecycle.stop)
+app.command()(lifecycle.logs)
+app.command()(orchestrate)
+app.add_typer(tasks_app, name="tasks")
+app.add_typer(agents.agents_app, name="agents")
+app.command()(agents.mcp)
+app.command()(agents.agent)
+
+
+@app.command()
+def status(ctx: typer.Context) -> None:
+    """Pools, task counts, backend and store of the running server."""
+    st = state(ctx)
+    with st.connect() as client:
+        answer = client.status()
+    render.render_status(st.out, answer)
+
+
+@app.command("health")
+def health_command(
+    ctx: typer.Context,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="Show every check's details.")
+    ] = False,
+    export: Annotated[
+        bool, typer.Option("--export", help="Write health-report-*.json or .txt.")
+    ] = False,
+    fmt: Annotated[ReportFormat, typer.Option("--format", help="json or text.")] = (
+        ReportFormat.TEXT
+    ),
+) -> None:
+    """Check the server; exits 0 healthy, 2 warnings, 1 failures."""
+    st = state(ctx)
+    started, clock = datetime.now(UTC), time.monotonic()
+    with st.connect(timeout_s=HEALTH_TIMEOUT_S) as client:
+        results = health.run_checks(client)
+    report = health.build_report(results, timestamp=started, duration_s=time.monotonic() - clock)
+    if fmt is ReportFormat.JSON and not export:
+        print_json(report)
+    else:
+        _show_health(st, report, verbose=verbose)
+    if export:
+        path = _write_report(report, fmt)
+        st.out.print(f"Report written to {path}")
+    raise typer.Exit(health.exit_code(results))
+
+
+def _show_health(st: CliState, report: dict[str, Any], *, verbose: bool) -> None:
+    body = report["health_check"]
+    for result in body["results"]:
+        st.out.print(f"{_LABEL[result['status']]} {result['check']}: {escape(result['message'])}")
+        if verbose:
+            for key, value in result["details"].items():
+                st.out.print(f"       {key}: {escape(json.dumps(value, default=str))}")
+    summary = body["summary"]
+    st.out.print(
+        f"{summary['overall_status']}: {summary['passed']} passed, {summary['warnings']} "
+        f"warnings, {summary['failed']} failed ({body['duration_seconds']} s)"
+    )
+    for advice in body["recommendations"]:
+        st.out.print(f"  - {escape(advice)}")
+
+
+def _write_report(report: dict[str, Any], fmt: ReportFormat) -> Path:
+    text = (
+        json.dumps(report, indent=2) + "\n"
+        if fmt is ReportFormat.JSON
+        else health.render_text(report)
+    )
+    path = health.report_path(Path.cwd(), datetime.now(), fmt.value)
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def main() -> None:
+    """The `reynolds` console script."""
+    app(prog_name="reynolds")

@@ -1,0 +1,190 @@
+"""A small synchronous client of the Reynolds HTTP API, with its errors translated once.
+
+ClientError
+├── ServerUnreachable   nothing answers at the configured address
+└── ApiError            the server answered with an error (status, message, fields)
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+
+DEFAULT_TIMEOUT_S = 10.0
+CONNECT_TIMEOUT_S = 3.0
+
+
+class ClientError(Exception):
+    """Something went wrong talking to the server; `exit_code` is what the CLI exits with."""
+
+    exit_code = 1
+
+
+class ServerUnreachable(ClientError):
+    """Nothing answers at the server's address."""
+
+    def __init__(self, base_url: str, reason: str = "") -> None:
+        super().__init__(
+            f"Reynolds is not running at {base_url} (start it with ./start-orchestration.sh start)"
+        )
+        self.base_url = base_url
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class FieldProblem:
+    """One `{field, reason}` pair of a 422 answer."""
+
+    field: str
+    reason: str
+
+
+class ApiError(ClientError):
+    """The server answered with an error; invalid input (422) exits 2, the rest 1."""
+
+    def __init__(
+        self, status_code: int, message: str, fields: list[FieldProblem] | None = None
+    ) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+        self.message = message
+        self.fields = fields or []
+        self.exit_code = 2 if status_code == 422 else 1
+
+
+@dataclass
+class Health:
+    """What `GET /health` said: its HTTP status and body (a 503 is an answer, not an error)."""
+
+    status_code: int
+    body: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def healthy(self) -> bool:
+        return self.status_code == 200 and self.body.get("status") == "healthy"
+
+
+def api_error_from(response: httpx.Response) -> ApiError:
+    """The `{error, errors: [{field, reason}]}` body of an error answer, or its text."""
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if isinstance(body, dict):
+        message = str(body.get("error") or body.get("detail") or f"HTTP {response.status_code}")
+        problems = [
+            FieldProblem(str(item.get("field", "?")), str(item.get("reason", "invalid")))
+            for item in body.get("errors") or []
+            if isinstance(item, dict)
+        ]
+    else:
+        message = response.text.strip()[:500] or f"HTTP {response.status_code}"
+        problems = []
+    if response.status_code == 401:
+        message = f"{message} (set REYNOLDS_API_TOKEN or secrets/api_token.txt)"
+    return ApiError(response.status_code, message, problems)
+
+
+class ReynoldsClient:
+    """The server's REST routes and MCP tools as methods returning decoded JSON."""
+
+    def __init__(
+        self,
+        base_url: str,
+        token: str | None = None,
+        *,
+        timeout_s: float = DEFAULT_TIMEOUT_S,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self.base_url = base_url
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self._http = httpx.Client(
+            base_url=base_url,
+            headers=headers,
+            timeout=httpx.Timeout(timeout_s, connect=min(CONNECT_TIMEOUT_S, timeout_s)),
+            transport=transport,
+        )
+
+    def __enter__(self) -> ReynoldsClient:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._http.close()
+
+    def _send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        try:
+            return self._http.request(method, path, **kwargs)
+        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.RemoteProtocolError) as exc:
+            raise ServerUnreachable(self.base_url, str(exc)) from exc
+        except httpx.TimeoutException as exc:
+            raise ApiError(0, f"the server at {self.base_url} did not answer in time") from exc
+        except httpx.TransportError as exc:
+            raise ServerUnreachable(self.base_url, str(exc)) from exc
+
+    def _json(self, method: str, path: str, **kwargs: Any) -> Any:
+        response = self._send(method, path, **kwargs)
+        if response.status_code >= 400:
+            raise api_error_from(response)
+        try:
+            return response.json()
+        except ValueError as exc:
+            raise ApiError(response.status_code, f"{path} answered with non-JSON") from exc
+
+    def health(self) -> Health:
+        response = self._send("GET", "/health")
+        try:
+            body = response.json()
+        except ValueError:
+            body = {}
+        return Health(response.status_code, body if isinstance(body, dict) else {})
+
+    def status(self) -> dict[str, Any]:
+        result: dict[str, Any] = self._json("GET", "/status")
+        return result
+
+    def call_tool(self, name: str, arguments: dict[str, Any]) -> Any:
+        """POST /mcp/tools/{name}; the tool's structured result, or ApiError if it failed."""
+        body = self._json("POST", f"/mcp/tools/{name}", json={"arguments": arguments})
+        if not isinstance(body, dict):
+            raise ApiError(200, f"{name} answered with an unexpected shape")
+        if body.get("isError"):
+            raise ApiError(200, _content_text(body) or f"{name} failed")
+        if "structuredContent" in body:
+            return body["structuredContent"]
+        text = _content_text(body)
+        return json.loads(text) if text else None
+
+    def list_tasks(self, status: str | None = None, limit: int | None = None) -> list[Any]:
+        params: dict[str, str | int] = {}
+        if status:
+            params["status"] = status
+        if limit is not None:
+            params["limit"] = limit
+        body = self._json("GET", "/tasks", params=params)
+        tasks = body.get("tasks", []) if isinstance(body, dict) else body
+        return list(tasks)
+
+    def task(self, task_id: str) -> dict[str, Any]:
+        result: dict[str, Any] = self._json("GET", f"/tasks/{_segment(task_id)}")
+        return result
+
+    def cancel(self, task_id: str) -> dict[str, Any]:
+        result: dict[str, Any] = self._json("POST", f"/tasks/{_segment(task_id)}/cancel")
+        return result
+
+
+def _content_text(body: dict[str, Any]) -> str:
+    parts = [c.get("text", "") for c in body.get("content") or [] if isinstance(c, dict)]
+    return "\n".join(p for p in parts if p)
+
+
+def _segment(value: str) -> str:
+    """A task id as one path segment, so an id can never reach another route."""
+    return quote(value, safe="")

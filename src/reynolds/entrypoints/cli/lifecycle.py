@@ -1,0 +1,307 @@
+"""Running the server: `serve` in the foreground, `start`/`stop` in the background, `logs`."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from functools import partial
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from reynolds.entrypoints.cli.client import ClientError, ReynoldsClient
+from reynolds.entrypoints.cli.state import CliState, state
+from reynolds.errors import AlreadyRunning
+from reynolds.settings import Settings
+
+START_TIMEOUT_S = 60.0
+STOP_TIMEOUT_S = 20.0
+KILL_TIMEOUT_S = 5.0
+POLL_S = 0.2
+LOG_TAIL_LINES = 30
+ENDPOINTS = ("/health", "/status", "/metrics", "/mcp/tools", "/tasks", "/mcp")
+_COMPONENT = re.compile(r"^[A-Za-z0-9_.-]{1,100}$")
+
+
+def serve(ctx: typer.Context) -> None:
+    """Run the server in the foreground (what `start` launches in the background)."""
+    st = state(ctx)
+    settings = st.settings
+    # Imported here so that client commands never pay for the server stack.
+    from reynolds.bootstrap import serve as run_server
+
+    try:
+        run_server(settings)
+    except AlreadyRunning as exc:
+        st.err.print(f"[red]error:[/] Reynolds is already running for {settings.home}: {exc}")
+        raise typer.Exit(1) from None
+    except KeyboardInterrupt:
+        raise typer.Exit(130) from None
+
+
+def start(
+    ctx: typer.Context,
+    production: Annotated[
+        bool, typer.Option("--production", help="Use PostgreSQL and Redis from the configuration.")
+    ] = False,
+) -> None:
+    """Start the server in the background and wait until it is healthy."""
+    st = state(ctx)
+    settings = st.settings
+    if production:
+        _check_production(st, settings)
+    with st.connect(timeout_s=2.0) as client:
+        if _healthy(client):
+            st.out.print(f"Reynolds is already running at {settings.base_url}")
+            _print_endpoints(st, settings)
+            return
+        pid = read_pid(settings.pid_file)
+        alive: Callable[[], bool]
+        if pid is not None and process_alive(pid):
+            st.out.print(f"Reynolds (pid {pid}) is starting or unhealthy; waiting for it")
+            alive = partial(process_alive, pid)
+        else:
+            if pid is not None:
+                settings.pid_file.unlink(missing_ok=True)
+                st.out.print(
+                    f"Removed a stale pid file ({settings.pid_file}: process {pid} is gone)"
+                )
+            proc = _launch(settings)
+            st.out.print(f"Starting Reynolds (pid {proc.pid}) at {settings.base_url}")
+            alive = partial(_running, proc)
+        problem = _wait_healthy(client, alive)
+    if problem:
+        st.err.print(f"[red]error:[/] {problem}")
+        _print_log_tail(st, settings.log_dir / "server.log")
+        raise typer.Exit(1)
+    st.out.print(f"Reynolds is running at {settings.base_url}")
+    _print_endpoints(st, settings)
+
+
+def stop(
+    ctx: typer.Context,
+    production: Annotated[
+        bool, typer.Option("--production", help="Accepted for symmetry.")
+    ] = False,
+) -> None:
+    """Stop the server: SIGTERM, then SIGKILL of its process group after 20 s."""
+    del production  # the same server process in either mode
+    st = state(ctx)
+    pid_file = st.settings.pid_file
+    pid = read_pid(pid_file)
+    if pid is None:
+        st.out.print(f"Reynolds is not running (no pid file in {st.settings.home})")
+        return
+    if not process_alive(pid):
+        pid_file.unlink(missing_ok=True)
+        st.out.print(f"Reynolds is not running; removed a stale pid file (process {pid} is gone)")
+        return
+    st.out.print(f"Stopping Reynolds (pid {pid})")
+    try:
+        os.kill(pid, signal.SIGTERM)
+        if not _wait_gone(pid, STOP_TIMEOUT_S):
+            st.err.print(f"Reynolds (pid {pid}) did not stop in {STOP_TIMEOUT_S:.0f} s; killing it")
+            _kill_group(pid)
+            _wait_gone(pid, KILL_TIMEOUT_S)
+    except ProcessLookupError:
+        pass
+    except PermissionError:
+        st.err.print(f"[red]error:[/] not allowed to signal process {pid}")
+        raise typer.Exit(1) from None
+    if read_pid(pid_file) == pid:
+        pid_file.unlink(missing_ok=True)
+    st.out.print("Reynolds stopped")
+
+
+def logs(
+    ctx: typer.Context,
+    component: Annotated[
+        str, typer.Argument(help="server (or reynolds), or a component name.")
+    ] = "server",
+    lines: Annotated[
+        int, typer.Option("-n", "--lines", min=0, help="How many lines to show.")
+    ] = 50,
+    follow: Annotated[
+        bool, typer.Option("-f", "--follow", help="Keep printing new lines.")
+    ] = False,
+) -> None:
+    """Show the end of a log under REYNOLDS_HOME/logs."""
+    st = state(ctx)
+    if not _COMPONENT.match(component):
+        st.err.print(f"[red]error:[/] not a component name: {component!r}")
+        raise typer.Exit(2)
+    name = "server" if component in ("reynolds", "server") else component
+    path = st.settings.log_dir / f"{name}.log"
+    if not path.is_file():
+        st.err.print(f"No log at {path} yet")
+        raise typer.Exit(1)
+    sys.stdout.writelines(tail_lines(path, lines))
+    sys.stdout.flush()
+    if follow:
+        try:
+            _follow(path)
+        except KeyboardInterrupt:
+            return
+
+
+def read_pid(path: Path) -> int | None:
+    """The pid in a pid file, or None when there is none (or it holds no number)."""
+    try:
+        text = path.read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError):
+        return None
+    return int(text) if text.isdigit() and int(text) > 0 else None
+
+
+def process_alive(pid: int) -> bool:
+    """Whether `pid` is a live process (a zombie counts as gone)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text(encoding="utf-8")
+    except OSError:
+        return True
+    return stat.rsplit(")", 1)[-1].split()[0] not in ("Z", "X")
+
+
+def tail_lines(path: Path, count: int, block_size: int = 64 * 1024) -> list[str]:
+    """The last `count` lines of a file, reading only as much of its end as needed."""
+    if count <= 0:
+        return []
+    with path.open("rb") as handle:
+        handle.seek(0, os.SEEK_END)
+        end = position = handle.tell()
+        data = b""
+        while position > 0 and data.count(b"\n") <= count:
+            position = max(0, position - block_size)
+            handle.seek(position)
+            data = handle.read(end - position)
+    lines = data.decode("utf-8", errors="replace").splitlines(keepends=True)
+    tail = lines[-count:]
+    if tail and not tail[-1].endswith("\n"):
+        tail[-1] += "\n"
+    return tail
+
+
+def _check_production(st: CliState, settings: Settings) -> None:
+    st.out.print(
+        "Production mode needs REYNOLDS_DATABASE_URL (postgresql+psycopg://…) and "
+        "REYNOLDS_REDIS_URL (redis://…) in the environment or config/reynolds.env"
+    )
+    if not (settings.database_url or "").startswith("postgresql"):
+        st.err.print("[red]error:[/] REYNOLDS_DATABASE_URL is not a postgresql URL")
+        raise typer.Exit(2)
+    if not settings.redis_url:
+        st.err.print("[yellow]warning:[/] REYNOLDS_REDIS_URL is unset; the cache stays in-process")
+
+
+def _launch(settings: Settings) -> subprocess.Popen[bytes]:
+    settings.log_dir.mkdir(parents=True, exist_ok=True)
+    log_path = settings.log_dir / "server.log"
+    env = {
+        **os.environ,
+        "REYNOLDS_HOME": str(settings.home),
+        "REYNOLDS_HOST": settings.host,
+        "REYNOLDS_PORT": str(settings.port),
+        "PYTHONUNBUFFERED": "1",
+    }
+    with log_path.open("ab") as log:
+        log.write(f"--- reynolds start at {datetime.now(UTC).isoformat()} ---\n".encode())
+        log.flush()
+        return subprocess.Popen(
+            [sys.executable, "-m", "reynolds", "serve"],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            env=env,
+        )
+
+
+def _running(proc: subprocess.Popen[bytes]) -> bool:
+    return proc.poll() is None
+
+
+def _healthy(client: ReynoldsClient) -> bool:
+    try:
+        return client.health().healthy
+    except ClientError:
+        return False
+
+
+def _wait_healthy(client: ReynoldsClient, alive: Callable[[], bool]) -> str | None:
+    """None once `/health` is healthy; otherwise why not (the process died, or time ran out)."""
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while True:
+        if _healthy(client):
+            return None
+        if not alive():
+            return "the server exited before it became healthy"
+        if time.monotonic() >= deadline:
+            return (
+                f"the server was not healthy within {START_TIMEOUT_S:.0f} s "
+                "(it may still be starting; stop it with: reynolds stop)"
+            )
+        time.sleep(POLL_S)
+
+
+def _wait_gone(pid: int, timeout_s: float) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while process_alive(pid):
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(POLL_S)
+    return True
+
+
+def _kill_group(pid: int) -> None:
+    # The server leads its own session (start_new_session), so its group is its own and its
+    # children's; any other process gets only itself killed.
+    try:
+        group = os.getpgid(pid)
+    except ProcessLookupError:
+        return
+    if group == pid:
+        os.killpg(group, signal.SIGKILL)
+    else:
+        os.kill(pid, signal.SIGKILL)
+
+
+def _print_endpoints(st: CliState, settings: Settings) -> None:
+    base = settings.base_url
+    st.out.print(f"  base URL   {base}")
+    for path in ENDPOINTS:
+        st.out.print(f"  {path:<10} {base}{path}")
+
+
+def _print_log_tail(st: CliState, path: Path) -> None:
+    if not path.is_file():
+        return
+    st.err.print(f"Last {LOG_TAIL_LINES} lines of {path}:")
+    sys.stderr.writelines(tail_lines(path, LOG_TAIL_LINES))
+    sys.stderr.flush()
+
+
+def _follow(path: Path) -> None:
+    with path.open("r", encoding="utf-8", errors="replace") as handle:
+        handle.seek(0, os.SEEK_END)
+        while True:
+            line = handle.readline()
+            if line:
+                sys.stdout.write(line)
+                sys.stdout.flush()
+                continue
+            if path.stat().st_size < handle.tell():
+                handle.seek(0)  # the log was truncated or rotated
+            time.sleep(0.25)

@@ -1,0 +1,195 @@
+"""Rich renderings of what the server answers: status, pools, tasks and task results."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+TASK_DONE = frozenset({"succeeded", "failed", "cancelled", "planned", "skipped", "loop_blocked"})
+
+_STATUS_STYLE = {
+    "succeeded": "green",
+    "failed": "red",
+    "cancelled": "yellow",
+    "loop_blocked": "red",
+    "skipped": "dim",
+    "running": "cyan",
+    "ready": "blue",
+    "pending": "dim",
+    "planned": "magenta",
+}
+
+
+def styled(status: Any) -> str:
+    text = escape(str(status or "-"))
+    style = _STATUS_STYLE.get(str(status))
+    return f"[{style}]{text}[/]" if style else text
+
+
+def parse_time(value: Any) -> datetime | None:
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
+def seconds(value: Any) -> str:
+    return f"{value:.2f} s" if isinstance(value, int | float) else "-"
+
+
+def times(value: Any) -> str:
+    return f"{value:.2f}x" if isinstance(value, int | float) else "-"
+
+
+def counted(count: int, noun: str) -> str:
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
+
+
+def duration(subtask: dict[str, Any]) -> str:
+    started, finished = parse_time(subtask.get("startedAt")), parse_time(subtask.get("finishedAt"))
+    if started is None or finished is None:
+        return "-"
+    return seconds((finished - started).total_seconds())
+
+
+def cell(value: Any) -> str:
+    return "-" if value is None or value == "" else escape(str(value))
+
+
+def render_status(console: Console, status: dict[str, Any]) -> None:
+    store = status.get("store")
+    store_text = store.get("kind") or store.get("url") if isinstance(store, dict) else store
+    console.print(
+        f"[bold]Reynolds[/] {cell(status.get('version'))}: backend "
+        f"{cell(status.get('backend'))}, store {cell(store_text)}, "
+        f"up {seconds(status.get('uptimeSeconds'))}"
+    )
+    pools = [p for p in status.get("pools") or [] if isinstance(p, dict)]
+    if pools:
+        console.print(pools_table(pools))
+    counts = status.get("tasks") or {}
+    if isinstance(counts, dict) and counts:
+        table = Table(title="Tasks", title_justify="left")
+        table.add_column("status")
+        table.add_column("count", justify="right")
+        for name, count in counts.items():
+            table.add_row(styled(name), cell(count))
+        console.print(table)
+    else:
+        console.print("Tasks: none yet")
+
+
+def pools_table(pools: list[dict[str, Any]]) -> Table:
+    table = Table(title="Agent pools", title_justify="left")
+    for column in ("pool", "replicas", "busy", "queue", "utilization", "success", "circuit"):
+        table.add_column(column, justify="left" if column in ("pool", "circuit") else "right")
+    for pool in pools:
+        replicas = cell(pool.get("replicas"))
+        if pool.get("minReplicas") is not None and pool.get("maxReplicas") is not None:
+            replicas += f" ({pool['minReplicas']}..{pool['maxReplicas']})"
+        table.add_row(
+            cell(pool.get("type") or pool.get("name")),
+            replicas,
+            cell(pool.get("busy")),
+            cell(pool.get("queueDepth")),
+            percent(pool.get("utilization")),
+            percent(pool.get("successRate")),
+            cell(pool.get("circuit")),
+        )
+    return table
+
+
+def percent(value: Any) -> str:
+    if not isinstance(value, int | float):
+        return "-"
+    return f"{value * 100:.0f}%" if value <= 1 else f"{value:.0f}%"
+
+
+def render_plan(console: Console, result: dict[str, Any]) -> None:
+    """The task id and the plan summary: groups, critical path, estimated speedup."""
+    console.print(f"Task [bold]{cell(result.get('taskId'))}[/]: {styled(result.get('status'))}")
+    plan = result.get("plan") or {}
+    if not isinstance(plan, dict) or not plan:
+        return
+    groups = plan.get("parallelGroups") or []
+    path = plan.get("criticalPath") or []
+    speedup = plan.get("estimatedSpeedup")
+    console.print(
+        f"Plan: {counted(len(result.get('subtasks') or []), 'subtask')} in "
+        f"{counted(len(groups), 'parallel group')}, critical path {len(path)} long, "
+        f"estimated speedup {times(speedup)}"
+    )
+    if path:
+        console.print(f"Critical path: {escape(' -> '.join(str(p) for p in path))}")
+
+
+def subtasks_table(subtasks: list[dict[str, Any]], title: str = "Subtasks") -> Table:
+    table = Table(title=title, title_justify="left")
+    table.add_column("subtask", overflow="fold")
+    table.add_column("agent")
+    table.add_column("status")
+    table.add_column("attempts", justify="right")
+    table.add_column("exit code", justify="right")
+    table.add_column("duration", justify="right")
+    for sub in subtasks:
+        table.add_row(
+            cell(sub.get("id")),
+            cell(sub.get("agentType")),
+            styled(sub.get("status")),
+            cell(sub.get("attempts")),
+            cell(sub.get("exitCode")),
+            duration(sub),
+        )
+    return table
+
+
+def render_result(console: Console, result: dict[str, Any]) -> None:
+    """A finished (or current) task: subtasks, their errors, and the metrics."""
+    subtasks = [s for s in result.get("subtasks") or [] if isinstance(s, dict)]
+    if subtasks:
+        console.print(subtasks_table(subtasks))
+    for sub in subtasks:
+        if sub.get("status") in ("failed", "loop_blocked") and sub.get("error"):
+            first = str(sub["error"]).strip().splitlines()
+            console.print(f"[red]{cell(sub.get('id'))}[/]: {escape(first[-1] if first else '')}")
+    metrics = result.get("metrics") or {}
+    if isinstance(metrics, dict) and metrics:
+        speedup = metrics.get("speedup")
+        console.print(
+            f"Makespan {seconds(metrics.get('makespanSeconds'))}, sequential "
+            f"{seconds(metrics.get('sequentialSeconds'))}, speedup {times(speedup)}, success rate "
+            f"{percent(metrics.get('successRate'))}"
+        )
+    console.print(f"Task {cell(result.get('taskId'))}: {styled(result.get('status'))}")
+    if result.get("message"):
+        console.print(escape(str(result["message"])))
+
+
+def tasks_table(tasks: list[dict[str, Any]]) -> Table:
+    table = Table(title="Tasks", title_justify="left")
+    table.add_column("task", overflow="fold")
+    table.add_column("type")
+    table.add_column("status")
+    table.add_column("priority")
+    table.add_column("created")
+    table.add_column("finished")
+    table.add_column("subtasks")
+    for task in tasks:
+        counts = task.get("subtaskCounts") or {}
+        summary = ", ".join(f"{n} {s}" for s, n in counts.items()) if counts else "-"
+        table.add_row(
+            cell(task.get("taskId")),
+            cell(task.get("type")),
+            styled(task.get("status")),
+            cell(task.get("priority")),
+            cell(task.get("createdAt")),
+            cell(task.get("finishedAt")),
+            escape(summary),
+        )
+    return table

@@ -1,0 +1,77 @@
+"""Store fixtures: every store test runs on SQLite and on PostgreSQL, each in a fresh database
+(a file under tmp_path, or a schema of its own dropped afterwards)."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import NoReturn
+
+import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.pool import NullPool
+
+from reynolds.adapters.store.sql import SqlStore
+
+POSTGRES_URL = os.environ.get(
+    "REYNOLDS_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
+
+
+@pytest.fixture(scope="session")
+def postgres_url(require_service: Callable[[str, str], NoReturn]) -> str:
+    engine = create_engine(POSTGRES_URL, poolclass=NullPool, connect_args={"connect_timeout": 3})
+    try:
+        with engine.connect():
+            pass
+    except OperationalError as exc:
+        shown = make_url(POSTGRES_URL).render_as_string(hide_password=True)
+        require_service("PostgreSQL", f"cannot connect to {shown} ({type(exc.orig).__name__})")
+    finally:
+        engine.dispose()
+    return POSTGRES_URL
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    if request.param == "sqlite":
+        # A folder that does not exist yet: the store must create it.
+        yield f"sqlite:///{tmp_path / 'home' / 'reynolds.db'}"
+        return
+    base: str = request.getfixturevalue("postgres_url")
+    schema = f"test_{uuid.uuid4().hex[:16]}"
+    admin = create_engine(base, poolclass=NullPool)
+    with admin.begin() as conn:
+        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    try:
+        url = make_url(base).update_query_dict({"options": f"-csearch_path={schema}"})
+        yield url.render_as_string(hide_password=False)
+    finally:
+        with admin.begin() as conn:
+            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
+
+
+@pytest.fixture
+def make_store(store_url: str) -> Iterator[Callable[..., SqlStore]]:
+    """Build and start stores on the test's database; they are closed afterwards."""
+    stores: list[SqlStore] = []
+
+    def make(**options: float) -> SqlStore:
+        store = SqlStore(store_url, **options)
+        stores.append(store)
+        store.start()
+        return store
+
+    yield make
+    for store in stores:
+        store.close()
+
+
+@pytest.fixture
+def store(make_store: Callable[..., SqlStore]) -> SqlStore:
+    return make_store()

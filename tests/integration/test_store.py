@@ -1,0 +1,443 @@
+"""The Store contract, run against SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import sqlite3
+import threading
+from collections.abc import Callable
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import create_engine, select
+from sqlalchemy.pool import NullPool
+
+from reynolds.adapters.store import schema
+from reynolds.adapters.store.sql import SqlStore
+from reynolds.errors import StoreError
+
+Row = dict[str, Any]
+
+
+def task(task_id: str, **fields: Any) -> Row:
+    row: Row = {
+        "id": task_id,
+        "type": "build",
+        "priority": "medium",
+        "status": "pending",
+        "spec": {"name": task_id, "steps": [{"id": "a"}]},
+        "strategy": {"approach": "direct"},
+        "created_at": 1000.0,
+    }
+    return row | fields
+
+
+def subtask(task_id: str, subtask_id: str, seq: int, **fields: Any) -> Row:
+    row: Row = {
+        "task_id": task_id,
+        "id": subtask_id,
+        "seq": seq,
+        "depends_on": [],
+        "spec": {"action": {"kind": "shell", "argv": ["true"]}},
+        "status": "pending",
+    }
+    return row | fields
+
+
+def table_rows(url: str, table: Any) -> list[Row]:
+    engine = create_engine(url, poolclass=NullPool)
+    try:
+        with engine.connect() as conn:
+            return [dict(row) for row in conn.execute(select(table)).mappings()]
+    finally:
+        engine.dispose()
+
+
+# -- rows --
+
+
+def test_a_put_task_reads_back_with_its_json_and_defaults(store: SqlStore) -> None:
+    store.put_task(task("t1", plan={"levels": [["a"]]}))
+    store.flush_sync()
+
+    row = store.get_task("t1")
+
+    assert row is not None
+    assert row["spec"] == {"name": "t1", "steps": [{"id": "a"}]}
+    assert row["plan"] == {"levels": [["a"]]}
+    assert row["description"] == ""
+    assert row["finished_at"] is None
+    assert store.get_task("missing") is None
+
+
+def test_a_partial_put_changes_only_the_columns_it_names(store: SqlStore) -> None:
+    store.put_subtask(subtask("t1", "a", 0, component="api", output="first"))
+    store.flush_sync()
+
+    store.put_subtask({"task_id": "t1", "id": "a", "status": "succeeded", "finished_at": 5.0})
+    store.flush_sync()
+
+    (row,) = store.get_subtasks("t1")
+    assert row["status"] == "succeeded"
+    assert row["finished_at"] == 5.0
+    assert row["component"] == "api"
+    assert row["output"] == "first"
+    assert row["spec"] == {"action": {"kind": "shell", "argv": ["true"]}}
+
+
+def test_a_put_can_clear_a_column_with_none(store: SqlStore) -> None:
+    store.put_subtask(subtask("t1", "a", 0, pid=42, pid_start=7))
+    store.put_subtask(subtask("t1", "b", 1, pid=43, pid_start=8))
+    store.flush_sync()
+
+    for name in ("a", "b"):
+        store.put_subtask({"task_id": "t1", "id": name, "pid": None, "pid_start": None})
+    store.flush_sync()
+
+    assert [(row["pid"], row["pid_start"]) for row in store.get_subtasks("t1")] == [
+        (None, None),
+        (None, None),
+    ]
+
+
+def test_a_partial_put_for_a_row_never_written_creates_nothing(store: SqlStore) -> None:
+    store.put_subtask({"task_id": "t1", "id": "ghost", "status": "running"})
+    store.flush_sync()
+
+    assert store.get_subtasks("t1") == []
+
+
+def test_puts_of_one_key_in_one_batch_merge_with_later_fields_winning(
+    make_store: Callable[..., SqlStore],
+) -> None:
+    # A long interval: everything up to the flush lands in one batch.
+    store = make_store(batch_interval_s=30.0)
+    store.put_subtask({"task_id": "t1", "id": "a", "status": "running", "started_at": 2.0})
+    store.put_subtask(subtask("t1", "a", 0, status="ready"))
+    store.put_subtask({"task_id": "t1", "id": "a", "attempts": 1, "status": "running"})
+    store.put_subtask({"task_id": "t1", "id": "a", "pid": 42})
+    store.flush_sync()
+
+    (row,) = store.get_subtasks("t1")
+    assert (row["status"], row["started_at"], row["attempts"], row["pid"]) == (
+        "running",
+        2.0,
+        1,
+        42,
+    )
+
+
+def test_attempts_are_keyed_by_task_subtask_and_number(store: SqlStore, store_url: str) -> None:
+    for attempt in (1, 2):
+        store.put_attempt(
+            {"task_id": "t1", "subtask_id": "a", "attempt": attempt, "status": "running"}
+        )
+    store.put_attempt({"task_id": "t1", "subtask_id": "a", "attempt": 1, "status": "failed"})
+    store.flush_sync()
+
+    rows = sorted(table_rows(store_url, schema.attempts), key=lambda r: r["attempt"])
+    assert [(r["attempt"], r["status"]) for r in rows] == [(1, "failed"), (2, "running")]
+
+
+def test_a_string_enum_is_stored_as_its_value(store: SqlStore) -> None:
+    class Status(StrEnum):
+        RUNNING = "running"
+
+    store.put_task(task("t1", status=Status.RUNNING))
+    store.flush_sync()
+
+    row = store.get_task("t1")
+    assert row is not None and row["status"] == "running"
+
+
+def test_output_with_nul_bytes_is_stored(store: SqlStore) -> None:
+    store.put_subtask(subtask("t1", "a", 0, output="bin\x00ary"))
+    store.add_event({"task_id": "t1", "kind": "log", "data": {"line": "a\x00b"}, "at": 1.0})
+    store.flush_sync()
+
+    (row,) = store.get_subtasks("t1")
+    # PostgreSQL text cannot hold NUL, so it becomes U+FFFD there.
+    assert row["output"] in ("bin\x00ary", "bin\ufffdary")
+    assert store.events("t1")[0]["data"] == {"line": "a\x00b"}
+
+
+def test_subtasks_come_back_in_decomposition_order(store: SqlStore) -> None:
+    for seq, name in enumerate(["c", "a", "b"]):
+        store.put_subtask(subtask("t1", name, seq))
+    store.put_subtask(subtask("t2", "z", 0))
+    store.flush_sync()
+
+    assert [row["id"] for row in store.get_subtasks("t1")] == ["c", "a", "b"]
+
+
+def test_a_row_with_an_unknown_column_or_no_key_is_refused_at_once(store: SqlStore) -> None:
+    with pytest.raises(StoreError):
+        store.put_task(task("t1", colour="red"))
+    with pytest.raises(StoreError):
+        store.put_subtask({"id": "a", "status": "running"})
+    with pytest.raises(StoreError):
+        store.add_event({"task_id": "t1"})
+
+
+# -- task queries --
+
+
+def test_tasks_are_listed_newest_first_filtered_and_limited(store: SqlStore) -> None:
+    for i, status in enumerate(["succeeded", "running", "pending", "succeeded"]):
+        store.put_task(task(f"t{i}", status=status, created_at=1000.0 + i))
+    store.flush_sync()
+
+    assert [row["id"] for row in store.list_tasks()] == ["t3", "t2", "t1", "t0"]
+    assert [row["id"] for row in store.list_tasks(status="succeeded")] == ["t3", "t0"]
+    assert [row["id"] for row in store.list_tasks(limit=2)] == ["t3", "t2"]
+    assert store.task_counts() == {"succeeded": 2, "running": 1, "pending": 1}
+
+
+def test_unfinished_tasks_are_those_pending_ready_or_running(store: SqlStore) -> None:
+    statuses = ["pending", "ready", "running", "succeeded", "failed", "cancelled", "planned"]
+    for i, status in enumerate(statuses):
+        store.put_task(task(f"t{i}", status=status, created_at=1000.0 + i))
+    store.flush_sync()
+
+    assert [row["status"] for row in store.unfinished_tasks()] == ["pending", "ready", "running"]
+
+
+# -- events --
+
+
+def test_on_commit_receives_the_committed_events_with_their_seq(store: SqlStore) -> None:
+    received: list[Row] = []
+    store.on_commit(received.extend)
+    for i in range(5):
+        store.add_event({"task_id": "t1", "subtask_id": f"s{i}", "kind": "started", "at": 1.0})
+    store.flush_sync()
+
+    seqs = [row["seq"] for row in received]
+    assert seqs == sorted(seqs) and len(set(seqs)) == 5
+    assert [row["subtask_id"] for row in received] == [f"s{i}" for i in range(5)]
+    assert received == store.events("t1")
+
+
+def test_events_are_read_after_a_seq_in_order_and_limited(store: SqlStore) -> None:
+    for i in range(6):
+        store.add_event({"task_id": "t1", "kind": "tick", "data": {"i": i}})
+        store.add_event({"task_id": "t2", "kind": "tick", "data": {"i": i}})
+    store.flush_sync()
+
+    first = store.events("t1", limit=2)
+    rest = store.events("t1", after_seq=first[-1]["seq"])
+
+    assert [row["data"]["i"] for row in first] == [0, 1]
+    assert [row["data"]["i"] for row in rest] == [2, 3, 4, 5]
+    assert all(row["at"] > 0 for row in first + rest)
+
+
+def test_a_failing_callback_does_not_stop_the_others(
+    store: SqlStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    received: list[Row] = []
+
+    def broken(rows: list[Row]) -> None:
+        raise RuntimeError("listener bug")
+
+    store.on_commit(broken)
+    store.on_commit(received.extend)
+    store.add_event({"task_id": "t1", "kind": "started"})
+    store.flush_sync()
+
+    assert len(received) == 1
+    assert "on_commit callback failed" in caplog.text
+
+
+# -- durations --
+
+
+def test_durations_keep_running_statistics_per_key(store: SqlStore, store_url: str) -> None:
+    store.record_duration(["build", "build:api"], 1.0, True)
+    store.flush_sync()
+    store.record_duration(["build"], 3.0, False)
+    store.record_duration(["build"], 5.0, True)
+    store.flush_sync()
+
+    rows = {row["key"]: row for row in table_rows(store_url, schema.durations)}
+    build = rows["build"]
+    assert (build["count"], build["failures"], build["last_s"]) == (3, 1, 5.0)
+    assert math.isclose(build["mean_s"], 3.0)
+    assert math.isclose(build["m2"], 8.0)  # (1-3)² + (3-3)² + (5-3)²
+    assert store.durations(["build", "build:api", "unknown"]) == {
+        "build": pytest.approx(3.0),
+        "build:api": 1.0,
+    }
+
+
+def test_a_single_string_is_one_duration_key(store: SqlStore) -> None:
+    store.record_duration("build", 2.0, True)
+    store.flush_sync()
+
+    assert store.durations(["build", "b"]) == {"build": 2.0}
+
+
+def test_a_duration_that_is_not_a_finite_number_is_refused(store: SqlStore) -> None:
+    with pytest.raises(StoreError):
+        store.record_duration(["k"], math.nan, True)
+
+
+# -- flush and failure --
+
+
+def test_flush_returns_once_everything_before_it_is_readable(store: SqlStore) -> None:
+    for i in range(500):
+        store.put_subtask(subtask("t1", f"s{i}", i))
+    asyncio.run(store.flush())
+
+    assert len(store.get_subtasks("t1")) == 500
+
+
+def test_async_flush_lets_the_event_loop_run_while_it_waits(store: SqlStore) -> None:
+    async def scenario() -> int:
+        ticks = 0
+
+        async def ticker() -> None:
+            nonlocal ticks
+            while True:
+                ticks += 1
+                await asyncio.sleep(0)
+
+        for i in range(200):
+            store.put_subtask(subtask("t1", f"s{i}", i))
+        running = asyncio.create_task(ticker())
+        await store.flush()
+        running.cancel()
+        return ticks
+
+    assert asyncio.run(scenario()) > 0
+
+
+def test_a_callback_that_flushes_gets_an_error_instead_of_a_deadlock(store: SqlStore) -> None:
+    errors: list[Exception] = []
+
+    def flushing(rows: list[Row]) -> None:
+        try:
+            store.flush_sync()
+        except StoreError as exc:
+            errors.append(exc)
+
+    store.on_commit(flushing)
+    store.add_event({"task_id": "t1", "kind": "started"})
+    store.flush_sync()
+
+    assert len(errors) == 1
+
+
+def test_writes_from_many_threads_are_all_committed(store: SqlStore) -> None:
+    def writer(n: int) -> None:
+        for i in range(100):
+            store.put_subtask(subtask(f"t{n}", f"s{i}", i))
+
+    threads = [threading.Thread(target=writer, args=(n,)) for n in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    store.flush_sync()
+
+    assert [len(store.get_subtasks(f"t{n}")) for n in range(4)] == [100] * 4
+
+
+def test_a_batch_that_cannot_commit_fails_the_flush_and_the_store_goes_on(
+    store: SqlStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    store.retry_delays_s = (0.0, 0.0)
+    store.put_task(task("good-before"))
+    store.flush_sync()
+    store.put_task(task("bad", spec={"token": "s3cret-value", "handle": object()}))
+
+    with pytest.raises(StoreError):
+        store.flush_sync()
+
+    store.put_task(task("good-after"))
+    store.flush_sync()
+    assert store.get_task("good-after") is not None
+    assert store.get_task("bad") is None
+    assert "given up" in caplog.text
+    assert "s3cret-value" not in caplog.text
+
+
+def test_the_store_refuses_work_before_start_and_after_close(store_url: str) -> None:
+    store = SqlStore(store_url)
+    with pytest.raises(StoreError):
+        store.flush_sync()
+    store.start()
+    store.put_task(task("t1"))
+    store.close()
+
+    with pytest.raises(StoreError):
+        store.put_task(task("t2"))
+    with pytest.raises(StoreError):
+        store.flush_sync()
+
+
+def test_close_commits_what_is_queued(store_url: str) -> None:
+    store = SqlStore(store_url, batch_interval_s=30.0)
+    store.start()
+    store.put_task(task("t1"))
+    store.close()
+
+    reopened = SqlStore(store_url)
+    reopened.start()
+    try:
+        assert reopened.get_task("t1") is not None
+    finally:
+        reopened.close()
+
+
+# -- migrations --
+
+
+def test_starting_again_on_a_migrated_database_keeps_its_rows(
+    make_store: Callable[..., SqlStore],
+) -> None:
+    first = make_store()
+    first.put_task(task("t1"))
+    first.close()
+
+    second = make_store()
+    second.start()
+
+    assert second.get_task("t1") is not None
+
+
+def test_the_migrations_create_exactly_the_schema(store: SqlStore, store_url: str) -> None:
+    engine = create_engine(store_url, poolclass=NullPool)
+    try:
+        with engine.connect() as conn:
+            differences = compare_metadata(MigrationContext.configure(conn), schema.metadata)
+    finally:
+        engine.dispose()
+
+    assert differences == []
+
+
+# -- SQLite specifics --
+
+
+def test_sqlite_uses_wal_in_a_folder_it_creates(tmp_path: Path) -> None:
+    path = tmp_path / "deep" / "er" / "reynolds.db"
+    store = SqlStore(f"sqlite:///{path}")
+    store.start()
+    store.put_task(task("t1"))
+    store.flush_sync()
+    store.close()
+
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+
+
+def test_an_in_memory_sqlite_database_is_refused() -> None:
+    with pytest.raises(StoreError):
+        SqlStore("sqlite://")

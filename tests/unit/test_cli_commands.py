@@ -1,0 +1,283 @@
+"""CLI commands that need no server: refusals, exit codes, pid and log files."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import types
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from reynolds.entrypoints.cli import app, orchestrate
+from reynolds.entrypoints.cli.client import ReynoldsClient
+from reynolds.errors import AlreadyRunning
+
+runner = CliRunner()
+
+
+def closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port
+
+
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A REYNOLDS_HOME of its own and a port where nothing listens."""
+    for name in ("REYNOLDS_API_TOKEN", "REYNOLDS_HOST", "REYNOLDS_DATABASE_URL"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("REYNOLDS_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("REYNOLDS_PORT", str(closed_port()))
+    monkeypatch.setenv("REYNOLDS_PERSONALITY", "off")
+    monkeypatch.chdir(tmp_path)
+    return tmp_path / "home"
+
+
+def dead_pid() -> int:
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait(timeout=30)
+    return child.pid
+
+
+@pytest.mark.parametrize(
+    ("args", "feature"),
+    [
+        (["agents", "scale", "devops", "3"], "agents scale"),
+        (["agents", "auto", "--dry-run"], "agents auto"),
+        (["agents", "watch", "30"], "agents watch"),
+        (["agents", "thresholds"], "agents thresholds"),
+        (["mcp"], "mcp"),
+        (["agent", "--type", "devops", "--concurrency", "2"], "agent"),
+    ],
+)
+def test_features_not_built_yet_say_so_and_exit_2(
+    home: Path, args: list[str], feature: str
+) -> None:
+    result = runner.invoke(app, args)
+
+    assert result.exit_code == 2
+    assert f"{feature}: not available yet" in result.output
+
+
+def test_status_without_a_server_exits_1_saying_it_is_not_running(home: Path) -> None:
+    result = runner.invoke(app, ["status"])
+
+    assert result.exit_code == 1
+    assert "Reynolds is not running at http://127.0.0.1:" in result.output
+    assert "./start-orchestration.sh start" in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+
+
+@pytest.mark.parametrize("args", [["tasks", "list"], ["tasks", "show", "t1"], ["agents", "status"]])
+def test_client_commands_without_a_server_exit_1(home: Path, args: list[str]) -> None:
+    result = runner.invoke(app, args)
+
+    assert result.exit_code == 1
+    assert "not running" in result.output
+
+
+def test_a_missing_task_file_exits_2_before_any_request(home: Path) -> None:
+    result = runner.invoke(app, ["orchestrate", "absent.yaml"])
+
+    assert result.exit_code == 2
+    assert "absent.yaml" in result.output
+
+
+def test_an_unknown_approach_is_a_usage_error(home: Path) -> None:
+    result = runner.invoke(app, ["orchestrate", "task.yaml", "--approach", "fastest"])
+
+    assert result.exit_code == 2
+
+
+def test_health_without_a_server_exits_1(home: Path) -> None:
+    result = runner.invoke(app, ["health"])
+
+    assert result.exit_code == 1
+    assert "FAIL server" in result.output
+
+
+def test_stop_without_a_pid_file_exits_0(home: Path) -> None:
+    result = runner.invoke(app, ["stop"])
+
+    assert result.exit_code == 0
+    assert "not running" in result.output
+
+
+def test_stop_removes_a_stale_pid_file(home: Path) -> None:
+    home.mkdir()
+    (home / "reynolds.pid").write_text(f"{dead_pid()}\n", encoding="utf-8")
+
+    result = runner.invoke(app, ["stop"])
+
+    assert result.exit_code == 0
+    assert "stale pid file" in result.output
+    assert not (home / "reynolds.pid").exists()
+
+
+def test_production_start_refuses_a_non_postgresql_database(
+    home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("REYNOLDS_DATABASE_URL", "sqlite:///x.db")
+
+    result = runner.invoke(app, ["start", "--production"])
+
+    assert result.exit_code == 2
+    assert "REYNOLDS_DATABASE_URL" in result.output
+
+
+def test_logs_prints_the_end_of_the_server_log(home: Path) -> None:
+    (home / "logs").mkdir(parents=True)
+    (home / "logs" / "server.log").write_text("one\ntwo\nthree\n", encoding="utf-8")
+
+    result = runner.invoke(app, ["logs", "reynolds", "-n", "2"])
+
+    assert result.exit_code == 0
+    assert result.output == "two\nthree\n"
+
+
+def test_logs_of_a_component_without_a_log_exit_1(home: Path) -> None:
+    result = runner.invoke(app, ["logs", "devops-agent"])
+
+    assert result.exit_code == 1
+    assert "devops-agent.log" in result.output
+
+
+def test_logs_refuses_a_component_that_is_a_path(home: Path) -> None:
+    result = runner.invoke(app, ["logs", "../secrets"])
+
+    assert result.exit_code == 2
+
+
+def test_serve_reports_a_held_home_in_one_line_and_exits_1(
+    home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def held(settings: object) -> None:
+        raise AlreadyRunning("the lock is held by pid 1")
+
+    fake = types.ModuleType("reynolds.bootstrap")
+    fake.serve = held  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "reynolds.bootstrap", fake)
+
+    result = runner.invoke(app, ["serve"])
+
+    assert result.exit_code == 1
+    assert "already running" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_an_invalid_setting_exits_2_naming_the_variable(
+    home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("REYNOLDS_PORT", "not-a-port")
+
+    result = runner.invoke(app, ["status"])
+
+    assert result.exit_code == 2
+    assert "REYNOLDS_PORT" in result.output
+
+
+def test_health_format_json_prints_the_report_alone(home: Path) -> None:
+    result = runner.invoke(app, ["health", "--format", "json"])
+
+    assert result.exit_code == 1
+    body = json.loads(result.stdout)["health_check"]
+    assert body["summary"]["overall_status"] == "unhealthy"
+
+
+class FakeServer:
+    """Answers orchestrate_task with `first`, then GET /tasks/{id} with each of `then`."""
+
+    def __init__(self, first: dict[str, Any], *then: dict[str, Any]) -> None:
+        self.first, self.then = first, list(then)
+        self.arguments: dict[str, Any] = {}
+
+    def call_tool(self, name: str, arguments: dict[str, Any]) -> Any:
+        assert name == "orchestrate_task"
+        self.arguments = arguments
+        return self.first
+
+    def task(self, task_id: str) -> dict[str, Any]:
+        return self.then.pop(0)
+
+
+def fake_server(monkeypatch: pytest.MonkeyPatch, server: FakeServer) -> FakeServer:
+    monkeypatch.setattr(ReynoldsClient, "call_tool", server.call_tool)
+    monkeypatch.setattr(ReynoldsClient, "task", server.task)
+    monkeypatch.setattr(orchestrate, "POLL_S", 0.0)
+    return server
+
+
+def write_task(home: Path) -> str:
+    path = home.parent / "task.yaml"
+    path.write_text("type: development\ncomponents: [a]\n", encoding="utf-8")
+    return str(path)
+
+
+def test_a_planned_task_prints_its_message_and_exits_3(
+    home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    planned = {"taskId": "t1", "status": "planned", "message": "add steps", "plan": {}}
+    server = fake_server(monkeypatch, FakeServer(planned))
+
+    result = runner.invoke(app, ["orchestrate", write_task(home), "--max-concurrency", "2"])
+
+    assert result.exit_code == 3
+    assert "add steps" in result.output
+    assert server.arguments["wait"] is False
+    assert server.arguments["strategy"] == {"maxConcurrency": 2}
+
+
+@pytest.mark.parametrize(("status", "code"), [("succeeded", 0), ("failed", 1), ("cancelled", 1)])
+def test_waiting_ends_with_the_exit_code_of_the_final_status(
+    home: Path, monkeypatch: pytest.MonkeyPatch, status: str, code: int
+) -> None:
+    running = {"taskId": "t1", "status": "running", "subtasks": []}
+    final = {"taskId": "t1", "status": status, "subtasks": [], "metrics": {"speedup": 2.0}}
+    fake_server(monkeypatch, FakeServer(running, running, final))
+
+    result = runner.invoke(app, ["orchestrate", write_task(home)])
+
+    assert result.exit_code == code
+    assert f"Task t1: {status}" in result.output
+
+
+def test_json_output_is_the_final_result_alone(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    final = {"taskId": "t1", "status": "succeeded", "subtasks": []}
+    fake_server(monkeypatch, FakeServer({"taskId": "t1", "status": "pending"}, final))
+
+    result = runner.invoke(app, ["orchestrate", write_task(home), "--json"])
+
+    assert result.exit_code == 0
+    assert json.loads(result.stdout) == final
+
+
+def test_no_wait_returns_at_once_with_how_to_follow(
+    home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake_server(monkeypatch, FakeServer({"taskId": "t1", "status": "pending"}))
+
+    result = runner.invoke(app, ["orchestrate", write_task(home), "--no-wait"])
+
+    assert result.exit_code == 0
+    assert "reynolds tasks show t1" in result.output
+
+
+def test_interrupting_the_watch_says_how_to_cancel(
+    home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def interrupted(_client: object, task_id: str) -> dict[str, Any]:
+        raise KeyboardInterrupt
+
+    fake_server(monkeypatch, FakeServer({"taskId": "t1", "status": "running"}))
+    monkeypatch.setattr(ReynoldsClient, "task", interrupted)
+
+    result = runner.invoke(app, ["orchestrate", write_task(home)])
+
+    assert result.exit_code == 130
+    assert "reynolds tasks cancel t1" in result.output

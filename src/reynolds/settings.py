@@ -53,7 +53,7 @@ class Settings(BaseSettings):
     default_estimate_s: float = Field(1.0, gt=0)
     python_workers: int = Field(2, ge=1, le=64)
     # The store commits whatever is queued at most this often (group commit).
-    store_batch_interval_s: float = Field(0.005, ge=0)
+    store_batch_interval_s: float = Field(0.025, ge=0)
 
     cpu_threshold_scale_up: float = Field(
         75.0, validation_alias=AliasChoices("CPU_THRESHOLD_SCALE_UP", "REYNOLDS_CPU_THRESHOLD")

@@ -58,8 +58,8 @@ def test_longest_subtasks_start_first_when_estimates_are_known() -> None:
 
 def test_history_is_used_when_no_estimate_is_given() -> None:
     g = flat(2)
-    keys = planning.history_keys("t", g.nodes["c0"])
-    est = planning.estimates(g, "t", {keys[0]: 7.5}, 1.0)
+    keys = {nid: planning.history_keys("t", n) for nid, n in g.nodes.items()}
+    est = planning.estimates(g, keys, {keys["c0"][0]: 7.5}, 1.0)
     assert est == {"c0": 7.5, "c1": 7.5}  # same argv, same history key
 
 

@@ -31,15 +31,19 @@ def history_keys(task_type: str, node: Node) -> list[str]:
 
 
 def estimates(
-    graph: Graph, task_type: str, history: Mapping[str, float], default_s: float
+    graph: Graph,
+    keys: Mapping[str, Sequence[str]],
+    history: Mapping[str, float],
+    default_s: float,
 ) -> dict[str, float]:
-    """Each node's expected seconds: its own estimate, else history, else the default."""
+    """Each node's expected seconds: its own estimate, else history (by each node's
+    `history_keys`, most specific first), else the default."""
     out: dict[str, float] = {}
     for nid, node in graph.nodes.items():
         if node.estimate_s is not None:
             out[nid] = node.estimate_s
             continue
-        for key in history_keys(task_type, node):
+        for key in keys.get(nid, ()):
             if key in history:
                 out[nid] = history[key]
                 break

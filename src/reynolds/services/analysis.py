@@ -13,7 +13,9 @@ if TYPE_CHECKING:
 
 async def analyze(engine: Engine, spec: TaskSpec, strategy: Strategy | None) -> dict[str, Any]:
     """Plan without running and say, plainly, whether parallelism pays and how much."""
-    graph, chosen, est, preferred, plan, message = await engine.prepare(spec, strategy)
+    prep = await engine.prepare(spec, strategy)
+    graph, chosen, est, preferred = prep.graph, prep.strategy, prep.estimate_s, prep.preferred
+    plan, message = prep.plan, prep.message
     levels = graph.levels()
     width = planning.max_width(levels)
     slots = sum(engine.replicas.values())

@@ -17,11 +17,12 @@ import time
 import uuid
 from collections import OrderedDict
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from pydantic import TypeAdapter
 
-from reynolds.adapters.actions.shell import ShellRunner, kill_group, process_start_ticks
+from reynolds.adapters.actions.shell import ShellRunner, is_our_orphan, kill_group
 from reynolds.adapters.metrics import Metrics
 from reynolds.core import planning
 from reynolds.core.decomposition import decompose
@@ -47,6 +48,21 @@ from reynolds.services.runs import SubState, TaskRun
 from reynolds.settings import Settings
 
 log = logging.getLogger("reynolds.engine")
+
+
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """A task decomposed and planned, not yet running."""
+
+    graph: Graph
+    strategy: Strategy
+    keys: dict[str, list[str]]  # duration-history keys per node
+    estimate_s: dict[str, float]
+    preferred: dict[str, str | None]
+    plan: dict[str, Any]
+    message: str | None  # set when nothing is runnable: what to add
+
+
 _ACTION = TypeAdapter(Action)
 _RECENT = 200
 
@@ -101,28 +117,26 @@ class Engine:
             max_concurrency=max(1, min(width, sum(self.replicas.values()))),
         )
 
-    async def prepare(
-        self, spec: TaskSpec, strategy: Strategy | None
-    ) -> tuple[
-        Graph, Strategy, dict[str, float], dict[str, str | None], dict[str, Any], str | None
-    ]:
-        """Decompose and plan without running: graph, strategy, estimates, pool preferences,
-        plan and the `planned` message (None when runnable)."""
+    async def prepare(self, spec: TaskSpec, strategy: Strategy | None) -> Prepared:
+        """Decompose and plan without running."""
         dec = decompose(spec, self.pools)
         strategy = strategy or self.default_strategy(spec, dec.graph)
-        history = await self._history_for(spec.type, dec.graph)
-        est = planning.estimates(dec.graph, spec.type, history, self.settings.default_estimate_s)
-        preferred = {nid: self._preference(n) for nid, n in dec.graph.nodes.items()}
+        keys = {nid: planning.history_keys(spec.type, n) for nid, n in dec.graph.nodes.items()}
+        history = await self._history_for(keys)
+        est = planning.estimates(dec.graph, keys, history, self.settings.default_estimate_s)
+        preferred = self._preferences(dec.graph)
         plan = planning.plan_summary(dec.graph, est, strategy, self.replicas, preferred)
         if dec.pattern:
             plan["pattern"] = dec.pattern
-        return dec.graph, strategy, est, preferred, plan, dec.message
+        return Prepared(dec.graph, strategy, keys, est, preferred, plan, dec.message)
 
     async def submit(
         self, spec: TaskSpec, strategy: Strategy | None = None, token_name: str | None = None
     ) -> TaskRun:
         """Accept a task: persist it, start what is ready, return once it is durable."""
-        graph, strategy, est, preferred, plan, message = await self.prepare(spec, strategy)
+        prep = await self.prepare(spec, strategy)
+        graph, est, preferred, message = prep.graph, prep.estimate_s, prep.preferred, prep.message
+        strategy, plan = prep.strategy, prep.plan
         self._seq += 1
         run = TaskRun(
             id=uuid.uuid4().hex,
@@ -135,6 +149,7 @@ class Engine:
             plan=plan,
             created_at=self.clock(),
             token_name=token_name,
+            history_keys=prep.keys,
         )
         for nid, node in graph.nodes.items():
             status = Status.READY if not node.depends_on else Status.PENDING
@@ -166,15 +181,23 @@ class Engine:
             self._finish_run(run)
         self._pump()
 
-    def _preference(self, node: Node) -> str | None:
-        if node.agent is not None or node.action is None:
-            return None
-        text = f"{node.step or ''} {node.description}"
-        scores = capability_scores(self.pools, text, action_executable(node.action))
-        return preferred_pool(scores)
+    def _preferences(self, graph: Graph) -> dict[str, str | None]:
+        """The pool each node's capabilities match, if one in particular (None: any pool).
+        Nodes of one step share their words, so each distinct (text, executable) is scored once."""
+        seen: dict[tuple[str, str | None], str | None] = {}
+        out: dict[str, str | None] = {}
+        for nid, node in graph.nodes.items():
+            if node.agent is not None or node.action is None:
+                out[nid] = None
+                continue
+            key = (f"{node.step or ''} {node.description}", action_executable(node.action))
+            if key not in seen:
+                seen[key] = preferred_pool(capability_scores(self.pools, *key))
+            out[nid] = seen[key]
+        return out
 
-    async def _history_for(self, task_type: str, graph: Graph) -> dict[str, float]:
-        keys = {k for n in graph.nodes.values() for k in planning.history_keys(task_type, n)}
+    async def _history_for(self, keys_by_node: dict[str, list[str]]) -> dict[str, float]:
+        keys = {k for ks in keys_by_node.values() for k in ks}
         missing = [k for k in keys if k not in self._history]
         if missing:
             found = await asyncio.to_thread(self.store.durations, missing)
@@ -224,27 +247,8 @@ class Engine:
             run.status = Status.RUNNING
             run.started_at = now
             self.store.put_task({"id": run.id, "status": "running", "started_at": now})
-        self.store.put_subtask(
-            {
-                "task_id": run.id,
-                "id": sub.node.id,
-                "status": "running",
-                "attempts": sub.attempts,
-                "agent_type": pool,
-                "started_at": now,
-                "finished_at": None,
-            }
-        )
-        self.store.put_attempt(
-            {
-                "task_id": run.id,
-                "subtask_id": sub.node.id,
-                "attempt": sub.attempts,
-                "agent_type": pool,
-                "status": "running",
-                "started_at": now,
-            }
-        )
+        # The `running` row is written with the pid once the process exists (one write, not
+        # two); a non-idempotent subtask also has it committed before it starts (_execute).
         self._event(run, sub, "subtask_started", {"attempt": sub.attempts, "agentType": pool})
         sub.handle = asyncio.get_running_loop().create_task(self._execute(run, sub, pool))
 
@@ -252,6 +256,7 @@ class Engine:
         try:
             if not sub.node.idempotent:
                 # "Never run twice" needs the running mark durable before the action starts.
+                self._persist_running(run, sub, None)
                 await self.store.flush()
             result = await self._run_action(run, sub, pool)
         except asyncio.CancelledError:
@@ -287,9 +292,7 @@ class Engine:
             ),
             output_cap_bytes=self.settings.output_cap_bytes,
             workspace=self.workspace,
-            on_spawn=lambda pid, start: self.store.put_subtask(
-                {"task_id": run.id, "id": node.id, "pid": pid, "pid_start": start}
-            ),
+            on_spawn=lambda pid, start: self._persist_running(run, sub, pid, start),
         )
         if isinstance(action, ShellAction):
             values = {
@@ -349,7 +352,9 @@ class Engine:
                 "task_id": run.id,
                 "subtask_id": sub.node.id,
                 "attempt": sub.attempts,
+                "agent_type": pool,
                 "status": attempt_status,
+                "started_at": sub.started_at,
                 "exit_code": result.exit_code,
                 "reason": result.reason,
                 "error": result.error[-2000:],
@@ -380,6 +385,23 @@ class Engine:
             {"status": str(sub.status), "exitCode": result.exit_code, "reason": result.reason},
         )
         self._after_finish(run, sub)
+
+    def _persist_running(
+        self, run: TaskRun, sub: SubState, pid: int | None, pid_start: int | None = None
+    ) -> None:
+        self.store.put_subtask(
+            {
+                "task_id": run.id,
+                "id": sub.node.id,
+                "status": "running",
+                "attempts": sub.attempts,
+                "agent_type": sub.agent_type,
+                "started_at": sub.started_at,
+                "finished_at": None,
+                "pid": pid,
+                "pid_start": pid_start,
+            }
+        )
 
     def _requeue(self, run: TaskRun, sub: SubState) -> None:
         sub.retry_timer = None
@@ -436,7 +458,7 @@ class Engine:
         )
 
     def _learn(self, run: TaskRun, node: Node, duration_s: float, ok: bool) -> None:
-        keys = planning.history_keys(run.spec.type, node)
+        keys = run.history_keys.get(node.id) or planning.history_keys(run.spec.type, node)
         self.store.record_duration(keys, duration_s, ok)
         for key in keys:
             old = self._history.get(key)
@@ -623,8 +645,8 @@ class Engine:
         for task in sorted(tasks, key=lambda t: t["created_at"]):
             rows = await asyncio.to_thread(self.store.get_subtasks, task["id"])
             for row in rows:
-                if row.get("pid") and row.get("pid_start"):
-                    _kill_orphan(int(row["pid"]), int(row["pid_start"]))
+                if row.get("pid"):
+                    _kill_orphan(int(row["pid"]), row.get("pid_start"), row.get("started_at"))
             run = self._rebuild(task, rows)
             self._event(run, None, "task_resumed", {"unfinished": run.unfinished})
             self._activate(run)
@@ -643,7 +665,8 @@ class Engine:
         for n in nodes:
             for dep in n.depends_on:
                 graph.dependents[dep].append(n.id)
-        est = planning.estimates(graph, spec.type, {}, self.settings.default_estimate_s)
+        keys = {nid: planning.history_keys(spec.type, n) for nid, n in graph.nodes.items()}
+        est = planning.estimates(graph, keys, {}, self.settings.default_estimate_s)
         self._seq += 1
         run = TaskRun(
             id=task["id"],
@@ -659,6 +682,8 @@ class Engine:
             status=Status(task["status"]),
             started_at=task.get("started_at"),
         )
+        run.history_keys = keys
+        preferred = self._preferences(graph)
         now = self.clock()
         for row, node in zip(rows, nodes, strict=True):
             status = Status(row["status"])
@@ -666,7 +691,7 @@ class Engine:
                 node,
                 status,
                 0,
-                self._preference(node),
+                preferred.get(node.id),
                 attempts=row["attempts"] or 0,
                 exit_code=row.get("exit_code"),
                 output=row.get("output") or "",
@@ -729,8 +754,8 @@ def _node_from_row(row: dict[str, Any]) -> Node:
     )
 
 
-def _kill_orphan(pid: int, start_ticks: int) -> None:
+def _kill_orphan(pid: int, start_ticks: int | None, started_at: float | None) -> None:
     """Kill the process group a dead server left, if that pid is still the same process."""
-    if process_start_ticks(pid) == start_ticks:
+    if is_our_orphan(pid, start_ticks, started_at):
         log.warning("killing process group %d left by a previous server", pid)
         kill_group(pid)

@@ -19,8 +19,8 @@ class ActionContext:
     timeout_s: float
     output_cap_bytes: int
     workspace: str
-    # Called with (pid, process start time in clock ticks) once a process has started, so the
-    # store can record it and a restarted server can kill what a dead one left behind.
+    # Called with (pid, process start time in clock ticks, or None when not read) once a
+    # process has started, so a restarted server can kill what a dead one left behind.
     on_spawn: Callable[[int, int | None], None] | None = None
 
 

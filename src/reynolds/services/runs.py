@@ -68,6 +68,7 @@ class TaskRun:
     plan: dict[str, Any]
     created_at: float
     token_name: str | None = None
+    history_keys: dict[str, list[str]] = field(default_factory=dict)
     status: Status = Status.PENDING
     started_at: float | None = None
     finished_at: float | None = None

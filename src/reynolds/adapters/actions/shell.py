@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import functools
 import os
+import shutil
 import signal
 import sys
 from collections.abc import Callable, Collection, Mapping
@@ -43,8 +44,12 @@ def _realpath(path: str) -> str:
     return os.path.realpath(path)
 
 
-def process_start_ticks(pid: int) -> int | None:
-    """The process's start time in clock ticks (field 22 of /proc/PID/stat), or None."""
+def process_identity(pid: int) -> tuple[int, int, float] | None:
+    """(session id, start time in clock ticks, start time as epoch seconds) of a live process.
+
+    Read when a restarted server decides whether a recorded pid is still the process it
+    started; never on the spawn path, where /proc of a process mid-exec is slow to read.
+    """
     try:
         with open(f"/proc/{pid}/stat", "rb") as fh:
             stat = fh.read()
@@ -52,7 +57,34 @@ def process_start_ticks(pid: int) -> int | None:
         return None
     # The command name may contain spaces and parentheses: split after the last ')'.
     fields = stat[stat.rfind(b")") + 2 :].split()
-    return int(fields[19]) if len(fields) > 19 else None
+    if len(fields) <= 19 or fields[0] == b"Z":
+        return None
+    ticks = int(fields[19])
+    return int(fields[3]), ticks, _boot_time() + ticks / os.sysconf("SC_CLK_TCK")
+
+
+@functools.lru_cache(maxsize=1)
+def _boot_time() -> float:
+    with open("/proc/stat", "rb") as fh:
+        for line in fh:
+            if line.startswith(b"btime "):
+                return float(line.split()[1])
+    return 0.0
+
+
+def is_our_orphan(pid: int, start_ticks: int | None, started_at: float | None) -> bool:
+    """Whether `pid` is still the process a subtask started (and not a reused pid).
+
+    With the start time recorded, it must match exactly; otherwise the process must lead its
+    own session (as every shell action does) and have started within 2 s of the subtask.
+    """
+    ident = process_identity(pid)
+    if ident is None:
+        return False
+    sid, ticks, started_epoch = ident
+    if start_ticks is not None:
+        return ticks == start_ticks
+    return sid == pid and started_at is not None and abs(started_epoch - started_at) < 2.0
 
 
 def kill_group(pid: int) -> None:
@@ -114,6 +146,24 @@ class _Capture(asyncio.SubprocessProtocol):
             self._done.set_result(None)
 
 
+_RESOLVED: dict[tuple[str, str], str] = {}
+
+
+def _resolve(name: str, path: str) -> str:
+    """The executable's path, looked up on PATH once rather than at every spawn (an exec per
+    PATH entry until one succeeds). A stale entry is dropped when spawning it fails."""
+    if "/" in name:
+        return name
+    key = (name, path)
+    found = _RESOLVED.get(key)
+    if found is None:
+        found = shutil.which(name, path=path)
+        if found is None:
+            raise FileNotFoundError(name)
+        _RESOLVED[key] = found
+    return found
+
+
 class _Direct:
     """posix_spawn (vfork + exec in glibc) with a pidfd and non-blocking pipes on the loop.
 
@@ -156,8 +206,8 @@ class _Direct:
         out_r, out_w = os.pipe2(os.O_CLOEXEC)
         err_r, err_w = os.pipe2(os.O_CLOEXEC)
         try:
-            self.pid = os.posix_spawnp(
-                args[0],
+            self.pid = os.posix_spawn(
+                _resolve(args[0], env.get("PATH", os.defpath)),
                 args,
                 env,
                 file_actions=[
@@ -168,6 +218,7 @@ class _Direct:
                 setsid=True,
             )
         except BaseException:
+            _RESOLVED.pop((args[0], env.get("PATH", os.defpath)), None)
             os.close(out_r)
             os.close(err_r)
             raise
@@ -292,7 +343,7 @@ class ShellRunner:
         except (PermissionError, NotADirectoryError, OSError) as exc:
             return ActionResult(ok=False, exit_code=126, reason="spawn_failed", error=str(exc))
         if ctx.on_spawn is not None:
-            ctx.on_spawn(pid, process_start_ticks(pid))
+            ctx.on_spawn(pid, None)
         timed_out = False
 
         def expire() -> None:

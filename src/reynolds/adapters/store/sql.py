@@ -51,6 +51,7 @@ class SqlStore:
             PostgresBatchWriter(dialect) if dialect.name == "postgresql" else BatchWriter(dialect)
         )
         self._queue: queue.SimpleQueue[_Item] = queue.SimpleQueue()
+        self._wake = threading.Event()
         self._thread: threading.Thread | None = None
         self._closed = False
         self._callbacks: list[Callable[[list[Row]], None]] = []
@@ -78,6 +79,7 @@ class SqlStore:
                 failure = exc
             self._closed = True
             self._queue.put((_STOP, None))
+            self._wake.set()
             self._thread.join(timeout=60)
             if self._thread.is_alive():
                 logger.error("store writer did not stop within 60 s")
@@ -153,6 +155,7 @@ class SqlStore:
             raise StoreError("an on_commit callback cannot flush: it would wait for itself")
         future: Future[None] = Future()
         self._queue.put((_FLUSH, (future, self._dropped)))
+        self._wake.set()
         return future
 
     # -- the writer thread --
@@ -167,27 +170,27 @@ class SqlStore:
                     logger.exception("store writer failed on a batch")
                     self._dropped += 1
                     self._resolve(items)
-                if items[-1][0] == _STOP:
+                if any(kind == _STOP for kind, _ in items):
                     return
         finally:
             self._fail_leftovers()
 
     def _collect(self) -> list[_Item]:
         """The first item, then whatever else arrives within the batch interval; a flush or
-        a stop ends the batch early so that it is answered at once."""
+        a stop cuts the wait short so that it is answered at once.
+
+        The writer sleeps through the interval instead of waking for each item: every wake
+        would take the GIL from the event loop that is producing the items.
+        """
         items = [self._queue.get()]
-        deadline = time.monotonic() + self._batch_interval_s
-        while items[-1][0] not in (_FLUSH, _STOP) and len(items) < _MAX_BATCH:
+        if items[0][0] not in (_FLUSH, _STOP):
+            self._wake.wait(self._batch_interval_s)
+        self._wake.clear()
+        while len(items) < _MAX_BATCH:
             try:
                 items.append(self._queue.get_nowait())
             except queue.Empty:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    break
-                try:
-                    items.append(self._queue.get(timeout=remaining))
-                except queue.Empty:
-                    break
+                break
         return items
 
     def _commit(self, items: list[_Item]) -> None:

@@ -57,8 +57,8 @@ case "$command" in
     ;;
   test)
     reynolds_bootstrap
-    step .venv/bin/ruff check src tests
-    step .venv/bin/ruff format --check src tests
+    step .venv/bin/ruff check src tests benchmarks examples
+    step .venv/bin/ruff format --check src tests benchmarks examples
     step .venv/bin/mypy
     step .venv/bin/python -m pytest "$@"
     ;;

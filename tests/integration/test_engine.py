@@ -263,3 +263,127 @@ def _alive(pid: int) -> bool:
             return fh.read().split(")")[-1].split()[0] != "Z"
     except FileNotFoundError:
         return False
+
+
+@pytest.fixture
+async def custom(tmp_path: Path) -> AsyncIterator[Container]:
+    """A server whose pools declare an executor, callables, an executables list and a host."""
+    import yaml
+
+    config = yaml.safe_load(Settings().agents_file.read_text())
+    code = config["pools"]["code"]
+    code["executor"] = {"kind": "shell", "argv": ["printf", "%s/%s", "{step}", "{component}"]}
+    code["callables"] = ["tests.helpers.callables:add"]
+    config["pools"]["platform"]["executables"] = ["printf"]
+    (tmp_path / "config").mkdir()
+    (tmp_path / "config" / "agents.yaml").write_text(yaml.safe_dump(config))
+    settings = Settings(home=tmp_path / "home", config_dir=tmp_path / "config")
+    container = await build(settings)
+    try:
+        yield container
+    finally:
+        await container.aclose()
+
+
+async def test_a_pattern_task_runs_the_pools_configured_executor(custom: Container) -> None:
+    result = await run_task(custom, {"type": "db-migration", "components": ["users", "orders"]})
+    assert result["status"] == "succeeded", result
+    outputs = {s["id"]: s["output"] for s in result["subtasks"]}
+    assert outputs == {
+        "migrate:users": "migrate/users",
+        "migrate:orders": "migrate/orders",
+        "validate": "validate/",
+    }
+    assert {s["agentType"] for s in result["subtasks"]} == {"code"}
+
+
+async def test_python_actions_run_only_callables_the_pool_declares(custom: Container) -> None:
+    result = await run_task(
+        custom,
+        {
+            "type": "x",
+            "subtasks": [
+                {
+                    "id": "ok",
+                    "agent": "code",
+                    "action": {
+                        "kind": "python",
+                        "callable": "tests.helpers.callables:add",
+                        "kwargs": {"a": 2, "b": 3},
+                    },
+                },
+                {
+                    "id": "shell-by-another-name",
+                    "agent": "code",
+                    "action": {
+                        "kind": "python",
+                        "callable": "os:system",
+                        "kwargs": {"command": "touch /tmp/x"},
+                    },
+                },
+            ],
+        },
+    )
+    s = by_id(result)
+    assert s["ok"]["status"] == "succeeded" and '"sum": 5' in s["ok"]["output"]
+    assert (s["shell-by-another-name"]["status"], s["shell-by-another-name"]["reason"]) == (
+        "failed",
+        "denied",
+    )
+
+
+async def test_a_pools_executables_list_is_enforced(custom: Container) -> None:
+    result = await run_task(
+        custom,
+        {
+            "type": "x",
+            "subtasks": [
+                {"id": "listed", "agent": "platform", **shell("printf", "ok")},
+                {"id": "unlisted", "agent": "platform", **shell("touch", "/tmp/never")},
+            ],
+        },
+    )
+    s = by_id(result)
+    assert s["listed"]["status"] == "succeeded"
+    assert (s["unlisted"]["status"], s["unlisted"]["reason"]) == ("failed", "denied")
+
+
+async def test_http_actions_reach_loopback_and_are_denied_elsewhere(app: Container) -> None:
+    import http.server
+    import threading
+
+    class Hello(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(b"hello")
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Hello)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{srv.server_address[1]}/"
+        result = await run_task(
+            app,
+            {
+                "type": "x",
+                "subtasks": [
+                    {"id": "local", "action": {"kind": "http", "method": "GET", "url": url}},
+                    {
+                        "id": "remote",
+                        "action": {"kind": "http", "method": "GET", "url": "http://10.1.2.3/"},
+                    },
+                ],
+            },
+        )
+    finally:
+        srv.shutdown()
+    s = by_id(result)
+    assert (s["local"]["status"], s["local"]["exitCode"], s["local"]["output"]) == (
+        "succeeded",
+        200,
+        "hello",
+    )
+    assert (s["remote"]["status"], s["remote"]["reason"]) == ("failed", "denied")

@@ -1,0 +1,57 @@
+"""The README's examples, run as written: `reynolds orchestrate examples/.../task.yaml`."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cli_support import Server, make_server, output
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def example_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """A server whose working directory holds a copy of `examples/`, as the repo root would."""
+    server = make_server(tmp_path_factory.mktemp("examples"))
+    shutil.copytree(
+        ROOT / "examples",
+        server.workdir / "examples",
+        ignore=shutil.ignore_patterns("work", "__pycache__"),
+    )
+    started = server.run("start")
+    assert started.returncode == 0, output(started)
+    yield server
+    server.run("stop")
+
+
+def orchestrate(server: Server, task_file: str) -> dict[str, Any]:
+    done = server.run("orchestrate", task_file, "--json")
+    assert done.returncode == 0, output(done)
+    result: dict[str, Any] = json.loads(done.stdout)
+    return result
+
+
+def test_the_tool_migration_example_migrates_and_checks_all_seventeen_tools(
+    example_server: Server,
+) -> None:
+    result = orchestrate(example_server, "examples/tool-migration/task.yaml")
+    assert result["status"] == "succeeded"
+    assert len(result["subtasks"]) == 34
+    assert {s["status"] for s in result["subtasks"]} == {"succeeded"}
+    migrated = list((example_server.workdir / "examples/tool-migration/work").rglob("*.py"))
+    assert len([p for p in migrated if p.name != "__init__.py"]) >= 17
+    assert result["metrics"]["speedup"] > 1.5
+
+
+def test_the_deployment_example_sets_up_deploys_in_parallel_and_validates(
+    example_server: Server,
+) -> None:
+    result = orchestrate(example_server, "examples/deployment/task.yaml")
+    assert result["status"] == "succeeded", result
+    groups = result["plan"]["parallelGroups"]
+    assert len(groups) == 3 and len(groups[1]) >= 5

@@ -21,6 +21,7 @@ from reynolds.adapters.store.sql import SqlStore
 from reynolds.core.pools import PoolSet
 from reynolds.errors import InvalidInput
 from reynolds.services.engine import Engine
+from reynolds.services.events import EventBus
 from reynolds.settings import Settings
 
 log = logging.getLogger("reynolds")
@@ -47,6 +48,7 @@ class Container:
     engine: Engine
     metrics: Metrics
     lock: HomeLock | None
+    bus: EventBus
     started_at: float = field(default_factory=time.time)
     resumed: list[str] = field(default_factory=list)
 
@@ -84,7 +86,9 @@ async def build(settings: Settings, *, hold_lock: bool = True) -> Container:
             python=PythonRunner(settings.python_workers),
             http=HttpRunner(),
         )
-        container = Container(settings, store, engine, metrics, lock)
+        bus = EventBus(asyncio.get_running_loop())
+        store.on_commit(bus.publish_threadsafe)
+        container = Container(settings, store, engine, metrics, lock, bus)
         container.resumed = await engine.resume()
         if container.resumed:
             log.info("resumed %d unfinished task(s)", len(container.resumed))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -291,3 +293,46 @@ def test_with_a_token_set_everything_but_health_needs_it(tmp_path: Path) -> None
             assert r.status_code == 401 and r.headers["www-authenticate"].startswith("Bearer")
         assert c.get("/status", headers={"Authorization": "Bearer wrong"}).status_code == 401
         assert c.get("/status", headers={"Authorization": "Bearer s3cret"}).status_code == 200
+
+
+def read_events(client: TestClient, path: str) -> list[tuple[str, dict[str, Any]]]:
+    """The stream's events up to and including `end`."""
+    events: list[tuple[str, dict[str, Any]]] = []
+    kind = ""
+    with client.stream("GET", path) as response:
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("text/event-stream")
+        for line in response.iter_lines():
+            if line.startswith("event: "):
+                kind = line[7:]
+            elif line.startswith("data: "):
+                events.append((kind, json.loads(line[6:])))
+                if kind == "end":
+                    break
+    return events
+
+
+def test_task_events_start_with_the_state_then_stream_live_until_the_end(
+    client: TestClient,
+) -> None:
+    nap = [sys.executable, "-c", "import time; time.sleep(0.3)"]
+    task = shell_task(*nap, components=["a", "b", "c"])
+    submitted = call(client, "orchestrate_task", task=task, strategy={"maxConcurrency": 1}).json()
+    task_id = submitted["structuredContent"]["taskId"]
+    events = read_events(client, f"/tasks/{task_id}/events")
+    kinds = [k for k, _ in events]
+    assert kinds[0] == "snapshot" and kinds[-1] == "end"
+    assert events[0][1]["taskId"] == task_id
+    assert kinds.count("subtask_finished") >= 2  # joined mid-task at the latest
+    assert "task_finished" in kinds
+    seqs = [d["seq"] for k, d in events if k not in ("snapshot", "end")]
+    assert seqs == sorted(seqs)
+
+
+def test_events_of_an_ended_task_are_its_state_and_the_end(client: TestClient) -> None:
+    done = call(client, "orchestrate_task", task=shell_task("true"), wait=True).json()
+    task_id = done["structuredContent"]["taskId"]
+    events = read_events(client, f"/tasks/{task_id}/events")
+    assert [k for k, _ in events] == ["snapshot", "end"]
+    assert events[0][1]["status"] == "succeeded"
+    assert client.get("/tasks/nope/events").status_code == 404

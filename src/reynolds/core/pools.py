@@ -5,13 +5,16 @@ from __future__ import annotations
 import posixpath
 import re
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic.alias_generators import to_camel
 
 from reynolds.core.models import Action, ShellAction
 from reynolds.errors import InvalidInput
+
+ActionKind = Literal["shell", "python", "http", "mcp", "llm"]
+ACTION_KINDS: tuple[ActionKind, ...] = ("shell", "python", "http", "mcp", "llm")
 
 
 class _Config(BaseModel):
@@ -51,6 +54,8 @@ class PoolSpec(_Config):
     callables: list[str] = Field(default_factory=list)
     mcp_servers: list[dict[str, Any]] = Field(default_factory=list)
     http_hosts: list[str] = Field(default_factory=list)
+    # The action kinds this pool may run at all; an empty list denies every action.
+    action_kinds: list[ActionKind] = Field(default_factory=lambda: list(ACTION_KINDS))
     # The action pattern subtasks of this pool run; None leaves such tasks `planned`.
     executor: Action | None = None
 

@@ -280,6 +280,11 @@ class Engine:
         node = sub.node
         action = node.action
         spec = self.pools.pools[pool]
+        kind = getattr(action, "kind", "none")
+        if kind not in spec.action_kinds:
+            return ActionResult(
+                False, reason="denied", error=f"{kind} actions are not permitted in the {pool} pool"
+            )
         ctx = ActionContext(
             task_id=run.id,
             subtask_id=node.id,
@@ -312,7 +317,6 @@ class Engine:
             return await self.python.run(action, ctx, allowed=spec.callables)  # type: ignore[call-arg]
         if isinstance(action, HttpAction) and self.http is not None:
             return await self.http.run(action, ctx, allowed_hosts=spec.http_hosts)  # type: ignore[call-arg]
-        kind = getattr(action, "kind", "none")
         return ActionResult(
             False, reason="not_available", error=f"{kind} actions: not available yet"
         )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import hmac
+import asyncio
 import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -13,98 +13,23 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from pydantic import ValidationError
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from reynolds import __version__
 from reynolds.bootstrap import Container, build
 from reynolds.core.models import ListTasksRequest, format_validation_errors
+from reynolds.entrypoints.http.events import add_event_routes
+from reynolds.entrypoints.http.security import BodyLimit, load_tokens, token_name
 from reynolds.errors import ReynoldsError
 from reynolds.services.tools import TOOLS, CallContext, call_tool
 from reynolds.settings import Settings
 
-MAX_BODY_BYTES = 1024 * 1024
 PROTOCOL_VERSION = "2025-06-18"
-
-
-class BodyLimit:
-    """413 for bodies over the limit, before anything parses them."""
-
-    def __init__(self, app: ASGIApp, limit: int = MAX_BODY_BYTES) -> None:
-        self.app = app
-        self.limit = limit
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        for name, value in scope.get("headers", []):
-            if name == b"content-length" and value.isdigit() and int(value) > self.limit:
-                await _too_large(send, self.limit)
-                return
-        seen = 0
-
-        async def limited() -> Message:
-            nonlocal seen
-            message = await receive()
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > self.limit:
-                    raise _BodyTooLarge
-            return message
-
-        try:
-            await self.app(scope, limited, send)
-        except _BodyTooLarge:
-            await _too_large(send, self.limit)
-
-
-class _BodyTooLarge(Exception):
-    pass
-
-
-async def _too_large(send: Send, limit: int) -> None:
-    body = json.dumps({"error": f"request body is larger than {limit} bytes"}).encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": 413,
-            "headers": [(b"content-type", b"application/json")],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
-
-
-def _tokens(settings: Settings) -> dict[str, str]:
-    """token → name, from REYNOLDS_API_TOKEN / secrets/api_token.txt / secrets/api_tokens.txt."""
-    out: dict[str, str] = {}
-    single = settings.token()
-    if single:
-        out[single] = "default"
-    named = settings.secrets_dir / "api_tokens.txt"
-    if named.is_file():
-        for line in named.read_text(encoding="utf-8").splitlines():
-            name, sep, token = line.strip().partition(":")
-            if sep and name and token and not line.lstrip().startswith("#"):
-                out[token.strip()] = name.strip()
-    return out
-
-
-def _token_name(tokens: dict[str, str], header: str | None) -> str | None:
-    if not header or not header.startswith("Bearer "):
-        return None
-    given = header[7:].strip().encode()
-    found = None
-    for token, name in tokens.items():
-        # Compare against every token, in constant time each, so timing reveals nothing.
-        if hmac.compare_digest(given, token.encode()):
-            found = name
-    return found
 
 
 def create_app(settings: Settings, *, hold_lock: bool = True) -> FastAPI:
     """A new app (and, in its lifespan, a new engine) for these settings."""
     state: dict[str, Container] = {}
-    tokens = _tokens(settings)
+    tokens = load_tokens(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -126,7 +51,7 @@ def create_app(settings: Settings, *, hold_lock: bool = True) -> FastAPI:
     ) -> Response:
         started = time.perf_counter()
         if tokens and request.url.path != "/health":
-            name = _token_name(tokens, request.headers.get("authorization"))
+            name = token_name(tokens, request.headers.get("authorization"))
             if name is None:
                 return JSONResponse(
                     {"error": "missing or invalid bearer token"},
@@ -179,8 +104,6 @@ def create_app(settings: Settings, *, hold_lock: bool = True) -> FastAPI:
     async def status() -> dict[str, Any]:
         container = c()
         await container.store.flush()
-        import asyncio
-
         counts = await asyncio.to_thread(container.store.task_counts)
         return {
             "service": "reynolds",
@@ -264,6 +187,8 @@ def create_app(settings: Settings, *, hold_lock: bool = True) -> FastAPI:
     @app.post("/tasks/{task_id}/cancel")
     async def cancel_task(task_id: str) -> dict[str, Any]:
         return await c().engine.cancel(task_id)
+
+    add_event_routes(app, c)
 
     @app.get("/", response_class=HTMLResponse)
     async def dashboard() -> HTMLResponse:

@@ -1,0 +1,81 @@
+"""Server-sent events: `GET /mcp/events` (every task) and `GET /tasks/{taskId}/events`."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.responses import StreamingResponse
+
+from reynolds.bootstrap import Container
+from reynolds.core.reporting import iso
+
+KEEPALIVE_S = 15.0
+FINISHED_KINDS = {"task_finished"}
+ENDED = {"succeeded", "failed", "cancelled", "planned"}
+
+
+def sse(event: str, data: Any, event_id: int | None = None) -> bytes:
+    """One server-sent event; `data` as one line of JSON."""
+    head = f"id: {event_id}\n" if event_id is not None else ""
+    return f"{head}event: {event}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n".encode()
+
+
+def _wire(row: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "seq": row.get("seq"),
+        "taskId": row.get("task_id"),
+        "subtaskId": row.get("subtask_id"),
+        "kind": row.get("kind"),
+        "data": row.get("data"),
+        "at": iso(row.get("at")),
+    }
+
+
+def add_event_routes(app: FastAPI, container: Callable[[], Container]) -> None:
+    """Register the two streams. A client that connects mid-task first gets the state."""
+
+    async def stream(task_id: str | None) -> AsyncIterator[bytes]:
+        c = container()
+        sub = c.bus.subscribe(task_id)
+        try:
+            # Subscribed before the snapshot, so nothing between the two is lost (an event
+            # may arrive twice: once in the snapshot, once live).
+            if task_id is not None:
+                snapshot = await c.engine.result(task_id)
+                yield sse("snapshot", snapshot)
+                if snapshot["status"] in ENDED:
+                    yield sse("end", {"taskId": task_id})
+                    return
+            else:
+                yield sse(
+                    "snapshot",
+                    {"tasks": await c.engine.list_tasks(None, 50), "pools": c.engine.pool_status()},
+                )
+            while True:
+                row = await sub.next(KEEPALIVE_S)
+                if row is None:
+                    yield b": keep-alive\n\n"
+                    continue
+                if sub.overflowed:
+                    yield sse("overflow", {"error": "this listener fell behind; reconnect"})
+                    return
+                yield sse(str(row.get("kind")), _wire(row), row.get("seq"))
+                if task_id is not None and row.get("kind") in FINISHED_KINDS:
+                    yield sse("end", {"taskId": task_id})
+                    return
+        finally:
+            sub.close()
+
+    headers = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
+
+    @app.get("/mcp/events")
+    async def all_events() -> StreamingResponse:
+        return StreamingResponse(stream(None), media_type="text/event-stream", headers=headers)
+
+    @app.get("/tasks/{task_id}/events")
+    async def task_events(task_id: str) -> StreamingResponse:
+        await container().engine.result(task_id)  # an unknown task is a 404, not a stream
+        return StreamingResponse(stream(task_id), media_type="text/event-stream", headers=headers)

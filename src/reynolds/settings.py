@@ -11,6 +11,8 @@ from typing import Literal
 from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from reynolds.core.pools import parse_bytes
+
 _PACKAGE_ROOT = Path(__file__).resolve().parent
 
 
@@ -65,6 +67,20 @@ class Settings(BaseSettings):
     queue_threshold_scale_up: int = Field(
         8, validation_alias=AliasChoices("QUEUE_THRESHOLD_SCALE_UP", "REYNOLDS_QUEUE_THRESHOLD")
     )
+    # Per action, unless a pool sets its own `limits` (e.g. 2GB / 4GB of address space).
+    agent_memory_limit_soft: str | None = Field(
+        None, validation_alias=AliasChoices("AGENT_MEMORY_LIMIT_SOFT", "REYNOLDS_MEMORY_LIMIT_SOFT")
+    )
+    agent_memory_limit_hard: str | None = Field(
+        None, validation_alias=AliasChoices("AGENT_MEMORY_LIMIT_HARD", "REYNOLDS_MEMORY_LIMIT_HARD")
+    )
+
+    @field_validator("agent_memory_limit_soft", "agent_memory_limit_hard")
+    @classmethod
+    def _size(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_bytes(value)
+        return value
 
     @field_validator("home", "config_dir", "secrets_dir")
     @classmethod

@@ -5,9 +5,10 @@ from __future__ import annotations
 import posixpath
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
 from reynolds.core.models import Action, ShellAction
@@ -40,6 +41,95 @@ class Capabilities(_Config):
     tools: list[str] = Field(default_factory=list)
 
 
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?i?b?)?\s*$", re.IGNORECASE)
+_UNITS = {
+    "": 1,
+    "b": 1,
+    "k": 10**3,
+    "kb": 10**3,
+    "kib": 2**10,
+    "m": 10**6,
+    "mb": 10**6,
+    "mib": 2**20,
+    "g": 10**9,
+    "gb": 10**9,
+    "gib": 2**30,
+    "t": 10**12,
+    "tb": 10**12,
+    "tib": 2**40,
+}
+
+
+def parse_bytes(value: str | int) -> int:
+    """'2GB', '512MiB', '1024' → bytes; ValueError naming the accepted forms."""
+    if isinstance(value, int):
+        return value
+    match = _SIZE.match(value)
+    unit = (match.group(2) or "").lower() if match else ""
+    if match is None or unit not in _UNITS:
+        raise ValueError(f"{value!r} is not a size; write e.g. 512MB, 2GB or 1GiB")
+    return int(float(match.group(1)) * _UNITS[unit])
+
+
+class Limits(_Config):
+    """Resource limits applied to each action's process (unset: nothing is applied)."""
+
+    memory_soft: str | int | None = None  # address space, e.g. "2GB"
+    memory_hard: str | int | None = None
+    cpu_seconds: int | None = Field(None, ge=1)
+    open_files: int | None = Field(None, ge=16)
+
+    @field_validator("memory_soft", "memory_hard")
+    @classmethod
+    def _size(cls, value: str | int | None) -> str | int | None:
+        if value is not None:
+            parse_bytes(value)
+        return value
+
+
+@dataclass(frozen=True, slots=True)
+class ResourceLimits:
+    """Limits in bytes, seconds and descriptors; None means not limited."""
+
+    memory_soft: int | None = None
+    memory_hard: int | None = None
+    cpu_seconds: int | None = None
+    open_files: int | None = None
+
+    @property
+    def any(self) -> bool:
+        return any(
+            v is not None
+            for v in (self.memory_soft, self.memory_hard, self.cpu_seconds, self.open_files)
+        )
+
+
+def resource_limits(
+    limits: Limits, default_soft: str | None, default_hard: str | None
+) -> ResourceLimits:
+    """A pool's limits, with the AGENT_MEMORY_LIMIT_SOFT/HARD defaults filling the gaps."""
+    soft = limits.memory_soft if limits.memory_soft is not None else default_soft
+    hard = limits.memory_hard if limits.memory_hard is not None else default_hard
+    return ResourceLimits(
+        memory_soft=parse_bytes(soft) if soft is not None else None,
+        memory_hard=parse_bytes(hard) if hard is not None else None,
+        cpu_seconds=limits.cpu_seconds,
+        open_files=limits.open_files,
+    )
+
+
+class Scaling(_Config):
+    """Auto-scaling thresholds; unset ones come from CPU/MEMORY/QUEUE_THRESHOLD_SCALE_UP."""
+
+    auto: bool = True
+    cpu_up_percent: float | None = Field(None, gt=0, le=100)
+    memory_up_percent: float | None = Field(None, gt=0, le=100)
+    queue_up: int | None = Field(None, ge=1)
+    cpu_down_percent: float = Field(30.0, ge=0, le=100)
+    memory_down_percent: float = Field(50.0, ge=0, le=100)
+    cooldown_seconds: float = Field(30.0, ge=0)
+
+
 class PoolSpec(_Config):
     """One specialised pool: what it is good at, what it may run, how many replicas."""
 
@@ -58,6 +148,8 @@ class PoolSpec(_Config):
     action_kinds: list[ActionKind] = Field(default_factory=lambda: list(ACTION_KINDS))
     # The action pattern subtasks of this pool run; None leaves such tasks `planned`.
     executor: Action | None = None
+    scaling: Scaling = Field(default_factory=Scaling)
+    limits: Limits = Field(default_factory=Limits)
 
 
 class PoolsFile(_Config):

@@ -10,12 +10,14 @@ import asyncio
 import contextlib
 import functools
 import os
+import resource
 import shutil
 import signal
 import sys
 from collections.abc import Callable, Collection, Mapping
 
 from reynolds.core.models import ShellAction
+from reynolds.core.pools import ResourceLimits
 from reynolds.services.ports import ActionContext, ActionResult
 
 _KEEP_EXACT = ("PATH", "HOME", "LANG", "TMPDIR")
@@ -85,6 +87,23 @@ def is_our_orphan(pid: int, start_ticks: int | None, started_at: float | None) -
     if start_ticks is not None:
         return ticks == start_ticks
     return sid == pid and started_at is not None and abs(started_epoch - started_at) < 2.0
+
+
+def apply_limits(pid: int, limits: ResourceLimits) -> None:
+    """Set a spawned child's limits from outside (prlimit), keeping posix_spawn's vfork path:
+    a preexec_fn would force a full fork per spawn."""
+    infinity = resource.RLIM_INFINITY
+    if limits.memory_soft is not None or limits.memory_hard is not None:
+        hard = limits.memory_hard if limits.memory_hard is not None else infinity
+        soft = limits.memory_soft if limits.memory_soft is not None else hard
+        resource.prlimit(
+            pid, resource.RLIMIT_AS, (min(soft, hard) if hard != infinity else soft, hard)
+        )
+    if limits.cpu_seconds is not None:
+        # SIGXCPU at the soft limit, SIGKILL a second later at the hard one.
+        resource.prlimit(pid, resource.RLIMIT_CPU, (limits.cpu_seconds, limits.cpu_seconds + 1))
+    if limits.open_files is not None:
+        resource.prlimit(pid, resource.RLIMIT_NOFILE, (limits.open_files, limits.open_files))
 
 
 def kill_group(pid: int) -> None:
@@ -301,6 +320,7 @@ class ShellRunner:
         *,
         argv: list[str] | None = None,
         executables: Collection[str] = (),
+        limits: ResourceLimits | None = None,
     ) -> ActionResult:
         """Run `argv` (the action's, already substituted) within the pool's executables."""
         args = argv if argv is not None else list(action.argv)
@@ -342,6 +362,20 @@ class ShellRunner:
             )
         except (PermissionError, NotADirectoryError, OSError) as exc:
             return ActionResult(ok=False, exit_code=126, reason="spawn_failed", error=str(exc))
+        if limits is not None and limits.any:
+            try:
+                apply_limits(pid, limits)
+            except ProcessLookupError:
+                pass  # it has already exited: there is nothing left to limit
+            except (OSError, ValueError) as exc:
+                # Never let an action run without the limits its pool asked for.
+                kill_group(pid)
+                with contextlib.suppress(asyncio.CancelledError):
+                    await done
+                close()
+                return ActionResult(
+                    ok=False, reason="denied", error=f"could not apply resource limits: {exc}"
+                )
         if ctx.on_spawn is not None:
             ctx.on_spawn(pid, None)
         timed_out = False

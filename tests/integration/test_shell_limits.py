@@ -1,0 +1,77 @@
+"""Resource limits applied to shell actions after spawn (no preexec_fn)."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import pytest
+
+from reynolds.adapters.actions.shell import ShellRunner
+from reynolds.core.models import ShellAction
+from reynolds.core.pools import Limits, ResourceLimits, parse_bytes, resource_limits
+from reynolds.services.ports import ActionContext
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+def ctx() -> ActionContext:
+    return ActionContext("t", "s", 1, timeout_s=30, output_cap_bytes=65536, workspace=os.getcwd())
+
+
+async def run(code: str, limits: ResourceLimits) -> tuple[int | None, str]:
+    action = ShellAction(kind="shell", argv=[sys.executable, "-c", code])
+    result = await ShellRunner().run(action, ctx(), limits=limits)
+    return result.exit_code, result.output + result.error
+
+
+def until_limited(which: str, expected: str) -> str:
+    """Child code that waits (bounded) until the parent's prlimit has reached it: limits are
+    set from outside after spawn, so a child could otherwise act before them."""
+    return (
+        "import resource, time\n"
+        "deadline = time.monotonic() + 5\n"
+        f"while resource.getrlimit(resource.{which})[0] != {expected}:\n"
+        "    assert time.monotonic() < deadline, 'limit never arrived'\n"
+        "    time.sleep(0.001)\n"
+    )
+
+
+async def test_a_memory_limit_stops_an_action_that_allocates_past_it() -> None:
+    limit = 300 * 2**20
+    alloc = "b = bytearray(600 * 2**20); print('allocated')"
+    code = until_limited("RLIMIT_AS", str(limit)) + alloc
+    code_exit, text = await run(code, ResourceLimits(memory_soft=limit, memory_hard=limit))
+    assert code_exit != 0 and "MemoryError" in text
+    code_exit, text = await run(alloc, ResourceLimits())
+    assert code_exit == 0 and "allocated" in text
+
+
+async def test_an_open_files_limit_is_applied() -> None:
+    code = until_limited("RLIMIT_NOFILE", "64") + "print('limited')"
+    code_exit, text = await run(code, ResourceLimits(open_files=64))
+    assert code_exit == 0 and text.strip() == "limited"
+
+
+async def test_a_cpu_limit_ends_a_busy_loop() -> None:
+    code_exit, _ = await run("while True: pass", ResourceLimits(cpu_seconds=1))
+    assert code_exit is not None and code_exit < 0  # killed by SIGXCPU or SIGKILL
+
+
+def test_sizes_are_read_as_people_write_them() -> None:
+    assert parse_bytes("2GB") == 2 * 10**9
+    assert parse_bytes("512MiB") == 512 * 2**20
+    assert parse_bytes("1024") == 1024
+    with pytest.raises(ValueError, match="not a size"):
+        parse_bytes("lots")
+
+
+def test_pool_limits_fall_back_to_the_agent_memory_defaults() -> None:
+    lim = resource_limits(Limits(cpu_seconds=5), "2GB", "4GB")
+    assert (lim.memory_soft, lim.memory_hard, lim.cpu_seconds) == (2 * 10**9, 4 * 10**9, 5)
+    assert not resource_limits(Limits(), None, None).any

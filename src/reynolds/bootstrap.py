@@ -99,6 +99,24 @@ async def build(settings: Settings, *, hold_lock: bool = True) -> Container:
         raise
 
 
+def server_options(settings: Settings) -> dict[str, Any]:
+    """uvicorn's settings. None of them ends a request that is still being answered: a
+    `wait: true` orchestrate call may take up to an hour (timeoutSeconds ≤ 3600).
+    `timeout_keep_alive` closes idle connections between requests only, and the graceful
+    shutdown timeout applies only when the server stops."""
+    return {
+        "host": settings.host,
+        "port": settings.port,
+        "log_level": "warning",
+        # Off: request lines hold task ids and query strings, and nothing here needs them.
+        "access_log": False,
+        "timeout_keep_alive": 5,
+        "timeout_graceful_shutdown": 10,
+        # The rate limit keys on the peer address; a forwarded header must not change it.
+        "proxy_headers": False,
+    }
+
+
 def serve(settings: Settings) -> None:
     """Run the server in the foreground until SIGTERM/SIGINT."""
     import uvicorn
@@ -115,14 +133,7 @@ def serve(settings: Settings) -> None:
     try:
         settings.pid_file.write_text(f"{os.getpid()}\n", encoding="utf-8")
         app = create_app(settings, hold_lock=False)
-        uvicorn.run(
-            app,
-            host=settings.host,
-            port=settings.port,
-            log_level="warning",
-            access_log=False,
-            timeout_graceful_shutdown=10,
-        )
+        uvicorn.run(app, **server_options(settings))
     finally:
         with contextlib.suppress(FileNotFoundError):
             if settings.pid_file.read_text(encoding="utf-8").strip() == str(os.getpid()):

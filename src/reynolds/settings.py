@@ -57,6 +57,10 @@ class Settings(BaseSettings):
     # The store commits whatever is queued at most this often (group commit).
     store_batch_interval_s: float = Field(0.025, ge=0)
 
+    # Requests per token (or per client address when no tokens are set); 0 turns it off.
+    rate_limit_per_s: float = Field(50.0, ge=0)
+    rate_limit_burst: int = Field(100, ge=0)
+
     cpu_threshold_scale_up: float = Field(
         75.0, validation_alias=AliasChoices("CPU_THRESHOLD_SCALE_UP", "REYNOLDS_CPU_THRESHOLD")
     )

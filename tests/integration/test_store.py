@@ -423,6 +423,106 @@ def test_the_migrations_create_exactly_the_schema(store: SqlStore, store_url: st
     assert differences == []
 
 
+# -- the audit log --
+
+
+def audit_row(at: float, **fields: Any) -> Row:
+    row: Row = {"at": at, "kind": "action", "decision": "allowed"}
+    return row | fields
+
+
+def test_audit_records_read_back_with_every_field(store: SqlStore) -> None:
+    store.add_audit(
+        audit_row(
+            5.0,
+            token_name="ci",
+            action="shell",
+            pool="devops",
+            task_id="t1",
+            subtask_id="build:web",
+            attempt=2,
+            argv=["make", "--token=***"],
+            cwd="web",
+            env_names=["A", "B"],
+            outcome="exit",
+            exit_code=2,
+            duration_s=0.25,
+            output_bytes=5_000_000_000,
+        )
+    )
+    store.flush_sync()
+
+    (row,) = store.audit()
+    assert row["seq"] >= 1
+    assert row | {"seq": None} == {
+        "seq": None,
+        "at": 5.0,
+        "kind": "action",
+        "token_name": "ci",
+        "tool": None,
+        "action": "shell",
+        "pool": "devops",
+        "task_id": "t1",
+        "subtask_id": "build:web",
+        "attempt": 2,
+        "argv": ["make", "--token=***"],
+        "cwd": "web",
+        "env_names": ["A", "B"],
+        "decision": "allowed",
+        "outcome": "exit",
+        "detail": None,
+        "exit_code": 2,
+        "duration_s": 0.25,
+        "output_bytes": 5_000_000_000,
+    }
+
+
+def test_audit_reads_the_newest_records_oldest_first_by_task_and_time(store: SqlStore) -> None:
+    for i in range(6):
+        store.add_audit(audit_row(float(i), task_id="t1" if i % 2 else "t2", attempt=i))
+    store.flush_sync()
+
+    assert [r["attempt"] for r in store.audit()] == [0, 1, 2, 3, 4, 5]
+    assert [r["attempt"] for r in store.audit(limit=2)] == [4, 5]
+    assert [r["attempt"] for r in store.audit(task_id="t1")] == [1, 3, 5]
+    assert [r["attempt"] for r in store.audit(since=3.0)] == [3, 4, 5]
+    assert [r["attempt"] for r in store.audit(task_id="t2", since=1.0, limit=1)] == [4]
+
+
+def test_audit_records_share_a_batch_with_the_rows_they_describe(
+    make_store: Callable[..., SqlStore],
+) -> None:
+    store = make_store(batch_interval_s=0.2)
+    store.put_task(task("t1"))
+    store.put_attempt({"task_id": "t1", "subtask_id": "a", "attempt": 1, "status": "succeeded"})
+    store.add_audit(audit_row(1.0, task_id="t1", detail="nul \x00 byte"))
+    store.add_event({"task_id": "t1", "kind": "started"})
+    store.flush_sync()
+
+    assert store.get_task("t1") is not None
+    (row,) = store.audit(task_id="t1")
+    assert row["detail"].startswith("nul ")
+
+
+def test_an_audit_record_without_its_decision_or_with_unknown_fields_is_refused(
+    store: SqlStore,
+) -> None:
+    with pytest.raises(StoreError):
+        store.add_audit({"at": 1.0, "kind": "tool"})
+    with pytest.raises(StoreError):
+        store.add_audit(audit_row(1.0, output="the whole stdout"))
+    with pytest.raises(StoreError):
+        store.add_audit(audit_row(1.0, seq=7))
+
+
+def test_many_audit_records_commit_in_one_flush(store: SqlStore) -> None:
+    for i in range(2000):
+        store.add_audit(audit_row(float(i), task_id="bulk", argv=["true"], exit_code=0))
+    store.flush_sync()
+
+    assert len(store.audit(task_id="bulk", limit=5000)) == 2000
+
+
 # -- SQLite specifics --
 
 

@@ -52,7 +52,6 @@ def dead_pid() -> int:
         (["agents", "auto", "--dry-run"], "agents auto"),
         (["agents", "watch", "30"], "agents watch"),
         (["agents", "thresholds"], "agents thresholds"),
-        (["mcp"], "mcp"),
         (["agent", "--type", "devops", "--concurrency", "2"], "agent"),
     ],
 )

@@ -210,6 +210,13 @@ class TaskSpec(WireModel):
             dupes = sorted({n for n in names if names.count(n) > 1})
             if dupes:
                 raise ValueError(f"step names must be unique; repeated: {', '.join(dupes)}")
+            # Each step runs once per component: the product is what the engine would hold.
+            count = len(self.steps) * max(len(self.components), 1)
+            if count > MAX_SUBTASKS:
+                raise ValueError(
+                    f"{len(self.steps)} steps × {len(self.components)} components would make "
+                    f"{count} subtasks; at most {MAX_SUBTASKS}"
+                )
         if self.subtasks is not None:
             ids = [s.id for s in self.subtasks]
             dupes = sorted({i for i in ids if ids.count(i) > 1})

@@ -25,6 +25,7 @@ from pydantic import TypeAdapter
 from reynolds.adapters.actions.shell import ShellRunner, is_our_orphan, kill_group
 from reynolds.adapters.metrics import Metrics
 from reynolds.core import planning
+from reynolds.core.audit import describe_action, redact_text
 from reynolds.core.decomposition import decompose
 from reynolds.core.graph import Graph, Node, bottom_levels
 from reynolds.core.models import (
@@ -242,6 +243,7 @@ class Engine:
         sub.agent_type = pool
         sub.started_at = now
         sub.finished_at = None
+        sub.argv = None
         run.running += 1
         if run.status is Status.PENDING:
             run.status = Status.RUNNING
@@ -265,6 +267,9 @@ class Engine:
                 self._settle(
                     run, sub, pool, ActionResult(False, reason="cancelled", error="cancelled")
                 )
+            else:
+                # Not settled: the next start runs it again. The audit still sees it end.
+                self._audit(run, sub, pool, ActionResult(False, reason="interrupted"), self.clock())
             return
         except Exception as exc:  # a runner's bug must not take the scheduler down
             log.exception("action runner failed for %s/%s", run.id, sub.node.id)
@@ -312,6 +317,7 @@ class Engine:
                 argv = substitute(action.argv, values, allow_option_values=node.allow_option_values)
             except ActionDenied as exc:
                 return ActionResult(False, reason="denied", error=exc.message)
+            sub.argv = argv
             return await self.shell.run(action, ctx, argv=argv, executables=spec.executables)
         if isinstance(action, PythonAction) and self.python is not None:
             return await self.python.run(action, ctx, allowed=spec.callables)  # type: ignore[call-arg]
@@ -365,6 +371,7 @@ class Engine:
                 "finished_at": now,
             }
         )
+        self._audit(run, sub, pool, result, now)
         self.metrics.subtask_ended(pool, attempt_status, duration)
         if duration is not None and result.reason not in ("denied", "cancelled"):
             self._learn(run, sub.node, duration, result.ok)
@@ -389,6 +396,32 @@ class Engine:
             {"status": str(sub.status), "exitCode": result.exit_code, "reason": result.reason},
         )
         self._after_finish(run, sub)
+
+    def _audit(
+        self, run: TaskRun, sub: SubState, pool: str, result: ActionResult, now: float
+    ) -> None:
+        """One audit record per attempt, small: no output text, argv redacted."""
+        denied = result.reason == "denied"
+        started = sub.started_at if sub.started_at is not None else now
+        self.store.add_audit(
+            {
+                "at": started,
+                "kind": "action",
+                "token_name": run.token_name,
+                "action": getattr(sub.node.action, "kind", None),
+                "pool": pool,
+                "task_id": run.id,
+                "subtask_id": sub.node.id,
+                "attempt": sub.attempts,
+                **describe_action(sub.node.action, sub.argv),
+                "decision": "denied" if denied else "allowed",
+                "outcome": "succeeded" if result.ok else (result.reason or "failed"),
+                "detail": redact_text(result.error) if denied else None,
+                "exit_code": result.exit_code,
+                "duration_s": now - started,
+                "output_bytes": result.output_bytes,
+            }
+        )
 
     def _persist_running(
         self, run: TaskRun, sub: SubState, pid: int | None, pid_start: int | None = None

@@ -63,6 +63,9 @@ class Store(Protocol):
 
     def add_event(self, row: Row) -> None: ...
 
+    def add_audit(self, row: Row) -> None:
+        """Append one audit record: a tool call or an action attempt (append-only)."""
+
     def record_duration(self, keys: Sequence[str], seconds: float, ok: bool) -> None: ...
 
     def on_commit(self, callback: Callable[[list[Row]], None]) -> None:
@@ -86,3 +89,8 @@ class Store(Protocol):
     def durations(self, keys: Iterable[str]) -> Mapping[str, float]: ...
 
     def events(self, task_id: str, after_seq: int = 0, limit: int = 1000) -> list[Row]: ...
+
+    def audit(
+        self, task_id: str | None = None, since: float | None = None, limit: int = 100
+    ) -> list[Row]:
+        """The newest `limit` audit records matching, oldest first."""

@@ -30,6 +30,7 @@ class SubState:
     finished_at: float | None = None
     handle: asyncio.Task[None] | None = None
     retry_timer: asyncio.TimerHandle | None = None
+    argv: list[str] | None = None  # the running attempt's argv after substitution (audit)
 
     def row(self, task_id: str) -> dict[str, Any]:
         """The full subtasks row."""

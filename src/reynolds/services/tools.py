@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from reynolds.core.audit import redact_text
 from reynolds.core.models import (
     AgentStatusRequest,
     AnalyzeRequest,
@@ -16,9 +18,13 @@ from reynolds.core.models import (
     TaskIdRequest,
     WireModel,
 )
-from reynolds.errors import InvalidInput, NotAvailableYet
+from reynolds.errors import InvalidInput, NotAvailableYet, ReynoldsError
 from reynolds.services.analysis import analyze
 from reynolds.services.engine import Engine
+
+# Far deeper than any real task; shallow enough that validating, storing and serialising the
+# arguments never exhausts a recursion limit (which would be a 500, not a 422).
+MAX_ARGUMENT_DEPTH = 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,9 +169,83 @@ async def call_tool(
     engine: Engine, name: str, arguments: dict[str, Any], ctx: CallContext
 ) -> dict[str, Any]:
     """Validate `arguments` against the tool's model and run it. Raises pydantic's
-    ValidationError for bad arguments, ReynoldsError for everything the tool refuses."""
-    tool = TOOLS.get(name)
-    if tool is None:
-        raise InvalidInput(f"unknown tool {name!r}", availableTools=sorted(TOOLS))
-    req = tool.model.model_validate(arguments)
-    return await tool.handler(engine, req, ctx)
+    ValidationError for bad arguments, ReynoldsError for everything the tool refuses.
+    Every call, refused ones included, leaves one audit record."""
+    started_at, started = engine.clock(), time.perf_counter()
+    task_id = arguments.get("taskId") if isinstance(arguments, dict) else None
+    try:
+        tool = TOOLS.get(name)
+        if tool is None:
+            raise InvalidInput(f"unknown tool {name!r}", availableTools=sorted(TOOLS))
+        if _depth_over(arguments, MAX_ARGUMENT_DEPTH):
+            raise InvalidInput(f"arguments are nested deeper than {MAX_ARGUMENT_DEPTH} levels")
+        req = tool.model.model_validate(arguments)
+        result = await tool.handler(engine, req, ctx)
+    except BaseException as exc:  # recorded, then raised as it was (cancellation included)
+        decision, outcome, detail = _refusal(exc)
+        _audit(engine, ctx, name, task_id, started_at, started, decision, outcome, detail)
+        raise
+    _audit(engine, ctx, name, result.get("taskId", task_id), started_at, started, "allowed", "ok")
+    return result
+
+
+def _depth_over(value: Any, limit: int) -> bool:
+    """Whether JSON-like `value` nests deeper than `limit` (without recursing itself)."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            children: Any = item.values()
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        if depth > limit:
+            return True
+        stack.extend((child, depth + 1) for child in children)
+    return False
+
+
+def _refusal(exc: BaseException) -> tuple[str, str, str | None]:
+    """(decision, outcome, detail) of a call that raised `exc`."""
+    if isinstance(exc, ValidationError):
+        fields = sorted({".".join(str(p) for p in e["loc"]) for e in exc.errors()})
+        return "rejected", "invalid_arguments", redact_text("invalid: " + ", ".join(fields))
+    if isinstance(exc, ReynoldsError):
+        decision = "rejected" if exc.status_code == 422 else "allowed"
+        if exc.status_code == 403:
+            decision = "denied"
+        return decision, _snake(type(exc).__name__), redact_text(exc.message)
+    if isinstance(exc, Exception):
+        return "allowed", "error", redact_text(f"{type(exc).__name__}: {exc}")
+    return "allowed", "cancelled", None
+
+
+def _snake(name: str) -> str:
+    return "".join(f"_{c.lower()}" if c.isupper() else c for c in name).lstrip("_")
+
+
+def _audit(
+    engine: Engine,
+    ctx: CallContext,
+    tool: str,
+    task_id: Any,
+    started_at: float,
+    started: float,
+    decision: str,
+    outcome: str,
+    detail: str | None = None,
+) -> None:
+    engine.store.add_audit(
+        {
+            "at": started_at,
+            "kind": "tool",
+            "token_name": ctx.token_name,
+            "tool": tool[:64],
+            "task_id": task_id[:64] if isinstance(task_id, str) else None,
+            "decision": decision,
+            "outcome": outcome,
+            "detail": detail,
+            "duration_s": time.perf_counter() - started,
+        }
+    )

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from operator import itemgetter
 from typing import Any
 
-from sqlalchemy import Connection, Dialect, Executable, Table, bindparam, select, update
+from sqlalchemy import JSON, Connection, Dialect, Executable, Table, bindparam, select, update
 from sqlalchemy.dialects import sqlite
 
-from reynolds.adapters.store.schema import durations, events
+from reynolds.adapters.store.schema import audit, durations, events
 from reynolds.services.ports import Row
 
 Duration = tuple[tuple[str, ...], float, bool, float]  # keys, seconds, ok, at
@@ -73,10 +75,11 @@ class Batch:
     upserts: dict[Table, list[Row]] = field(default_factory=dict)
     events: list[Row] = field(default_factory=list)
     durations: list[Duration] = field(default_factory=list)
+    audit: list[Row] = field(default_factory=list)
 
     def __len__(self) -> int:
         rows = sum(len(rows) for rows in self.upserts.values())
-        return rows + len(self.events) + len(self.durations)
+        return rows + len(self.events) + len(self.durations) + len(self.audit)
 
 
 class BatchWriter:
@@ -91,6 +94,17 @@ class BatchWriter:
         self._durations_select = select(durations).where(
             durations.c.key.in_(bindparam("keys", expanding=True))
         )
+        names = [column.name for column in audit.columns if column.name != "seq"]
+        quote = dialect.identifier_preparer.quote
+        # Built from schema.py's names only, quoted; the values are bound parameters.
+        self._audit_sql = (
+            f"INSERT INTO {quote(audit.name)} ({', '.join(quote(n) for n in names)}) "  # noqa: S608
+            f"VALUES ({', '.join('?' for _ in names)})"
+        )
+        self._audit_values = itemgetter(*names)
+        self._audit_json = tuple(
+            i for i, name in enumerate(names) if isinstance(audit.c[name].type, JSON)
+        )
 
     def write(self, conn: Connection, batch: Batch) -> list[Row]:
         """Write `batch` on `conn`, inside its transaction; return the events with their seq."""
@@ -98,6 +112,8 @@ class BatchWriter:
             self._upsert(conn, table, coalesce(rows, primary_key(table)))
         if batch.durations:
             self._record_durations(conn, batch.durations)
+        if batch.audit:
+            self._insert_audit(conn, batch.audit)
         if not batch.events:
             return []
         # New dicts: on a retry the same rows go in again and must come out unchanged.
@@ -149,6 +165,20 @@ class BatchWriter:
 
     def _insert_events(self, conn: Connection, rows: list[Row]) -> list[Row]:
         return [dict(row) for row in conn.execute(self._events_insert, rows).mappings()]
+
+    def _insert_audit(self, conn: Connection, rows: list[Row]) -> None:
+        """Append audit rows; each holds every column but `seq` (see SqlStore.add_audit).
+
+        Straight to sqlite3's executemany: the values need no processing but JSON's, and
+        SQLAlchemy's per-row handling would cost the writer (and the GIL) about half again."""
+        params = []
+        for row in rows:
+            values = list(self._audit_values(row))
+            for i in self._audit_json:
+                if values[i] is not None:
+                    values[i] = json.dumps(values[i])
+            params.append(tuple(values))
+        conn.exec_driver_sql(self._audit_sql, params)
 
     def _record_durations(self, conn: Connection, records: list[Duration]) -> None:
         keys = sorted({key for record in records for key in record[0]})

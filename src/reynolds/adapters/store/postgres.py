@@ -13,7 +13,7 @@ from sqlalchemy import JSON, Column, Connection, Dialect, Float, Integer, String
 from sqlalchemy.sql.elements import TextClause
 
 from reynolds.adapters.store.batch import BatchWriter, primary_key, required_columns
-from reynolds.adapters.store.schema import events
+from reynolds.adapters.store.schema import audit, events
 from reynolds.services.ports import Row
 
 Convert = Callable[[Any], Any]
@@ -89,6 +89,14 @@ class PostgresBatchWriter(BatchWriter):
             f"INSERT INTO {self._quote(events.name)} ({self._list(names)}) "  # noqa: S608 (1)
             f"SELECT * FROM {self._unnest(events, names)} RETURNING {returning}",
         )
+        audit_names = [column.name for column in audit.columns if column.name != "seq"]
+        self._audit_plan = self._make_plan(
+            audit,
+            audit_names,
+            [],
+            f"INSERT INTO {self._quote(audit.name)} ({self._list(audit_names)}) "  # noqa: S608 (1)
+            f"SELECT * FROM {self._unnest(audit, audit_names)}",
+        )
 
     def _write_group(
         self, conn: Connection, table: Table, columns: frozenset[str], rows: list[Row]
@@ -103,6 +111,9 @@ class PostgresBatchWriter(BatchWriter):
     def _insert_events(self, conn: Connection, rows: list[Row]) -> list[Row]:
         result = conn.execute(self._events_plan.statement, self._events_plan.params(rows))
         return [dict(row) for row in result.mappings()]
+
+    def _insert_audit(self, conn: Connection, rows: list[Row]) -> None:
+        conn.execute(self._audit_plan.statement, self._audit_plan.params(rows))
 
     def _plan(self, table: Table, columns: frozenset[str]) -> _Plan | None:
         key = list(primary_key(table))

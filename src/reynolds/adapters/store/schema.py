@@ -100,4 +100,32 @@ durations = Table(
     Column("updated_at", Float, nullable=False),
 )
 
-__all__ = ["attempts", "durations", "events", "metadata", "subtasks", "tasks"]
+# One append-only row per tool call and per action attempt. Kept small: no output text, argv
+# redacted, environment variable names without their values.
+audit = Table(
+    "audit",
+    metadata,
+    Column("seq", Integer, primary_key=True, autoincrement=True),
+    Column("at", Float, nullable=False),  # when the call or attempt started
+    Column("kind", String(16), nullable=False),  # tool | action
+    Column("token_name", String(100), nullable=True),
+    Column("tool", String(64), nullable=True),
+    Column("action", String(16), nullable=True),  # the action's kind: shell, python, http, ...
+    Column("pool", String(100), nullable=True),
+    Column("task_id", String(64), nullable=True),
+    Column("subtask_id", String(200), nullable=True),
+    Column("attempt", Integer, nullable=True),
+    Column("argv", JSON, nullable=True),
+    Column("cwd", Text, nullable=True),
+    Column("env_names", JSON, nullable=True),
+    Column("decision", String(16), nullable=False),  # allowed | denied | rejected
+    Column("outcome", String(32), nullable=True),
+    Column("detail", Text, nullable=True),  # why denied or rejected
+    Column("exit_code", Integer, nullable=True),
+    Column("duration_s", Float, nullable=True),
+    Column("output_bytes", BigInteger, nullable=True),
+    Index("ix_audit_at", "at"),
+    Index("ix_audit_task_at", "task_id", "at"),
+)
+
+__all__ = ["attempts", "audit", "durations", "events", "metadata", "subtasks", "tasks"]

@@ -19,7 +19,7 @@ from sqlalchemy.engine import make_url
 from reynolds.adapters.store.batch import IN_CHUNK, Batch, BatchWriter, primary_key
 from reynolds.adapters.store.migrate import upgrade
 from reynolds.adapters.store.postgres import PostgresBatchWriter
-from reynolds.adapters.store.schema import attempts, durations, events, subtasks, tasks
+from reynolds.adapters.store.schema import attempts, audit, durations, events, subtasks, tasks
 from reynolds.errors import StoreError
 from reynolds.services.ports import Row
 
@@ -30,9 +30,13 @@ _BUSY_TIMEOUT_MS = 10_000
 # Bounds one transaction's size; whatever is left waits for the next batch.
 _MAX_BATCH = 20_000
 _EVENT_COLUMNS = ("task_id", "subtask_id", "kind", "data", "at")
+_AUDIT_COLUMNS = tuple(column.name for column in audit.columns if column.name != "seq")
+_AUDIT_KEYS = frozenset(_AUDIT_COLUMNS)
+_AUDIT_REQUIRED = ("at", "kind", "decision")
+AUDIT_MAX_LIMIT = 10_000
 
 # Queue items are (kind, payload); kind is a table for upserts, else one of these.
-_EVENT, _DURATION, _FLUSH, _STOP = "event", "duration", "flush", "stop"
+_EVENT, _DURATION, _AUDIT, _FLUSH, _STOP = "event", "duration", "audit", "flush", "stop"
 _Item = tuple[Table | str, Any]
 
 
@@ -113,6 +117,24 @@ class SqlStore:
                 "at": time.time() if row.get("at") is None else row["at"],
             },
         )
+
+    def add_audit(self, row: Row) -> None:
+        """Append one audit record (committed with the batch it lands in)."""
+        # Every column present, so that one statement writes the whole batch's records; the
+        # engine passes them all, which is the cheap path (one per action attempt).
+        if row.keys() == _AUDIT_KEYS:
+            full = dict(row)
+        else:
+            full = {name: row.get(name) for name in _AUDIT_COLUMNS}
+        unknown = row.keys() - _AUDIT_KEYS
+        missing = [name for name in _AUDIT_REQUIRED if full[name] is None]
+        if unknown or missing:
+            raise StoreError(
+                "an audit record needs at, kind and decision, and only known columns",
+                unknown=sorted(unknown),
+                missing=missing,
+            )
+        self._enqueue(_AUDIT, full)
 
     def record_duration(self, keys: Sequence[str], seconds: float, ok: bool) -> None:
         if not math.isfinite(seconds) or seconds < 0:
@@ -298,6 +320,20 @@ class SqlStore:
             .limit(limit)
         )
 
+    def audit(
+        self, task_id: str | None = None, since: float | None = None, limit: int = 100
+    ) -> list[Row]:
+        """The newest `limit` audit records (of one task, at or after `since`), oldest first."""
+        limit = max(1, min(int(limit), AUDIT_MAX_LIMIT))
+        query = select(audit).order_by(audit.c.at.desc(), audit.c.seq.desc()).limit(limit)
+        if task_id is not None:
+            query = query.where(audit.c.task_id == task_id)
+        if since is not None:
+            query = query.where(audit.c.at >= since)
+        rows = self._fetch(query)
+        rows.reverse()
+        return rows
+
     def _fetch(self, query: Select[Any]) -> list[Row]:
         with self._engine.connect() as conn:
             return [dict(row) for row in conn.execute(query).mappings()]
@@ -312,6 +348,8 @@ def _to_batch(items: list[_Item]) -> Batch:
             batch.events.append(payload)
         elif kind == _DURATION:
             batch.durations.append(payload)
+        elif kind == _AUDIT:
+            batch.audit.append(payload)
     return batch
 
 

@@ -79,8 +79,10 @@ def thresholds(ctx: typer.Context) -> None:
 
 
 def mcp(ctx: typer.Context) -> None:
-    """Serve MCP over stdio, for desktop AI assistants."""
-    not_available(ctx, "mcp")
+    """Serve MCP over stdio, for desktop AI assistants (starts the server when needed)."""
+    from reynolds.entrypoints.cli.mcp_stdio import mcp as serve_mcp
+
+    serve_mcp(ctx)
 
 
 def agent(

@@ -14,6 +14,7 @@ from rich.markup import escape
 
 from reynolds import __version__
 from reynolds.entrypoints.cli import agents, health, lifecycle, render
+from reynolds.entrypoints.cli.audit import audit
 from reynolds.entrypoints.cli.orchestrate import orchestrate
 from reynolds.entrypoints.cli.state import CliState, print_json, state
 from reynolds.entrypoints.cli.tasks import tasks_app
@@ -63,6 +64,7 @@ app.add_typer(tasks_app, name="tasks")
 app.add_typer(agents.agents_app, name="agents")
 app.command()(agents.mcp)
 app.command()(agents.agent)
+app.command()(audit)
 
 
 @app.command()

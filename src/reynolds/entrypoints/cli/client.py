@@ -179,6 +179,21 @@ class ReynoldsClient:
         result: dict[str, Any] = self._json("POST", f"/tasks/{_segment(task_id)}/cancel")
         return result
 
+    def audit(
+        self, task_id: str | None = None, since: str | None = None, limit: int | None = None
+    ) -> list[dict[str, Any]]:
+        """GET /audit: the newest records (of a task, since a time), oldest first."""
+        params: dict[str, str | int] = {}
+        if task_id:
+            params["taskId"] = task_id
+        if since:
+            params["since"] = since
+        if limit is not None:
+            params["limit"] = limit
+        body = self._json("GET", "/audit", params=params)
+        records = body.get("records", []) if isinstance(body, dict) else []
+        return [r for r in records if isinstance(r, dict)]
+
 
 def _content_text(body: dict[str, Any]) -> str:
     parts = [c.get("text", "") for c in body.get("content") or [] if isinstance(c, dict)]

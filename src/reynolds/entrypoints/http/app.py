@@ -5,20 +5,45 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from pydantic import ValidationError
+from starlette.exceptions import HTTPException
 
 from reynolds import __version__
 from reynolds.bootstrap import Container, build
 from reynolds.core.models import ListTasksRequest, format_validation_errors
+from reynolds.entrypoints.http.audit import add_audit_routes
 from reynolds.entrypoints.http.events import add_event_routes
-from reynolds.entrypoints.http.security import BodyLimit, load_tokens, token_name
+from reynolds.entrypoints.http.resources import add_resource_routes
+from reynolds.entrypoints.http.schemas import (
+    HTML_PAGE,
+    LIST_LIMIT,
+    LIST_STATUS,
+    TOOL_CALL_BODY,
+    Capabilities,
+    HealthReport,
+    ServerStatus,
+    TaskList,
+    TaskResult,
+    ToolInfo,
+    ToolResult,
+    answers,
+    error_responses,
+)
+from reynolds.entrypoints.http.security import (
+    ApiGuard,
+    BodyLimit,
+    RequestTiming,
+    load_tokens,
+    make_limiter,
+)
+from reynolds.entrypoints.mcp.streamable_http import McpEndpoint
 from reynolds.errors import ReynoldsError
 from reynolds.services.tools import TOOLS, CallContext, call_tool
 from reynolds.settings import Settings
@@ -30,13 +55,16 @@ def create_app(settings: Settings, *, hold_lock: bool = True) -> FastAPI:
     """A new app (and, in its lifespan, a new engine) for these settings."""
     state: dict[str, Container] = {}
     tokens = load_tokens(settings)
+    mcp = McpEndpoint(settings, lambda: state["c"])
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         container = await build(settings, hold_lock=hold_lock)
         state["c"] = container
         try:
-            yield
+            # A route's app has no lifespan of its own: the MCP sessions live in this one.
+            async with mcp.session_manager.run():
+                yield
         finally:
             await container.aclose()
 
@@ -45,28 +73,9 @@ def create_app(settings: Settings, *, hold_lock: bool = True) -> FastAPI:
     def c() -> Container:
         return state["c"]
 
-    @app.middleware("http")
-    async def auth_and_timing(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        started = time.perf_counter()
-        if tokens and request.url.path != "/health":
-            name = token_name(tokens, request.headers.get("authorization"))
-            if name is None:
-                return JSONResponse(
-                    {"error": "missing or invalid bearer token"},
-                    status_code=401,
-                    headers={"WWW-Authenticate": 'Bearer realm="reynolds"'},
-                )
-            request.state.token_name = name
-        response = await call_next(request)
-        route = request.scope.get("route")
-        path = getattr(route, "path", "unmatched")
+    def observe(method: str, path: str, status: int, seconds: float) -> None:
         if "c" in state:
-            state["c"].metrics.http_duration.labels(
-                request.method, path, str(response.status_code)
-            ).observe(time.perf_counter() - started)
-        return response
+            state["c"].metrics.http_duration.labels(method, path, str(status)).observe(seconds)
 
     @app.exception_handler(ReynoldsError)
     async def reynolds_error(request: Request, exc: ReynoldsError) -> JSONResponse:
@@ -77,7 +86,20 @@ def create_app(settings: Settings, *, hold_lock: bool = True) -> FastAPI:
         errors = format_validation_errors(list(exc.errors()))
         return JSONResponse({"error": "invalid request", "errors": errors}, status_code=422)
 
-    @app.get("/health")
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
+        # Routing's own answers (no such path, method not allowed) in the API's `{error}` shape.
+        return JSONResponse({"error": exc.detail}, status_code=exc.status_code, headers=exc.headers)
+
+    @app.get(
+        "/health",
+        responses={
+            **answers(HealthReport, edge=False),
+            503: {"model": HealthReport, "description": "A check is failing."},
+            # Exempt from tokens and rate limits (security.OPEN_PATHS).
+            **error_responses(413, edge=False),
+        },
+    )
     async def health() -> JSONResponse:
         checks: dict[str, Any] = {}
         try:
@@ -100,7 +122,7 @@ def create_app(settings: Settings, *, hold_lock: bool = True) -> FastAPI:
             body["failing"] = failing
         return JSONResponse(body, status_code=503 if failing else 200)
 
-    @app.get("/status")
+    @app.get("/status", response_model=None, responses=answers(ServerStatus))
     async def status() -> dict[str, Any]:
         container = c()
         await container.store.flush()
@@ -117,12 +139,12 @@ def create_app(settings: Settings, *, hold_lock: bool = True) -> FastAPI:
             "resumedTasks": container.resumed,
         }
 
-    @app.get("/metrics")
+    @app.get("/metrics", response_class=PlainTextResponse, responses=error_responses())
     async def metrics() -> Response:
         c().engine.pool_status()  # refreshes the pool gauges
         return Response(c().metrics.render(), media_type="text/plain; version=0.0.4")
 
-    @app.get("/mcp/capabilities")
+    @app.get("/mcp/capabilities", response_model=None, responses=answers(Capabilities))
     async def capabilities() -> dict[str, Any]:
         return {
             "capabilities": {"tools": {"listChanged": False}, "resources": {}},
@@ -130,15 +152,23 @@ def create_app(settings: Settings, *, hold_lock: bool = True) -> FastAPI:
             "serverInfo": {"name": "reynolds", "version": __version__},
         }
 
-    @app.get("/mcp/tools")
+    @app.get("/mcp/tools", response_model=None, responses=answers(list[ToolInfo]))
     async def list_tools() -> list[dict[str, Any]]:
         return [
             {"name": t.name, "description": t.description, "inputSchema": t.input_schema()}
             for t in TOOLS.values()
         ]
 
-    @app.post("/mcp/tools/{tool_name}")
-    async def run_tool(tool_name: str, request: Request) -> JSONResponse:
+    @app.post(
+        "/mcp/tools/{tool_name}",
+        responses=answers(ToolResult, 403, 404, 409, 422, 501),
+        openapi_extra=TOOL_CALL_BODY,
+    )
+    async def run_tool(
+        request: Request,
+        # Documented, not enforced: an unknown name is a 404 listing the tools, not a 422.
+        tool_name: str = Path(json_schema_extra={"enum": sorted(TOOLS)}),
+    ) -> JSONResponse:
         if tool_name not in TOOLS:
             return JSONResponse(
                 {"error": f"unknown tool {tool_name!r}", "availableTools": sorted(TOOLS)},
@@ -165,12 +195,13 @@ def create_app(settings: Settings, *, hold_lock: bool = True) -> FastAPI:
             }
         )
 
-    @app.get("/mcp/resources")
-    async def resources() -> JSONResponse:
-        return JSONResponse({"error": "MCP resources: not available yet"}, status_code=501)
+    add_resource_routes(app, c)
 
-    @app.get("/tasks")
-    async def list_tasks(status: str | None = None, limit: int = 50) -> Any:
+    @app.get("/tasks", response_model=None, responses=answers(TaskList, 422))
+    async def list_tasks(
+        status: str | None = Query(None, json_schema_extra=LIST_STATUS),
+        limit: int = Query(50, json_schema_extra=LIST_LIMIT),
+    ) -> Any:
         try:
             req = ListTasksRequest.model_validate({"status": status, "limit": limit})
         except ValidationError as exc:
@@ -180,17 +211,29 @@ def create_app(settings: Settings, *, hold_lock: bool = True) -> FastAPI:
             )
         return {"tasks": await c().engine.list_tasks(req.status, req.limit)}
 
-    @app.get("/tasks/{task_id}")
+    @app.get("/tasks/{task_id}", response_model=None, responses=answers(TaskResult, 404, 422))
     async def get_task(task_id: str) -> dict[str, Any]:
         return await c().engine.result(task_id)
 
-    @app.post("/tasks/{task_id}/cancel")
+    @app.post(
+        "/tasks/{task_id}/cancel",
+        response_model=None,
+        responses=answers(TaskResult, 404, 409, 422),
+    )
     async def cancel_task(task_id: str) -> dict[str, Any]:
         return await c().engine.cancel(task_id)
 
     add_event_routes(app, c)
 
-    @app.get("/", response_class=HTMLResponse)
+    @app.get(
+        "/",
+        response_class=HTMLResponse,
+        responses={
+            200: HTML_PAGE,
+            501: {**HTML_PAGE, "description": "Not available yet."},
+            **error_responses(),
+        },
+    )
     async def dashboard() -> HTMLResponse:
         return HTMLResponse(
             "<!doctype html><title>Reynolds</title><h1>Reynolds</h1>"
@@ -199,7 +242,16 @@ def create_app(settings: Settings, *, hold_lock: bool = True) -> FastAPI:
             status_code=501,
         )
 
+    # MCP Streamable HTTP at exactly /mcp, after the REST routes (and under their middleware).
+    app.router.routes.append(mcp.route())
+
+    add_audit_routes(app, c)
+
+    # Outermost last: timing sees every answer, 401 and 429 included; the guard refuses
+    # before a body is read.
     app.add_middleware(BodyLimit)
+    app.add_middleware(ApiGuard, tokens=tokens, limiter=make_limiter(settings))
+    app.add_middleware(RequestTiming, observe=observe)
     return app
 
 
@@ -209,12 +261,11 @@ async def _arguments(request: Request) -> dict[str, Any] | JSONResponse:
         return {}
     try:
         body = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
+        # RecursionError: nesting deep enough to exhaust the parser's stack is refused too.
+        reason = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)
         return JSONResponse(
-            {
-                "error": "body is not valid JSON",
-                "errors": [{"field": "(body)", "reason": str(exc)}],
-            },
+            {"error": "body is not valid JSON", "errors": [{"field": "(body)", "reason": reason}]},
             status_code=422,
         )
     if not isinstance(body, dict) or not isinstance(body.get("arguments", {}), dict):

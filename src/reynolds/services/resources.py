@@ -1,0 +1,150 @@
+"""The one resource registry behind REST (`/mcp/resources/...`) and MCP (`reynolds://...`)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from reynolds.core.decomposition import PATTERN_KEYWORDS
+from reynolds.errors import NotAvailableYet, NotFound
+
+if TYPE_CHECKING:  # the stdio proxy imports the names below without the server stack
+    from reynolds.services.engine import Engine
+
+SCHEME = "reynolds://"
+JSON_TYPE = "application/json"
+PROMETHEUS_TYPE = "text/plain; version=0.0.4"
+TASK_PREFIX = "tasks/"
+TASK_TEMPLATE = f"{SCHEME}{TASK_PREFIX}{{taskId}}"
+TASK_DESCRIPTION = "A task's state and result, as get_task_status returns it."
+
+Reader = Callable[["Engine"], Awaitable[str]]
+
+
+@dataclass(frozen=True, slots=True)
+class Resource:
+    """A readable resource: `reynolds://{name}` over MCP, `/mcp/resources/{name}` over REST."""
+
+    name: str
+    description: str
+    mime_type: str
+    reader: Reader
+
+    @property
+    def uri(self) -> str:
+        return f"{SCHEME}{self.name}"
+
+
+@dataclass(frozen=True, slots=True)
+class Contents:
+    """What reading a resource gave."""
+
+    uri: str
+    mime_type: str
+    text: str
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"))
+
+
+async def _pools(engine: Engine) -> str:
+    return _json({"pools": engine.pool_status()})
+
+
+async def _metrics(engine: Engine) -> str:
+    engine.pool_status()  # refreshes the pool gauges
+    return engine.metrics.render().decode()
+
+
+async def _patterns(engine: Engine) -> str:
+    patterns = [{"name": name, "keywords": list(keys)} for name, keys in PATTERN_KEYWORDS.items()]
+    patterns.append({"name": "default", "keywords": []})
+    return _json(
+        {
+            "patterns": patterns,
+            "matching": "the first pattern with a keyword inside the task type (lower-cased) "
+            "wins; no match is default",
+        }
+    )
+
+
+def _not_yet(name: str) -> Reader:
+    async def reader(engine: Engine) -> str:
+        raise NotAvailableYet(f"{SCHEME}{name}: not available yet", resource=name)
+
+    return reader
+
+
+RESOURCES: dict[str, Resource] = {
+    r.name: r
+    for r in [
+        Resource(
+            "agent-pools",
+            "The agent pools: replicas, busy slots, queue depth.",
+            JSON_TYPE,
+            _pools,
+        ),
+        Resource("metrics", "The Prometheus metrics.", PROMETHEUS_TYPE, _metrics),
+        Resource(
+            "patterns",
+            "The decomposition patterns and the task-type keywords that select them.",
+            JSON_TYPE,
+            _patterns,
+        ),
+        Resource(
+            "loop-prevention",
+            "Loop prevention: detected loops and open breakers (not available yet).",
+            JSON_TYPE,
+            _not_yet("loop-prevention"),
+        ),
+        Resource(
+            "reynolds-personality",
+            "The Reynolds voice and its settings (not available yet).",
+            JSON_TYPE,
+            _not_yet("reynolds-personality"),
+        ),
+    ]
+}
+
+
+def listing() -> list[dict[str, str]]:
+    """`[{uri, name, mimeType, description}]`, the task template last."""
+    rows = [
+        {"uri": r.uri, "name": r.name, "mimeType": r.mime_type, "description": r.description}
+        for r in RESOURCES.values()
+    ]
+    rows.append(
+        {
+            "uri": TASK_TEMPLATE,
+            "name": f"{TASK_PREFIX}{{taskId}}",
+            "mimeType": JSON_TYPE,
+            "description": TASK_DESCRIPTION,
+        }
+    )
+    return rows
+
+
+def name_of(uri: str) -> str:
+    """The resource name inside a `reynolds://` URI; NotFound for any other URI."""
+    if not uri.startswith(SCHEME):
+        raise NotFound(f"unknown resource {uri!r}: URIs start with {SCHEME}", uri=uri)
+    return uri[len(SCHEME) :]
+
+
+async def read(engine: Engine, name: str) -> Contents:
+    """Read `name` (`agent-pools`, ..., `tasks/{taskId}`); NotFound or NotAvailableYet if not."""
+    if name.startswith(TASK_PREFIX):
+        task_id = name[len(TASK_PREFIX) :]
+        if not task_id or "/" in task_id:
+            raise NotFound(f"no task {task_id!r}", taskId=task_id)
+        return Contents(f"{SCHEME}{name}", JSON_TYPE, _json(await engine.result(task_id)))
+    resource = RESOURCES.get(name)
+    if resource is None:
+        raise NotFound(
+            f"unknown resource {SCHEME}{name}",
+            availableResources=[r.uri for r in RESOURCES.values()] + [TASK_TEMPLATE],
+        )
+    return Contents(resource.uri, resource.mime_type, await resource.reader(engine))

@@ -1,0 +1,287 @@
+"""Hostile input over HTTP: every request ends as a 4xx JSON error, a `denied` subtask or
+plain argv text — never a shell, never a 5xx — and the server stays healthy."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from reynolds.entrypoints.http import create_app
+from reynolds.settings import Settings
+
+TOKEN = "hostile-test-token-5e1f"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
+
+@pytest.fixture
+def client(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> Iterator[TestClient]:
+    """A server with a token and no rate limit; afterwards it must still be healthy, and the
+    token must appear in no log line."""
+    caplog.set_level(logging.DEBUG)
+    settings = Settings(
+        home=tmp_path / "home",
+        secrets_dir=tmp_path / "secrets",
+        api_token=TOKEN,
+        rate_limit_per_s=0,
+        personality="off",
+    )
+    with TestClient(create_app(settings), headers=AUTH) as c:
+        yield c
+        health = c.get("/health")
+        assert health.status_code == 200 and health.json()["status"] == "healthy"
+    assert TOKEN not in caplog.text
+
+
+def orchestrate(client: TestClient, task: dict[str, Any], **options: Any) -> Any:
+    return client.post(
+        "/mcp/tools/orchestrate_task", json={"arguments": {"task": task, "wait": True, **options}}
+    )
+
+
+def one_step(action: dict[str, Any], **task: Any) -> dict[str, Any]:
+    return {"type": "hostile", "steps": [{"name": "s", "action": action}], **task}
+
+
+def assert_4xx_json(response: Any) -> dict[str, Any]:
+    assert 400 <= response.status_code < 500, response.text
+    body: dict[str, Any] = response.json()
+    assert isinstance(body.get("error"), str) and body["error"]
+    assert TOKEN not in response.text
+    return body
+
+
+def result_of(response: Any) -> dict[str, Any]:
+    assert response.status_code == 200, response.text
+    assert TOKEN not in response.text
+    result: dict[str, Any] = response.json()["structuredContent"]
+    return result
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"{not json",
+        b'{"arguments": ',
+        b"\xff\xfe\x00garbage",
+        b"[1, 2, 3]",
+        b'"just a string"',
+        b'{"arguments": [1]}',
+        b"[" * 200_000 + b"]" * 200_000,
+        b'{"arguments": {"task": {"type": "x"}, "wait": "yes please"}}',
+    ],
+    ids=[
+        "truncated",
+        "unfinished",
+        "not-utf8",
+        "array",
+        "string",
+        "arguments-not-object",
+        "nested-deeply",
+        "wrong-type",
+    ],
+)
+def test_malformed_bodies_get_a_4xx_json_error(client: TestClient, body: bytes) -> None:
+    r = client.post(
+        "/mcp/tools/orchestrate_task", content=body, headers={"content-type": "application/json"}
+    )
+    assert_4xx_json(r)
+
+
+@pytest.mark.parametrize(
+    "task",
+    [
+        {"type": 7, "steps": "many"},
+        one_step({"kind": "teleport", "to": "mars"}),
+        one_step({"kind": "shell", "argv": []}),
+        one_step({"kind": "shell", "argv": "rm -rf /"}),
+        one_step({"kind": "shell", "argv": ["echo", "nul\x00byte"]}),
+        one_step({"kind": "shell", "argv": ["env"], "env": {"LD_PRELOAD": "/tmp/evil.so"}}),
+        one_step({"kind": "shell", "argv": ["env"], "env": {"PATH": "/tmp"}}),
+        one_step({"kind": "python", "callable": "os.system('id')"}),
+        one_step({"kind": "http", "url": "file:///etc/passwd"}),
+        {
+            "type": "x",
+            "subtasks": [
+                {"id": "a", "dependsOn": ["ghost"], "action": {"kind": "shell", "argv": ["true"]}}
+            ],
+        },
+        {
+            "type": "x",
+            "steps": [
+                {"name": "a", "after": ["nowhere"], "action": {"kind": "shell", "argv": ["true"]}}
+            ],
+        },
+    ],
+    ids=[
+        "wrong-types",
+        "unknown-kind",
+        "empty-argv",
+        "argv-as-string",
+        "nul-byte",
+        "ld-preload",
+        "path",
+        "callable-expression",
+        "file-url",
+        "dangling-dependency",
+        "dangling-after",
+    ],
+)
+def test_impossible_tasks_are_refused_with_422_naming_the_problem(
+    client: TestClient, task: dict[str, Any]
+) -> None:
+    r = orchestrate(client, task)
+    assert r.status_code == 422, r.text
+    assert_4xx_json(r)
+
+
+def test_a_two_mebibyte_body_is_refused_with_413_before_parsing(client: TestClient) -> None:
+    r = client.post(
+        "/mcp/tools/orchestrate_task",
+        content=b'{"arguments": {"task": "' + b"x" * (2 * 1024 * 1024) + b'"}}',
+        headers={"content-type": "application/json"},
+    )
+    assert r.status_code == 413
+    assert_4xx_json(r)
+
+
+def test_a_two_mebibyte_body_without_a_length_is_refused_too(client: TestClient) -> None:
+    def chunks() -> Iterator[bytes]:
+        for _ in range(32):
+            yield b"x" * (64 * 1024)
+
+    r = client.post("/mcp/tools/orchestrate_task", content=chunks())
+    assert r.status_code == 413
+
+
+def test_shell_metacharacters_in_components_stay_plain_argv_text(
+    client: TestClient, tmp_path: Path
+) -> None:
+    marker = tmp_path / "pwned"
+    components = [
+        f"a; touch {marker}-semicolon",
+        f"$(touch {marker}-dollar)",
+        f"`touch {marker}-backtick`",
+        f"x && touch {marker}-and | cat > {marker}-pipe",
+    ]
+    result = result_of(
+        orchestrate(
+            client,
+            one_step({"kind": "shell", "argv": ["echo", "{component}"]}, components=components),
+        )
+    )
+    assert result["status"] == "succeeded"
+    assert sorted(s["output"].rstrip("\n") for s in result["subtasks"]) == sorted(components)
+    assert list(tmp_path.glob("pwned*")) == []
+
+
+def test_a_component_that_would_become_an_option_is_denied(client: TestClient) -> None:
+    result = result_of(
+        orchestrate(
+            client,
+            one_step(
+                {"kind": "shell", "argv": ["echo", "{component}"]}, components=["--output=/etc/x"]
+            ),
+        )
+    )
+    (sub,) = result["subtasks"]
+    assert sub["status"] == "failed"
+    assert "read as an option" in sub["error"]
+    assert sub["exitCode"] is None  # nothing ran
+
+
+def test_a_python_action_naming_os_system_is_denied(client: TestClient) -> None:
+    result = result_of(
+        orchestrate(
+            client,
+            one_step({"kind": "python", "callable": "os:system", "kwargs": {"command": "id"}}),
+        )
+    )
+    (sub,) = result["subtasks"]
+    assert sub["status"] == "failed"
+    assert "not declared" in sub["error"]
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["http://192.0.2.1/", "http://169.254.169.254/latest/meta-data/", "https://example.invalid/x"],
+)
+def test_an_http_action_to_another_host_is_denied_before_connecting(
+    client: TestClient, url: str
+) -> None:
+    # 192.0.2.0/24 is TEST-NET-1 and .invalid never resolves: nothing can leave the machine
+    # even if the check failed, and the check runs before any connection.
+    result = result_of(orchestrate(client, one_step({"kind": "http", "url": url})))
+    (sub,) = result["subtasks"]
+    assert sub["status"] == "failed"
+    assert "not permitted" in sub["error"]
+
+
+@pytest.mark.parametrize("cwd", ["../..", "/etc", "sub/../../.."])
+def test_a_cwd_outside_the_workspace_is_denied(client: TestClient, cwd: str) -> None:
+    result = result_of(
+        orchestrate(client, one_step({"kind": "shell", "argv": ["pwd"], "cwd": cwd}))
+    )
+    (sub,) = result["subtasks"]
+    assert sub["status"] == "failed"
+    assert "outside the workspace" in sub["error"]
+
+
+def test_hostile_paths_and_queries_get_4xx_json(client: TestClient) -> None:
+    for path in (
+        "/tasks/..%2F..%2Fetc%2Fpasswd",
+        "/tasks/%00",
+        "/tasks/x/events",
+        "/tasks?limit=-1",
+        "/tasks?limit=abc",
+        "/tasks?status=%27%3B%20DROP%20TABLE%20tasks",
+        "/audit?since=%24%28id%29",
+        "/audit?limit=0",
+        "/mcp/resources/..%2F..%2Fetc%2Fpasswd",
+    ):
+        assert_4xx_json(client.get(path))
+    assert_4xx_json(client.post("/mcp/tools/%3Bid", json={}))
+
+
+def test_a_subprocess_sees_none_of_the_servers_secrets(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    result = result_of(
+        orchestrate(
+            client,
+            one_step(
+                {
+                    "kind": "shell",
+                    "argv": [sys.executable, "-c", "import os; print(sorted(os.environ))"],
+                }
+            ),
+        )
+    )
+    (sub,) = result["subtasks"]
+    assert sub["status"] == "succeeded"
+    assert "REYNOLDS_API_TOKEN" not in sub["output"]
+    assert TOKEN not in sub["output"]
+
+
+def test_deeply_nested_arguments_are_refused_with_422_not_a_5xx(client: TestClient) -> None:
+    nested: Any = "bottom"
+    for _ in range(900):
+        nested = {"k": nested}
+    action = {"kind": "python", "callable": "os:getcwd", "kwargs": {"deep": nested}}
+    r = orchestrate(client, one_step(action))
+    assert r.status_code == 422
+    assert "nested deeper" in assert_4xx_json(r)["error"]
+
+
+def test_arguments_nested_to_the_limit_are_accepted(client: TestClient) -> None:
+    nested: Any = "bottom"
+    for _ in range(56):  # plus the levels of arguments, task, steps and action: 64
+        nested = {"k": nested}
+    action = {"kind": "python", "callable": "os:getcwd", "kwargs": {"deep": nested}}
+    result = result_of(orchestrate(client, one_step(action)))
+    assert result["subtasks"][0]["status"] == "failed"  # denied: not declared, but stored

@@ -86,6 +86,7 @@ class Run:
 
     deadline: float
     poll_interval_s: float
+    think_s: float = 0.0
     submit: CallStats = field(default_factory=CallStats)
     status: CallStats = field(default_factory=CallStats)
     tasks_submitted: int = 0
@@ -114,6 +115,8 @@ def check_bounds(args: argparse.Namespace) -> None:
         raise Refused(f"--duration must be more than 0 and at most {MAX_DURATION_S:g} s")
     if not 0 <= args.poll_interval <= 10:
         raise Refused("--poll-interval must be 0..10 s")
+    if not 0 <= args.think <= 60:
+        raise Refused("--think must be 0..60 s")
 
 
 @contextlib.contextmanager
@@ -219,10 +222,15 @@ async def submit_and_poll(http: httpx.AsyncClient, run: Run, headers: dict[str, 
                 status = polled.get("status")
         if status in ENDED:
             run.tasks_ended += 1
+        await pause(run, run.think_s)
 
 
 async def drive(base_url: str, tokens: list[str | None], args: argparse.Namespace) -> Run:
-    run = Run(deadline=time.monotonic() + args.duration, poll_interval_s=args.poll_interval)
+    run = Run(
+        deadline=time.monotonic() + args.duration,
+        poll_interval_s=args.poll_interval,
+        think_s=args.think,
+    )
     clients = [asyncio.create_task(client(base_url, run, token)) for token in tokens]
     # Calls in flight at the deadline finish within their own timeout.
     done, pending = await asyncio.wait(clients, timeout=args.duration + REQUEST_TIMEOUT_S + 5)
@@ -303,6 +311,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "clients": args.clients,
         "durationS": args.duration,
         "pollIntervalS": args.poll_interval,
+        "thinkS": args.think,
         "tokens": "one per client" if args.spawn else "shared",
         "machine": harness.machine(),
         "wallS": wall_s,
@@ -353,8 +362,14 @@ def main() -> int:
     p.add_argument(
         "--poll-interval",
         type=float,
-        default=0.0,
-        help="seconds between status polls of one task (default 0: poll again at once)",
+        default=0.5,
+        help="seconds between status polls of one task (default 0.5; 0 polls again at once)",
+    )
+    p.add_argument(
+        "--think",
+        type=float,
+        default=0.5,
+        help="seconds a client waits after a task ends before it submits the next (default 0.5)",
     )
     return harness.main_guard(run, p.parse_args())
 

@@ -541,3 +541,16 @@ def test_sqlite_uses_wal_in_a_folder_it_creates(tmp_path: Path) -> None:
 def test_an_in_memory_sqlite_database_is_refused() -> None:
     with pytest.raises(StoreError):
         SqlStore("sqlite://")
+
+
+def test_a_write_mark_becomes_durable_once_its_writes_are_committed(store: SqlStore) -> None:
+    before = store.write_mark()
+    assert store.durable(before)
+    store.put_task(task("t-mark"))
+    mark = store.write_mark()
+    assert mark > before
+    store.flush_sync()
+    assert store.durable(mark)
+    assert store.get_task("t-mark") is not None
+    store.put_task(task("t-later"))
+    assert store.durable(mark)  # an older mark stays durable while newer writes wait

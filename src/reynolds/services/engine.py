@@ -439,6 +439,7 @@ class Engine:
                 "pid_start": pid_start,
             }
         )
+        run.mark = self.store.write_mark()
 
     def _requeue(self, run: TaskRun, sub: SubState) -> None:
         sub.retry_timer = None
@@ -460,6 +461,7 @@ class Engine:
                     heapq.heappush(run.ready, (run.key(child_id), child_id))
         elif sub.status is not Status.CANCELLED:
             self._skip_downstream(run, sub.node.id, f"upstream {sub.node.id} {sub.status}")
+        run.mark = self.store.write_mark()
         if run.unfinished == 0:
             self._finish_run(run)
         self._pump()
@@ -493,6 +495,7 @@ class Engine:
                 "pid_start": None,
             }
         )
+        run.mark = self.store.write_mark()
 
     def _learn(self, run: TaskRun, node: Node, duration_s: float, ok: bool) -> None:
         keys = run.history_keys.get(node.id) or planning.history_keys(run.spec.type, node)
@@ -558,6 +561,7 @@ class Engine:
                 "at": self.clock(),
             }
         )
+        run.mark = self.store.write_mark()
 
     # -- queries and control --------------------------------------------------------------
 
@@ -568,9 +572,11 @@ class Engine:
         return self._recent.get(task_id)
 
     async def result(self, task_id: str) -> dict[str, Any]:
-        """The contract's result for a task, from memory or the store; flushed first."""
-        await self.store.flush()
+        """The contract's result for a task, from memory or the store. Whatever it reports
+        has been committed: it waits for the writer only when the task has writes pending."""
         run = self.find(task_id)
+        if not self.store.durable(run.mark if run is not None else self.store.write_mark()):
+            await self.store.flush()
         on = self.settings.personality == "on"
         if run is not None:
             rows = run.subtask_rows()
@@ -595,7 +601,8 @@ class Engine:
         return True
 
     async def list_tasks(self, status: str | None, limit: int) -> list[dict[str, Any]]:
-        await self.store.flush()
+        if not self.store.durable(self.store.write_mark()):
+            await self.store.flush()
         rows = await asyncio.to_thread(self.store.list_tasks, status, limit)
         out = []
         for row in rows:

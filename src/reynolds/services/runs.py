@@ -80,6 +80,7 @@ class TaskRun:
     running: int = 0
     unfinished: int = 0
     cancelling: bool = False
+    mark: int = 0  # the store's write mark after this task's latest write
     done: asyncio.Event = field(default_factory=asyncio.Event)
 
     @property

@@ -4,6 +4,7 @@ reads use pooled connections of their own."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import math
 import queue
@@ -56,6 +57,10 @@ class SqlStore:
         )
         self._queue: queue.SimpleQueue[_Item] = queue.SimpleQueue()
         self._wake = threading.Event()
+        self._marks = itertools.count(1)
+        self._enqueued = 0  # the mark of the last queued write
+        self._collected = 0  # the mark read by the writer before its latest drain
+        self._durable = 0  # every write up to this mark is committed
         self._thread: threading.Thread | None = None
         self._closed = False
         self._callbacks: list[Callable[[list[Row]], None]] = []
@@ -169,6 +174,16 @@ class SqlStore:
         if self._closed:
             raise StoreError("the store is closed")
         self._queue.put((kind, payload))
+        # After the put: a writer that reads this mark will find the item in the queue.
+        self._enqueued = next(self._marks)
+
+    def write_mark(self) -> int:
+        """A mark for everything queued so far; see `durable`."""
+        return self._enqueued
+
+    def durable(self, mark: int) -> bool:
+        """Whether everything queued up to `mark` has been committed (a flush would not wait)."""
+        return self._durable >= mark
 
     def _enqueue_flush(self) -> Future[None]:
         if self._thread is None or not self._thread.is_alive() or self._closed:
@@ -208,6 +223,8 @@ class SqlStore:
         if items[0][0] not in (_FLUSH, _STOP):
             self._wake.wait(self._batch_interval_s)
         self._wake.clear()
+        # Read before draining: every item counted in the mark is in the queue by now.
+        self._collected = self._enqueued
         while len(items) < _MAX_BATCH:
             try:
                 items.append(self._queue.get_nowait())
@@ -217,7 +234,10 @@ class SqlStore:
 
     def _commit(self, items: list[_Item]) -> None:
         batch = _to_batch(items)
+        dropped = self._dropped
         committed = self._write(batch) if len(batch) else []
+        if self._dropped == dropped and len(items) < _MAX_BATCH:
+            self._durable = max(self._durable, self._collected)
         if committed:
             for callback in tuple(self._callbacks):
                 try:

@@ -387,3 +387,32 @@ async def test_http_actions_reach_loopback_and_are_denied_elsewhere(app: Contain
         "hello",
     )
     assert (s["remote"]["status"], s["remote"]["reason"]) == ("failed", "denied")
+
+
+async def test_a_pools_resource_limits_reach_its_actions(tmp_path: Path) -> None:
+    import yaml
+
+    config = yaml.safe_load(Settings().agents_file.read_text())
+    config["pools"]["code"]["limits"] = {"openFiles": 64}
+    (tmp_path / "config").mkdir()
+    (tmp_path / "config" / "agents.yaml").write_text(yaml.safe_dump(config))
+    container = await build(Settings(home=tmp_path / "home", config_dir=tmp_path / "config"))
+    code = (
+        "import resource, time\n"
+        "deadline = time.monotonic() + 5\n"
+        "while resource.getrlimit(resource.RLIMIT_NOFILE)[0] != 64:\n"
+        "    assert time.monotonic() < deadline\n"
+        "    time.sleep(0.001)\n"
+        "print('limited')\n"
+    )
+    try:
+        result = await run_task(
+            container,
+            {
+                "type": "x",
+                "subtasks": [{"id": "limited", "agent": "code", **shell(PY, "-c", code)}],
+            },
+        )
+    finally:
+        await container.aclose()
+    assert result["subtasks"][0]["output"].strip() == "limited"

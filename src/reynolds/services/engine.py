@@ -39,7 +39,13 @@ from reynolds.core.models import (
     TaskSpec,
 )
 from reynolds.core.personality import task_comment
-from reynolds.core.pools import PoolSet, action_executable, capability_scores, preferred_pool
+from reynolds.core.pools import (
+    PoolSet,
+    action_executable,
+    capability_scores,
+    preferred_pool,
+    resource_limits,
+)
 from reynolds.core.reporting import run_metrics, task_result, task_summary
 from reynolds.core.retry import decide_retry
 from reynolds.core.substitution import substitute
@@ -96,6 +102,12 @@ class Engine:
         self.clock = clock
         self.jitter = jitter
         self.replicas = pools.capacity()
+        self.limits = {
+            key: resource_limits(
+                pool.limits, settings.agent_memory_limit_soft, settings.agent_memory_limit_hard
+            )
+            for key, pool in pools.pools.items()
+        }
         self.free = dict(self.replicas)
         self._active: list[TaskRun] = []
         self._recent: OrderedDict[str, TaskRun] = OrderedDict()
@@ -318,7 +330,9 @@ class Engine:
             except ActionDenied as exc:
                 return ActionResult(False, reason="denied", error=exc.message)
             sub.argv = argv
-            return await self.shell.run(action, ctx, argv=argv, executables=spec.executables)
+            return await self.shell.run(
+                action, ctx, argv=argv, executables=spec.executables, limits=self.limits[pool]
+            )
         if isinstance(action, PythonAction) and self.python is not None:
             return await self.python.run(action, ctx, allowed=spec.callables)  # type: ignore[call-arg]
         if isinstance(action, HttpAction) and self.http is not None:

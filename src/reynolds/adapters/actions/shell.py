@@ -312,6 +312,8 @@ class ShellRunner:
     def __init__(self, parent_env: Mapping[str, str] | None = None) -> None:
         self._parent_env = dict(os.environ if parent_env is None else parent_env)
         self._base_env = child_environment(self._parent_env, {})
+        # posix_spawn starts children in the server's own directory (it cannot chdir).
+        self._own_cwd = os.path.realpath(os.getcwd())
 
     async def run(
         self,
@@ -340,7 +342,7 @@ class ShellRunner:
         done: asyncio.Future[None] = loop.create_future()
         proc: _Direct | _Capture
         try:
-            if cwd == _realpath(os.getcwd()):
+            if cwd == self._own_cwd:
                 proc = _Direct(loop, ctx.output_cap_bytes, done)
                 proc.start(args, env)
                 pid = proc.pid
@@ -432,8 +434,10 @@ def _permitted(executable: str, allowed: Collection[str]) -> bool:
 
 def install_child_watcher() -> None:
     """Python 3.11 watches children with a thread each; pidfd is cheaper (3.12's default)."""
-    if sys.version_info >= (3, 12):
-        return
+    if sys.version_info >= (3, 12) or not isinstance(
+        asyncio.get_running_loop(), asyncio.BaseEventLoop
+    ):
+        return  # 3.12 uses pidfd already; other loops (uvloop) watch children themselves
     import warnings
 
     with warnings.catch_warnings():

@@ -75,3 +75,17 @@ def test_pool_limits_fall_back_to_the_agent_memory_defaults() -> None:
     lim = resource_limits(Limits(cpu_seconds=5), "2GB", "4GB")
     assert (lim.memory_soft, lim.memory_hard, lim.cpu_seconds) == (2 * 10**9, 4 * 10**9, 5)
     assert not resource_limits(Limits(), None, None).any
+
+
+async def test_a_cwd_inside_the_workspace_runs_there_with_output_capped() -> None:
+    action = ShellAction(
+        kind="shell",
+        argv=[sys.executable, "-c", "import os; print(os.getcwd()); print('x' * 100000)"],
+        cwd="src",
+    )
+    small = ActionContext("t", "s", 1, timeout_s=30, output_cap_bytes=4096, workspace=os.getcwd())
+    result = await ShellRunner().run(action, small)
+    assert result.ok
+    assert result.output.splitlines()[0] == os.path.realpath("src")
+    assert result.truncated and "output truncated" in result.output
+    assert result.output_bytes > 100000

@@ -111,31 +111,19 @@ def kill_group(pid: int) -> None:
         os.killpg(pid, signal.SIGKILL)
 
 
-class _Capture(asyncio.SubprocessProtocol):
-    __slots__ = (
-        "_cap",
-        "_done",
-        "_exited",
-        "_open",
-        "_transport",
-        "err",
-        "err_total",
-        "out",
-        "out_total",
-    )
+class _Output:
+    """A process's stdout and stderr, each kept up to a cap and counted in full."""
 
-    def __init__(self, cap: int, done: asyncio.Future[None]) -> None:
+    __slots__ = ("_cap", "err", "err_total", "out", "out_total")
+
+    def __init__(self, cap: int) -> None:
         self._cap = cap
-        self._done = done
-        self._open = 2
-        self._exited = False
-        self._transport: asyncio.BaseTransport | None = None
         self.out = bytearray()
         self.err = bytearray()
         self.out_total = 0
         self.err_total = 0
 
-    def pipe_data_received(self, fd: int, data: bytes) -> None:
+    def add(self, fd: int, data: bytes) -> None:
         if fd == 1:
             self.out_total += len(data)
             if len(self.out) < self._cap:
@@ -144,6 +132,20 @@ class _Capture(asyncio.SubprocessProtocol):
             self.err_total += len(data)
             if len(self.err) < self._cap:
                 self.err += data[: self._cap - len(self.err)]
+
+
+class _Capture(_Output, asyncio.SubprocessProtocol):
+    __slots__ = ("_done", "_exited", "_open", "_transport")
+
+    def __init__(self, cap: int, done: asyncio.Future[None]) -> None:
+        super().__init__(cap)
+        self._done = done
+        self._open = 2
+        self._exited = False
+        self._transport: asyncio.BaseTransport | None = None
+
+    def pipe_data_received(self, fd: int, data: bytes) -> None:
+        self.add(fd, data)
 
     def pipe_connection_lost(self, fd: int, exc: Exception | None) -> None:
         self._open -= 1
@@ -183,42 +185,25 @@ def _resolve(name: str, path: str) -> str:
     return found
 
 
-class _Direct:
+class _Direct(_Output):
     """posix_spawn (vfork + exec in glibc) with a pidfd and non-blocking pipes on the loop.
 
     The lean path: a fraction of the Python work of `loop.subprocess_exec`, which matters
     when subtasks are short. It cannot change directory, so it serves the workspace root.
     """
 
-    __slots__ = (
-        "_cap",
-        "_done",
-        "_fds",
-        "_loop",
-        "_open",
-        "_pidfd",
-        "err",
-        "err_total",
-        "out",
-        "out_total",
-        "pid",
-        "returncode",
-    )
+    __slots__ = ("_done", "_fds", "_loop", "_open", "_pidfd", "pid", "returncode")
 
     def __init__(
         self, loop: asyncio.AbstractEventLoop, cap: int, done: asyncio.Future[None]
     ) -> None:
+        super().__init__(cap)
         self._loop = loop
-        self._cap = cap
         self._done = done
         self._open = 2
         self.pid = 0
         self._pidfd = -1
         self.returncode: int | None = None
-        self.out = bytearray()
-        self.err = bytearray()
-        self.out_total = 0
-        self.err_total = 0
         self._fds: list[int] = []
 
     def start(self, args: list[str], env: Mapping[str, str]) -> None:
@@ -265,14 +250,8 @@ class _Direct:
             self._fds.remove(fd)
             self._open -= 1
             self._settle()
-        elif which == 1:
-            self.out_total += len(data)
-            if len(self.out) < self._cap:
-                self.out += data[: self._cap - len(self.out)]
         else:
-            self.err_total += len(data)
-            if len(self.err) < self._cap:
-                self.err += data[: self._cap - len(self.err)]
+            self.add(which, data)
 
     def _exited(self) -> None:
         # Kill what the main process left in its group before reaping it, so the group id

@@ -1,4 +1,4 @@
-"""Resource limits applied to shell actions after spawn (no preexec_fn)."""
+"""The shell runner: resource limits applied after spawn (no preexec_fn), cwd, output cap."""
 
 from __future__ import annotations
 

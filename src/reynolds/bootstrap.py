@@ -53,6 +53,7 @@ class Container:
     resumed: list[str] = field(default_factory=list)
 
     async def aclose(self) -> None:
+        await self.engine.autoscaler.stop()
         await self.engine.close()
         for runner in (self.engine.python, self.engine.http):
             if runner is not None:
@@ -90,6 +91,7 @@ async def build(settings: Settings, *, hold_lock: bool = True) -> Container:
         store.on_commit(bus.publish_threadsafe)
         container = Container(settings, store, engine, metrics, lock, bus)
         container.resumed = await engine.resume()
+        engine.autoscaler.start(settings.scale_interval_s)
         if container.resumed:
             log.info("resumed %d unfinished task(s)", len(container.resumed))
         return container

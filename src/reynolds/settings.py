@@ -71,6 +71,8 @@ class Settings(BaseSettings):
     queue_threshold_scale_up: int = Field(
         8, validation_alias=AliasChoices("QUEUE_THRESHOLD_SCALE_UP", "REYNOLDS_QUEUE_THRESHOLD")
     )
+    # How often the auto-scaler looks at each pool's queue, CPU and memory.
+    scale_interval_s: float = Field(5.0, gt=0)
     # Per action, unless a pool sets its own `limits` (e.g. 2GB / 4GB of address space).
     agent_memory_limit_soft: str | None = Field(
         None, validation_alias=AliasChoices("AGENT_MEMORY_LIMIT_SOFT", "REYNOLDS_MEMORY_LIMIT_SOFT")

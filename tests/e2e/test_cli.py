@@ -311,6 +311,26 @@ def test_agents_status_lists_the_pools(live_server: Server) -> None:
         assert pool in agents.stdout
 
 
+def test_agents_scale_takes_an_alias_and_refuses_more_than_the_max(live_server: Server) -> None:
+    up = live_server.run("agents", "scale", "platform-agent", "3")
+    assert up.returncode == 0, output(up)
+    assert "platform: 3 replicas" in up.stdout
+    refused = live_server.run("agents", "scale", "platform", "9")
+    assert refused.returncode != 0
+    assert "at most 3" in refused.stdout + refused.stderr
+    back = live_server.run("agents", "scale", "platform", "2")  # the session server is shared
+    assert back.returncode == 0, output(back)
+
+
+def test_agents_auto_dry_run_and_thresholds_print_per_pool(live_server: Server) -> None:
+    auto = live_server.run("agents", "auto", "--dry-run")
+    assert auto.returncode == 0, output(auto)
+    thresholds = live_server.run("agents", "thresholds")
+    assert thresholds.returncode == 0, output(thresholds)
+    for pool in ("devops", "platform", "code"):
+        assert f"{pool}: auto on" in thresholds.stdout
+
+
 def test_logs_prints_the_end_of_the_server_log(live_server: Server) -> None:
     logs = live_server.run("logs", "reynolds", "-n", "5")
 

@@ -245,6 +245,29 @@ def test_agent_status_shows_the_three_pools_as_configured(client: TestClient) ->
     assert [p["type"] for p in only["pools"]] == ["code"]
 
 
+def test_scale_agents_sets_replicas_and_refuses_a_count_above_the_max_with_422(
+    client: TestClient,
+) -> None:
+    r = call(client, "scale_agents", agentType="devops-agent", replicas=4)
+    assert r.status_code == 200, r.text
+    assert r.json()["structuredContent"]["pool"]["replicas"] == 4
+    too_many = call(client, "scale_agents", agentType="devops", replicas=6)
+    assert too_many.status_code == 422
+    assert "at most 5" in too_many.json()["error"]
+    status = call(client, "get_agent_status", agentType="devops").json()["structuredContent"]
+    assert status["pools"][0]["replicas"] == 4
+    assert status["recentScaling"][0]["to"] == 4
+    assert status["recentScaling"][0]["source"] == "manual"
+
+
+def test_task_detail_shows_each_subtasks_routing_decision(client: TestClient) -> None:
+    done = call(client, "orchestrate_task", task=shell_task("true"), wait=True).json()
+    detail = client.get(f"/tasks/{done['structuredContent']['taskId']}").json()
+    routing = detail["subtasks"][0]["routing"]
+    assert routing["pool"] == detail["subtasks"][0]["agentType"]
+    assert routing["selection"] == "least_busy" and routing["scores"]
+
+
 def test_unbuilt_tools_say_not_available_yet(client: TestClient) -> None:
     r = call(client, "run_experiment", scenario={})
     assert r.status_code == 501

@@ -554,3 +554,62 @@ def test_a_write_mark_becomes_durable_once_its_writes_are_committed(store: SqlSt
     assert store.get_task("t-mark") is not None
     store.put_task(task("t-later"))
     assert store.durable(mark)  # an older mark stays durable while newer writes wait
+
+
+# -- routing decisions and scaling events --
+
+
+def decision_row(subtask_id: str, attempt: int, pool: str) -> Row:
+    return {
+        "task_id": "t1",
+        "subtask_id": subtask_id,
+        "attempt": attempt,
+        "pool": pool,
+        "selection": "weighted",
+        "scores": {"devops": 0.55, "code": 0.95},
+        "reason": "capability match",
+        "at": float(attempt),
+    }
+
+
+def test_routing_decisions_read_back_as_the_latest_per_subtask(store: SqlStore) -> None:
+    store.add_decision(decision_row("a", 1, "devops"))
+    store.add_decision(decision_row("a", 2, "code"))
+    store.add_decision(decision_row("b", 1, "devops"))
+    store.flush_sync()
+    found = store.decisions("t1")
+    assert {sid: (row["attempt"], row["pool"]) for sid, row in found.items()} == {
+        "a": (2, "code"),
+        "b": (1, "devops"),
+    }
+    assert found["a"]["scores"] == {"devops": 0.55, "code": 0.95}
+    assert store.decisions("other") == {}
+
+
+def test_a_routing_decision_missing_a_column_is_refused(store: SqlStore) -> None:
+    row = decision_row("a", 1, "devops")
+    del row["scores"]
+    with pytest.raises(StoreError, match="routing decision"):
+        store.add_decision(row)
+
+
+def test_scaling_events_read_back_newest_first(store: SqlStore) -> None:
+    for i, (old, new) in enumerate([(1, 2), (2, 3), (3, 2)]):
+        store.add_scaling_event(
+            {
+                "pool": "devops",
+                "from_replicas": old,
+                "to_replicas": new,
+                "reason": "queue 8 ≥ 8",
+                "source": "auto" if i else "manual",
+                "at": float(i),
+            }
+        )
+    store.flush_sync()
+    rows = store.scaling_events(2)
+    assert [(r["from_replicas"], r["to_replicas"], r["source"]) for r in rows] == [
+        (3, 2, "auto"),
+        (2, 3, "auto"),
+    ]
+    with pytest.raises(StoreError, match="scaling event"):
+        store.add_scaling_event({"pool": "devops"})

@@ -48,10 +48,6 @@ def dead_pid() -> int:
 @pytest.mark.parametrize(
     ("args", "feature"),
     [
-        (["agents", "scale", "devops", "3"], "agents scale"),
-        (["agents", "auto", "--dry-run"], "agents auto"),
-        (["agents", "watch", "30"], "agents watch"),
-        (["agents", "thresholds"], "agents thresholds"),
         (["agent", "--type", "devops", "--concurrency", "2"], "agent"),
     ],
 )
@@ -73,7 +69,18 @@ def test_status_without_a_server_exits_1_saying_it_is_not_running(home: Path) ->
     assert result.exception is None or isinstance(result.exception, SystemExit)
 
 
-@pytest.mark.parametrize("args", [["tasks", "list"], ["tasks", "show", "t1"], ["agents", "status"]])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["tasks", "list"],
+        ["tasks", "show", "t1"],
+        ["agents", "status"],
+        ["agents", "scale", "devops-agent", "3"],
+        ["agents", "auto", "--dry-run"],
+        ["agents", "watch", "30"],
+        ["agents", "thresholds"],
+    ],
+)
 def test_client_commands_without_a_server_exit_1(home: Path, args: list[str]) -> None:
     result = runner.invoke(app, args)
 

@@ -80,3 +80,25 @@ def test_the_makespan_lies_between_the_longest_subtask_and_the_sum(
     est = {f"c{i}": d for i, d in enumerate(durations)}
     sim = planning.simulate(g, est, Strategy(max_concurrency=conc), POOLS, {})
     assert max(durations) - 1e-9 <= sim.makespan_s <= sum(durations) + 1e-9
+
+
+def test_round_robin_in_the_simulation_deals_subtasks_to_each_pool_in_turn() -> None:
+    g = flat(3)
+    sim = planning.simulate(
+        g,
+        dict.fromkeys(g.nodes, 1.0),
+        Strategy(max_concurrency=8, selection="round_robin"),
+        POOLS,
+        {},
+    )
+    assert sorted(sim.pool.values()) == ["code", "devops", "platform"]
+
+
+def test_least_busy_simulation_sends_matching_work_to_its_pool_until_it_is_full() -> None:
+    g = flat(4)
+    match = {nid: {"devops": 0.0, "platform": 0.0, "code": 2.0} for nid in g.nodes}
+    sim = planning.simulate(
+        g, dict.fromkeys(g.nodes, 1.0), Strategy(max_concurrency=8), POOLS, match
+    )
+    assert sorted(sim.pool.values()).count("code") == 3
+    assert sim.makespan_s == 1.0  # the fourth takes a free slot elsewhere instead of waiting

@@ -56,6 +56,12 @@ class Metrics:
             ["agent_type"],
             registry=r,
         )
+        self.scaling_events = Counter(
+            "reynolds_scaling_events",
+            "Changes of a pool's replicas",
+            ["agent_type", "direction"],
+            registry=r,
+        )
         self.http_duration = Histogram(
             "reynolds_http_request_duration_seconds",
             "HTTP request duration",

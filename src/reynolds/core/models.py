@@ -258,6 +258,15 @@ class AgentStatusRequest(WireModel):
     agent_type: str = Field("all", max_length=100)
 
 
+class ScaleRequest(WireModel):
+    agent_type: str = Field(min_length=1, max_length=100)
+    replicas: int = Field(ge=0, le=10_000)
+
+
+class AutoscaleRequest(WireModel):
+    dry_run: bool = False
+
+
 def format_validation_errors(errors: list[Any]) -> list[dict[str, str]]:
     """pydantic errors as `{field, reason}` pairs with dotted camelCase field paths."""
     out = []

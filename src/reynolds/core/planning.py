@@ -1,6 +1,6 @@
 """Estimates, ordering policy, pool choice and list scheduling.
 
-The executor and the planner's simulation share `order_key`, `choose_pool` and
+The executor and the planner's simulation share `order_key`, `place` (routing.route) and
 `take_startable`, so the plan a user sees is the schedule the engine follows.
 """
 
@@ -14,6 +14,7 @@ from typing import Any
 
 from reynolds.core.graph import Graph, Node, bottom_levels, critical_path
 from reynolds.core.models import ShellAction, Strategy
+from reynolds.core.routing import PoolView, RoutingDecision, route
 from reynolds.core.substitution import substitute
 
 OrderKey = tuple[float, ...]
@@ -64,31 +65,25 @@ def effective_concurrency(strategy: Strategy) -> int:
     return 1 if strategy.approach == "direct" else strategy.max_concurrency
 
 
-def choose_pool(
+PoolStats = Mapping[str, tuple[float | None, float | None]]  # pool -> (success rate, latency s)
+
+
+def place(
     agent: str | None,
-    preferred: str | None,
+    capability: Mapping[str, float],
     free: Mapping[str, int],
     replicas: Mapping[str, int],
-    approach: str,
-) -> str | None:
-    """The pool a ready subtask starts on now, or None if it must wait.
-
-    An explicit agent waits for its own pool; otherwise the capability match is preferred,
-    and any free slot is taken rather than waiting (contract section 2).
-    """
-    if agent is not None:
-        return agent if free.get(agent, 0) > 0 else None
-    if preferred is not None and free.get(preferred, 0) > 0:
-        return preferred
-    best: str | None = None
-    best_score = 0.0
-    for pool, slots in free.items():
-        if slots <= 0:
-            continue
-        score = slots / max(replicas.get(pool, 1), 1) if approach == "hybrid_intelligent" else slots
-        if best is None or score > best_score:
-            best, best_score = pool, float(score)
-    return best
+    selection: str,
+    turn: int,
+    stats: PoolStats | None = None,
+) -> RoutingDecision:
+    """Route one ready subtask over the pools as they stand (see `routing.route`)."""
+    known = stats or {}
+    views = [
+        PoolView(name, slots, replicas.get(name, 0), *known.get(name, (None, None)))
+        for name, slots in free.items()
+    ]
+    return route(agent, capability, views, selection, turn)
 
 
 def take_startable(
@@ -118,6 +113,7 @@ def take_startable(
 class Simulation:
     makespan_s: float
     start_s: dict[str, float]
+    pool: dict[str, str]
 
 
 def simulate(
@@ -125,7 +121,8 @@ def simulate(
     estimate_s: Mapping[str, float],
     strategy: Strategy,
     capacity: Mapping[str, int],
-    preferred: Mapping[str, str | None],
+    capability: Mapping[str, Mapping[str, float]],
+    stats: PoolStats | None = None,
 ) -> Simulation:
     """List-schedule the graph with the engine's own policy; returns the makespan."""
     bottom = bottom_levels(graph, estimate_s)
@@ -142,16 +139,23 @@ def simulate(
     starts: dict[str, float] = {}
     now = 0.0
     tick = 0
+    turn = 0
+    pools: dict[str, str] = {}
 
-    def place(nid: str) -> str | None:
+    def put(nid: str) -> str | None:
+        nonlocal turn
         node = graph.nodes[nid]
-        pool = choose_pool(node.agent, preferred.get(nid), free, capacity, strategy.approach)
-        if pool is not None:
-            free[pool] -= 1  # reserved now, so the next choice sees it taken
-        return pool
+        decision = place(
+            node.agent, capability.get(nid, {}), free, capacity, strategy.selection, turn, stats
+        )
+        if decision.pool is not None:
+            free[decision.pool] -= 1  # reserved now, so the next choice sees it taken
+            turn += 1
+            pools[nid] = decision.pool
+        return decision.pool
 
     while ready or running:
-        for nid, pool in take_startable(ready, place, limit - len(running)):
+        for nid, pool in take_startable(ready, put, limit - len(running)):
             starts[nid] = now
             tick += 1
             heapq.heappush(running, (now + estimate_s[nid], tick, nid, pool))
@@ -171,7 +175,7 @@ def simulate(
                         strategy.approach, graph.nodes[child], bottom[child], estimate_s[child]
                     )
                     heapq.heappush(ready, (key, child))
-    return Simulation(now, starts)
+    return Simulation(now, starts, pools)
 
 
 def plan_summary(
@@ -179,10 +183,11 @@ def plan_summary(
     estimate_s: Mapping[str, float],
     strategy: Strategy,
     capacity: Mapping[str, int],
-    preferred: Mapping[str, str | None],
+    capability: Mapping[str, Mapping[str, float]],
+    stats: PoolStats | None = None,
 ) -> dict[str, Any]:
     """The contract's `plan`: groups, critical path, estimated makespans and speedup."""
-    sim = simulate(graph, estimate_s, strategy, capacity, preferred)
+    sim = simulate(graph, estimate_s, strategy, capacity, capability, stats)
     sequential = sum(estimate_s.values())
     return {
         "strategy": strategy.model_dump(mode="json", by_alias=True),

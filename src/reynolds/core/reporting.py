@@ -74,6 +74,7 @@ def subtask_view(row: Mapping[str, Any]) -> dict[str, Any]:
         "reason": row.get("reason"),
         "startedAt": iso(row.get("started_at")),
         "finishedAt": iso(row.get("finished_at")),
+        "routing": row.get("routing"),
     }
 
 

@@ -14,7 +14,7 @@ if TYPE_CHECKING:
 async def analyze(engine: Engine, spec: TaskSpec, strategy: Strategy | None) -> dict[str, Any]:
     """Plan without running and say, plainly, whether parallelism pays and how much."""
     prep = await engine.prepare(spec, strategy)
-    graph, chosen, est, preferred = prep.graph, prep.strategy, prep.estimate_s, prep.preferred
+    graph, chosen, est, capability = prep.graph, prep.strategy, prep.estimate_s, prep.capability
     plan, message = prep.plan, prep.message
     levels = graph.levels()
     width = planning.max_width(levels)
@@ -22,7 +22,9 @@ async def analyze(engine: Engine, spec: TaskSpec, strategy: Strategy | None) -> 
     recommended = max(1, min(width, slots))
     if strategy is None:
         chosen = chosen.model_copy(update={"max_concurrency": recommended})
-        plan = planning.plan_summary(graph, est, chosen, engine.replicas, preferred)
+        plan = planning.plan_summary(
+            graph, est, chosen, engine.replicas, capability, engine.pool_stats()
+        )
     known = sum(1 for n in graph.nodes.values() if n.estimate_s is not None)
     learned = sum(
         1

@@ -24,6 +24,7 @@ from pydantic import TypeAdapter
 
 from reynolds.adapters.actions.shell import ShellRunner, is_our_orphan, kill_group
 from reynolds.adapters.metrics import Metrics
+from reynolds.adapters.system import SystemSampler
 from reynolds.core import planning
 from reynolds.core.audit import describe_action, redact_text
 from reynolds.core.decomposition import decompose
@@ -43,15 +44,16 @@ from reynolds.core.pools import (
     PoolSet,
     action_executable,
     capability_scores,
-    preferred_pool,
     resource_limits,
 )
 from reynolds.core.reporting import run_metrics, task_result, task_summary
 from reynolds.core.retry import decide_retry
+from reynolds.core.routing import RoutingDecision
 from reynolds.core.substitution import substitute
-from reynolds.errors import ActionDenied, Conflict, NotFound
+from reynolds.errors import ActionDenied, Conflict, InvalidInput, NotFound
 from reynolds.services.ports import ActionContext, ActionResult, ActionRunner, Store
 from reynolds.services.runs import SubState, TaskRun
+from reynolds.services.scaling import AutoScaler
 from reynolds.settings import Settings
 
 log = logging.getLogger("reynolds.engine")
@@ -65,7 +67,7 @@ class Prepared:
     strategy: Strategy
     keys: dict[str, list[str]]  # duration-history keys per node
     estimate_s: dict[str, float]
-    preferred: dict[str, str | None]
+    capability: dict[str, dict[str, float]]  # per node: capability score per pool
     plan: dict[str, Any]
     message: str | None  # set when nothing is runnable: what to add
 
@@ -90,6 +92,7 @@ class Engine:
         workspace: str | None = None,
         clock: Callable[[], float] = time.time,
         jitter: Callable[[], float] = random.random,
+        sample: Callable[[], tuple[float, float]] | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -112,11 +115,14 @@ class Engine:
         self._active: list[TaskRun] = []
         self._recent: OrderedDict[str, TaskRun] = OrderedDict()
         self._history: dict[str, float | None] = {}
+        # Per pool, from finished attempts: [attempts, successes, mean seconds].
+        self._outcomes: dict[str, list[float]] = {p: [0, 0, 0.0] for p in self.replicas}
         self._seq = 0
         self._closing = False
         self._pumping = False
         for pool, n in self.replicas.items():
             metrics.replicas.labels(pool).set(n)
+        self.autoscaler = AutoScaler(self, sample or SystemSampler().sample)
 
     # -- submitting -----------------------------------------------------------------------
 
@@ -137,19 +143,21 @@ class Engine:
         keys = {nid: planning.history_keys(spec.type, n) for nid, n in dec.graph.nodes.items()}
         history = await self._history_for(keys)
         est = planning.estimates(dec.graph, keys, history, self.settings.default_estimate_s)
-        preferred = self._preferences(dec.graph)
-        plan = planning.plan_summary(dec.graph, est, strategy, self.replicas, preferred)
+        capability = self._capabilities(dec.graph)
+        plan = planning.plan_summary(
+            dec.graph, est, strategy, self.replicas, capability, self.pool_stats()
+        )
         if dec.pattern:
             plan["pattern"] = dec.pattern
-        return Prepared(dec.graph, strategy, keys, est, preferred, plan, dec.message)
+        return Prepared(dec.graph, strategy, keys, est, capability, plan, dec.message)
 
     async def submit(
         self, spec: TaskSpec, strategy: Strategy | None = None, token_name: str | None = None
     ) -> TaskRun:
         """Accept a task: persist it, start what is ready, return once it is durable."""
         prep = await self.prepare(spec, strategy)
-        graph, est, preferred, message = prep.graph, prep.estimate_s, prep.preferred, prep.message
-        strategy, plan = prep.strategy, prep.plan
+        graph, est, capability = prep.graph, prep.estimate_s, prep.capability
+        strategy, plan, message = prep.strategy, prep.plan, prep.message
         self._seq += 1
         run = TaskRun(
             id=uuid.uuid4().hex,
@@ -166,7 +174,7 @@ class Engine:
         )
         for nid, node in graph.nodes.items():
             status = Status.READY if not node.depends_on else Status.PENDING
-            run.subs[nid] = SubState(node, status, len(node.depends_on), preferred[nid])
+            run.subs[nid] = SubState(node, status, len(node.depends_on), capability[nid])
         run.unfinished = len(run.subs)
         if message is not None:
             run.status = Status.PLANNED
@@ -194,20 +202,27 @@ class Engine:
             self._finish_run(run)
         self._pump()
 
-    def _preferences(self, graph: Graph) -> dict[str, str | None]:
-        """The pool each node's capabilities match, if one in particular (None: any pool).
+    def _capabilities(self, graph: Graph) -> dict[str, dict[str, float]]:
+        """How well each node's words match each pool (empty: explicit agent or no action).
         Nodes of one step share their words, so each distinct (text, executable) is scored once."""
-        seen: dict[tuple[str, str | None], str | None] = {}
-        out: dict[str, str | None] = {}
+        seen: dict[tuple[str, str | None], dict[str, float]] = {}
+        out: dict[str, dict[str, float]] = {}
         for nid, node in graph.nodes.items():
             if node.agent is not None or node.action is None:
-                out[nid] = None
+                out[nid] = {}
                 continue
             key = (f"{node.step or ''} {node.description}", action_executable(node.action))
             if key not in seen:
-                seen[key] = preferred_pool(capability_scores(self.pools, *key))
+                seen[key] = capability_scores(self.pools, *key)
             out[nid] = seen[key]
         return out
+
+    def pool_stats(self) -> dict[str, tuple[float | None, float | None]]:
+        """Success rate and mean attempt seconds per pool; None while a pool has no history."""
+        return {
+            pool: (ok / n, mean_s) if n else (None, None)
+            for pool, (n, ok, mean_s) in self._outcomes.items()
+        }
 
     async def _history_for(self, keys_by_node: dict[str, list[str]]) -> dict[str, float]:
         keys = {k for ks in keys_by_node.values() for k in ks}
@@ -225,6 +240,7 @@ class Engine:
         if self._pumping or self._closing:
             return
         self._pumping = True
+        stats: planning.PoolStats | None = None  # computed once per pump, when needed
         try:
             for run in self._active:
                 if not any(v > 0 for v in self.free.values()):
@@ -232,16 +248,27 @@ class Engine:
                 room = run.limit - run.running
                 if room <= 0 or not run.ready or run.cancelling:
                     continue
-                approach = run.strategy.approach
+                if stats is None:
+                    stats = self.pool_stats()
 
-                def place(nid: str, run: TaskRun = run, approach: str = approach) -> str | None:
+                def place(
+                    nid: str, run: TaskRun = run, stats: planning.PoolStats = stats
+                ) -> str | None:
                     sub = run.subs[nid]
-                    pool = planning.choose_pool(
-                        sub.node.agent, sub.preferred, self.free, self.replicas, approach
+                    decision = planning.place(
+                        sub.node.agent,
+                        sub.capability,
+                        self.free,
+                        self.replicas,
+                        run.strategy.selection,
+                        run.turn,
+                        stats,
                     )
-                    if pool is not None:
-                        self.free[pool] -= 1
-                    return pool
+                    if decision.pool is not None:
+                        self.free[decision.pool] -= 1
+                        run.turn += 1
+                        sub.routing = decision
+                    return decision.pool
 
                 for nid, pool in planning.take_startable(run.ready, place, room):
                     self._start(run, run.subs[nid], pool)
@@ -264,6 +291,19 @@ class Engine:
         # The `running` row is written with the pid once the process exists (one write, not
         # two); a non-idempotent subtask also has it committed before it starts (_execute).
         self._event(run, sub, "subtask_started", {"attempt": sub.attempts, "agentType": pool})
+        if sub.routing is not None:
+            self.store.add_decision(
+                {
+                    "task_id": run.id,
+                    "subtask_id": sub.node.id,
+                    "attempt": sub.attempts,
+                    "pool": pool,
+                    "selection": sub.routing.selection,
+                    "scores": sub.routing.scores,
+                    "reason": sub.routing.reason,
+                    "at": now,
+                }
+            )
         sub.handle = asyncio.get_running_loop().create_task(self._execute(run, sub, pool))
 
     async def _execute(self, run: TaskRun, sub: SubState, pool: str) -> None:
@@ -387,6 +427,11 @@ class Engine:
         )
         self._audit(run, sub, pool, result, now)
         self.metrics.subtask_ended(pool, attempt_status, duration)
+        if duration is not None and attempt_status != "cancelled" and result.reason != "denied":
+            outcome = self._outcomes.setdefault(pool, [0, 0, 0.0])
+            outcome[0] += 1
+            outcome[1] += 1 if result.ok else 0
+            outcome[2] += (duration - outcome[2]) / outcome[0]
         if duration is not None and result.reason not in ("denied", "cancelled"):
             self._learn(run, sub.node, duration, result.ok)
         if sub.status is Status.PENDING:  # a retry after a backoff
@@ -555,9 +600,9 @@ class Engine:
                 actual[nid] = 0.0
             else:
                 actual[nid] = sub.finished_at - sub.started_at
-        preferred = {nid: s.preferred for nid, s in run.subs.items()}
+        capability = {nid: s.capability for nid, s in run.subs.items()}
         return planning.simulate(
-            run.graph, actual, run.strategy, self.replicas, preferred
+            run.graph, actual, run.strategy, self.replicas, capability, self.pool_stats()
         ).makespan_s
 
     def _remember(self, run: TaskRun) -> None:
@@ -598,11 +643,23 @@ class Engine:
                 run.created_at, None, rows, self._usable(run), None
             )
             comment = task_comment(str(run.status), metrics, len(rows), on)
+            for row in rows:
+                routing = run.subs[row["id"]].routing
+                row["routing"] = routing_view(routing) if routing is not None else None
             return task_result(run.task_row(), rows, comment, self.clock(), metrics)
         task = await asyncio.to_thread(self.store.get_task, task_id)
         if task is None:
             raise NotFound(f"no task {task_id!r}", taskId=task_id)
         subs = await asyncio.to_thread(self.store.get_subtasks, task_id)
+        latest = await asyncio.to_thread(self.store.decisions, task_id)
+        for row in subs:
+            decision = latest.get(row["id"])
+            row["routing"] = decision and {
+                "pool": decision["pool"],
+                "scores": decision["scores"],
+                "selection": decision["selection"],
+                "reason": decision["reason"],
+            }
         comment = task_comment(task["status"], task.get("metrics") or {}, len(subs), on)
         return task_result(task, subs, comment, self.clock())
 
@@ -659,15 +716,92 @@ class Engine:
             self._finish_run(run)
         return await self.result(task_id)
 
+    def queue_depths(self) -> dict[str, int]:
+        """Per pool, ready subtasks that could run there but found no free replica: those
+        waiting for it by name, and, when every pool is full, those that would take any
+        (counted on their best-matching pool, or on every pool when none matches)."""
+        queued: dict[str, int] = dict.fromkeys(self.pools.pools, 0)
+        all_full = not any(v > 0 for v in self.free.values())
+        for run in self._active:
+            room = run.limit - run.running
+            if room <= 0 or run.cancelling:
+                continue  # waiting on the task's own concurrency cap, not on replicas
+            for _, nid in heapq.nsmallest(room, run.ready):
+                sub = run.subs[nid]
+                agent = sub.node.agent
+                if agent is not None:
+                    if self.free.get(agent, 0) <= 0:
+                        queued[agent] = queued.get(agent, 0) + 1
+                elif all_full:
+                    best = max(sub.capability.values(), default=0.0)
+                    for pool in queued:
+                        if best <= 0 or sub.capability.get(pool, 0.0) == best:
+                            queued[pool] += 1
+        return queued
+
+    def scale(self, pool: str, replicas: int, reason: str, source: str) -> dict[str, Any]:
+        """Set a pool's replicas within its min..max; returns the pool's new status.
+
+        A target below the replicas busy now is refused: running subtasks are never cut short."""
+        key = self.pools.resolve(pool)
+        spec = self.pools.pools[key]
+        low, high = spec.replicas.min, spec.replicas.max
+        if replicas > high:
+            raise InvalidInput(
+                f"{key} allows at most {high} replicas (asked for {replicas})", field="replicas"
+            )
+        if replicas < low:
+            raise InvalidInput(
+                f"{key} needs at least {low} replicas (asked for {replicas})", field="replicas"
+            )
+        current = self.replicas[key]
+        busy = current - self.free[key]
+        if replicas < busy:
+            raise InvalidInput(
+                f"{key} has {busy} busy replicas; scale to {busy} or more, or wait",
+                field="replicas",
+            )
+        if replicas != current:
+            now = self.clock()
+            self.replicas[key] = replicas
+            self.free[key] += replicas - current
+            direction = "up" if replicas > current else "down"
+            self.metrics.replicas.labels(key).set(replicas)
+            self.metrics.scaling_events.labels(key, direction).inc()
+            self.store.add_scaling_event(
+                {
+                    "pool": key,
+                    "from_replicas": current,
+                    "to_replicas": replicas,
+                    "reason": reason,
+                    "source": source,
+                    "at": now,
+                }
+            )
+            self.store.add_event(
+                {
+                    "task_id": "",
+                    "subtask_id": None,
+                    "kind": "agent_scaled",
+                    "data": {
+                        "agentType": key,
+                        "from": current,
+                        "to": replicas,
+                        "reason": reason,
+                        "source": source,
+                    },
+                    "at": now,
+                }
+            )
+            log.info("scaled %s from %d to %d (%s, %s)", key, current, replicas, source, reason)
+            if direction == "up":
+                self._pump()
+        return next(p for p in self.pool_status() if p["type"] == key)
+
     def pool_status(self) -> list[dict[str, Any]]:
         """Pools and replicas as they stand."""
         out = []
-        queued: dict[str, int] = dict.fromkeys(self.pools.pools, 0)
-        for run in self._active:
-            for _, nid in run.ready:
-                agent = run.subs[nid].node.agent
-                if agent is not None:
-                    queued[agent] = queued.get(agent, 0) + 1
+        queued = self.queue_depths()
         for key, pool in self.pools.pools.items():
             replicas = self.replicas[key]
             busy = replicas - self.free[key]
@@ -741,7 +875,7 @@ class Engine:
             started_at=task.get("started_at"),
         )
         run.history_keys = keys
-        preferred = self._preferences(graph)
+        capability = self._capabilities(graph)
         now = self.clock()
         for row, node in zip(rows, nodes, strict=True):
             status = Status(row["status"])
@@ -749,7 +883,7 @@ class Engine:
                 node,
                 status,
                 0,
-                preferred.get(node.id),
+                capability.get(node.id, {}),
                 attempts=row["attempts"] or 0,
                 exit_code=row.get("exit_code"),
                 output=row.get("output") or "",
@@ -817,3 +951,13 @@ def _kill_orphan(pid: int, start_ticks: int | None, started_at: float | None) ->
     if is_our_orphan(pid, start_ticks, started_at):
         log.warning("killing process group %d left by a previous server", pid)
         kill_group(pid)
+
+
+def routing_view(decision: RoutingDecision) -> dict[str, Any]:
+    """A routing decision as the task detail shows it."""
+    return {
+        "pool": decision.pool,
+        "scores": decision.scores,
+        "selection": decision.selection,
+        "reason": decision.reason,
+    }

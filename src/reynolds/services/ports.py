@@ -66,6 +66,12 @@ class Store(Protocol):
     def add_audit(self, row: Row) -> None:
         """Append one audit record: a tool call or an action attempt (append-only)."""
 
+    def add_decision(self, row: Row) -> None:
+        """Append one routing decision: the pool an attempt went to, its scores and why."""
+
+    def add_scaling_event(self, row: Row) -> None:
+        """Append one change of a pool's replicas (manual or auto)."""
+
     def record_duration(self, keys: Sequence[str], seconds: float, ok: bool) -> None: ...
 
     def on_commit(self, callback: Callable[[list[Row]], None]) -> None:
@@ -98,3 +104,9 @@ class Store(Protocol):
         self, task_id: str | None = None, since: float | None = None, limit: int = 100
     ) -> list[Row]:
         """The newest `limit` audit records matching, oldest first."""
+
+    def decisions(self, task_id: str) -> dict[str, Row]:
+        """The latest routing decision of each subtask of a task, by subtask id."""
+
+    def scaling_events(self, limit: int = 20) -> list[Row]:
+        """The newest `limit` scaling events, newest first."""

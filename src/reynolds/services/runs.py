@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from reynolds.core.graph import Graph, Node
 from reynolds.core.models import PRIORITY_RANK, Status, Strategy, TaskSpec
 from reynolds.core.planning import OrderKey, order_key
+from reynolds.core.routing import RoutingDecision
 
 
 @dataclass(slots=True, eq=False)
@@ -19,7 +21,7 @@ class SubState:
     node: Node
     status: Status
     remaining: int  # upstream subtasks not yet succeeded
-    preferred: str | None = None  # the pool its capabilities match, if one in particular
+    capability: Mapping[str, float] = field(default_factory=dict)  # score per pool
     attempts: int = 0
     exit_code: int | None = None
     output: str = ""
@@ -31,6 +33,7 @@ class SubState:
     handle: asyncio.Task[None] | None = None
     retry_timer: asyncio.TimerHandle | None = None
     argv: list[str] | None = None  # the running attempt's argv after substitution (audit)
+    routing: RoutingDecision | None = None  # why the latest attempt went to its pool
 
     def row(self, task_id: str) -> dict[str, Any]:
         """The full subtasks row."""
@@ -80,6 +83,7 @@ class TaskRun:
     running: int = 0
     unfinished: int = 0
     cancelling: bool = False
+    turn: int = 0  # placements so far: round_robin's position
     mark: int = 0  # the store's write mark after this task's latest write
     done: asyncio.Event = field(default_factory=asyncio.Event)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -13,11 +14,14 @@ from reynolds.core.audit import redact_text
 from reynolds.core.models import (
     AgentStatusRequest,
     AnalyzeRequest,
+    AutoscaleRequest,
     ListTasksRequest,
     OrchestrateRequest,
+    ScaleRequest,
     TaskIdRequest,
     WireModel,
 )
+from reynolds.core.reporting import iso
 from reynolds.errors import InvalidInput, NotAvailableYet, ReynoldsError
 from reynolds.services.analysis import analyze
 from reynolds.services.engine import Engine
@@ -86,8 +90,15 @@ async def _agents(engine: Engine, req: AgentStatusRequest, ctx: CallContext) -> 
         if on
         else f"{total} replicas, {busy} busy."
     )
+    thresholds = {t["type"]: t for t in engine.autoscaler.thresholds_view()}
+    for pool in pools:
+        pool["thresholds"] = thresholds[pool["type"]]
+    if not engine.store.durable(engine.store.write_mark()):
+        await engine.store.flush()
+    recent = await asyncio.to_thread(engine.store.scaling_events, 10)
     return {
         "pools": pools,
+        "recentScaling": [_scaling_view(row) for row in recent],
         "summary": {
             "totalAgents": total,
             "healthyAgents": total,
@@ -96,6 +107,28 @@ async def _agents(engine: Engine, req: AgentStatusRequest, ctx: CallContext) -> 
         },
         "reynoldsComment": comment,
     }
+
+
+def _scaling_view(row: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "agentType": row["pool"],
+        "from": row["from_replicas"],
+        "to": row["to_replicas"],
+        "reason": row["reason"],
+        "source": row["source"],
+        "at": iso(row["at"]),
+    }
+
+
+async def _scale(engine: Engine, req: ScaleRequest, ctx: CallContext) -> dict[str, Any]:
+    who = f"by {ctx.token_name}" if ctx.token_name else "by request"
+    pool = engine.scale(req.agent_type, req.replicas, f"manual, {who}", "manual")
+    return {"pool": pool, "pools": engine.pool_status()}
+
+
+async def _autoscale(engine: Engine, req: AutoscaleRequest, ctx: CallContext) -> dict[str, Any]:
+    decisions = engine.autoscaler.evaluate(apply=not req.dry_run)
+    return {"dryRun": req.dry_run, "decisions": decisions, "pools": engine.pool_status()}
 
 
 class _Open(WireModel):
@@ -160,7 +193,18 @@ TOOLS: dict[str, Tool] = {
             _Open,
             _not_yet("run_experiment"),
         ),
-        Tool("scale_agents", "Set a pool's replica count.", _Open, _not_yet("scale_agents")),
+        Tool(
+            "scale_agents",
+            "Set a pool's replica count, within its minimum and maximum.",
+            ScaleRequest,
+            _scale,
+        ),
+        Tool(
+            "autoscale_agents",
+            "Evaluate auto-scaling for every pool now; apply the changes unless dryRun.",
+            AutoscaleRequest,
+            _autoscale,
+        ),
     ]
 }
 

@@ -11,7 +11,13 @@ from typing import Any
 from sqlalchemy import JSON, Connection, Dialect, Executable, Table, bindparam, select, update
 from sqlalchemy.dialects import sqlite
 
-from reynolds.adapters.store.schema import audit, durations, events
+from reynolds.adapters.store.schema import (
+    audit,
+    durations,
+    events,
+    orchestration_decisions,
+    scaling_events,
+)
 from reynolds.services.ports import Row
 
 Duration = tuple[tuple[str, ...], float, bool, float]  # keys, seconds, ok, at
@@ -76,10 +82,13 @@ class Batch:
     events: list[Row] = field(default_factory=list)
     durations: list[Duration] = field(default_factory=list)
     audit: list[Row] = field(default_factory=list)
+    decisions: list[Row] = field(default_factory=list)
+    scaling: list[Row] = field(default_factory=list)
 
     def __len__(self) -> int:
         rows = sum(len(rows) for rows in self.upserts.values())
-        return rows + len(self.events) + len(self.durations) + len(self.audit)
+        appended = len(self.events) + len(self.durations) + len(self.audit) + len(self.decisions)
+        return rows + appended + len(self.scaling)
 
 
 class BatchWriter:
@@ -94,17 +103,9 @@ class BatchWriter:
         self._durations_select = select(durations).where(
             durations.c.key.in_(bindparam("keys", expanding=True))
         )
-        names = [column.name for column in audit.columns if column.name != "seq"]
-        quote = dialect.identifier_preparer.quote
-        # Built from schema.py's names only, quoted; the values are bound parameters.
-        self._audit_sql = (
-            f"INSERT INTO {quote(audit.name)} ({', '.join(quote(n) for n in names)}) "  # noqa: S608
-            f"VALUES ({', '.join('?' for _ in names)})"
-        )
-        self._audit_values = itemgetter(*names)
-        self._audit_json = tuple(
-            i for i, name in enumerate(names) if isinstance(audit.c[name].type, JSON)
-        )
+        self._audit = _Append(audit, dialect)
+        self._decisions = _Append(orchestration_decisions, dialect)
+        self._scaling = _Append(scaling_events, dialect, key="id")
 
     def write(self, conn: Connection, batch: Batch) -> list[Row]:
         """Write `batch` on `conn`, inside its transaction; return the events with their seq."""
@@ -114,6 +115,10 @@ class BatchWriter:
             self._record_durations(conn, batch.durations)
         if batch.audit:
             self._insert_audit(conn, batch.audit)
+        if batch.decisions:
+            self._insert_decisions(conn, batch.decisions)
+        if batch.scaling:
+            self._insert_scaling(conn, batch.scaling)
         if not batch.events:
             return []
         # New dicts: on a retry the same rows go in again and must come out unchanged.
@@ -171,14 +176,15 @@ class BatchWriter:
 
         Straight to sqlite3's executemany: the values need no processing but JSON's, and
         SQLAlchemy's per-row handling would cost the writer (and the GIL) about half again."""
-        params = []
-        for row in rows:
-            values = list(self._audit_values(row))
-            for i in self._audit_json:
-                if values[i] is not None:
-                    values[i] = json.dumps(values[i])
-            params.append(tuple(values))
-        conn.exec_driver_sql(self._audit_sql, params)
+        self._audit.insert(conn, rows)
+
+    def _insert_decisions(self, conn: Connection, rows: list[Row]) -> None:
+        """Append routing decisions; each holds every column but `seq`."""
+        self._decisions.insert(conn, rows)
+
+    def _insert_scaling(self, conn: Connection, rows: list[Row]) -> None:
+        """Append scaling events; each holds every column but `id`."""
+        self._scaling.insert(conn, rows)
 
     def _record_durations(self, conn: Connection, records: list[Duration]) -> None:
         keys = sorted({key for record in records for key in record[0]})
@@ -191,6 +197,32 @@ class BatchWriter:
             for key in record_keys:
                 current[key] = observe(current.get(key), key, seconds, ok, at)
         self._upsert(conn, durations, [current[key] for key in keys])
+
+
+class _Append:
+    """A plain multi-row INSERT of every column but the generated key, through sqlite3's
+    executemany."""
+
+    def __init__(self, table: Table, dialect: Dialect, key: str = "seq") -> None:
+        names = [column.name for column in table.columns if column.name != key]
+        quote = dialect.identifier_preparer.quote
+        # Built from schema.py's names only, quoted; the values are bound parameters.
+        self.sql = (
+            f"INSERT INTO {quote(table.name)} ({', '.join(quote(n) for n in names)}) "  # noqa: S608
+            f"VALUES ({', '.join('?' for _ in names)})"
+        )
+        self.values = itemgetter(*names)
+        self.json = tuple(i for i, name in enumerate(names) if isinstance(table.c[name].type, JSON))
+
+    def insert(self, conn: Connection, rows: list[Row]) -> None:
+        params = []
+        for row in rows:
+            values = list(self.values(row))
+            for i in self.json:
+                if values[i] is not None:
+                    values[i] = json.dumps(values[i])
+            params.append(tuple(values))
+        conn.exec_driver_sql(self.sql, params)
 
 
 def _key_params(row: Row, key: Sequence[str]) -> Row:

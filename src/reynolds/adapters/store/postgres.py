@@ -13,7 +13,7 @@ from sqlalchemy import JSON, Column, Connection, Dialect, Float, Integer, String
 from sqlalchemy.sql.elements import TextClause
 
 from reynolds.adapters.store.batch import BatchWriter, primary_key, required_columns
-from reynolds.adapters.store.schema import audit, events
+from reynolds.adapters.store.schema import audit, events, orchestration_decisions, scaling_events
 from reynolds.services.ports import Row
 
 Convert = Callable[[Any], Any]
@@ -97,6 +97,23 @@ class PostgresBatchWriter(BatchWriter):
             f"INSERT INTO {self._quote(audit.name)} ({self._list(audit_names)}) "  # noqa: S608 (1)
             f"SELECT * FROM {self._unnest(audit, audit_names)}",
         )
+        table = orchestration_decisions
+        decision_names = [column.name for column in table.columns if column.name != "seq"]
+        self._decisions_plan = self._make_plan(
+            table,
+            decision_names,
+            [],
+            f"INSERT INTO {self._quote(table.name)} ({self._list(decision_names)}) "  # noqa: S608 (1)
+            f"SELECT * FROM {self._unnest(table, decision_names)}",
+        )
+        scaling_names = [column.name for column in scaling_events.columns if column.name != "id"]
+        self._scaling_plan = self._make_plan(
+            scaling_events,
+            scaling_names,
+            [],
+            f"INSERT INTO {self._quote(scaling_events.name)} ({self._list(scaling_names)}) "  # noqa: S608 (1)
+            f"SELECT * FROM {self._unnest(scaling_events, scaling_names)}",
+        )
 
     def _write_group(
         self, conn: Connection, table: Table, columns: frozenset[str], rows: list[Row]
@@ -114,6 +131,12 @@ class PostgresBatchWriter(BatchWriter):
 
     def _insert_audit(self, conn: Connection, rows: list[Row]) -> None:
         conn.execute(self._audit_plan.statement, self._audit_plan.params(rows))
+
+    def _insert_decisions(self, conn: Connection, rows: list[Row]) -> None:
+        conn.execute(self._decisions_plan.statement, self._decisions_plan.params(rows))
+
+    def _insert_scaling(self, conn: Connection, rows: list[Row]) -> None:
+        conn.execute(self._scaling_plan.statement, self._scaling_plan.params(rows))
 
     def _plan(self, table: Table, columns: frozenset[str]) -> _Plan | None:
         key = list(primary_key(table))

@@ -128,4 +128,44 @@ audit = Table(
     Index("ix_audit_task_at", "task_id", "at"),
 )
 
-__all__ = ["attempts", "audit", "durations", "events", "metadata", "subtasks", "tasks"]
+# One append-only row per attempt: the pool routing chose, the scores behind it and why.
+orchestration_decisions = Table(
+    "orchestration_decisions",
+    metadata,
+    Column("seq", Integer, primary_key=True, autoincrement=True),
+    Column("task_id", String(64), nullable=False),
+    Column("subtask_id", String(200), nullable=False),
+    Column("attempt", Integer, nullable=False),
+    Column("pool", String(100), nullable=False),
+    Column("selection", String(32), nullable=False),
+    Column("scores", JSON, nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("at", Float, nullable=False),
+    Index("ix_decisions_task_subtask", "task_id", "subtask_id"),
+)
+
+# One row per change of a pool's replica count, manual or automatic.
+scaling_events = Table(
+    "scaling_events",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("pool", String(100), nullable=False),
+    Column("from_replicas", Integer, nullable=False),
+    Column("to_replicas", Integer, nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("source", String(16), nullable=False),  # manual | auto
+    Column("at", Float, nullable=False),
+    Index("ix_scaling_events_at", "at"),
+)
+
+__all__ = [
+    "attempts",
+    "audit",
+    "durations",
+    "events",
+    "metadata",
+    "orchestration_decisions",
+    "scaling_events",
+    "subtasks",
+    "tasks",
+]

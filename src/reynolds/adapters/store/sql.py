@@ -20,7 +20,16 @@ from sqlalchemy.engine import make_url
 from reynolds.adapters.store.batch import IN_CHUNK, Batch, BatchWriter, primary_key
 from reynolds.adapters.store.migrate import upgrade
 from reynolds.adapters.store.postgres import PostgresBatchWriter
-from reynolds.adapters.store.schema import attempts, audit, durations, events, subtasks, tasks
+from reynolds.adapters.store.schema import (
+    attempts,
+    audit,
+    durations,
+    events,
+    orchestration_decisions,
+    scaling_events,
+    subtasks,
+    tasks,
+)
 from reynolds.errors import StoreError
 from reynolds.services.ports import Row
 
@@ -35,9 +44,14 @@ _AUDIT_COLUMNS = tuple(column.name for column in audit.columns if column.name !=
 _AUDIT_KEYS = frozenset(_AUDIT_COLUMNS)
 _AUDIT_REQUIRED = ("at", "kind", "decision")
 AUDIT_MAX_LIMIT = 10_000
+_DECISION_KEYS = frozenset(
+    column.name for column in orchestration_decisions.columns if column.name != "seq"
+)
 
 # Queue items are (kind, payload); kind is a table for upserts, else one of these.
 _EVENT, _DURATION, _AUDIT, _FLUSH, _STOP = "event", "duration", "audit", "flush", "stop"
+_DECISION, _SCALING = "decision", "scaling"
+_SCALING_KEYS = frozenset(column.name for column in scaling_events.columns if column.name != "id")
 _Item = tuple[Table | str, Any]
 
 
@@ -140,6 +154,26 @@ class SqlStore:
                 missing=missing,
             )
         self._enqueue(_AUDIT, full)
+
+    def add_decision(self, row: Row) -> None:
+        """Append one routing decision; the row names every column but `seq`."""
+        if row.keys() != _DECISION_KEYS:
+            raise StoreError(
+                "a routing decision needs exactly its columns",
+                unknown=sorted(row.keys() - _DECISION_KEYS),
+                missing=sorted(_DECISION_KEYS - row.keys()),
+            )
+        self._enqueue(_DECISION, row)
+
+    def add_scaling_event(self, row: Row) -> None:
+        """Append one change of a pool's replicas; the row names every column but `id`."""
+        if row.keys() != _SCALING_KEYS:
+            raise StoreError(
+                "a scaling event needs exactly its columns",
+                unknown=sorted(row.keys() - _SCALING_KEYS),
+                missing=sorted(_SCALING_KEYS - row.keys()),
+            )
+        self._enqueue(_SCALING, row)
 
     def record_duration(self, keys: Sequence[str], seconds: float, ok: bool) -> None:
         if not math.isfinite(seconds) or seconds < 0:
@@ -354,6 +388,18 @@ class SqlStore:
         rows.reverse()
         return rows
 
+    def decisions(self, task_id: str) -> dict[str, Row]:
+        """The latest routing decision of each subtask of a task, by subtask id."""
+        table = orchestration_decisions
+        query = select(table).where(table.c.task_id == task_id).order_by(table.c.seq)
+        return {row["subtask_id"]: row for row in self._fetch(query)}
+
+    def scaling_events(self, limit: int = 20) -> list[Row]:
+        """The newest `limit` scaling events, newest first."""
+        limit = max(1, min(int(limit), AUDIT_MAX_LIMIT))
+        table = scaling_events
+        return self._fetch(select(table).order_by(table.c.id.desc()).limit(limit))
+
     def _fetch(self, query: Select[Any]) -> list[Row]:
         with self._engine.connect() as conn:
             return [dict(row) for row in conn.execute(query).mappings()]
@@ -370,6 +416,10 @@ def _to_batch(items: list[_Item]) -> Batch:
             batch.durations.append(payload)
         elif kind == _AUDIT:
             batch.audit.append(payload)
+        elif kind == _DECISION:
+            batch.decisions.append(payload)
+        elif kind == _SCALING:
+            batch.scaling.append(payload)
     return batch
 
 

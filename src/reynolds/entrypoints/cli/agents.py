@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import time
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 
 from reynolds.entrypoints.cli import render
-from reynolds.entrypoints.cli.state import print_json, state
+from reynolds.entrypoints.cli.state import CliState, print_json, state
 
 agents_app = typer.Typer(help="Agent pools: status and scaling.", no_args_is_help=True)
 
@@ -50,8 +52,18 @@ def scale(
     agent_type: Annotated[str, typer.Argument(metavar="TYPE")],
     replicas: Annotated[int, typer.Argument(metavar="N", min=0)],
 ) -> None:
-    """Set a pool's replicas."""
-    not_available(ctx, "agents scale")
+    """Set a pool's replicas (accepts aliases such as devops-agent)."""
+    st = state(ctx)
+    with st.connect() as client:
+        result: dict[str, Any] = client.call_tool(
+            "scale_agents", {"agentType": agent_type, "replicas": replicas}
+        )
+    pool = result.get("pool") or {}
+    st.out.print(
+        f"{escape(str(pool.get('type')))}: {render.cell(pool.get('replicas'))} replicas "
+        f"({render.cell(pool.get('busy'))} busy, {render.cell(pool.get('minReplicas'))}.."
+        f"{render.cell(pool.get('maxReplicas'))})"
+    )
 
 
 @agents_app.command("auto")
@@ -60,7 +72,9 @@ def auto(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Only say what would change.")] = False,
 ) -> None:
     """Scale every pool once, from its load."""
-    not_available(ctx, "agents auto")
+    st = state(ctx)
+    with st.connect() as client:
+        _print_decisions(st, client.call_tool("autoscale_agents", {"dryRun": dry_run}))
 
 
 @agents_app.command("watch")
@@ -69,13 +83,47 @@ def watch(
     interval_s: Annotated[int, typer.Argument(metavar="SECONDS", min=1)] = 30,
 ) -> None:
     """Auto-scale every SECONDS until interrupted."""
-    not_available(ctx, "agents watch")
+    st = state(ctx)
+    try:
+        with st.connect() as client:
+            while True:
+                st.out.print(f"[dim]{time.strftime('%H:%M:%S')}[/]")
+                _print_decisions(st, client.call_tool("autoscale_agents", {"dryRun": False}))
+                time.sleep(interval_s)
+    except KeyboardInterrupt:
+        raise typer.Exit(0) from None
 
 
 @agents_app.command("thresholds")
 def thresholds(ctx: typer.Context) -> None:
-    """The thresholds that drive scaling."""
-    not_available(ctx, "agents thresholds")
+    """The thresholds that drive scaling, per pool."""
+    st = state(ctx)
+    with st.connect() as client:
+        result: dict[str, Any] = client.call_tool("get_agent_status", {"agentType": "all"})
+    for pool in result.get("pools") or []:
+        t = pool.get("thresholds") or {}
+        st.out.print(
+            f"{escape(str(pool.get('type')))}: auto {'on' if t.get('auto') else 'off'}, "
+            f"replicas {render.cell(t.get('minReplicas'))}..{render.cell(t.get('maxReplicas'))} "
+            f"(auto from {render.cell(t.get('autoMinReplicas'))}), "
+            f"up at CPU ≥ {render.cell(t.get('cpuUpPercent'))}% or memory ≥ "
+            f"{render.cell(t.get('memoryUpPercent'))}% or queue ≥ {render.cell(t.get('queueUp'))}"
+            f", down below CPU {render.cell(t.get('cpuDownPercent'))}% and memory "
+            f"{render.cell(t.get('memoryDownPercent'))}%, cool-down "
+            f"{render.cell(t.get('cooldownSeconds'))} s"
+        )
+
+
+def _print_decisions(st: CliState, result: dict[str, Any]) -> None:
+    decisions = result.get("decisions") or []
+    if not decisions:
+        st.out.print("no change: every pool is where its load wants it")
+    verb = "would scale" if result.get("dryRun") else "scaled"
+    for d in decisions:
+        st.out.print(
+            f"{verb} {escape(str(d.get('agentType')))} {render.cell(d.get('from'))} → "
+            f"{render.cell(d.get('to'))}: {escape(str(d.get('reason')))}"
+        )
 
 
 def mcp(ctx: typer.Context) -> None:

@@ -130,6 +130,8 @@ def serve(settings: Settings) -> None:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    # The MCP SDK logs a line per request at INFO; the server's own log keeps to its events.
+    logging.getLogger("mcp").setLevel(logging.WARNING)
     lock = HomeLock(settings.lock_file)
     lock.acquire()
     try:

@@ -80,39 +80,23 @@ class PostgresBatchWriter(BatchWriter):
         super().__init__(dialect)
         self._quote = dialect.identifier_preparer.quote
         self._plans: dict[tuple[str, frozenset[str]], _Plan | None] = {}
-        names = [column.name for column in events.columns if column.name != "seq"]
-        returning = ", ".join(self._quote(column.name) for column in events.columns)
-        self._events_plan = self._make_plan(
-            events,
+        self._events_plan = self._append_plan(events, "seq", returning=True)
+        self._audit_plan = self._append_plan(audit, "seq")
+        self._decisions_plan = self._append_plan(orchestration_decisions, "seq")
+        self._scaling_plan = self._append_plan(scaling_events, "id")
+
+    def _append_plan(self, table: Table, key: str, *, returning: bool = False) -> _Plan:
+        """One INSERT ... SELECT FROM unnest(...) of every column but the generated `key`."""
+        names = [column.name for column in table.columns if column.name != key]
+        tail = ""
+        if returning:
+            tail = " RETURNING " + ", ".join(self._quote(c.name) for c in table.columns)
+        return self._make_plan(
+            table,
             names,
             [],
-            f"INSERT INTO {self._quote(events.name)} ({self._list(names)}) "  # noqa: S608 (1)
-            f"SELECT * FROM {self._unnest(events, names)} RETURNING {returning}",
-        )
-        audit_names = [column.name for column in audit.columns if column.name != "seq"]
-        self._audit_plan = self._make_plan(
-            audit,
-            audit_names,
-            [],
-            f"INSERT INTO {self._quote(audit.name)} ({self._list(audit_names)}) "  # noqa: S608 (1)
-            f"SELECT * FROM {self._unnest(audit, audit_names)}",
-        )
-        table = orchestration_decisions
-        decision_names = [column.name for column in table.columns if column.name != "seq"]
-        self._decisions_plan = self._make_plan(
-            table,
-            decision_names,
-            [],
-            f"INSERT INTO {self._quote(table.name)} ({self._list(decision_names)}) "  # noqa: S608 (1)
-            f"SELECT * FROM {self._unnest(table, decision_names)}",
-        )
-        scaling_names = [column.name for column in scaling_events.columns if column.name != "id"]
-        self._scaling_plan = self._make_plan(
-            scaling_events,
-            scaling_names,
-            [],
-            f"INSERT INTO {self._quote(scaling_events.name)} ({self._list(scaling_names)}) "  # noqa: S608 (1)
-            f"SELECT * FROM {self._unnest(scaling_events, scaling_names)}",
+            f"INSERT INTO {self._quote(table.name)} ({self._list(names)}) "  # noqa: S608 (1)
+            f"SELECT * FROM {self._unnest(table, names)}{tail}",
         )
 
     def _write_group(

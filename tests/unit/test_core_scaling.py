@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from reynolds.core.scaling import Signals, Thresholds, decide
+from reynolds.core.scaling import ScalingDecision, Signals, Thresholds, decide
 
 T = Thresholds(cooldown_s=30)
 
@@ -16,89 +16,38 @@ def signals(
     return Signals(replicas, busy, queue, cpu, mem)
 
 
-def test_a_deep_queue_adds_one_replica() -> None:
-    d = decide(
-        signals(queue=8),
-        min_replicas=1,
-        max_replicas=5,
-        thresholds=T,
-        now_s=100,
-        last_change_s=None,
+def decide_now(sig: Signals, last_change_s: float | None = None) -> ScalingDecision | None:
+    """A decision for a 1..5 pool at t = 100 s."""
+    return decide(
+        sig, min_replicas=1, max_replicas=5, thresholds=T, now_s=100, last_change_s=last_change_s
     )
+
+
+def test_a_deep_queue_adds_one_replica() -> None:
+    d = decide_now(signals(queue=8))
     assert d is not None and (d.current, d.target, d.direction) == (3, 4, "up")
     assert "queue 8" in d.reason
 
 
 def test_two_agreeing_signals_add_two_replicas_within_the_maximum() -> None:
-    d = decide(
-        signals(queue=9, cpu=90),
-        min_replicas=1,
-        max_replicas=5,
-        thresholds=T,
-        now_s=100,
-        last_change_s=None,
-    )
+    d = decide_now(signals(queue=9, cpu=90))
     assert d is not None and d.target == 5
-    d = decide(
-        signals(replicas=4, busy=4, queue=9, cpu=90),
-        min_replicas=1,
-        max_replicas=5,
-        thresholds=T,
-        now_s=100,
-        last_change_s=None,
-    )
+    d = decide_now(signals(replicas=4, busy=4, queue=9, cpu=90))
     assert d is not None and d.target == 5
 
 
 def test_nothing_changes_within_the_cool_down() -> None:
-    assert (
-        decide(
-            signals(queue=20),
-            min_replicas=1,
-            max_replicas=5,
-            thresholds=T,
-            now_s=100,
-            last_change_s=80,
-        )
-        is None
-    )
+    assert decide_now(signals(queue=20), last_change_s=80) is None
 
 
 def test_an_idle_pool_shrinks_one_at_a_time_but_not_below_its_busy_replicas() -> None:
-    d = decide(
-        signals(replicas=4, busy=0),
-        min_replicas=1,
-        max_replicas=5,
-        thresholds=T,
-        now_s=100,
-        last_change_s=None,
-    )
+    d = decide_now(signals(replicas=4, busy=0))
     assert d is not None and (d.target, d.direction) == (3, "down")
-    assert (
-        decide(
-            signals(replicas=3, busy=3),
-            min_replicas=1,
-            max_replicas=5,
-            thresholds=T,
-            now_s=100,
-            last_change_s=None,
-        )
-        is None
-    )
+    assert decide_now(signals(replicas=3, busy=3)) is None
 
 
 def test_high_cpu_without_waiting_work_does_not_scale_up() -> None:
-    assert (
-        decide(
-            signals(cpu=95),
-            min_replicas=1,
-            max_replicas=5,
-            thresholds=T,
-            now_s=100,
-            last_change_s=None,
-        )
-        is None
-    )
+    assert decide_now(signals(cpu=95)) is None
 
 
 @given(

@@ -7,6 +7,7 @@ used to build a path, so odd names (spaces, slashes, quotes, a leading dash) are
 from __future__ import annotations
 
 import ast
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -87,6 +88,23 @@ def parse_args(argv: list[str], usage: str) -> tuple[str, str] | None:
     if not workdir.strip():
         raise UsageError("WORKDIR may not be empty")
     return component, workdir
+
+
+def cli_target(
+    argv: list[str], usage: str, doc: str | None, prog: str
+) -> tuple[ToolSource, Path] | int:
+    """The tool and work folder a script's argv names, or the exit code to return at once:
+    0 after printing `doc` for --help, 2 after printing a usage error."""
+    try:
+        parsed = parse_args(argv, usage)
+        if parsed is None:
+            print(doc)
+            return 0
+        component, workdir = parsed
+        return find(component), Path(workdir)
+    except UsageError as exc:
+        print(f"{prog}: {exc}", file=sys.stderr)
+        return 2
 
 
 def _base_name(base: ast.expr) -> str | None:

@@ -115,18 +115,12 @@ def check(source: catalog.ToolSource, workdir: Path) -> int:
 
 
 def main(argv: list[str]) -> int:
+    target = catalog.cli_target(argv, USAGE, __doc__, "check_tool")
+    if isinstance(target, int):
+        return target
+    source, workdir = target
     try:
-        parsed = catalog.parse_args(argv, USAGE)
-        if parsed is None:
-            print(__doc__)
-            return 0
-        component, workdir = parsed
-        source = catalog.find(component)
-    except catalog.UsageError as exc:
-        print(f"check_tool: {exc}", file=sys.stderr)
-        return 2
-    try:
-        return 1 if check(source, Path(workdir)) else 0
+        return 1 if check(source, workdir) else 0
     except (CheckFailed, SyntaxError) as exc:
         print(f"check_tool: {source.component}: {exc}", file=sys.stderr)
         return 1

@@ -338,18 +338,12 @@ def migrate(source: catalog.ToolSource, workdir: Path) -> tuple[Path, Summary]:
 
 
 def main(argv: list[str]) -> int:
+    chosen = catalog.cli_target(argv, USAGE, __doc__, "migrate_tool")
+    if isinstance(chosen, int):
+        return chosen
+    source, workdir = chosen
     try:
-        parsed = catalog.parse_args(argv, USAGE)
-        if parsed is None:
-            print(__doc__)
-            return 0
-        component, workdir = parsed
-        source = catalog.find(component)
-    except catalog.UsageError as exc:
-        print(f"migrate_tool: {exc}", file=sys.stderr)
-        return 2
-    try:
-        target, summary = migrate(source, Path(workdir))
+        target, summary = migrate(source, workdir)
     except (MigrationError, SyntaxError) as exc:
         print(f"migrate_tool: cannot migrate {source.component}: {exc}", file=sys.stderr)
         return 1

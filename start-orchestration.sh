@@ -9,8 +9,10 @@ usage() {
   cat <<'TXT'
 Usage: ./start-orchestration.sh COMMAND [ARGS]
 
-  start [--production]   start the server in the background and wait until it is healthy
-  stop                   stop the server
+  start [--production]   start the server in the background and wait until it is healthy;
+                         --production: PostgreSQL and Redis from the configuration, PostgreSQL
+                         checked and migrated first
+  stop [--production]    stop the server (a production one too: it is the same process)
   restart [--production] stop, then start
   status                 pools and task counts of the running server
   logs [COMPONENT] [-f]  the end of a log (reynolds = the server)

@@ -56,6 +56,8 @@ class Server:
 
     url: str
     token: str | None
+    # A private server's environment (with --spawn), for processes that join it.
+    env: dict[str, str] | None = None
 
     def client(self) -> httpx.Client:
         headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
@@ -88,8 +90,11 @@ def wait_healthy(server: Server, timeout_s: float = HEALTH_TIMEOUT_S) -> None:
 
 
 @contextlib.contextmanager
-def server_for(args: argparse.Namespace) -> Iterator[Server]:
-    """The server named by the options: the running one, or a private one with --spawn."""
+def server_for(
+    args: argparse.Namespace, extra_env: dict[str, str] | None = None
+) -> Iterator[Server]:
+    """The server named by the options: the running one, or a private one with --spawn
+    (its environment with `extra_env` added)."""
     if not args.spawn:
         server = Server(args.url.rstrip("/"), os.environ.get("REYNOLDS_API_TOKEN") or None)
         wait_healthy(server, timeout_s=5.0)
@@ -104,6 +109,7 @@ def server_for(args: argparse.Namespace) -> Iterator[Server]:
         "REYNOLDS_HOST": "127.0.0.1",
         "REYNOLDS_PORT": str(port),
         "REYNOLDS_API_TOKEN": token,
+        **(extra_env or {}),
     }
     command = [sys.executable, "-m", "reynolds"]
     started = subprocess.run(
@@ -115,7 +121,7 @@ def server_for(args: argparse.Namespace) -> Iterator[Server]:
                 f"`python -m reynolds start` exited {started.returncode}:\n"
                 f"{started.stdout[-2000:]}{started.stderr[-2000:]}"
             )
-        server = Server(f"http://127.0.0.1:{port}", token)
+        server = Server(f"http://127.0.0.1:{port}", token, env)
         wait_healthy(server)
         yield server
     finally:

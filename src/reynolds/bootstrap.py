@@ -16,16 +16,24 @@ import yaml
 from reynolds.adapters.actions.http import HttpRunner
 from reynolds.adapters.actions.python_worker import PythonRunner
 from reynolds.adapters.actions.shell import ShellRunner, install_child_watcher
+from reynolds.adapters.cache.memory import MemoryCache
+from reynolds.adapters.event_store.base import Scope, ScopedEventStore
+from reynolds.adapters.event_store.memory import MemoryEventStore
 from reynolds.adapters.metrics import Metrics
 from reynolds.adapters.store.lock import HomeLock
 from reynolds.adapters.store.sql import SqlStore
 from reynolds.core.pools import PoolSet
 from reynolds.errors import InvalidInput
+from reynolds.services.analysis import CachedAnalysis, HistoryVersion
 from reynolds.services.engine import Engine
 from reynolds.services.events import EventBus
+from reynolds.services.ports import Cache, RemoteExecutor
 from reynolds.settings import Settings
 
 log = logging.getLogger("reynolds")
+
+# How long an analysis answers from the cache at most (learning ends it sooner).
+ANALYSIS_TTL_S = 300.0
 
 
 def load_pools(settings: Settings) -> PoolSet:
@@ -40,6 +48,47 @@ def load_pools(settings: Settings) -> PoolSet:
     return PoolSet.from_mapping(data, source=str(path))
 
 
+def celery_executor(settings: Settings, pools: PoolSet) -> RemoteExecutor:
+    """The Celery backend: one queue per pool on the broker at REYNOLDS_REDIS_URL."""
+    if not settings.redis_url:
+        raise InvalidInput(
+            "REYNOLDS_BACKEND=celery needs REYNOLDS_REDIS_URL (the broker), e.g. redis://127.0.0.1:6379/0",
+            field="REYNOLDS_REDIS_URL",
+        )
+    # Imported here: the local backend never loads Celery.
+    from reynolds.adapters.executors.celery import CeleryExecutor
+    from reynolds.adapters.executors.celery_app import make_app
+
+    app = make_app(settings.redis_url, list(pools.pools))
+    return CeleryExecutor(app, lease_s=settings.lease_s)
+
+
+def make_cache(settings: Settings) -> Cache:
+    """Redis when REYNOLDS_REDIS_URL is set, else in process."""
+    if not settings.redis_url:
+        return MemoryCache()
+    # Imported here: without REYNOLDS_REDIS_URL nothing loads the Redis client.
+    from reynolds.adapters.cache.redis import RedisCache
+    from reynolds.adapters.redis_link import RedisLink
+
+    link = RedisLink.from_url(settings.redis_url, "cache", fallback="analyses are computed")
+    return RedisCache(link)
+
+
+def make_event_store(settings: Settings, scope: Scope) -> ScopedEventStore:
+    """Where MCP streams are kept for resumption: Redis when REYNOLDS_REDIS_URL is set, else
+    in process. `scope` names the MCP session being served."""
+    if not settings.redis_url:
+        return MemoryEventStore(scope=scope)
+    from reynolds.adapters.event_store.redis import RedisEventStore
+    from reynolds.adapters.redis_link import RedisLink
+
+    link = RedisLink.from_url(
+        settings.redis_url, "MCP event store", fallback="MCP events are kept in process"
+    )
+    return RedisEventStore(link, scope=scope)
+
+
 @dataclass
 class Container:
     """Everything a running server holds."""
@@ -52,13 +101,18 @@ class Container:
     bus: EventBus
     started_at: float = field(default_factory=time.time)
     resumed: list[str] = field(default_factory=list)
+    analyses: CachedAnalysis | None = None
 
     async def aclose(self) -> None:
         await self.engine.autoscaler.stop()
         await self.engine.close()
+        if self.engine.remote is not None:
+            await self.engine.remote.aclose()
         for runner in (self.engine.python, self.engine.http):
             if runner is not None:
                 await runner.aclose()
+        if self.analyses is not None:
+            await self.analyses.cache.aclose()
         await asyncio.to_thread(self.store.close)
         if self.lock is not None:
             self.lock.release()
@@ -79,6 +133,7 @@ async def build(settings: Settings, *, hold_lock: bool = True) -> Container:
         )
         await asyncio.to_thread(store.start)
         metrics = Metrics()
+        remote = celery_executor(settings, pools) if settings.backend == "celery" else None
         engine = Engine(
             settings=settings,
             store=store,
@@ -87,11 +142,19 @@ async def build(settings: Settings, *, hold_lock: bool = True) -> Container:
             shell=ShellRunner(),
             python=PythonRunner(settings.python_workers),
             http=HttpRunner(),
+            remote=remote,
         )
         bus = EventBus(asyncio.get_running_loop())
         store.on_commit(bus.publish_threadsafe)
         container = Container(settings, store, engine, metrics, lock, bus)
+        version = HistoryVersion(engine)
+        store.on_commit(version.observe)
+        container.analyses = CachedAnalysis(
+            engine, make_cache(settings), version, ttl_s=ANALYSIS_TTL_S
+        )
         container.resumed = await engine.resume()
+        if remote is not None:
+            remote.start(engine.observe_capacity)
         engine.autoscaler.start(settings.scale_interval_s)
         if container.resumed:
             log.info("resumed %d unfinished task(s)", len(container.resumed))

@@ -9,7 +9,8 @@ ReynoldsError
 ├── StoreError
 │   ├── NotFound        (404)
 │   ├── Conflict        (409)
-│   └── AlreadyRunning  another scheduler holds this REYNOLDS_HOME
+│   ├── AlreadyRunning  another scheduler holds this REYNOLDS_HOME
+│   └── BackupError     a backup or restore was refused or failed
 ├── NotAvailableYet     (501) a contract feature that is not built yet
 └── TransientError      worth retrying
 """
@@ -79,6 +80,10 @@ class AlreadyRunning(StoreError):
     """Another scheduler already holds this REYNOLDS_HOME."""
 
     status_code = 409
+
+
+class BackupError(StoreError):
+    """A backup could not be made or restored; the message says why, in one line."""
 
 
 class NotAvailableYet(ReynoldsError):

@@ -57,6 +57,14 @@ class Settings(BaseSettings):
     # The store commits whatever is queued at most this often (group commit).
     store_batch_interval_s: float = Field(0.025, ge=0)
 
+    # Celery backend: a dispatch's lease, renewed by the worker's heartbeats; past it the
+    # orchestrator dispatches the subtask again.
+    lease_s: float = Field(15.0, gt=0, le=15)
+    # Where workers report (default: this host and port).
+    orchestrator_url: str | None = None
+    # A worker's own health endpoint (`reynolds agent --health-port`); 0 turns it off.
+    agent_health_port: int = Field(0, ge=0, le=65535)
+
     # Requests per token (or per client address when no tokens are set); 0 turns it off.
     rate_limit_per_s: float = Field(50.0, ge=0)
     rate_limit_burst: int = Field(100, ge=0)
@@ -111,12 +119,36 @@ class Settings(BaseSettings):
 
     @property
     def effective_database_url(self) -> str:
-        return self.database_url or f"sqlite:///{self.home / 'reynolds.db'}"
+        """The store's URL: SQLite in `home` by default; a PostgreSQL URL without a password
+        takes the one in `secrets/db_password.txt`, if that file exists. Holds the password:
+        show it only through `render_as_string(hide_password=True)`."""
+        if not self.database_url:
+            return f"sqlite:///{self.home / 'reynolds.db'}"
+        # Imported here: client commands never load SQLAlchemy.
+        from sqlalchemy.engine import make_url
+        from sqlalchemy.exc import ArgumentError
+
+        try:
+            url = make_url(self.database_url)
+        except ArgumentError:
+            return self.database_url  # the store names the problem when it connects
+        if url.get_backend_name() != "postgresql" or url.password is not None:
+            return self.database_url
+        path = self.secrets_dir / "db_password.txt"
+        password = path.read_text(encoding="utf-8").strip() if path.is_file() else ""
+        if not password:
+            return self.database_url
+        return url.set(password=password).render_as_string(hide_password=False)
 
     @property
     def base_url(self) -> str:
         host = "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host  # noqa: S104
         return f"http://{host}:{self.port}"
+
+    @property
+    def report_url(self) -> str:
+        """Where a worker reaches the orchestrator."""
+        return (self.orchestrator_url or self.base_url).rstrip("/")
 
     def token(self) -> str | None:
         """The single API token, from the environment or `secrets/api_token.txt`."""

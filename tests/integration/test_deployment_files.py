@@ -16,7 +16,8 @@ import tomllib
 from collections.abc import Iterator
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
+from urllib.parse import urlsplit
 
 import pytest
 import yaml
@@ -54,6 +55,10 @@ SECRETS_DIR = "/run/secrets"
 PASSWORD_IN_URL = re.compile(r"://[^/\s:@]+:[^@\s/]+@")
 METRIC = re.compile(r"\breynolds_[a-z0-9_]+")
 AGENT_TYPE_SELECTOR = re.compile(r"agent_type\s*=~?\s*\"([^\"]*)\"")
+SERVE = ["reynolds", "serve"]
+LOOPBACK_URL = re.compile(r"\bhttps?://(?:127\.0\.0\.1|localhost|\[::1\]):(\d+)(/[^'\"\s]*)?")
+NOT_AVAILABLE = re.compile(r"not\s+(?:yet\s+)?available|exits?\s+at\s+once", re.IGNORECASE)
+ABOUT_WORKERS = re.compile(r"\bagents?\b|celery|worker", re.IGNORECASE)
 
 
 # ------------------------------------------------------------------------------------------
@@ -173,6 +178,36 @@ def compose_environment(service: dict[str, Any]) -> dict[str, str]:
     env = service.get("environment", {})
     assert isinstance(env, dict), "write environment as a mapping"
     return {k: str(v) for k, v in env.items()}
+
+
+def effective_compose_environment(service: dict[str, Any]) -> dict[str, str]:
+    """What the container sees: the image's ENV, then the service's environment."""
+    env = dockerfile_env() if service.get("image", "").startswith("reynolds:") else {}
+    return env | compose_environment(service)
+
+
+def command_of(service: dict[str, Any]) -> list[str]:
+    """A Reynolds service's command, the image's CMD when it names none."""
+    command: list[str] = service.get("command") or json.loads(dockerfile_instructions("CMD")[0])
+    return command
+
+
+def k8s_environment(container: dict[str, Any]) -> dict[str, str]:
+    """What a Reynolds container sees: the image's ENV, its ConfigMaps, then its own env."""
+    env = dockerfile_env() if container["image"].startswith("reynolds:") else {}
+    for source in container.get("envFrom", []):
+        env |= k8s_object("ConfigMap", source["configMapRef"]["name"])["data"]
+    for item in container.get("env", []):
+        assert "value" in item, f"{container['name']}: {item['name']} is not a literal value"
+        env[item["name"]] = str(item["value"])
+    return env
+
+
+def health_port_of(command: list[str], env: dict[str, str]) -> int:
+    """A worker's health port: `--health-port`, else REYNOLDS_AGENT_HEALTH_PORT (0: none)."""
+    if "--health-port" in command:
+        return int(command[command.index("--health-port") + 1])
+    return int(env.get("REYNOLDS_AGENT_HEALTH_PORT", "0"))
 
 
 def run_tool(name: str, *args: str) -> subprocess.CompletedProcess[str]:
@@ -383,13 +418,290 @@ def test_development_publishes_a_host_port_per_worker_in_each_pools_own_range() 
     server_port = settings_default("port")
     taken: set[int] = {server_port}
     for pool, spec in pools().items():
-        (port,) = services[f"{pool}-agent"]["ports"]
+        service = services[f"{pool}-agent"]
+        (port,) = service["ports"]
         address, hosts, target = published(port)
         assert address == "127.0.0.1"
-        assert target == server_port, "a worker's health endpoint listens on REYNOLDS_PORT"
+        health_port = health_port_of(service["command"], effective_compose_environment(service))
+        assert target == health_port, f"{pool}: the health endpoint listens on {health_port}"
         assert len(hosts) >= spec["replicas"]["initial"], f"{pool}: fewer ports than replicas"
         assert not taken & set(hosts), f"{pool}: its ports overlap another service's"
         taken |= set(hosts)
+
+
+# ------------------------------------------------------------------------------------------
+# Workers: how each pool's worker reaches the broker and the orchestrator
+
+
+COMPOSE_SETUPS = ([BASE, OVERRIDE], [BASE, PROD])
+PROBES = ("startupProbe", "readinessProbe", "livenessProbe")
+
+
+class Worker(NamedTuple):
+    """One pool's worker as deployed, compose service or Kubernetes Deployment alike."""
+
+    setup: str  # "docker-compose.yml+docker-compose.prod.yml", ... or "k8s"
+    name: str
+    command: list[str]
+    env: dict[str, str]
+    # Path in the container → where the file comes from (compose secret or Secret key).
+    secret_files: dict[str, str]
+    # (which check, port, path) of every HTTP health check on the container itself.
+    health_checks: list[tuple[str, int, str]]
+
+    @property
+    def where(self) -> str:
+        return f"{self.setup}: {self.name}"
+
+
+def compose_orchestrator(services: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    found = [(n, s) for n, s in reynolds_services(services).items() if command_of(s) == SERVE]
+    assert len(found) == 1, f"expected one service running {SERVE}, found {len(found)}"
+    return found[0]
+
+
+def compose_workers(services: dict[str, Any]) -> dict[str, Any]:
+    """Every Reynolds service but the orchestrator: each must be a pool's worker."""
+    return {n: s for n, s in reynolds_services(services).items() if command_of(s) != SERVE}
+
+
+def compose_secret_files(service: dict[str, Any]) -> dict[str, str]:
+    # A secret with a relative target is mounted at /run/secrets/<target>.
+    return {f"{SECRETS_DIR}/{s['target']}": s["source"] for s in service.get("secrets", [])}
+
+
+def compose_health_checks(service: dict[str, Any]) -> list[tuple[str, int, str]]:
+    test = service.get("healthcheck", {}).get("test", [])
+    line = " ".join(test) if isinstance(test, list) else str(test)
+    return [("healthcheck", int(port), path) for port, path in LOOPBACK_URL.findall(line)]
+
+
+def k8s_reynolds_deployments() -> dict[str, tuple[dict[str, Any], dict[str, Any]]]:
+    """Deployment name → (its pod spec, its one Reynolds container)."""
+    found: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {}
+    for doc in k8s_objects("Deployment"):
+        spec = doc["spec"]["template"]["spec"]
+        ours = [c for c in spec["containers"] if c["image"].startswith("reynolds:")]
+        if ours:
+            (container,) = ours
+            found[doc["metadata"]["name"]] = (spec, container)
+    return found
+
+
+def k8s_orchestrator() -> tuple[str, dict[str, Any]]:
+    """(Deployment name, container) of the one Deployment running `reynolds serve`."""
+    deployments = k8s_reynolds_deployments().items()
+    found = [(name, c) for name, (_, c) in deployments if command_of(c) == SERVE]
+    assert len(found) == 1, f"expected one Deployment running {SERVE}, found {len(found)}"
+    return found[0]
+
+
+def container_port(container: dict[str, Any], port: int | str) -> int:
+    """A probe's or Service's port, by number or by the name of one of the container's ports."""
+    if isinstance(port, int):
+        return port
+    numbers = [p["containerPort"] for p in container.get("ports", []) if p.get("name") == port]
+    assert len(numbers) == 1, f"{container['name']} has no port named {port}"
+    return int(numbers[0])
+
+
+def k8s_secret_files(spec: dict[str, Any], container: dict[str, Any]) -> dict[str, str]:
+    volumes = {v["name"]: v["secret"] for v in spec.get("volumes", []) if "secret" in v}
+    files: dict[str, str] = {}
+    for mount in container.get("volumeMounts", []):
+        if mount["name"] in volumes:
+            secret = volumes[mount["name"]]
+            for item in secret["items"]:
+                files[f"{mount['mountPath']}/{item['path']}"] = (
+                    f"{secret['secretName']}/{item['key']}"
+                )
+    return files
+
+
+def k8s_health_checks(container: dict[str, Any]) -> list[tuple[str, int, str]]:
+    checks: list[tuple[str, int, str]] = []
+    for kind in PROBES:
+        if kind in container:
+            get = container[kind].get("httpGet")
+            assert get, f"{container['name']}: its {kind} is not an HTTP GET"
+            checks.append((kind, container_port(container, get["port"]), get["path"]))
+    return checks
+
+
+def workers() -> Iterator[Worker]:
+    for files in COMPOSE_SETUPS:
+        for name, service in compose_workers(compose(*files)).items():
+            yield Worker(
+                "+".join(files),
+                name,
+                command_of(service),
+                effective_compose_environment(service),
+                compose_secret_files(service),
+                compose_health_checks(service),
+            )
+    for name, (spec, container) in k8s_reynolds_deployments().items():
+        if command_of(container) != SERVE:
+            yield Worker(
+                "k8s",
+                name,
+                command_of(container),
+                k8s_environment(container),
+                k8s_secret_files(spec, container),
+                k8s_health_checks(container),
+            )
+
+
+SETUPS = [*("+".join(files) for files in COMPOSE_SETUPS), "k8s"]
+
+
+def test_every_worker_runs_reynolds_agent_for_a_pool_in_agents_yaml() -> None:
+    found = list(workers())
+    for worker in found:
+        command = worker.command
+        assert command[:3] == ["reynolds", "agent", "--type"], f"{worker.where}: {command}"
+        assert command[3] in pools(), f"{worker.where}: {command[3]} is not a pool"
+        assert worker.name == f"{command[3]}-agent", f"{worker.where} serves {command[3]}"
+    for setup in SETUPS:
+        names = sorted(w.name for w in found if w.setup == setup)
+        assert names == sorted(f"{pool}-agent" for pool in pools()), setup
+
+
+def test_every_worker_reports_to_the_orchestrators_service_and_port() -> None:
+    for files in COMPOSE_SETUPS:
+        services = compose(*files)
+        name, server = compose_orchestrator(services)
+        server_env = effective_compose_environment(server)
+        assert server_env["REYNOLDS_HOST"] == "0.0.0.0", "the orchestrator must answer workers"
+        for worker_name, service in compose_workers(services).items():
+            url = urlsplit(effective_compose_environment(service)["REYNOLDS_ORCHESTRATOR_URL"])
+            assert (url.scheme, url.path.strip("/")) == ("http", ""), worker_name
+            assert url.hostname == name, f"{worker_name} reports to {url.hostname}, not {name}"
+            assert url.port == int(server_env["REYNOLDS_PORT"]), worker_name
+    deployment, server = k8s_orchestrator()
+    server_env = k8s_environment(server)
+    assert server_env["REYNOLDS_HOST"] == "0.0.0.0", "the orchestrator must answer workers"
+    pod_labels = k8s_object("Deployment", deployment)["spec"]["template"]["metadata"]["labels"]
+    (namespace,) = k8s_objects("Namespace")
+    for worker in workers():
+        if worker.setup != "k8s":
+            continue
+        url = urlsplit(worker.env["REYNOLDS_ORCHESTRATOR_URL"])
+        assert (url.scheme, url.path.strip("/")) == ("http", ""), worker.where
+        assert url.hostname and url.port, f"{worker.where}: name the Service and its port"
+        # `reynolds`, or `reynolds.<namespace>[.svc[.cluster.local]]`
+        service_name, *domain = url.hostname.split(".")
+        assert domain[:1] in ([], [namespace["metadata"]["name"]]), worker.where
+        service = k8s_object("Service", service_name)["spec"]
+        assert service["selector"].items() <= pod_labels.items(), (
+            f"{worker.where}: the Service {service_name} does not select {deployment}"
+        )
+        targets = [p["targetPort"] for p in service["ports"] if p["port"] == url.port]
+        assert len(targets) == 1, f"{worker.where}: {service_name} has no port {url.port}"
+        port = container_port(server, targets[0])
+        assert port == int(server_env["REYNOLDS_PORT"]), f"{worker.where}: port {port}"
+
+
+def orchestrator_token_sources() -> dict[str, str]:
+    """Setup → where the orchestrator's api_token.txt comes from."""
+    sources: dict[str, str] = {}
+    for files in COMPOSE_SETUPS:
+        _, server = compose_orchestrator(compose(*files))
+        path = f"{effective_compose_environment(server)['REYNOLDS_SECRETS_DIR']}/api_token.txt"
+        sources["+".join(files)] = compose_secret_files(server)[path]
+    name, server = k8s_orchestrator()
+    spec, _ = k8s_reynolds_deployments()[name]
+    path = f"{k8s_environment(server)['REYNOLDS_SECRETS_DIR']}/api_token.txt"
+    sources["k8s"] = k8s_secret_files(spec, server)[path]
+    return sources
+
+
+def test_every_worker_has_the_api_token_the_orchestrator_checks_and_no_database_password() -> None:
+    expected = orchestrator_token_sources()
+    for worker in workers():
+        path = f"{worker.env['REYNOLDS_SECRETS_DIR']}/api_token.txt"
+        source = worker.secret_files.get(path)
+        assert source == expected[worker.setup], f"{worker.where}: {path} comes from {source}"
+        # A token in the environment would win over the file and show in `docker inspect`.
+        assert "REYNOLDS_API_TOKEN" not in worker.env, worker.where
+        assert not any(p.endswith("/db_password.txt") for p in worker.secret_files), worker.where
+
+
+def test_every_worker_health_check_targets_the_port_it_serves_health_on() -> None:
+    for worker in workers():
+        port = health_port_of(worker.command, worker.env)
+        assert port, f"{worker.where}: no health port"
+        assert worker.env["REYNOLDS_AGENT_HEALTH_PORT"] == str(port), worker.where
+        assert worker.env["REYNOLDS_HOST"] == "0.0.0.0", f"{worker.where}: health on loopback"
+        kinds = {kind for kind, _, _ in worker.health_checks}
+        wanted = {"readinessProbe", "livenessProbe"} if worker.setup == "k8s" else {"healthcheck"}
+        assert wanted <= kinds, f"{worker.where}: no HTTP {sorted(wanted - kinds)}"
+        for kind, checked, path in worker.health_checks:
+            assert (checked, path) == (port, "/health"), f"{worker.where} {kind}: {checked}{path}"
+    for name, (_, container) in k8s_reynolds_deployments().items():
+        if command_of(container) == SERVE:
+            continue
+        port = health_port_of(command_of(container), k8s_environment(container))
+        assert port in [p["containerPort"] for p in container["ports"]], name
+        for service_port in k8s_object("Service", name)["spec"]["ports"]:
+            assert container_port(container, service_port["targetPort"]) == port, name
+
+
+def test_each_compose_healthcheck_of_a_worker_runs_a_program_the_image_has() -> None:
+    # The image is python:*-slim: no curl or wget unless the Dockerfile installs them.
+    dockerfile = text("Dockerfile")
+    installed = {"python", "python3"}
+    installed |= {t for t in ("curl", "wget") if re.search(rf"install\b.*\b{t}\b", dockerfile)}
+    for files in COMPOSE_SETUPS:
+        for name, service in compose_workers(compose(*files)).items():
+            test = service["healthcheck"]["test"]
+            assert isinstance(test, list) and test[0] == "CMD", f"{name}: write the test as CMD"
+            assert test[1] in installed, f"{name}: {test[1]} is not in the image"
+
+
+def has_healthcheck(service: dict[str, Any]) -> bool:
+    """Its own healthcheck, or the Reynolds image's HEALTHCHECK when it sets none."""
+    check = service.get("healthcheck")
+    if check is None:
+        image = service.get("image", "").startswith("reynolds:")
+        return image and bool(dockerfile_instructions("HEALTHCHECK"))
+    return bool(check.get("test")) and check["test"] != ["NONE"] and not check.get("disable")
+
+
+def test_every_worker_waits_for_a_healthy_broker_and_orchestrator() -> None:
+    for files in COMPOSE_SETUPS:
+        services = compose(*files)
+        orchestrator, _ = compose_orchestrator(services)
+        for name, service in compose_workers(services).items():
+            broker = urlsplit(effective_compose_environment(service)["REYNOLDS_REDIS_URL"])
+            for needed in (broker.hostname, orchestrator):
+                assert needed in services, f"{name} needs {needed}, which is not a service"
+                assert has_healthcheck(services[needed]), f"{needed} has no healthcheck"
+                condition = service["depends_on"].get(needed, {}).get("condition")
+                assert condition == "service_healthy", f"{name} does not wait for {needed}"
+
+
+def readme_deployment_section() -> str:
+    readme = text("README.md")
+    start = readme.index("\n## Deployment\n")
+    return readme[start : readme.index("\n## ", start + 1)]
+
+
+def test_no_deployment_file_says_the_workers_are_not_available() -> None:
+    names = [
+        BASE,
+        OVERRIDE,
+        PROD,
+        "Dockerfile",
+        "config/secrets.env.template",
+        "config/reynolds.env.example",
+    ]
+    names += [str(p.relative_to(ROOT)) for p in K8S_FILES]
+    sources = {name: text(name) for name in names}
+    sources["README.md, ## Deployment"] = readme_deployment_section()
+    for where, content in sources.items():
+        for paragraph in re.split(r"\n\s*(?:#\s*)?\n", content):
+            if NOT_AVAILABLE.search(paragraph):
+                assert not ABOUT_WORKERS.search(paragraph), f"{where}: {paragraph.strip()}"
 
 
 # ------------------------------------------------------------------------------------------
@@ -554,20 +866,33 @@ def test_services_read_secret_files_only_where_they_are_mounted() -> None:
     scrape_secret = secret_file_references(scrape_files)
     for name, service in compose(BASE).items():
         mounted = {s["target"] for s in service.get("secrets", [])}
-        wanted = secret_file_references(list(compose_environment(service).values()))
+        env = compose_environment(service)
+        wanted = secret_file_references(list(env.values()))
         if name == "prometheus":
             wanted |= scrape_secret
-        if compose_environment(service).get("REYNOLDS_SECRETS_DIR") == SECRETS_DIR:
-            wanted.add("db_password.txt")
+        if env.get("REYNOLDS_SECRETS_DIR") == SECRETS_DIR:
+            wanted |= reynolds_secret_files(command_of(service), env)
         assert wanted <= mounted, f"{name} reads {sorted(wanted - mounted)} without mounting it"
     for spec in pod_specs():
-        env = [e.get("value", "") for c in spec["containers"] for e in c.get("env", [])]
-        wanted = secret_file_references(env)
-        if any(c["image"].startswith("reynolds:") for c in spec["containers"]):
-            wanted.add("db_password.txt")
+        values = [e.get("value", "") for c in spec["containers"] for e in c.get("env", [])]
+        wanted = secret_file_references(values)
+        for container in spec["containers"]:
+            if container["image"].startswith("reynolds:"):
+                wanted |= reynolds_secret_files(container["command"], k8s_environment(container))
         if any(c["image"].startswith("prom/prometheus:") for c in spec["containers"]):
             wanted |= scrape_secret
         assert wanted <= kubernetes_secret_mounts(spec), spec["containers"][0]["name"]
+
+
+def reynolds_secret_files(command: list[str], env: dict[str, str]) -> set[str]:
+    """The secret files a Reynolds container needs: a worker the API token it claims and
+    reports with, the server the database password its PostgreSQL URL leaves out."""
+    if command[:2] == ["reynolds", "agent"]:
+        return {"api_token.txt"}
+    url = env.get("REYNOLDS_DATABASE_URL", "")
+    if url.startswith("postgresql") and not PASSWORD_IN_URL.search(url):
+        return {"db_password.txt"}
+    return set()
 
 
 def test_no_deployment_file_writes_a_password_into_a_url() -> None:
@@ -585,9 +910,9 @@ def test_the_database_and_redis_urls_point_at_the_services_that_provide_them() -
     expected_db = (
         f"postgresql+psycopg://{postgres['POSTGRES_USER']}@postgres:5432/{postgres['POSTGRES_DB']}"
     )
+    assert compose_environment(services["reynolds"])["REYNOLDS_DATABASE_URL"] == expected_db
     for name, service in reynolds_services(services).items():
         env = compose_environment(service)
-        assert env["REYNOLDS_DATABASE_URL"] == expected_db, name
         assert env["REYNOLDS_REDIS_URL"] == "redis://redis:6379/0", name
         assert env["REYNOLDS_BACKEND"] == "celery", name
     data = k8s_object("ConfigMap", "reynolds-config")["data"]

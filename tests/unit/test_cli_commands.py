@@ -45,19 +45,25 @@ def dead_pid() -> int:
     return child.pid
 
 
-@pytest.mark.parametrize(
-    ("args", "feature"),
-    [
-        (["agent", "--type", "devops", "--concurrency", "2"], "agent"),
-    ],
-)
-def test_features_not_built_yet_say_so_and_exit_2(
-    home: Path, args: list[str], feature: str
+def test_agent_without_a_broker_url_says_so_and_exits_2(
+    home: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    result = runner.invoke(app, args)
+    monkeypatch.delenv("REYNOLDS_REDIS_URL", raising=False)
+    result = runner.invoke(app, ["agent", "--type", "devops", "--concurrency", "2"])
 
     assert result.exit_code == 2
-    assert f"{feature}: not available yet" in result.output
+    assert "REYNOLDS_REDIS_URL is unset" in result.output
+
+
+def test_agent_of_an_unknown_pool_names_the_pools_and_exits_2(
+    home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("REYNOLDS_REDIS_URL", "redis://127.0.0.1:1/0")
+    result = runner.invoke(app, ["agent", "--type", "gardening"])
+
+    assert result.exit_code == 2
+    assert "unknown agent 'gardening'" in result.output
+    assert "devops" in result.output
 
 
 def test_status_without_a_server_exits_1_saying_it_is_not_running(home: Path) -> None:

@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
+import uuid
 from typing import TYPE_CHECKING, Any
 
 from reynolds.core import planning
 from reynolds.core.models import Strategy, TaskSpec
+from reynolds.services.ports import Cache, Row
 
 if TYPE_CHECKING:
     from reynolds.services.engine import Engine
+
+# Committed events after which the planner knows something new: a duration learned, a pool's
+# success rate or replicas changed.
+LEARNING_EVENTS = frozenset({"subtask_finished", "subtask_retry", "agent_scaled"})
 
 
 async def analyze(engine: Engine, spec: TaskSpec, strategy: Strategy | None) -> dict[str, Any]:
@@ -83,3 +91,71 @@ async def analyze(engine: Engine, spec: TaskSpec, strategy: Strategy | None) -> 
         "estimatedSpeedup": plan["estimatedSpeedup"],
         "plan": plan,
     }
+
+
+class HistoryVersion:
+    """What the planner has learned, as a string that changes whenever that does.
+
+    It joins a per-process epoch (entries another process or an earlier run cached never
+    match), the count of committed learning events (`observe` is the store's on_commit
+    callback) and a digest of the replicas and per-pool statistics as they stand. The digest
+    changes the moment an attempt ends or a pool is scaled; the count catches what the digest
+    cannot see (a duration learned while the pool's figures happen to stay the same), one
+    commit later.
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self._epoch = uuid.uuid4().hex[:12]
+        self._learned = 0  # written by the store's writer thread only
+
+    def observe(self, rows: list[Row]) -> None:
+        self._learned += sum(1 for row in rows if row.get("kind") in LEARNING_EVENTS)
+
+    def current(self) -> str:
+        live = json.dumps(
+            [sorted(self._engine.replicas.items()), sorted(self._engine.pool_stats().items())]
+        )
+        return f"{self._epoch}:{self._learned}:{_digest(live)}"
+
+
+class CachedAnalysis:
+    """`analyze` behind a cache, keyed by the normalised task and strategy and the history
+    version, for `ttl_s`: asking again about the same task answers from the cache until
+    anything is learned. `computed` and `hits` count what happened."""
+
+    def __init__(
+        self, engine: Engine, cache: Cache, version: HistoryVersion, *, ttl_s: float
+    ) -> None:
+        self.engine = engine
+        self.cache = cache
+        self.version = version
+        self.ttl_s = ttl_s
+        self.computed = 0
+        self.hits = 0
+
+    def key(self, spec: TaskSpec, strategy: Strategy | None) -> str:
+        normalised = json.dumps(
+            [
+                spec.model_dump(mode="json", by_alias=True),
+                strategy.model_dump(mode="json", by_alias=True) if strategy else None,
+            ],
+            sort_keys=True,
+            separators=(",", ":"),
+        )
+        return f"analysis:{_digest(normalised + self.version.current(), 32)}"
+
+    async def analyze(self, spec: TaskSpec, strategy: Strategy | None) -> dict[str, Any]:
+        key = self.key(spec, strategy)
+        cached = await self.cache.get(key)
+        if isinstance(cached, dict):
+            self.hits += 1
+            return cached
+        result = await analyze(self.engine, spec, strategy)
+        self.computed += 1
+        await self.cache.set(key, result, self.ttl_s)
+        return result
+
+
+def _digest(text: str, length: int = 16) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:length]

@@ -32,8 +32,6 @@ from reynolds.core.graph import Graph, Node, bottom_levels
 from reynolds.core.models import (
     FINISHED,
     Action,
-    HttpAction,
-    PythonAction,
     ShellAction,
     Status,
     Strategy,
@@ -51,7 +49,14 @@ from reynolds.core.retry import decide_retry
 from reynolds.core.routing import RoutingDecision
 from reynolds.core.substitution import substitute
 from reynolds.errors import ActionDenied, Conflict, InvalidInput, NotFound
-from reynolds.services.ports import ActionContext, ActionResult, ActionRunner, Store
+from reynolds.services.actions import Job, Runners, execute
+from reynolds.services.ports import (
+    ActionContext,
+    ActionResult,
+    ActionRunner,
+    RemoteExecutor,
+    Store,
+)
 from reynolds.services.runs import SubState, TaskRun
 from reynolds.services.scaling import AutoScaler
 from reynolds.settings import Settings
@@ -93,6 +98,7 @@ class Engine:
         clock: Callable[[], float] = time.time,
         jitter: Callable[[], float] = random.random,
         sample: Callable[[], tuple[float, float]] | None = None,
+        remote: RemoteExecutor | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -104,7 +110,11 @@ class Engine:
         self.workspace = workspace or os.getcwd()
         self.clock = clock
         self.jitter = jitter
-        self.replicas = pools.capacity()
+        self.remote = remote
+        self.runners = Runners(shell, python, http)
+        # Remote pools have the slots their connected workers offer, none until one is seen.
+        self.configured = pools.capacity()
+        self.replicas = dict.fromkeys(self.configured, 0) if remote else dict(self.configured)
         self.limits = {
             key: resource_limits(
                 pool.limits, settings.agent_memory_limit_soft, settings.agent_memory_limit_hard
@@ -120,6 +130,8 @@ class Engine:
         self._seq = 0
         self._closing = False
         self._pumping = False
+        self._background: set[asyncio.Task[None]] = set()
+        self._rescaling: set[str] = set()
         for pool, n in self.replicas.items():
             metrics.replicas.labels(pool).set(n)
         self.autoscaler = AutoScaler(self, sample or SystemSampler().sample)
@@ -133,7 +145,7 @@ class Engine:
         approach = "parallel_urgent" if spec.priority == "critical" else "parallel_optimized"
         return Strategy(
             approach=approach,
-            max_concurrency=max(1, min(width, sum(self.replicas.values()))),
+            max_concurrency=max(1, min(width, sum(self.planning_replicas().values()))),
         )
 
     async def prepare(self, spec: TaskSpec, strategy: Strategy | None) -> Prepared:
@@ -145,7 +157,7 @@ class Engine:
         est = planning.estimates(dec.graph, keys, history, self.settings.default_estimate_s)
         capability = self._capabilities(dec.graph)
         plan = planning.plan_summary(
-            dec.graph, est, strategy, self.replicas, capability, self.pool_stats()
+            dec.graph, est, strategy, self.planning_replicas(), capability, self.pool_stats()
         )
         if dec.pattern:
             plan["pattern"] = dec.pattern
@@ -216,6 +228,12 @@ class Engine:
                 seen[key] = capability_scores(self.pools, *key)
             out[nid] = seen[key]
         return out
+
+    def planning_replicas(self) -> dict[str, int]:
+        """The replicas plans assume: remote pools with no worker seen yet count as configured."""
+        if self.remote is not None and not any(self.replicas.values()):
+            return self.configured
+        return self.replicas
 
     def pool_stats(self) -> dict[str, tuple[float | None, float | None]]:
         """Success rate and mean attempt seconds per pool; None while a pool has no history."""
@@ -337,25 +355,17 @@ class Engine:
         node = sub.node
         action = node.action
         spec = self.pools.pools[pool]
-        kind = getattr(action, "kind", "none")
-        if kind not in spec.action_kinds:
+        if action is None or action.kind not in spec.action_kinds:
+            kind = getattr(action, "kind", "none")
             return ActionResult(
                 False, reason="denied", error=f"{kind} actions are not permitted in the {pool} pool"
             )
-        ctx = ActionContext(
-            task_id=run.id,
-            subtask_id=node.id,
-            attempt=sub.attempts,
-            timeout_s=node.timeout_s
-            or (
-                self.settings.urgent_timeout_s
-                if run.strategy.approach == "parallel_urgent"
-                else self.settings.default_timeout_s
-            ),
-            output_cap_bytes=self.settings.output_cap_bytes,
-            workspace=self.workspace,
-            on_spawn=lambda pid, start: self._persist_running(run, sub, pid, start),
+        timeout_s = node.timeout_s or (
+            self.settings.urgent_timeout_s
+            if run.strategy.approach == "parallel_urgent"
+            else self.settings.default_timeout_s
         )
+        argv = None
         if isinstance(action, ShellAction):
             values = {
                 "component": node.component or "",
@@ -370,15 +380,36 @@ class Engine:
             except ActionDenied as exc:
                 return ActionResult(False, reason="denied", error=exc.message)
             sub.argv = argv
-            return await self.shell.run(
-                action, ctx, argv=argv, executables=spec.executables, limits=self.limits[pool]
+        if self.remote is not None:
+            job = Job(
+                dispatch_id="-",
+                task_id=run.id,
+                subtask_id=node.id,
+                attempt=sub.attempts,
+                dispatch=1,
+                pool=pool,
+                action=action,
+                argv=argv,
+                timeout_s=timeout_s,
+                output_cap_bytes=self.settings.output_cap_bytes,
+                lease_s=self.remote.lease_s,
             )
-        if isinstance(action, PythonAction) and self.python is not None:
-            return await self.python.run(action, ctx, allowed=spec.callables)  # type: ignore[call-arg]
-        if isinstance(action, HttpAction) and self.http is not None:
-            return await self.http.run(action, ctx, allowed_hosts=spec.http_hosts)  # type: ignore[call-arg]
-        return ActionResult(
-            False, reason="not_available", error=f"{kind} actions: not available yet"
+            return await self.remote.run(
+                job,
+                idempotent=node.idempotent,
+                on_claim=lambda: self._persist_running(run, sub, None),
+            )
+        ctx = ActionContext(
+            task_id=run.id,
+            subtask_id=node.id,
+            attempt=sub.attempts,
+            timeout_s=timeout_s,
+            output_cap_bytes=self.settings.output_cap_bytes,
+            workspace=self.workspace,
+            on_spawn=lambda pid, start: self._persist_running(run, sub, pid, start),
+        )
+        return await execute(
+            self.runners, action, ctx, spec, pool, argv=argv, limits=self.limits[pool]
         )
 
     def _settle(self, run: TaskRun, sub: SubState, pool: str, result: ActionResult) -> None:
@@ -590,7 +621,7 @@ class Engine:
 
     def _usable(self, run: TaskRun) -> int:
         width = planning.max_width(run.graph.levels())
-        return max(1, min(run.limit, width, sum(self.replicas.values())))
+        return max(1, min(run.limit, width, sum(self.planning_replicas().values())))
 
     def _ideal(self, run: TaskRun) -> float | None:
         """What a perfect list scheduler would need with the measured durations."""
@@ -602,7 +633,7 @@ class Engine:
                 actual[nid] = sub.finished_at - sub.started_at
         capability = {nid: s.capability for nid, s in run.subs.items()}
         return planning.simulate(
-            run.graph, actual, run.strategy, self.replicas, capability, self.pool_stats()
+            run.graph, actual, run.strategy, self.planning_replicas(), capability, self.pool_stats()
         ).makespan_s
 
     def _remember(self, run: TaskRun) -> None:
@@ -739,6 +770,16 @@ class Engine:
                             queued[pool] += 1
         return queued
 
+    def observe_capacity(self) -> None:
+        """Take the remote pools' slots from the workers last seen; a change is a scaling
+        event of source `workers`."""
+        if self.remote is None:
+            return
+        for key, slots in self.remote.capacity(list(self.replicas)).items():
+            if slots != self.replicas[key] and key not in self._rescaling:
+                self._set_replicas(key, slots, "workers connected or gone", "workers")
+        self._pump()
+
     def scale(self, pool: str, replicas: int, reason: str, source: str) -> dict[str, Any]:
         """Set a pool's replicas within its min..max; returns the pool's new status.
 
@@ -761,6 +802,51 @@ class Engine:
                 f"{key} has {busy} busy replicas; scale to {busy} or more, or wait",
                 field="replicas",
             )
+        if self.remote is not None and not self.remote.capacity([key])[key]:
+            raise InvalidInput(
+                f"no Celery worker serves the {key} queue; start one with "
+                f"`reynolds agent --type {key}`",
+                field="agentType",
+            )
+        if replicas != current:
+            if self.remote is not None:
+                # The workers' pools change; the next look at them records the new slots.
+                task = asyncio.get_running_loop().create_task(
+                    self._scale_remote(key, replicas, current, reason, source)
+                )
+                self._background.add(task)
+                task.add_done_callback(self._scaled)
+            else:
+                self._set_replicas(key, replicas, reason, source)
+        return next(p for p in self.pool_status() if p["type"] == key)
+
+    async def _scale_remote(
+        self, key: str, replicas: int, current: int, reason: str, source: str
+    ) -> None:
+        assert self.remote is not None
+        # Until it settles, the change is this request's, not workers coming or going.
+        self._rescaling.add(key)
+        try:
+            await self.remote.scale(key, replicas, current)
+            self._set_replicas(key, self.remote.capacity([key])[key], reason, source)
+        finally:
+            self._rescaling.discard(key)
+        self._pump()
+
+    async def scaled(self) -> None:
+        """Wait for the scaling commands sent to remote workers, then take their new sizes."""
+        pending = list(self._background)
+        if pending:
+            await asyncio.gather(*pending, return_exceptions=True)
+        self.observe_capacity()
+
+    def _scaled(self, task: asyncio.Task[None]) -> None:
+        self._background.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.warning("scaling the Celery workers failed: %s", task.exception())
+
+    def _set_replicas(self, key: str, replicas: int, reason: str, source: str) -> None:
+        current = self.replicas[key]
         if replicas != current:
             now = self.clock()
             self.replicas[key] = replicas
@@ -796,7 +882,6 @@ class Engine:
             log.info("scaled %s from %d to %d (%s, %s)", key, current, replicas, source, reason)
             if direction == "up":
                 self._pump()
-        return next(p for p in self.pool_status() if p["type"] == key)
 
     def pool_status(self) -> list[dict[str, Any]]:
         """Pools and replicas as they stand."""

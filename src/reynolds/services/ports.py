@@ -110,3 +110,51 @@ class Store(Protocol):
 
     def scaling_events(self, limit: int = 20) -> list[Row]:
         """The newest `limit` scaling events, newest first."""
+
+
+class RemoteExecutor(Protocol):
+    """Runs jobs on distributed workers (the Celery backend) instead of local runners."""
+
+    lease_s: float
+
+    async def run(
+        self, job: Any, *, idempotent: bool, on_claim: Callable[[], None] | None = None
+    ) -> ActionResult:
+        """Dispatch until a worker reports the end (see adapters/executors/celery.py)."""
+
+    def start(self, on_capacity: Callable[[], None]) -> None: ...
+
+    async def aclose(self) -> None: ...
+
+    def capacity(self, pools: list[str]) -> dict[str, int]:
+        """Slots per pool offered by the workers last seen."""
+
+    async def scale(self, pool: str, target: int, current: int) -> None:
+        """Ask the pool's workers to run `target` processes in all."""
+
+    def describe(self) -> dict[str, Any]:
+        """Workers and lease counters, for `/status`."""
+
+    def claim(self, dispatch_id: str, worker: str) -> float:
+        """A worker takes a dispatch; the lease in seconds, or Conflict when stale."""
+
+    def heartbeat(self, dispatch_id: str, worker: str) -> float:
+        """A worker renews its lease; the lease in seconds, or Conflict when stale."""
+
+    def report(self, dispatch_id: str, worker: str, result: Any) -> None:
+        """A worker's result (a JobResult); Conflict when stale."""
+
+
+class Cache(Protocol):
+    """Short-lived JSON values by key, each with a time to live.
+
+    A cache never fails its caller: when its backend is unreachable, `get` misses and `set`
+    drops the value, so the caller computes instead. `get` returns a fresh copy (the value as
+    JSON would bring it back), or None on a miss.
+    """
+
+    async def get(self, key: str) -> Any | None: ...
+
+    async def set(self, key: str, value: Any, ttl_s: float) -> None: ...
+
+    async def aclose(self) -> None: ...

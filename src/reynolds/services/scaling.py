@@ -79,6 +79,8 @@ class AutoScaler:
             if not pool.scaling.auto:
                 continue
             replicas = engine.replicas[key]
+            if engine.remote is not None and replicas == 0:
+                continue  # no worker serves it: there is no pool to grow
             signals = Signals(replicas, replicas - engine.free[key], queued[key], cpu, memory)
             decision = decide(
                 signals,

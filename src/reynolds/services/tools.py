@@ -23,7 +23,7 @@ from reynolds.core.models import (
 )
 from reynolds.core.reporting import iso
 from reynolds.errors import InvalidInput, NotAvailableYet, ReynoldsError
-from reynolds.services.analysis import analyze
+from reynolds.services.analysis import CachedAnalysis, analyze
 from reynolds.services.engine import Engine
 
 # Far deeper than any real task; shallow enough that validating, storing and serialising the
@@ -33,9 +33,11 @@ MAX_ARGUMENT_DEPTH = 64
 
 @dataclass(frozen=True, slots=True)
 class CallContext:
-    """Who is calling: the token's name when tokens are configured."""
+    """Who is calling (the token's name when tokens are configured), and the server's cached
+    analysis when it has one."""
 
     token_name: str | None = None
+    analyses: CachedAnalysis | None = None
 
 
 Handler = Callable[[Engine, Any, CallContext], Awaitable[dict[str, Any]]]
@@ -60,6 +62,8 @@ async def _orchestrate(engine: Engine, req: OrchestrateRequest, ctx: CallContext
 
 
 async def _analyze(engine: Engine, req: AnalyzeRequest, ctx: CallContext) -> dict[str, Any]:
+    if ctx.analyses is not None:
+        return await ctx.analyses.analyze(req.task, req.strategy)
     return await analyze(engine, req.task, req.strategy)
 
 
@@ -123,6 +127,10 @@ def _scaling_view(row: dict[str, Any]) -> dict[str, Any]:
 async def _scale(engine: Engine, req: ScaleRequest, ctx: CallContext) -> dict[str, Any]:
     who = f"by {ctx.token_name}" if ctx.token_name else "by request"
     pool = engine.scale(req.agent_type, req.replicas, f"manual, {who}", "manual")
+    if engine.remote is not None:
+        # The workers' pools answer the control command; report them as they then stand.
+        await engine.scaled()
+        pool = next(p for p in engine.pool_status() if p["type"] == pool["type"])
     return {"pool": pool, "pools": engine.pool_status()}
 
 

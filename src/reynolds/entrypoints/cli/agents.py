@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import sys
 import time
+import uuid
 from typing import Annotated, Any
 
 import typer
@@ -136,7 +139,71 @@ def mcp(ctx: typer.Context) -> None:
 def agent(
     ctx: typer.Context,
     agent_type: Annotated[str, typer.Option("--type", help="The pool this worker serves.")],
-    concurrency: Annotated[int, typer.Option("--concurrency", min=1, help="Subtasks at once.")] = 1,
+    concurrency: Annotated[
+        int, typer.Option("--concurrency", min=1, max=256, help="Subtasks at once (processes).")
+    ] = 1,
+    health_port: Annotated[
+        int | None,
+        typer.Option(
+            "--health-port",
+            min=0,
+            max=65535,
+            help="Serve GET /health here (the seed's 8081-8087); 0: none.",
+        ),
+    ] = None,
+    name: Annotated[
+        str | None, typer.Option("--name", help="Worker name (default: TYPE-<random>@host).")
+    ] = None,
 ) -> None:
-    """Run a distributed worker for one pool."""
-    not_available(ctx, "agent")
+    """Run a distributed (Celery) worker for one pool: it takes that pool's queue from the
+    broker at REYNOLDS_REDIS_URL and reports to the orchestrator."""
+    from reynolds.adapters.executors.celery_app import AGENT_TYPE_ENV
+    from reynolds.bootstrap import load_pools
+    from reynolds.errors import InvalidInput
+
+    st = state(ctx)
+    settings = st.settings
+    try:
+        key = load_pools(settings).resolve(agent_type)
+    except InvalidInput as exc:
+        st.err.print(f"[red]error:[/] {escape(exc.message)}")
+        raise typer.Exit(2) from None
+    if not settings.redis_url:
+        st.err.print(
+            "[red]error:[/] REYNOLDS_REDIS_URL is unset; a worker needs the broker "
+            "(e.g. redis://127.0.0.1:6379/0)"
+        )
+        raise typer.Exit(2)
+    port = settings.agent_health_port if health_port is None else health_port
+    os.environ[AGENT_TYPE_ENV] = key
+    os.environ["REYNOLDS_AGENT_HEALTH_PORT"] = str(port)
+    argv = worker_argv(key, concurrency, name or f"{key}-{uuid.uuid4().hex[:8]}@%h")
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execv(sys.executable, argv)  # noqa: S606 (argv only, no shell)
+
+
+def worker_argv(pool: str, concurrency: int, name: str) -> list[str]:
+    """The Celery worker command for one pool's queue."""
+    return [
+        sys.executable,
+        "-m",
+        "celery",
+        "--app",
+        "reynolds.entrypoints.worker",
+        "worker",
+        "--queues",
+        pool,
+        "--concurrency",
+        str(concurrency),
+        "--pool",
+        "prefork",
+        "--prefetch-multiplier",
+        "1",
+        "--hostname",
+        name,
+        "--without-gossip",
+        "--without-mingle",
+        "--loglevel",
+        "INFO",
+    ]

@@ -13,7 +13,7 @@ import typer
 from rich.markup import escape
 
 from reynolds import __version__
-from reynolds.entrypoints.cli import agents, health, lifecycle, render
+from reynolds.entrypoints.cli import agents, backup, health, lifecycle, render
 from reynolds.entrypoints.cli.audit import audit
 from reynolds.entrypoints.cli.orchestrate import orchestrate
 from reynolds.entrypoints.cli.state import CliState, print_json, state
@@ -65,6 +65,8 @@ app.add_typer(agents.agents_app, name="agents")
 app.command()(agents.mcp)
 app.command()(agents.agent)
 app.command()(audit)
+app.command()(backup.backup)
+app.command()(backup.restore)
 
 
 @app.command()

@@ -15,10 +15,11 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from reynolds.entrypoints.cli.client import ClientError, ReynoldsClient
 from reynolds.entrypoints.cli.state import CliState, state
-from reynolds.errors import AlreadyRunning
+from reynolds.errors import AlreadyRunning, StoreError
 from reynolds.settings import Settings
 
 START_TIMEOUT_S = 60.0
@@ -49,7 +50,12 @@ def serve(ctx: typer.Context) -> None:
 def start(
     ctx: typer.Context,
     production: Annotated[
-        bool, typer.Option("--production", help="Use PostgreSQL and Redis from the configuration.")
+        bool,
+        typer.Option(
+            "--production",
+            help="Use PostgreSQL and Redis from the configuration; check that PostgreSQL "
+            "answers and migrate it before starting.",
+        ),
     ] = False,
 ) -> None:
     """Start the server in the background and wait until it is healthy."""
@@ -73,6 +79,8 @@ def start(
                 st.out.print(
                     f"Removed a stale pid file ({settings.pid_file}: process {pid} is gone)"
                 )
+            if production:
+                _migrate(st, settings)
             proc = _launch(settings)
             st.out.print(f"Starting Reynolds (pid {proc.pid}) at {settings.base_url}")
             alive = partial(_running, proc)
@@ -88,10 +96,14 @@ def start(
 def stop(
     ctx: typer.Context,
     production: Annotated[
-        bool, typer.Option("--production", help="Accepted for symmetry.")
+        bool,
+        typer.Option(
+            "--production", help="Stop the production server: the same process, so the same stop."
+        ),
     ] = False,
 ) -> None:
-    """Stop the server: SIGTERM, then SIGKILL of its process group after 20 s."""
+    """Stop the server (started with or without --production): SIGTERM, then SIGKILL of its
+    process group after 20 s."""
     del production  # the same server process in either mode
     st = state(ctx)
     pid_file = st.settings.pid_file
@@ -204,6 +216,29 @@ def _check_production(st: CliState, settings: Settings) -> None:
         raise typer.Exit(2)
     if not settings.redis_url:
         st.err.print("[yellow]warning:[/] REYNOLDS_REDIS_URL is unset; the cache stays in-process")
+    # Imported here so that client commands never pay for the store stack.
+    from reynolds.adapters.store.database import display_url, ping
+
+    url = settings.effective_database_url
+    try:
+        ping(url)
+    except StoreError as exc:
+        st.err.print(f"[red]error:[/] PostgreSQL: {escape(exc.message)}")
+        st.err.print("Is it running? Check REYNOLDS_DATABASE_URL and secrets/db_password.txt")
+        raise typer.Exit(1) from None
+    st.out.print(f"PostgreSQL answers at {escape(display_url(url))}")
+
+
+def _migrate(st: CliState, settings: Settings) -> None:
+    """Migrate before launching, so a schema problem is reported here rather than in the log."""
+    from reynolds.adapters.store.database import migrate
+
+    try:
+        revision = migrate(settings.effective_database_url)
+    except StoreError as exc:
+        st.err.print(f"[red]error:[/] {escape(exc.message)}")
+        raise typer.Exit(1) from None
+    st.out.print(f"Database schema is at revision {revision}")
 
 
 def _launch(settings: Settings) -> subprocess.Popen[bytes]:

@@ -18,6 +18,7 @@ from starlette.exceptions import HTTPException
 from reynolds import __version__
 from reynolds.bootstrap import Container, build
 from reynolds.core.models import ListTasksRequest, format_validation_errors
+from reynolds.entrypoints.http.agents import add_agent_routes
 from reynolds.entrypoints.http.audit import add_audit_routes
 from reynolds.entrypoints.http.events import add_event_routes
 from reynolds.entrypoints.http.resources import add_resource_routes
@@ -63,7 +64,7 @@ def create_app(settings: Settings, *, hold_lock: bool = True) -> FastAPI:
         state["c"] = container
         try:
             # A route's app has no lifespan of its own: the MCP sessions live in this one.
-            async with mcp.session_manager.run():
+            async with mcp.run():
                 yield
         finally:
             await container.aclose()
@@ -107,11 +108,25 @@ def create_app(settings: Settings, *, hold_lock: bool = True) -> FastAPI:
             checks["store"] = {"status": "ok", "url": _redact(settings.effective_database_url)}
         except Exception as exc:
             checks["store"] = {"status": "failing", "error": str(exc)}
-        pools = c().engine.pool_status()
-        checks["pools"] = {
-            "status": "ok" if all(p["replicas"] > 0 for p in pools) else "failing",
-            "replicas": {p["type"]: p["replicas"] for p in pools},
-        }
+        engine = c().engine
+        pools = engine.pool_status()
+        replicas = {p["type"]: p["replicas"] for p in pools}
+        if engine.remote is None:
+            checks["pools"] = {
+                "status": "ok" if all(replicas.values()) else "failing",
+                "replicas": replicas,
+            }
+        else:
+            # Workers come and go on their own; the server is healthy while it reaches the
+            # broker. A pool no worker serves is reported, and its subtasks wait.
+            remote = engine.remote.describe()
+            error = remote["brokerError"]
+            checks["broker"] = {"status": "failing", "error": error} if error else {"status": "ok"}
+            checks["pools"] = {
+                "status": "ok",
+                "replicas": replicas,
+                "withoutWorkers": [k for k, n in replicas.items() if not n],
+            }
         failing = [k for k, v in checks.items() if v["status"] != "ok"]
         body: dict[str, Any] = {
             "status": "unhealthy" if failing else "healthy",
@@ -137,6 +152,11 @@ def create_app(settings: Settings, *, hold_lock: bool = True) -> FastAPI:
             "store": _redact(settings.effective_database_url).split(":", 1)[0],
             "uptimeSeconds": round(time.time() - container.started_at, 3),
             "resumedTasks": container.resumed,
+            **(
+                {"celery": container.engine.remote.describe()}
+                if container.engine.remote is not None
+                else {}
+            ),
         }
 
     @app.get("/metrics", response_class=PlainTextResponse, responses=error_responses())
@@ -177,7 +197,7 @@ def create_app(settings: Settings, *, hold_lock: bool = True) -> FastAPI:
         arguments = await _arguments(request)
         if isinstance(arguments, JSONResponse):
             return arguments
-        ctx = CallContext(getattr(request.state, "token_name", None))
+        ctx = CallContext(getattr(request.state, "token_name", None), c().analyses)
         try:
             result = await call_tool(c().engine, tool_name, arguments, ctx)
         except ValidationError as exc:
@@ -246,6 +266,7 @@ def create_app(settings: Settings, *, hold_lock: bool = True) -> FastAPI:
     app.router.routes.append(mcp.route())
 
     add_audit_routes(app, c)
+    add_agent_routes(app, c)
 
     # Outermost last: timing sees every answer, 401 and 429 included; the guard refuses
     # before a body is read.

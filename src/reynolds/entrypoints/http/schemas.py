@@ -138,6 +138,7 @@ class TaskList(_Open):
 
 
 _REASONS: dict[int, str] = {
+    400: "The body is not valid JSON.",
     401: "Missing or invalid bearer token (when a token is configured).",
     403: "The action is not permitted for its pool.",
     404: "No such task, tool or resource.",

@@ -20,6 +20,9 @@ from reynolds.settings import Settings
 MAX_BODY_BYTES = 1024 * 1024
 # Exempt from tokens and rate limits, so that probes and load balancers need no secret.
 OPEN_PATHS = frozenset({"/health"})
+# Workers' claims, heartbeats and results: authenticated, and bounded by the dispatches the
+# orchestrator itself sent, so they are not rate-limited (a busy worker fleet would be).
+WORKER_PATHS = frozenset({"/agents/leases", "/agents/results"})
 _OPEN_METHODS = frozenset({"GET", "HEAD"})
 _REALM = 'Bearer realm="reynolds"'
 
@@ -144,7 +147,8 @@ class ApiGuard:
         if self.tokens:
             header = _header(scope, b"authorization")
             name = token_name(self.tokens, header)
-        if self.limiter is not None:
+        exempt = scope["path"] in WORKER_PATHS and (not self.tokens or name is not None)
+        if self.limiter is not None and not exempt:
             # Failed attempts count against the address, so guessing tokens is throttled too.
             key = ("token", name) if name is not None else ("addr", _client_host(scope))
             wait_s = self.limiter.take(key, self.clock())

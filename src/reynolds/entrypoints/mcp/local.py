@@ -44,7 +44,7 @@ class LocalBackend:
         progress: ProgressFn | None,
         caller: str | None = None,
     ) -> dict[str, Any]:
-        ctx = CallContext(caller)
+        ctx = CallContext(caller, self._container().analyses)
         try:
             if progress is not None and name == "orchestrate_task":
                 return await self._orchestrate(arguments, ctx, progress)

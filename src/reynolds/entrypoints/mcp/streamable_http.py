@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
+import secrets
 import socket
-from collections.abc import Callable
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Callable, Iterable
+from contextlib import asynccontextmanager
+from contextvars import ContextVar
 
-from mcp.server.streamable_http_manager import StreamableHTTPASGIApp, StreamableHTTPSessionManager
+from mcp.server.streamable_http_manager import (
+    DEFAULT_MAX_SESSIONS,
+    StreamableHTTPASGIApp,
+    StreamableHTTPSessionManager,
+)
 from mcp.server.transport_security import TransportSecuritySettings
 from starlette.routing import Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from reynolds.bootstrap import Container
+from reynolds.bootstrap import Container, make_event_store
 from reynolds.entrypoints.mcp.local import LocalBackend
 from reynolds.entrypoints.mcp.server import build_server
 from reynolds.settings import Settings
@@ -17,23 +26,42 @@ from reynolds.settings import Settings
 PATH = "/mcp"
 LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
 WILDCARD = frozenset({"0.0.0.0", "::", ""})  # noqa: S104  # recognised, never bound here
+SESSION_HEADER = b"mcp-session-id"
+_EVENT_SCOPE: ContextVar[str] = ContextVar("reynolds_mcp_event_scope", default="-")
+
+
+def event_scope() -> str:
+    """The event-store scope of the MCP session being served (see `SessionScopes`)."""
+    return _EVENT_SCOPE.get()
 
 
 class McpEndpoint:
-    """The SDK's session manager for one app; run `session_manager.run()` in its lifespan
-    (a manager runs once, so every app gets its own)."""
+    """The SDK's session manager for one app, with an event store so a client resumes a
+    stream after reconnecting (Last-Event-ID); run `run()` in the app's lifespan (a manager
+    runs once, so every app gets its own)."""
 
     def __init__(self, settings: Settings, container: Callable[[], Container]) -> None:
+        self.event_store = make_event_store(settings, event_scope)
         self.session_manager = StreamableHTTPSessionManager(
             app=build_server(LocalBackend(container)),
+            event_store=self.event_store,
             security_settings=transport_security(settings),
         )
+        self.sessions = SessionScopes(StreamableHTTPASGIApp(self.session_manager))
+
+    @asynccontextmanager
+    async def run(self) -> AsyncIterator[None]:
+        try:
+            async with self.session_manager.run():
+                yield
+        finally:
+            await self.event_store.aclose()
 
     def route(self) -> Route:
         """`/mcp` exactly: a route, not a mount, so `/mcp/...` stays REST and nothing redirects."""
         return Route(
             PATH,
-            endpoint=StreamableHTTPASGIApp(self.session_manager),
+            endpoint=self.sessions,
             methods=["GET", "POST", "DELETE"],
             include_in_schema=False,
         )
@@ -70,3 +98,55 @@ def allowed_origins(settings: Settings, hosts: list[str]) -> list[str]:
     """REYNOLDS_ALLOWED_ORIGINS (comma-separated), else the server's own origins."""
     given = [o.strip().rstrip("/") for o in settings.allowed_origins.split(",") if o.strip()]
     return given or [f"http://{h}" for h in hosts]
+
+
+class SessionScopes:
+    """Gives each MCP session a random event-store scope, so a Last-Event-ID replays only that
+    session's own events: the SDK names streams by request id, which every session reuses.
+
+    A request without a session id (one that opens a session) gets a new scope; the SDK starts
+    the session's tasks from that request, so they inherit it, and the session id in the
+    answer is mapped to it for the session's later requests. An unknown session id gets a
+    scope that matches nothing. At most `limit` sessions are remembered (the SDK's own
+    session limit; the least recently used is forgotten first), and a session its client
+    deleted is forgotten at once.
+    """
+
+    def __init__(self, app: ASGIApp, limit: int = DEFAULT_MAX_SESSIONS) -> None:
+        self.app = app
+        self.limit = limit
+        self._scopes: OrderedDict[str, str] = OrderedDict()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        session = _header(scope.get("headers", ()), SESSION_HEADER)
+        known = self._scopes.get(session) if session is not None else None
+        if known and session is not None:
+            self._scopes.move_to_end(session)  # the least recently used goes first
+        token = known or secrets.token_hex(8)
+        answered: list[int] = []
+
+        async def watch(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                answered.append(message["status"])
+                opened = _header(message.get("headers", ()), SESSION_HEADER)
+                if session is None and opened is not None and message["status"] < 400:
+                    self._remember(opened, token)
+            await send(message)
+
+        reset = _EVENT_SCOPE.set(token)
+        try:
+            await self.app(scope, receive, watch)
+        finally:
+            _EVENT_SCOPE.reset(reset)
+        if known and scope.get("method") == "DELETE" and answered and answered[0] < 400:
+            self._scopes.pop(session or "", None)
+
+    def _remember(self, session: str, token: str) -> None:
+        self._scopes[session] = token
+        while len(self._scopes) > self.limit:
+            self._scopes.popitem(last=False)
+
+
+def _header(headers: Iterable[tuple[bytes, bytes]], name: bytes) -> str | None:
+    value = next((v for k, v in headers if k.lower() == name), None)
+    return value.decode("latin-1") if value is not None else None

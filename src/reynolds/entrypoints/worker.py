@@ -1,0 +1,278 @@
+"""A Celery worker for one pool: `reynolds agent --type code --concurrency 4` execs
+`celery -A reynolds.entrypoints.worker worker -Q code …`, which imports this module.
+
+Each job is claimed from the orchestrator before it runs, its lease renewed by heartbeats
+while it runs, and its result reported back, all over the orchestrator's HTTP API: the
+worker never writes the store. A heartbeat or claim answered 409 means the dispatch is
+stale (fenced): the worker stops the action and drops the job.
+
+The pool's own rules from this machine's `config/agents.yaml` apply (executables, callables,
+hosts, limits), whatever the message says.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import multiprocessing
+import os
+import threading
+import time
+from functools import cache
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import httpx
+from celery import Celery, signals
+
+from reynolds.adapters.executors.celery_app import AGENT_TYPE_ENV, TASK_NAME, make_app
+from reynolds.core.pools import PoolSpec, resource_limits
+from reynolds.services.actions import Job, JobResult, Runners, execute
+from reynolds.services.ports import ActionContext, ActionResult
+from reynolds.settings import Settings
+
+log = logging.getLogger("reynolds.worker")
+
+REPORT_TIMEOUT_S = 10.0
+REPORT_DEADLINE_S = 60.0
+
+
+def _settings() -> Settings:
+    return Settings()
+
+
+def _make() -> Celery:
+    settings = _settings()
+    from reynolds.bootstrap import load_pools
+
+    pools = list(load_pools(settings).pools)
+    return make_app(settings.redis_url or "redis://127.0.0.1:6379/0", pools)
+
+
+# `celery -A` needs an app at import; the orchestrator builds its own in bootstrap.
+app = _make()
+
+
+class Stale(Exception):
+    """The orchestrator no longer wants this dispatch."""
+
+
+class Orchestrator:
+    """The worker's side of the lease protocol (claim, heartbeat, result)."""
+
+    def __init__(self, base_url: str, token: str | None, worker: str) -> None:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self.worker = worker
+        self._client = httpx.Client(base_url=base_url, headers=headers, timeout=REPORT_TIMEOUT_S)
+
+    def lease(self, job: Job, kind: str) -> float:
+        """Claim or renew; the lease in seconds. Stale on 409; httpx errors pass through."""
+        body = {"dispatchId": job.dispatch_id, "worker": self.worker, "kind": kind}
+        response = self._post("/agents/leases", body, deadline_s=job.lease_s)
+        if response.status_code == 409:
+            raise Stale(response.text)
+        response.raise_for_status()
+        return float(response.json()["leaseSeconds"])
+
+    def report(self, job: Job, result: ActionResult) -> bool:
+        """Send the result, retrying for a while; False when it was refused as stale."""
+        body = {
+            "dispatchId": job.dispatch_id,
+            "worker": self.worker,
+            "result": JobResult.of(result).model_dump(mode="json", by_alias=True),
+        }
+        response = self._post("/agents/results", body, deadline_s=REPORT_DEADLINE_S)
+        if response.status_code == 409:
+            return False
+        response.raise_for_status()
+        return True
+
+    def _post(self, path: str, body: dict[str, Any], *, deadline_s: float) -> httpx.Response:
+        """POST, retrying connection errors, 429s and 5xx until `deadline_s` has passed."""
+        deadline = time.monotonic() + deadline_s
+        delay_s = 0.1
+        while True:
+            try:
+                response = self._client.post(path, json=body)
+                if response.status_code != 429 and response.status_code < 500:
+                    return response
+                retry_after = response.headers.get("Retry-After")
+                if retry_after is not None and retry_after.isdigit():
+                    delay_s = max(delay_s, float(retry_after))
+            except httpx.TransportError:
+                if time.monotonic() + delay_s > deadline:
+                    raise
+            else:
+                if time.monotonic() + delay_s > deadline:
+                    return response
+            time.sleep(delay_s)
+            delay_s = min(delay_s * 2, 2.0)
+
+
+class Agent:
+    """What one worker process keeps between jobs: its pool, runners and event loop."""
+
+    def __init__(self, settings: Settings, pool_key: str, worker: str) -> None:
+        from reynolds.adapters.actions.http import HttpRunner
+        from reynolds.adapters.actions.python_worker import PythonRunner
+        from reynolds.adapters.actions.shell import ShellRunner
+        from reynolds.bootstrap import load_pools
+
+        # A Celery pool process is daemonic and multiprocessing gives such processes no
+        # children; python actions need theirs (daemonic, so they end with this process).
+        # Its authkey is billiard's type, which multiprocessing will not pickle: a fresh one.
+        config = multiprocessing.current_process()._config  # type: ignore[attr-defined]
+        config["daemon"] = False
+        key = multiprocessing.process.AuthenticationString  # type: ignore[attr-defined]  # private
+        config["authkey"] = key(os.urandom(32))
+        pools = load_pools(settings)
+        self.pool_key = pools.resolve(pool_key)
+        self.pool: PoolSpec = pools.pools[self.pool_key]
+        self.limits = resource_limits(
+            self.pool.limits, settings.agent_memory_limit_soft, settings.agent_memory_limit_hard
+        )
+        self.settings = settings
+        self.workspace = os.getcwd()
+        self.loop = asyncio.new_event_loop()
+        self.runners = Runners(ShellRunner(), PythonRunner(settings.python_workers), HttpRunner())
+        self.orchestrator = Orchestrator(settings.report_url, settings.token(), worker)
+
+    def run(self, payload: dict[str, Any]) -> str:
+        """Claim, run with heartbeats, report; what happened, for Celery's log."""
+        job = Job.model_validate(payload)
+        if job.pool != self.pool_key:
+            return f"ignored: a {job.pool} job reached a {self.pool_key} worker"
+        try:
+            lease_s = self.orchestrator.lease(job, "claim")
+        except Stale:
+            return "stale: not run"
+        except httpx.HTTPError as exc:
+            # Not claimed: the lease runs out and the orchestrator dispatches it again.
+            return f"could not claim: {exc}"
+        action = self.loop.create_task(self._execute(job))
+        stop = threading.Event()
+        beat = threading.Thread(
+            target=self._heartbeats, args=(job, lease_s, stop, action), daemon=True
+        )
+        beat.start()
+        try:
+            result = self.loop.run_until_complete(action)
+        except asyncio.CancelledError:
+            return "stale: stopped"
+        finally:
+            stop.set()
+            beat.join()
+        try:
+            accepted = self.orchestrator.report(job, result)
+        except httpx.HTTPError as exc:
+            return f"result not delivered: {exc}"
+        return "reported" if accepted else "stale: result dropped"
+
+    async def _execute(self, job: Job) -> ActionResult:
+        ctx = ActionContext(
+            task_id=job.task_id,
+            subtask_id=job.subtask_id,
+            attempt=job.attempt,
+            timeout_s=job.timeout_s,
+            output_cap_bytes=job.output_cap_bytes,
+            workspace=self.workspace,
+        )
+        return await execute(
+            self.runners,
+            job.action,
+            ctx,
+            self.pool,
+            self.pool_key,
+            argv=job.argv,
+            limits=self.limits,
+        )
+
+    def _heartbeats(
+        self, job: Job, lease_s: float, stop: threading.Event, action: asyncio.Task[ActionResult]
+    ) -> None:
+        while not stop.wait(lease_s / 3):
+            try:
+                lease_s = self.orchestrator.lease(job, "heartbeat")
+            except Stale:
+                log.warning("dispatch %s is stale; stopping its action", job.dispatch_id)
+                self.loop.call_soon_threadsafe(action.cancel)
+                return
+            except httpx.HTTPError as exc:
+                log.warning("heartbeat for %s failed: %s", job.dispatch_id, exc)
+
+
+@cache
+def _agent(hostname: str) -> Agent:
+    settings = _settings()
+    pool = os.environ.get(AGENT_TYPE_ENV)
+    if not pool:
+        raise RuntimeError(f"{AGENT_TYPE_ENV} is not set: start workers with `reynolds agent`")
+    return Agent(settings, pool, f"{hostname}/{os.getpid()}")
+
+
+# Celery is untyped: its decorators return Any.
+@app.task(name=TASK_NAME, bind=True, acks_late=True, reject_on_worker_lost=True)  # type: ignore[untyped-decorator]
+def run_action(self: Any, payload: dict[str, Any]) -> str:
+    outcome = _agent(self.request.hostname or "worker").run(payload)
+    log.info("%s: %s", payload.get("dispatchId"), outcome)
+    return outcome
+
+
+# -- the health endpoint (the seed's agent ports) ------------------------------------------
+
+
+def _health_handler(info: dict[str, Any]) -> type[BaseHTTPRequestHandler]:
+    class Health(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            if self.path.split("?")[0] != "/health":
+                self._send(404, {"error": "not found; try /health"})
+                return
+            ok = _broker_reachable()
+            body = {
+                "status": "healthy" if ok else "unhealthy",
+                "checks": {"broker": "ok" if ok else "unreachable"},
+                **info,
+                "uptimeSeconds": round(time.time() - info["startedAt"], 1),
+            }
+            self._send(200 if ok else 503, body)
+
+        def _send(self, status: int, body: dict[str, Any]) -> None:
+            data = json.dumps(body).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            return None
+
+    return Health
+
+
+def _broker_reachable() -> bool:
+    try:
+        with app.connection_for_write() as conn:
+            conn.ensure_connection(max_retries=1, timeout=1.0)
+        return True
+    except Exception:
+        return False
+
+
+@signals.worker_ready.connect  # type: ignore[untyped-decorator]
+def _serve_health(sender: Any = None, **_: Any) -> None:
+    settings = _settings()
+    port = settings.agent_health_port
+    if not port:
+        return
+    hostname = getattr(sender, "hostname", None) or "worker"
+    info = {
+        "agentType": os.environ.get(AGENT_TYPE_ENV),
+        "worker": hostname,
+        "pid": os.getpid(),
+        "startedAt": time.time(),
+    }
+    server = ThreadingHTTPServer((settings.host, port), _health_handler(info))
+    threading.Thread(target=server.serve_forever, name="health", daemon=True).start()
+    log.info("health endpoint at http://%s:%d/health", settings.host, port)

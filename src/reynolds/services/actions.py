@@ -1,0 +1,119 @@
+"""Running one action under its pool's rules: the same code on the server and on a worker.
+
+A dispatch to a distributed worker travels as a `Job` and its outcome comes back as a
+`JobResult`; both are plain JSON so that nothing but data crosses the broker.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import Field
+
+from reynolds.core.models import Action, HttpAction, PythonAction, ShellAction, WireModel
+from reynolds.core.pools import PoolSpec, ResourceLimits
+from reynolds.services.ports import ActionContext, ActionResult, ActionRunner
+
+
+@dataclass(frozen=True, slots=True)
+class Runners:
+    """The runners of one process; `python` and `http` may be absent."""
+
+    shell: Any  # ShellRunner: its run() takes argv, executables and limits besides the context
+    python: ActionRunner | None = None
+    http: ActionRunner | None = None
+
+    async def aclose(self) -> None:
+        for runner in (self.python, self.http):
+            if runner is not None:
+                await runner.aclose()
+
+
+async def execute(
+    runners: Runners,
+    action: Action,
+    ctx: ActionContext,
+    pool: PoolSpec,
+    pool_key: str,
+    *,
+    argv: list[str] | None = None,
+    limits: ResourceLimits | None = None,
+) -> ActionResult:
+    """Run `action` (a shell action's `argv` already substituted) within `pool`'s rules."""
+    kind = action.kind
+    if kind not in pool.action_kinds:
+        return ActionResult(
+            False, reason="denied", error=f"{kind} actions are not permitted in the {pool_key} pool"
+        )
+    if isinstance(action, ShellAction):
+        result: ActionResult = await runners.shell.run(
+            action, ctx, argv=argv, executables=pool.executables, limits=limits
+        )
+        return result
+    if isinstance(action, PythonAction) and runners.python is not None:
+        return await runners.python.run(action, ctx, allowed=pool.callables)  # type: ignore[call-arg]
+    if isinstance(action, HttpAction) and runners.http is not None:
+        return await runners.http.run(action, ctx, allowed_hosts=pool.http_hosts)  # type: ignore[call-arg]
+    return ActionResult(False, reason="not_available", error=f"{kind} actions: not available yet")
+
+
+class Job(WireModel):
+    """One dispatch of one attempt of a subtask to a worker of `pool`.
+
+    `dispatch_id` is the fencing token: only the newest dispatch of a subtask may claim it,
+    renew its lease or report its result."""
+
+    dispatch_id: str = Field(min_length=1, max_length=100)
+    task_id: str = Field(min_length=1, max_length=100)
+    subtask_id: str = Field(min_length=1, max_length=500)
+    attempt: int = Field(ge=1)
+    dispatch: int = Field(ge=1)
+    pool: str = Field(min_length=1, max_length=100)
+    action: Action
+    argv: list[str] | None = None
+    timeout_s: float = Field(gt=0, alias="timeoutSeconds")
+    output_cap_bytes: int = Field(ge=1)
+    lease_s: float = Field(gt=0, alias="leaseSeconds")
+
+
+# 64 Ki characters: at most 6 bytes each as JSON escapes, both fit in the 1 MiB body limit.
+WIRE_TEXT_CHARS = 64 * 1024
+
+
+class JobResult(WireModel):
+    """How a dispatched action ended, as the worker reports it."""
+
+    ok: bool
+    exit_code: int | None = None
+    output: str = Field("", max_length=WIRE_TEXT_CHARS)
+    error: str = Field("", max_length=WIRE_TEXT_CHARS)
+    reason: str | None = Field(None, max_length=100)
+    output_bytes: int = Field(0, ge=0)
+    truncated: bool = False
+
+    @classmethod
+    def of(cls, result: ActionResult) -> JobResult:
+        """The wire form; output and error keep their last WIRE_TEXT_CHARS characters, so a
+        report always fits the server's body limit however the text escapes in JSON."""
+        output, error = result.output[-WIRE_TEXT_CHARS:], result.error[-WIRE_TEXT_CHARS:]
+        return cls(
+            ok=result.ok,
+            exit_code=result.exit_code,
+            output=output,
+            error=error,
+            reason=result.reason,
+            output_bytes=result.output_bytes,
+            truncated=result.truncated or (output, error) != (result.output, result.error),
+        )
+
+    def to_result(self) -> ActionResult:
+        return ActionResult(
+            ok=self.ok,
+            exit_code=self.exit_code,
+            output=self.output,
+            error=self.error,
+            reason=self.reason,
+            output_bytes=self.output_bytes,
+            truncated=self.truncated,
+        )

@@ -1,0 +1,312 @@
+"""The Celery backend end to end: a real server, real `reynolds agent` workers and a Redis
+broker the test starts (and restarts) itself."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from cli_support import Server, free_port, make_server, output, wait_for
+from tests.helpers.processes import descendants, is_running
+from tests.helpers.redis_server import RedisServer
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
+
+LEASE_S = 3
+ROOT = Path(__file__).resolve().parents[2]
+# Each subtask prints the pid of the worker process that ran it (its parent).
+REPORT_PARENT = ["import os, sys, time", "time.sleep(float(sys.argv[1]))", "print(os.getppid())"]
+
+
+def work(seconds: float) -> list[str]:
+    return [sys.executable, "-c", "; ".join(REPORT_PARENT), str(seconds)]
+
+
+@dataclass
+class Cluster:
+    server: Server
+    redis: RedisServer
+    env: dict[str, str]
+    workers: list[subprocess.Popen[bytes]] = field(default_factory=list)
+
+    def start_worker(
+        self, pool: str, concurrency: int, health_port: int = 0
+    ) -> subprocess.Popen[bytes]:
+        log = (self.server.home / f"worker-{len(self.workers)}.log").open("wb")
+        proc = subprocess.Popen(
+            [
+                *(sys.executable, "-m", "reynolds", "agent", "--type", pool),
+                *("--concurrency", str(concurrency), "--health-port", str(health_port)),
+            ],
+            env={**self.server.env, **self.env},
+            cwd=self.server.workdir,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group: the test kills it whole
+        )
+        self.workers.append(proc)
+        return proc
+
+    def client(self) -> httpx.Client:
+        return httpx.Client(base_url=self.server.base_url, timeout=60)
+
+    def slots(self, pool: str) -> int:
+        with self.client() as client:
+            status = client.get("/status").json()
+        return next(p["replicas"] for p in status["pools"] if p["type"] == pool)
+
+    def celery(self) -> dict[str, Any]:
+        with self.client() as client:
+            result: dict[str, Any] = client.get("/status").json()["celery"]
+            return result
+
+    def submit(self, components: int, seconds: float) -> str:
+        task = {
+            "type": "celery-e2e",
+            "components": [f"c{i:02d}" for i in range(components)],
+            "steps": [
+                {
+                    "name": "work",
+                    "agent": "devops",
+                    "action": {"kind": "shell", "argv": work(seconds)},
+                }
+            ],
+        }
+        with self.client() as client:
+            answer = client.post(
+                "/mcp/tools/orchestrate_task", json={"arguments": {"task": task, "wait": False}}
+            )
+        assert answer.status_code == 200, answer.text
+        task_id: str = answer.json()["structuredContent"]["taskId"]
+        return task_id
+
+    def submit_task(self, task: dict[str, Any]) -> str:
+        with self.client() as client:
+            answer = client.post(
+                "/mcp/tools/orchestrate_task", json={"arguments": {"task": task, "wait": False}}
+            )
+        assert answer.status_code == 200, answer.text
+        task_id: str = answer.json()["structuredContent"]["taskId"]
+        return task_id
+
+    def task(self, task_id: str) -> dict[str, Any]:
+        with self.client() as client:
+            result: dict[str, Any] = client.get(f"/tasks/{task_id}").json()
+            return result
+
+    def finished(self, task_id: str, timeout_s: float) -> dict[str, Any]:
+        def ended() -> dict[str, Any] | None:
+            task = self.task(task_id)
+            return task if task["status"] in ("succeeded", "failed", "cancelled") else None
+
+        return wait_for(ended, timeout_s, interval_s=0.2)
+
+    def logs(self) -> str:
+        return "\n".join(
+            p.read_text(errors="replace")[-3000:] for p in sorted(self.server.home.glob("**/*.log"))
+        )
+
+
+@pytest.fixture
+def cluster(tmp_path: Any, redis_broker: RedisServer) -> Iterator[Cluster]:
+    server = make_server(tmp_path)
+    # The shipped pools, with the test callables declared for devops.
+    config = tmp_path / "config"
+    config.mkdir()
+    pools = (ROOT / "config" / "agents.yaml").read_text()
+    declared = '    callables: ["tests.helpers.callables:*"]'
+    (config / "agents.yaml").write_text(pools.replace("    callables: []", declared, 1))
+    env = {
+        "REYNOLDS_BACKEND": "celery",
+        "REYNOLDS_REDIS_URL": redis_broker.url,
+        "REYNOLDS_LEASE_S": str(LEASE_S),
+        "REYNOLDS_CONFIG_DIR": str(config),
+        "PYTHONPATH": str(ROOT),
+    }
+    started = server.run("start", env=env)
+    assert started.returncode == 0, output(started)
+    cluster = Cluster(server, redis_broker, env)
+    yield cluster
+    for proc in cluster.workers:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+    server.run("stop")
+
+
+def ran_on(task: dict[str, Any], worker: subprocess.Popen[bytes]) -> int:
+    """How many of the task's subtasks a process of `worker` ran (by their printed parent)."""
+    pids = {str(p) for p in descendants(worker.pid)}
+    return sum(1 for s in task["subtasks"] if (s.get("output") or "").strip() in pids)
+
+
+def test_a_task_of_twenty_subtasks_spreads_over_two_workers(cluster: Cluster) -> None:
+    health_port = free_port()
+    first = cluster.start_worker("devops", 2, health_port=health_port)
+    second = cluster.start_worker("devops", 2)
+    wait_for(lambda: cluster.slots("devops") == 4, 60)
+
+    task = cluster.finished(cluster.submit(20, 0.3), 60)
+
+    assert task["status"] == "succeeded", cluster.logs()
+    assert len(task["subtasks"]) == 20
+    assert all(s["status"] == "succeeded" for s in task["subtasks"])
+    on_first, on_second = ran_on(task, first), ran_on(task, second)
+    assert on_first + on_second == 20
+    assert on_first > 0 and on_second > 0
+    with httpx.Client() as client:
+        health = client.get(f"http://127.0.0.1:{health_port}/health").json()
+    assert health["status"] == "healthy"
+    assert health["agentType"] == "devops"
+
+
+def test_a_sigkilled_worker_s_subtasks_finish_on_the_other_within_a_minute(
+    cluster: Cluster,
+) -> None:
+    doomed = cluster.start_worker("devops", 2)
+    survivor = cluster.start_worker("devops", 2)
+    wait_for(lambda: cluster.slots("devops") == 4, 60)
+    task_id = cluster.submit(20, 1.0)
+    # Both workers busy: then the first dies whole, main process and pool children at once.
+    wait_for(lambda: cluster.celery()["claimed"] >= 4, 30, interval_s=0.05)
+    killed_at = time.monotonic()
+    os.killpg(doomed.pid, signal.SIGKILL)
+    doomed.wait()
+
+    task = cluster.finished(task_id, 60)
+
+    assert time.monotonic() - killed_at < 60
+    assert task["status"] == "succeeded", cluster.logs()
+    assert sorted(s["component"] for s in task["subtasks"]) == [f"c{i:02d}" for i in range(20)]
+    assert all(s["status"] == "succeeded" for s in task["subtasks"])
+    assert ran_on(task, survivor) >= 18  # the doomed worker finished at most its first two
+    assert cluster.celery()["expiredLeases"] >= 1
+
+
+def test_a_redis_restart_mid_run_loses_nothing(cluster: Cluster) -> None:
+    cluster.start_worker("devops", 2)
+    cluster.start_worker("devops", 2)
+    wait_for(lambda: cluster.slots("devops") == 4, 60)
+    task_id = cluster.submit(20, 0.5)
+    wait_for(
+        lambda: sum(s["status"] == "succeeded" for s in cluster.task(task_id)["subtasks"]) >= 4,
+        30,
+        interval_s=0.05,
+    )
+
+    cluster.redis.stop()
+    time.sleep(1.0)  # an outage the workers and the orchestrator both notice
+    cluster.redis.start()
+
+    task = cluster.finished(task_id, 90)
+    assert task["status"] == "succeeded", cluster.logs()
+    assert len(task["subtasks"]) == 20
+    assert all(s["status"] == "succeeded" for s in task["subtasks"])
+
+
+def test_python_actions_run_on_a_worker_within_its_declared_callables(cluster: Cluster) -> None:
+    cluster.start_worker("devops", 1)
+    wait_for(lambda: cluster.slots("devops") == 1, 60)
+    step = {"agent": "devops"}
+    allowed = {
+        "kind": "python",
+        "callable": "tests.helpers.callables:add",
+        "kwargs": {"a": 2, "b": 3},
+    }
+    refused = {"kind": "python", "callable": "os:system", "kwargs": {"command": "true"}}
+    task_id = cluster.submit_task(
+        {
+            "type": "celery-python",
+            "subtasks": [
+                {"id": "allowed", **step, "action": allowed},
+                {"id": "refused", **step, "action": refused},
+            ],
+        }
+    )
+    task = cluster.finished(task_id, 60)
+    by_id = {s["id"]: s for s in task["subtasks"]}
+    assert by_id["allowed"]["status"] == "succeeded", cluster.logs()
+    assert json.loads(by_id["allowed"]["output"]) == {"sum": 5}
+    assert by_id["refused"]["status"] == "failed"
+    assert by_id["refused"]["reason"] == "denied"
+
+
+def test_cancelling_a_task_stops_its_action_on_the_worker(cluster: Cluster) -> None:
+    worker = cluster.start_worker("devops", 1)
+    wait_for(lambda: cluster.slots("devops") == 1, 60)
+    marker = f"reynolds-cancel-{uuid.uuid4().hex}"
+    argv = [sys.executable, "-c", "import time; time.sleep(120)", marker]
+    task_id = cluster.submit_task(
+        {
+            "type": "celery-cancel",
+            "components": ["only"],
+            "steps": [
+                {"name": "wait", "agent": "devops", "action": {"kind": "shell", "argv": argv}}
+            ],
+        }
+    )
+
+    def sleeper() -> int | None:
+        for pid in descendants(worker.pid):
+            try:
+                if marker in Path(f"/proc/{pid}/cmdline").read_text():
+                    return pid
+            except OSError:
+                continue
+        return None
+
+    pid = wait_for(sleeper, 30)
+    with cluster.client() as client:
+        assert client.post(f"/tasks/{task_id}/cancel").status_code == 200
+    # Fenced: the worker's next heartbeat is refused and it kills the action's group.
+    wait_for(lambda: not is_running(pid), LEASE_S * 3)
+    assert cluster.task(task_id)["status"] == "cancelled"
+
+
+def test_scaling_a_pool_grows_and_shrinks_its_workers_processes(cluster: Cluster) -> None:
+    worker = cluster.start_worker("devops", 1)
+    wait_for(lambda: cluster.slots("devops") == 1, 60)
+
+    def scale(replicas: int) -> dict[str, Any]:
+        with cluster.client() as client:
+            answer = client.post(
+                "/mcp/tools/scale_agents",
+                json={"arguments": {"agentType": "devops-agent", "replicas": replicas}},
+            )
+        assert answer.status_code == 200, answer.text
+        result: dict[str, Any] = answer.json()["structuredContent"]
+        return result
+
+    assert scale(3)["pool"]["replicas"] == 3
+    # Celery's pool control added two processes to the worker.
+    wait_for(lambda: len(descendants(worker.pid)) >= 3, 10)  # three pool processes
+    assert scale(1)["pool"]["replicas"] == 1
+    with cluster.client() as client:
+        status = client.post("/mcp/tools/get_agent_status", json={"arguments": {}}).json()
+    recent = status["structuredContent"]["recentScaling"]
+    assert [(e["from"], e["to"], e["source"]) for e in recent[:2]] == [
+        (3, 1, "manual"),
+        (1, 3, "manual"),
+    ]
+    # A pool no worker serves cannot be scaled.
+    with cluster.client() as client:
+        refused = client.post(
+            "/mcp/tools/scale_agents", json={"arguments": {"agentType": "code", "replicas": 2}}
+        )
+    assert refused.status_code == 422
+    assert "no Celery worker serves the code queue" in refused.text

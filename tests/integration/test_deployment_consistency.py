@@ -1,0 +1,478 @@
+"""The deployment files against each other and against the code, without a container engine
+or a cluster.
+
+Every service, port, secret, variable, metric and image that the compose files and the
+Kubernetes manifests name is checked against the code's own configuration: Settings,
+config/agents.yaml, the server's /metrics and the `reynolds` CLI; and the two setups are checked
+to deploy the orchestrator and its workers alike.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from collections.abc import Iterator
+from urllib.parse import urlsplit
+
+import pytest
+from fastapi.testclient import TestClient
+from tests.helpers.deployment import (
+    BASE,
+    COMPOSE_SETUPS,
+    K8S_FILES,
+    OVERRIDE,
+    PASSWORD_IN_URL,
+    PROD,
+    ROOT,
+    RUNTIME_VARIABLES,
+    SECRETS_DIR,
+    SEED_VARIABLES,
+    SERVE,
+    SETUPS,
+    alert_rules,
+    command_of,
+    compose,
+    compose_environment,
+    compose_orchestrator,
+    compose_secret_files,
+    compose_workers,
+    container_port,
+    dashboard_queries,
+    dockerfile_env,
+    dockerfile_instructions,
+    effective_compose_environment,
+    health_port_of,
+    k8s_environment,
+    k8s_object,
+    k8s_objects,
+    k8s_orchestrator,
+    k8s_reynolds_deployments,
+    k8s_secret_files,
+    kubernetes_secret_mounts,
+    load,
+    names_by_field,
+    pod_specs,
+    pools,
+    published,
+    readme_deployment_section,
+    reynolds_services,
+    run_tool,
+    settings_default,
+    settings_variables,
+    template_entries,
+    text,
+    worker_services,
+    workers,
+)
+
+from reynolds.core.pools import parse_bytes
+from reynolds.entrypoints.http import create_app
+from reynolds.settings import Settings
+
+METRIC = re.compile(r"\breynolds_[a-z0-9_]+")
+AGENT_TYPE_SELECTOR = re.compile(r"agent_type\s*=~?\s*\"([^\"]*)\"")
+NOT_AVAILABLE = re.compile(r"not\s+(?:yet\s+)?available|exits?\s+at\s+once", re.IGNORECASE)
+ABOUT_WORKERS = re.compile(r"\bagents?\b|celery|worker", re.IGNORECASE)
+
+
+@pytest.fixture(scope="module")
+def exported_metrics(tmp_path_factory: pytest.TempPathFactory) -> set[str]:
+    """Every series name the server's GET /metrics can produce, from its TYPE lines."""
+    home = tmp_path_factory.mktemp("metrics")
+    settings = Settings(home=home / "home", secrets_dir=home / "secrets")
+    with TestClient(create_app(settings)) as client:
+        response = client.get("/metrics")
+    assert response.status_code == 200
+    suffixes = {"counter": [""], "gauge": [""], "histogram": ["_bucket", "_count", "_sum"]}
+    names: set[str] = set()
+    for line in response.text.splitlines():
+        if line.startswith("# TYPE "):
+            _, _, name, kind = line.split()
+            names |= {name + suffix for suffix in suffixes.get(kind, [""])}
+    return names
+
+
+# ------------------------------------------------------------------------------------------
+# Variables
+
+
+def test_every_reynolds_variable_a_deployment_file_names_is_a_setting() -> None:
+    known = settings_variables()
+    names = [BASE, OVERRIDE, PROD, "Dockerfile", "config/reynolds.env.example"]
+    names += ["config/secrets.env.template", *(str(p.relative_to(ROOT)) for p in K8S_FILES)]
+    for name in names:
+        unknown = set(re.findall(r"\bREYNOLDS_[A-Z0-9_]+\b", text(name))) - known
+        assert not unknown, f"{name} names variables Settings does not read: {sorted(unknown)}"
+
+
+def test_every_variable_given_to_a_reynolds_container_is_a_setting_or_for_python() -> None:
+    allowed = settings_variables() | RUNTIME_VARIABLES
+    given = {"Dockerfile": set(dockerfile_env())}
+    for files in ([BASE, OVERRIDE], [BASE, PROD]):
+        for name, service in reynolds_services(compose(*files)).items():
+            given[f"{'+'.join(files)}: {name}"] = set(compose_environment(service))
+    given["k8s reynolds-config"] = set(k8s_object("ConfigMap", "reynolds-config")["data"])
+    for where, names in given.items():
+        assert names <= allowed, f"{where}: {sorted(names - allowed)}"
+
+
+def test_the_secrets_template_names_every_setting_and_only_settings() -> None:
+    entries = template_entries()
+    variables = {name for name in entries if not name.islower()}
+    for field, names in names_by_field().items():
+        assert names & variables, f"config/secrets.env.template lacks {field} ({names})"
+    assert variables <= settings_variables()
+    assert all(value == "" for value in entries.values()), "the template must hold no values"
+
+
+def test_the_env_example_only_documents_the_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in settings_variables():
+        monkeypatch.delenv(name, raising=False)
+    example = ROOT / "config/reynolds.env.example"
+    documented = Settings(_env_file=example)
+    defaults = Settings(_env_file=None)
+    assert documented.model_dump() == defaults.model_dump()
+    contract = ["HOST", "PORT", "HOME", "DATABASE_URL", "REDIS_URL", "BACKEND", "API_TOKEN"]
+    contract += ["ALLOWED_ORIGINS", "PERSONALITY"]
+    content = example.read_text(encoding="utf-8")
+    for name in [f"REYNOLDS_{n}" for n in contract] + sorted(SEED_VARIABLES):
+        assert name in content, f"config/reynolds.env.example does not mention {name}"
+
+
+# ------------------------------------------------------------------------------------------
+# Workers: how each pool's worker reaches the broker and the orchestrator
+
+
+def test_every_worker_runs_reynolds_agent_for_a_pool_in_agents_yaml() -> None:
+    found = list(workers())
+    for worker in found:
+        command = worker.command
+        assert command[:3] == ["reynolds", "agent", "--type"], f"{worker.where}: {command}"
+        assert command[3] in pools(), f"{worker.where}: {command[3]} is not a pool"
+        assert worker.name == f"{command[3]}-agent", f"{worker.where} serves {command[3]}"
+    for setup in SETUPS:
+        names = sorted(w.name for w in found if w.setup == setup)
+        assert names == sorted(f"{pool}-agent" for pool in pools()), setup
+
+
+def test_every_worker_reports_to_the_orchestrators_service_and_port() -> None:
+    for files in COMPOSE_SETUPS:
+        services = compose(*files)
+        name, server = compose_orchestrator(services)
+        server_env = effective_compose_environment(server)
+        assert server_env["REYNOLDS_HOST"] == "0.0.0.0", "the orchestrator must answer workers"
+        for worker_name, service in compose_workers(services).items():
+            url = urlsplit(effective_compose_environment(service)["REYNOLDS_ORCHESTRATOR_URL"])
+            assert (url.scheme, url.path.strip("/")) == ("http", ""), worker_name
+            assert url.hostname == name, f"{worker_name} reports to {url.hostname}, not {name}"
+            assert url.port == int(server_env["REYNOLDS_PORT"]), worker_name
+    deployment, server = k8s_orchestrator()
+    server_env = k8s_environment(server)
+    assert server_env["REYNOLDS_HOST"] == "0.0.0.0", "the orchestrator must answer workers"
+    pod_labels = k8s_object("Deployment", deployment)["spec"]["template"]["metadata"]["labels"]
+    (namespace,) = k8s_objects("Namespace")
+    for worker in workers():
+        if worker.setup != "k8s":
+            continue
+        url = urlsplit(worker.env["REYNOLDS_ORCHESTRATOR_URL"])
+        assert (url.scheme, url.path.strip("/")) == ("http", ""), worker.where
+        assert url.hostname and url.port, f"{worker.where}: name the Service and its port"
+        # `reynolds`, or `reynolds.<namespace>[.svc[.cluster.local]]`
+        service_name, *domain = url.hostname.split(".")
+        assert domain[:1] in ([], [namespace["metadata"]["name"]]), worker.where
+        service = k8s_object("Service", service_name)["spec"]
+        assert service["selector"].items() <= pod_labels.items(), (
+            f"{worker.where}: the Service {service_name} does not select {deployment}"
+        )
+        targets = [p["targetPort"] for p in service["ports"] if p["port"] == url.port]
+        assert len(targets) == 1, f"{worker.where}: {service_name} has no port {url.port}"
+        port = container_port(server, targets[0])
+        assert port == int(server_env["REYNOLDS_PORT"]), f"{worker.where}: port {port}"
+
+
+def orchestrator_token_sources() -> dict[str, str]:
+    """Setup → where the orchestrator's api_token.txt comes from."""
+    sources: dict[str, str] = {}
+    for files in COMPOSE_SETUPS:
+        _, server = compose_orchestrator(compose(*files))
+        path = f"{effective_compose_environment(server)['REYNOLDS_SECRETS_DIR']}/api_token.txt"
+        sources["+".join(files)] = compose_secret_files(server)[path]
+    name, server = k8s_orchestrator()
+    spec, _ = k8s_reynolds_deployments()[name]
+    path = f"{k8s_environment(server)['REYNOLDS_SECRETS_DIR']}/api_token.txt"
+    sources["k8s"] = k8s_secret_files(spec, server)[path]
+    return sources
+
+
+def test_every_worker_has_the_api_token_the_orchestrator_checks_and_no_database_password() -> None:
+    expected = orchestrator_token_sources()
+    for worker in workers():
+        path = f"{worker.env['REYNOLDS_SECRETS_DIR']}/api_token.txt"
+        source = worker.secret_files.get(path)
+        assert source == expected[worker.setup], f"{worker.where}: {path} comes from {source}"
+        # A token in the environment would win over the file and show in `docker inspect`.
+        assert "REYNOLDS_API_TOKEN" not in worker.env, worker.where
+        assert not any(p.endswith("/db_password.txt") for p in worker.secret_files), worker.where
+
+
+def test_every_worker_health_check_targets_the_port_it_serves_health_on() -> None:
+    for worker in workers():
+        port = health_port_of(worker.command, worker.env)
+        assert port, f"{worker.where}: no health port"
+        assert worker.env["REYNOLDS_AGENT_HEALTH_PORT"] == str(port), worker.where
+        assert worker.env["REYNOLDS_HOST"] == "0.0.0.0", f"{worker.where}: health on loopback"
+        kinds = {kind for kind, _, _ in worker.health_checks}
+        wanted = {"readinessProbe", "livenessProbe"} if worker.setup == "k8s" else {"healthcheck"}
+        assert wanted <= kinds, f"{worker.where}: no HTTP {sorted(wanted - kinds)}"
+        for kind, checked, path in worker.health_checks:
+            assert (checked, path) == (port, "/health"), f"{worker.where} {kind}: {checked}{path}"
+    for name, (_, container) in k8s_reynolds_deployments().items():
+        if command_of(container) == SERVE:
+            continue
+        port = health_port_of(command_of(container), k8s_environment(container))
+        assert port in [p["containerPort"] for p in container["ports"]], name
+        for service_port in k8s_object("Service", name)["spec"]["ports"]:
+            assert container_port(container, service_port["targetPort"]) == port, name
+
+
+def test_no_deployment_file_says_the_workers_are_not_available() -> None:
+    names = [
+        BASE,
+        OVERRIDE,
+        PROD,
+        "Dockerfile",
+        "config/secrets.env.template",
+        "config/reynolds.env.example",
+    ]
+    names += [str(p.relative_to(ROOT)) for p in K8S_FILES]
+    sources = {name: text(name) for name in names}
+    sources["README.md, ## Deployment"] = readme_deployment_section()
+    for where, content in sources.items():
+        for paragraph in re.split(r"\n\s*(?:#\s*)?\n", content):
+            if NOT_AVAILABLE.search(paragraph):
+                assert not ABOUT_WORKERS.search(paragraph), f"{where}: {paragraph.strip()}"
+
+
+# ------------------------------------------------------------------------------------------
+# Ports, commands, images
+
+
+def test_the_orchestrator_listens_on_the_settings_default_port_everywhere() -> None:
+    port = settings_default("port")
+    assert dockerfile_instructions("EXPOSE") == [str(port)]
+    assert dockerfile_env()["REYNOLDS_PORT"] == str(port)
+    healthcheck = " ".join(dockerfile_instructions("HEALTHCHECK"))
+    assert "/health" in healthcheck and f"'{port}'" in healthcheck
+    server = compose(BASE)["reynolds"]
+    assert compose_environment(server)["REYNOLDS_PORT"] == str(port)
+    assert [published(p)[2] for p in server["ports"]] == [port]
+    assert k8s_object("ConfigMap", "reynolds-config")["data"]["REYNOLDS_PORT"] == str(port)
+    deployment = k8s_object("Deployment", "reynolds")["spec"]["template"]["spec"]
+    (container,) = deployment["containers"]
+    assert [p["containerPort"] for p in container["ports"]] == [port]
+    service = k8s_object("Service", "reynolds")["spec"]
+    assert [p["port"] for p in service["ports"]] == [port]
+
+
+def cli_commands() -> set[str]:
+    result = run_tool("reynolds", "--help")
+    assert result.returncode == 0, result.stderr
+    # Rich draws the command table in a box: "│ serve   Run the server ..."
+    return set(re.findall(r"^\W*\s([a-z][a-z-]*)\s{2,}\S", result.stdout, flags=re.MULTILINE))
+
+
+def test_the_image_runs_reynolds_serve_and_every_command_is_a_real_subcommand() -> None:
+    assert dockerfile_instructions("CMD") == ['["reynolds", "serve"]']
+    commands = cli_commands()
+    assert {"serve", "agent"} <= commands
+    used = [s.get("command") for s in reynolds_services(compose(BASE, OVERRIDE)).values()]
+    used += [s.get("command") for s in reynolds_services(compose(BASE, PROD)).values()]
+    for spec in pod_specs():
+        used += [c.get("command") for c in spec["containers"] if c["image"].startswith("reynolds:")]
+    for command in used:
+        assert command and command[0] == "reynolds" and command[1] in commands, command
+
+
+def images() -> dict[str, str]:
+    found = {f"Dockerfile FROM {i}": i.split()[0] for i in dockerfile_instructions("FROM")}
+    for name in (BASE, OVERRIDE, PROD):
+        for service, spec in load(name)["services"].items():
+            if "image" in spec:
+                found[f"{name}: {service}"] = spec["image"]
+    for spec in pod_specs():
+        for container in spec["containers"]:
+            found[f"k8s: {container['name']}"] = container["image"]
+    return found
+
+
+def test_every_image_is_pinned_to_a_version() -> None:
+    for where, image in images().items():
+        name, _, tag = image.rpartition(":")
+        assert name and "/" not in tag, f"{where}: {image} has no tag"
+        assert tag != "latest" and re.search(r"\d", tag), f"{where}: {image} is not a version"
+
+
+def test_the_reynolds_image_is_tagged_with_the_project_version() -> None:
+    version = tomllib.loads(text("pyproject.toml"))["project"]["version"]
+    ours = {image for image in images().values() if image.startswith("reynolds:")}
+    assert ours == {f"reynolds:{version}"}
+
+
+def test_the_orchestrator_runs_as_one_replica_replaced_rather_than_rolled() -> None:
+    assert "replicas" not in compose(BASE, PROD)["reynolds"].get("deploy", {})
+    spec = k8s_object("Deployment", "reynolds")["spec"]
+    assert spec["replicas"] == 1 and spec["strategy"] == {"type": "Recreate"}
+
+
+def memory_bytes(size: str) -> int:
+    """Compose's '4608M' or Kubernetes' '4608Mi' → bytes (binary units in both)."""
+    match = re.fullmatch(r"(\d+)([KMG]?)i?", size, flags=re.IGNORECASE)
+    assert match, f"not a memory size: {size}"
+    return int(match[1]) * 1024 ** " KMG".index(match[2].upper() or " ")
+
+
+def agent_limits() -> Iterator[tuple[str, str, list[str], str]]:
+    """(where, AGENT_MEMORY_LIMIT_HARD, command, memory limit) for every production worker."""
+    services = compose(BASE, PROD)
+    for name in worker_services(services):
+        service = services[name]
+        hard = compose_environment(service)["AGENT_MEMORY_LIMIT_HARD"]
+        yield name, hard, service["command"], service["deploy"]["resources"]["limits"]["memory"]
+    config = k8s_object("ConfigMap", "reynolds-config")["data"]
+    for pool in pools():
+        spec = k8s_object("Deployment", f"{pool}-agent")["spec"]["template"]["spec"]
+        (container,) = spec["containers"]
+        limit = container["resources"]["limits"]["memory"]
+        yield f"k8s {pool}-agent", config["AGENT_MEMORY_LIMIT_HARD"], container["command"], limit
+
+
+def test_each_production_worker_has_room_for_its_actions_hard_memory_limit() -> None:
+    worker_room = 256 * 2**20
+    for where, hard, command, limit in agent_limits():
+        concurrency = int(command[command.index("--concurrency") + 1])
+        needed = parse_bytes(hard) * concurrency + worker_room
+        assert memory_bytes(limit) >= needed, f"{where}: {limit} < {needed} bytes"
+
+
+# ------------------------------------------------------------------------------------------
+# Secrets
+
+
+def secret_file_references(values: list[str]) -> set[str]:
+    return {v.removeprefix(f"{SECRETS_DIR}/") for v in values if v.startswith(f"{SECRETS_DIR}/")}
+
+
+def test_services_read_secret_files_only_where_they_are_mounted() -> None:
+    scrapes = load("config/prometheus.yml")["scrape_configs"]
+    scrape_files = [s["authorization"]["credentials_file"] for s in scrapes if "authorization" in s]
+    scrape_secret = secret_file_references(scrape_files)
+    for name, service in compose(BASE).items():
+        mounted = {s["target"] for s in service.get("secrets", [])}
+        env = compose_environment(service)
+        wanted = secret_file_references(list(env.values()))
+        if name == "prometheus":
+            wanted |= scrape_secret
+        if env.get("REYNOLDS_SECRETS_DIR") == SECRETS_DIR:
+            wanted |= reynolds_secret_files(command_of(service), env)
+        assert wanted <= mounted, f"{name} reads {sorted(wanted - mounted)} without mounting it"
+    for spec in pod_specs():
+        values = [e.get("value", "") for c in spec["containers"] for e in c.get("env", [])]
+        wanted = secret_file_references(values)
+        for container in spec["containers"]:
+            if container["image"].startswith("reynolds:"):
+                wanted |= reynolds_secret_files(container["command"], k8s_environment(container))
+        if any(c["image"].startswith("prom/prometheus:") for c in spec["containers"]):
+            wanted |= scrape_secret
+        assert wanted <= kubernetes_secret_mounts(spec), spec["containers"][0]["name"]
+
+
+def reynolds_secret_files(command: list[str], env: dict[str, str]) -> set[str]:
+    """The secret files a Reynolds container needs: a worker the API token it claims and
+    reports with, the server the database password its PostgreSQL URL leaves out."""
+    if command[:2] == ["reynolds", "agent"]:
+        return {"api_token.txt"}
+    url = env.get("REYNOLDS_DATABASE_URL", "")
+    if url.startswith("postgresql") and not PASSWORD_IN_URL.search(url):
+        return {"db_password.txt"}
+    return set()
+
+
+def test_no_deployment_file_writes_a_password_into_a_url() -> None:
+    names = [BASE, OVERRIDE, PROD, "Dockerfile", *(str(p.relative_to(ROOT)) for p in K8S_FILES)]
+    # config/reynolds.env is a local, uncommitted file: only the shipped ones are checked.
+    shipped = [p for p in (ROOT / "config").rglob("*") if p.is_file() and p.name != "reynolds.env"]
+    names += [str(p.relative_to(ROOT)) for p in shipped]
+    for name in names:
+        assert not PASSWORD_IN_URL.search(text(name)), name
+
+
+def test_the_database_and_redis_urls_point_at_the_services_that_provide_them() -> None:
+    services = compose(BASE)
+    postgres = compose_environment(services["postgres"])
+    expected_db = (
+        f"postgresql+psycopg://{postgres['POSTGRES_USER']}@postgres:5432/{postgres['POSTGRES_DB']}"
+    )
+    assert compose_environment(services["reynolds"])["REYNOLDS_DATABASE_URL"] == expected_db
+    for name, service in reynolds_services(services).items():
+        env = compose_environment(service)
+        assert env["REYNOLDS_REDIS_URL"] == "redis://redis:6379/0", name
+        assert env["REYNOLDS_BACKEND"] == "celery", name
+    data = k8s_object("ConfigMap", "reynolds-config")["data"]
+    assert data["REYNOLDS_DATABASE_URL"] == expected_db
+    assert data["REYNOLDS_REDIS_URL"] == "redis://redis:6379/0"
+    assert k8s_object("Service", "postgres") and k8s_object("Service", "redis")
+
+
+# ------------------------------------------------------------------------------------------
+# Metrics, alerts, dashboards
+
+
+def test_every_metric_the_alerts_query_is_one_the_server_exports(
+    exported_metrics: set[str],
+) -> None:
+    for rule in alert_rules():
+        unknown = set(METRIC.findall(rule["expr"])) - exported_metrics
+        assert not unknown, f"{rule['alert']}: {sorted(unknown)}"
+
+
+def test_every_metric_the_dashboard_queries_is_one_the_server_exports(
+    exported_metrics: set[str],
+) -> None:
+    queries = dashboard_queries()
+    assert queries
+    for query in queries:
+        unknown = set(METRIC.findall(query)) - exported_metrics
+        assert not unknown, f"{query}: {sorted(unknown)}"
+
+
+def test_the_autoscalers_scale_on_metrics_the_server_exports(exported_metrics: set[str]) -> None:
+    for hpa in k8s_objects("HorizontalPodAutoscaler"):
+        for metric in hpa["spec"]["metrics"]:
+            assert metric["external"]["metric"]["name"] in exported_metrics
+
+
+def test_queries_select_only_agent_types_that_are_pools() -> None:
+    queries = [rule["expr"] for rule in alert_rules()] + dashboard_queries()
+    selected = {v for q in queries for v in AGENT_TYPE_SELECTOR.findall(q)}
+    assert selected <= set(pools()) | {"$agent_type"}
+
+
+def test_the_alert_rules_cover_the_seeds_targets_with_the_contract_metrics() -> None:
+    required = {
+        "ReynoldsServerDown": ("up", "== 0"),
+        "ReynoldsTaskSuccessRateLow": ("reynolds_tasks_total", "< 0.9"),
+        "ReynoldsOrchestrationOverheadHigh": ("reynolds_orchestration_overhead_ratio", "> 0.15"),
+        "ReynoldsParallelExecutionRatioLow": ("reynolds_parallel_execution_ratio", "< 0.8"),
+        "ReynoldsQueueDepthHigh": (
+            "reynolds_queue_depth",
+            f"> {settings_default('queue_threshold_scale_up')}",
+        ),
+        "ReynoldsCircuitBreakerOpen": ("reynolds_loop_prevention_circuit_breaker_open", "== 1"),
+    }
+    rules = {rule["alert"]: rule for rule in alert_rules()}
+    for name, (metric, comparison) in required.items():
+        expr = rules[name]["expr"]
+        assert re.search(rf"\b{metric}\b", expr) and comparison in expr, name
+    for rule in rules.values():
+        assert rule["labels"]["severity"] in ("critical", "warning", "info"), rule["alert"]
+        assert rule["annotations"]["summary"], rule["alert"]

@@ -21,6 +21,7 @@ from reynolds.adapters.event_store.base import Scope, ScopedEventStore
 from reynolds.adapters.event_store.memory import MemoryEventStore
 from reynolds.adapters.metrics import Metrics
 from reynolds.adapters.store.lock import HomeLock
+from reynolds.adapters.store.ownership import home_server_id
 from reynolds.adapters.store.sql import SqlStore
 from reynolds.core.pools import PoolSet
 from reynolds.errors import InvalidInput
@@ -129,7 +130,9 @@ async def build(settings: Settings, *, hold_lock: bool = True) -> Container:
     try:
         pools = load_pools(settings)
         store = SqlStore(
-            settings.effective_database_url, batch_interval_s=settings.store_batch_interval_s
+            settings.effective_database_url,
+            batch_interval_s=settings.store_batch_interval_s,
+            server_id=home_server_id(settings.server_id_file),
         )
         await asyncio.to_thread(store.start)
         metrics = Metrics()

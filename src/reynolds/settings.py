@@ -114,6 +114,11 @@ class Settings(BaseSettings):
         return self.home / "scheduler.lock"
 
     @property
+    def server_id_file(self) -> Path:
+        """This orchestrator's id among those sharing a database (see ownership.py)."""
+        return self.home / "server_id"
+
+    @property
     def log_dir(self) -> Path:
         return self.home / "logs"
 

@@ -2,7 +2,7 @@
 
 State lives in memory while a task runs and is written through the store's batched writer;
 anything reported to a client has been flushed first. A restarted engine resumes every
-unfinished task from the store.
+unfinished task of the store that no live server owns (its own included).
 """
 
 from __future__ import annotations
@@ -52,6 +52,7 @@ from reynolds.errors import ActionDenied, Conflict, NotFound
 from reynolds.services.actions import Job, Runners, execute
 from reynolds.services.pool_control import PoolControl
 from reynolds.services.ports import (
+    SERVER_STALE_AFTER_S,
     ActionContext,
     ActionResult,
     ActionRunner,
@@ -739,8 +740,10 @@ class Engine(PoolControl):
     # -- life cycle -----------------------------------------------------------------------
 
     async def resume(self) -> list[str]:
-        """Pick up every task a previous server left unfinished; returns their ids."""
-        tasks = await asyncio.to_thread(self.store.unfinished_tasks)
+        """Claim and pick up the unfinished tasks this server left (in an earlier run on the
+        same home), nobody's, or a dead server's; returns their ids. Servers sharing a
+        database never resume the same task."""
+        tasks = await asyncio.to_thread(self.store.claim_unfinished, SERVER_STALE_AFTER_S)
         resumed = []
         for task in sorted(tasks, key=lambda t: t["created_at"]):
             rows = await asyncio.to_thread(self.store.get_subtasks, task["id"])

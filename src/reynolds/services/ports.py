@@ -8,6 +8,10 @@ from typing import Any, Protocol
 
 Row = dict[str, Any]
 
+# Orchestrators sharing a database take one whose heartbeat is older than this for dead, and
+# its unfinished tasks as theirs to resume.
+SERVER_STALE_AFTER_S = 30.0
+
 
 @dataclass(slots=True)
 class ActionContext:
@@ -93,6 +97,11 @@ class Store(Protocol):
     def list_tasks(self, status: str | None = None, limit: int = 50) -> list[Row]: ...
 
     def unfinished_tasks(self) -> list[Row]: ...
+
+    def claim_unfinished(self, stale_after_s: float, limit: int | None = None) -> list[Row]:
+        """Take the unfinished tasks that are this server's, nobody's, or a dead server's (no
+        heartbeat for `stale_after_s`) and return them oldest first; no two servers are given
+        the same task."""
 
     def task_counts(self) -> dict[str, int]: ...
 

@@ -103,9 +103,12 @@ class CeleryExecutor:
         self._tasks = [loop.create_task(self._reap_loop()), loop.create_task(self._monitor_loop())]
 
     async def aclose(self) -> None:
-        for task in self._tasks:
+        # Revocations still being sent may finish; the reaper and the monitor stop.
+        if self._background:
+            await asyncio.wait(set(self._background), timeout=INSPECT_TIMEOUT_S)
+        for task in [*self._tasks, *self._background]:
             task.cancel()
-        for task in self._tasks:
+        for task in [*self._tasks, *self._background]:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks = []

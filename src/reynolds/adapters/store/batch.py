@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from operator import itemgetter
 from typing import Any
@@ -92,10 +92,17 @@ class Batch:
 
 
 class BatchWriter:
-    """Writes a Batch with one executemany per table and set of columns (SQLite)."""
+    """Writes a Batch with one executemany per table and set of columns (SQLite).
 
-    def __init__(self, dialect: Dialect) -> None:
+    `insert_values` are columns set on the rows an upsert inserts and never on those it
+    updates, per table (the server that owns a new task).
+    """
+
+    def __init__(
+        self, dialect: Dialect, insert_values: Mapping[Table, Mapping[str, Any]] | None = None
+    ) -> None:
         self._dialect = dialect
+        self._insert_values = dict(insert_values or {})
         self._statements: dict[tuple[str, frozenset[str]], tuple[Executable | None, bool]] = {}
         # RETURNING the whole row, not only seq: SQLite does not promise RETURNING comes back
         # in VALUES order, and asking SQLAlchemy to sort makes it insert one row at a time.
@@ -152,6 +159,9 @@ class BatchWriter:
         values = sorted(columns - set(key))
         if required_columns(table) <= columns:
             insert = sqlite.insert(table)
+            stamped = self.stamped(table, columns)
+            if stamped:
+                insert = insert.values(dict(stamped))
             if not values:
                 return insert.on_conflict_do_nothing(index_elements=list(key)), False
             # Only the columns the put named: the others keep what the row already holds.
@@ -167,6 +177,11 @@ class BatchWriter:
             .values({name: bindparam(name) for name in values})
         )
         return statement, True
+
+    def stamped(self, table: Table, columns: frozenset[str]) -> list[tuple[str, Any]]:
+        """The insert-only values of `table` that rows holding `columns` leave out."""
+        given = self._insert_values.get(table, {})
+        return [(name, value) for name, value in given.items() if name not in columns]
 
     def _insert_events(self, conn: Connection, rows: list[Row]) -> list[Row]:
         return [dict(row) for row in conn.execute(self._events_insert, rows).mappings()]

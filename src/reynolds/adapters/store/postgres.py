@@ -5,7 +5,7 @@ one statement instead of thousands of VALUES, so the writer holds the GIL far le
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -76,8 +76,10 @@ class _Plan:
 class PostgresBatchWriter(BatchWriter):
     """A BatchWriter whose statements take whole columns as arrays."""
 
-    def __init__(self, dialect: Dialect) -> None:
-        super().__init__(dialect)
+    def __init__(
+        self, dialect: Dialect, insert_values: Mapping[Table, Mapping[str, Any]] | None = None
+    ) -> None:
+        super().__init__(dialect, insert_values)
         self._quote = dialect.identifier_preparer.quote
         self._plans: dict[tuple[str, frozenset[str]], _Plan | None] = {}
         self._events_plan = self._append_plan(events, "seq", returning=True)
@@ -127,10 +129,13 @@ class PostgresBatchWriter(BatchWriter):
         values = sorted(columns - set(key))
         target = self._quote(table.name)
         if required_columns(table) <= columns:
-            fill = [
+            # Insert-only values travel like defaults: inserted, never in the SET below.
+            stamped = self.stamped(table, columns)
+            named = columns | {name for name, _ in stamped}
+            fill = stamped + [
                 (column.name, column.default.arg)  # type: ignore[attr-defined]
                 for column in table.columns
-                if column.name not in columns
+                if column.name not in named
                 and column.default is not None
                 and column.default.is_scalar
             ]

@@ -35,6 +35,9 @@ tasks = Table(
     Column("created_at", Float, nullable=False, index=True),
     Column("started_at", Float, nullable=True),
     Column("finished_at", Float, nullable=True),
+    # The server (see `servers`) that runs the task; set when a row is inserted and when a
+    # server claims the task to resume it, never by other updates. NULL: written before 0004.
+    Column("owner", String(64), nullable=True),
 )
 
 subtasks = Table(
@@ -158,6 +161,19 @@ scaling_events = Table(
     Index("ix_scaling_events_at", "at"),
 )
 
+# One row per orchestrator sharing the database: its id (kept in its REYNOLDS_HOME), where it
+# runs and when it last said it was alive. Deleted when it stops cleanly, or by another server
+# once its heartbeat is stale.
+servers = Table(
+    "servers",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("host", String(255), nullable=False),
+    Column("pid", Integer, nullable=False),
+    Column("started_at", Float, nullable=False),
+    Column("heartbeat_at", Float, nullable=False),
+)
+
 __all__ = [
     "attempts",
     "audit",
@@ -166,6 +182,7 @@ __all__ = [
     "metadata",
     "orchestration_decisions",
     "scaling_events",
+    "servers",
     "subtasks",
     "tasks",
 ]

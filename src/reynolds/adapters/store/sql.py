@@ -10,6 +10,7 @@ import math
 import queue
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Future
 from typing import Any
@@ -19,6 +20,7 @@ from sqlalchemy.engine import make_url
 
 from reynolds.adapters.store.batch import IN_CHUNK, Batch, BatchWriter, primary_key
 from reynolds.adapters.store.migrate import upgrade
+from reynolds.adapters.store.ownership import HEARTBEAT_INTERVAL_S, UNFINISHED, Heartbeat, claim
 from reynolds.adapters.store.postgres import PostgresBatchWriter
 from reynolds.adapters.store.schema import (
     attempts,
@@ -35,7 +37,6 @@ from reynolds.services.ports import Row
 
 logger = logging.getLogger(__name__)
 
-UNFINISHED = ("pending", "ready", "running")
 _BUSY_TIMEOUT_MS = 10_000
 # Bounds one transaction's size; whatever is left waits for the next batch.
 _MAX_BATCH = 20_000
@@ -56,18 +57,35 @@ _Item = tuple[Table | str, Any]
 
 
 class SqlStore:
-    """A `Store` on SQLite (WAL) or PostgreSQL (`postgresql+psycopg://`)."""
+    """A `Store` on SQLite (WAL) or PostgreSQL (`postgresql+psycopg://`).
+
+    Started, it is a server in the database's `servers` (see ownership.py): `server_id` names
+    it (a new one unless given: the orchestrator passes its home's) and owns the tasks it
+    inserts.
+    """
 
     # Pauses between attempts to commit a failing batch before it is given up.
     retry_delays_s: tuple[float, ...] = (0.05, 0.25, 1.0)
 
-    def __init__(self, url: str, *, batch_interval_s: float = 0.005) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        batch_interval_s: float = 0.005,
+        server_id: str | None = None,
+        heartbeat_interval_s: float = HEARTBEAT_INTERVAL_S,
+    ) -> None:
         self._url = url
         self._batch_interval_s = batch_interval_s
         self._engine = _make_engine(url)
+        self.server_id = server_id or str(uuid.uuid4())
+        self._heartbeat = Heartbeat(self._engine, self.server_id, heartbeat_interval_s)
         dialect = self._engine.dialect
+        owned = {tasks: {"owner": self.server_id}}
         self._writer = (
-            PostgresBatchWriter(dialect) if dialect.name == "postgresql" else BatchWriter(dialect)
+            PostgresBatchWriter(dialect, owned)
+            if dialect.name == "postgresql"
+            else BatchWriter(dialect, owned)
         )
         self._queue: queue.SimpleQueue[_Item] = queue.SimpleQueue()
         self._wake = threading.Event()
@@ -85,15 +103,17 @@ class SqlStore:
     # -- lifecycle --
 
     def start(self) -> None:
-        """Bring the schema up to date and start the writer thread."""
+        """Bring the schema up to date, register as a server and start the writer thread."""
         if self._thread is not None:
             return
         upgrade(self._url)
+        self._heartbeat.start()
         self._thread = threading.Thread(target=self._run, name="reynolds-store-writer", daemon=True)
         self._thread.start()
 
     def close(self) -> None:
-        """Commit what is queued, stop the writer and release the connections."""
+        """Commit what is queued, stop the writer, leave `servers` (this server's unfinished
+        tasks may then be claimed by another) and release the connections."""
         failure: StoreError | None = None
         if self._thread is not None and not self._closed:
             try:
@@ -107,6 +127,7 @@ class SqlStore:
             if self._thread.is_alive():
                 logger.error("store writer did not stop within 60 s")
         self._closed = True
+        self._heartbeat.stop()
         self._engine.dispose()
         if failure is not None:
             raise failure
@@ -348,6 +369,18 @@ class SqlStore:
         return self._fetch(
             select(tasks).where(tasks.c.status.in_(UNFINISHED)).order_by(tasks.c.created_at)
         )
+
+    def claim_unfinished(self, stale_after_s: float, limit: int | None = None) -> list[Row]:
+        """Take the unfinished tasks that are this server's, nobody's, or a dead server's (no
+        heartbeat for `stale_after_s`), at most `limit`, and return them oldest first."""
+        with self._engine.begin() as conn:
+            return claim(
+                conn,
+                self.server_id,
+                stale_before=time.time() - stale_after_s,
+                limit=limit,
+                skip_locked=self._engine.dialect.name == "postgresql",
+            )
 
     def task_counts(self) -> dict[str, int]:
         query = select(tasks.c.status, func.count()).group_by(tasks.c.status)

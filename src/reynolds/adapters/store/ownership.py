@@ -1,0 +1,157 @@
+"""Orchestrators sharing one database: each is a row in `servers` kept alive by a heartbeat,
+and each unfinished task has an owner, so that no two of them resume the same task.
+
+A server is an orchestrator's REYNOLDS_HOME: its id is kept there, so a server started again on
+the same home (after a crash, too) is the same server and takes its own tasks back at once. A
+task belongs to the server that inserted it or last claimed it; another server may claim it
+once the owner's heartbeat is older than `stale_after_s`, or the owner has no row (it stopped
+cleanly, or was found dead). On PostgreSQL a claim skips the rows another claim has locked
+(FOR UPDATE SKIP LOCKED), so concurrent claimers neither wait for each other nor share a task.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+import uuid
+from pathlib import Path
+
+from sqlalchemy import Connection, Engine, delete, insert, or_, select, update
+
+from reynolds.adapters.store.database import reason
+from reynolds.adapters.store.schema import servers, tasks
+from reynolds.errors import StoreError
+from reynolds.services.ports import SERVER_STALE_AFTER_S, Row
+
+logger = logging.getLogger(__name__)
+
+UNFINISHED = ("pending", "ready", "running")
+# Three beats to a stale server: one late beat is not a death.
+HEARTBEAT_INTERVAL_S = SERVER_STALE_AFTER_S / 3
+
+
+def home_server_id(path: Path) -> str:
+    """The server id kept in the file at `path`, created on first use. Call it holding the
+    home's lock: two processes must never make two ids for one home."""
+    try:
+        text = path.read_text(encoding="utf-8").strip()
+    except FileNotFoundError:
+        text = ""
+    if text:
+        try:
+            return str(uuid.UUID(text))
+        except ValueError:
+            raise StoreError(f"{path} does not hold a server id (a UUID)") from None
+    server_id = str(uuid.uuid4())
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text(server_id + "\n", encoding="utf-8")
+    os.replace(partial, path)
+    return server_id
+
+
+def claim(
+    conn: Connection,
+    server_id: str,
+    *,
+    stale_before: float,
+    limit: int | None = None,
+    skip_locked: bool = False,
+) -> list[Row]:
+    """Make `server_id` the owner of the unfinished tasks that are its own, nobody's, or a
+    dead server's (no heartbeat since `stale_before`), and return them oldest first; then
+    forget the dead servers. Runs in the caller's transaction."""
+    live = select(servers.c.id).where(servers.c.heartbeat_at >= stale_before)
+    claimable = (
+        select(tasks.c.id)
+        .where(
+            tasks.c.status.in_(UNFINISHED),
+            or_(tasks.c.owner.is_(None), tasks.c.owner == server_id, tasks.c.owner.not_in(live)),
+        )
+        .order_by(tasks.c.created_at, tasks.c.id)
+        .limit(limit)
+    )
+    dead = select(servers.c.id).where(
+        servers.c.heartbeat_at < stale_before, servers.c.id != server_id
+    )
+    if skip_locked:
+        # A row another claim has locked is about to be that claim's: waiting for it would
+        # only find it taken.
+        claimable = claimable.with_for_update(skip_locked=True)
+        dead = dead.with_for_update(skip_locked=True)
+    claimed = conn.execute(
+        update(tasks).where(tasks.c.id.in_(claimable)).values(owner=server_id).returning(*tasks.c)
+    ).mappings()
+    rows = sorted((dict(row) for row in claimed), key=lambda row: (row["created_at"], row["id"]))
+    conn.execute(delete(servers).where(servers.c.id.in_(dead)))
+    return rows
+
+
+class Heartbeat:
+    """A server's row in `servers`, renewed every `interval_s` by a thread of its own rather
+    than the writer's: a long batch, or its retries, must not make a live server look dead."""
+
+    def __init__(self, engine: Engine, server_id: str, interval_s: float) -> None:
+        self._engine = engine
+        self._server_id = server_id
+        self._interval_s = interval_s
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._started_at = 0.0
+
+    def start(self) -> None:
+        """Register the server (replacing a row a crashed run of it left) and start beating."""
+        self._started_at = time.time()
+        with self._engine.begin() as conn:
+            conn.execute(delete(servers).where(servers.c.id == self._server_id))
+            self._insert(conn, self._started_at)
+        self._thread = threading.Thread(
+            target=self._run, name="reynolds-store-heartbeat", daemon=True
+        )
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop beating and remove the row: the server's unfinished tasks are free to claim."""
+        thread, self._thread = self._thread, None
+        if thread is None:
+            return
+        self._stop.set()
+        thread.join(timeout=30)
+        try:
+            with self._engine.begin() as conn:
+                conn.execute(delete(servers).where(servers.c.id == self._server_id))
+        except Exception as exc:  # the row goes stale instead, and is swept by a later claim
+            logger.warning("could not remove this server from `servers`: %s", reason(exc))
+
+    def beat(self, now: float) -> None:
+        """Renew the heartbeat; register again if another server found this one dead."""
+        with self._engine.begin() as conn:
+            renewed = conn.execute(
+                update(servers).where(servers.c.id == self._server_id).values(heartbeat_at=now)
+            ).rowcount
+            if renewed == 0:
+                logger.warning(
+                    "another server found this one's heartbeat stale and removed it; "
+                    "tasks this server ran may have been claimed by another"
+                )
+                self._insert(conn, now)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._interval_s):
+            try:
+                self.beat(time.time())
+            except Exception as exc:  # the next beat tries again
+                logger.warning("heartbeat failed: %s", reason(exc))
+
+    def _insert(self, conn: Connection, now: float) -> None:
+        conn.execute(
+            insert(servers).values(
+                id=self._server_id,
+                host=socket.gethostname(),
+                pid=os.getpid(),
+                started_at=self._started_at,
+                heartbeat_at=now,
+            )
+        )

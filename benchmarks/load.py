@@ -7,6 +7,12 @@ out before the same call is made again. Reports calls, successes, 429s, other er
 p50/p95/p99 latency of submit and status calls, against the targets: at least 95 % of calls
 succeed, every other answer is a 429, status p95 under 50 ms.
 
+Clients do not move in step: each starts at a random moment within the first poll interval,
+and every poll interval and think time is drawn uniformly within ±`--jitter` (default 20 %) of
+its value, as load tools do for a population of independent users; `--jitter 0` makes every
+client start at once and wait exactly, so all 200 stay in lockstep and arrive in waves.
+`--seed` fixes the draws.
+
 Each client has a connection of its own. With `--spawn` each also has a token of its own (named
 tokens given to the private server), so each is rate-limited as the separate caller it stands
 for; against a running server they all present `REYNOLDS_API_TOKEN` and share its limit.
@@ -15,7 +21,8 @@ Only 127.0.0.1 is ever contacted: `--spawn` starts a private server there; other
 `REYNOLDS_URL` / `--url` must name 127.0.0.1 and anything else is refused. The run is bounded:
 at most 1,000 clients, 600 s and 2,000,000 calls, each call at most 10 s.
 
-    .venv/bin/python benchmarks/load.py --spawn [--duration 60] [--clients 200] [--json]
+    .venv/bin/python benchmarks/load.py --spawn [--duration 60] [--clients 200] [--jitter 0.2]
+        [--seed N] [--json]
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ import asyncio
 import contextlib
 import math
 import os
+import random
 import secrets
 import shutil
 import sys
@@ -87,6 +95,8 @@ class Run:
     deadline: float
     poll_interval_s: float
     think_s: float = 0.0
+    jitter: float = 0.0
+    rng: random.Random = field(default_factory=random.Random)
     submit: CallStats = field(default_factory=CallStats)
     status: CallStats = field(default_factory=CallStats)
     tasks_submitted: int = 0
@@ -95,6 +105,10 @@ class Run:
     @property
     def calls(self) -> int:
         return self.submit.calls + self.status.calls
+
+    def spread(self, seconds: float) -> float:
+        """`seconds`, drawn within ±jitter of it."""
+        return seconds * self.rng.uniform(1 - self.jitter, 1 + self.jitter)
 
     def open(self) -> bool:
         return time.monotonic() < self.deadline and self.calls < MAX_CALLS
@@ -117,6 +131,8 @@ def check_bounds(args: argparse.Namespace) -> None:
         raise Refused("--poll-interval must be 0..10 s")
     if not 0 <= args.think <= 60:
         raise Refused("--think must be 0..60 s")
+    if not 0 <= args.jitter < 1:
+        raise Refused("--jitter must be at least 0 and below 1")
 
 
 @contextlib.contextmanager
@@ -206,6 +222,8 @@ async def client(base_url: str, run: Run, token: str | None) -> None:
 
 
 async def submit_and_poll(http: httpx.AsyncClient, run: Run, headers: dict[str, str]) -> None:
+    if run.jitter > 0:
+        await pause(run, run.rng.uniform(0, run.poll_interval_s))  # a staggered start
     while run.open():
         submitted = await call(
             http, run, run.submit, "POST", "/mcp/tools/orchestrate_task", headers, SUBMIT_BODY
@@ -216,13 +234,13 @@ async def submit_and_poll(http: httpx.AsyncClient, run: Run, headers: dict[str, 
         run.tasks_submitted += 1
         status = result.get("status")
         while status not in ENDED and run.open():
-            await pause(run, run.poll_interval_s)
+            await pause(run, run.spread(run.poll_interval_s))
             polled = await call(http, run, run.status, "GET", f"/tasks/{result['taskId']}", headers)
             if polled is not None:
                 status = polled.get("status")
         if status in ENDED:
             run.tasks_ended += 1
-        await pause(run, run.think_s)
+        await pause(run, run.spread(run.think_s))
 
 
 async def drive(base_url: str, tokens: list[str | None], args: argparse.Namespace) -> Run:
@@ -230,6 +248,8 @@ async def drive(base_url: str, tokens: list[str | None], args: argparse.Namespac
         deadline=time.monotonic() + args.duration,
         poll_interval_s=args.poll_interval,
         think_s=args.think,
+        jitter=args.jitter,
+        rng=random.Random(args.seed),
     )
     clients = [asyncio.create_task(client(base_url, run, token)) for token in tokens]
     # Calls in flight at the deadline finish within their own timeout.
@@ -312,6 +332,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "durationS": args.duration,
         "pollIntervalS": args.poll_interval,
         "thinkS": args.think,
+        "jitter": args.jitter,
         "tokens": "one per client" if args.spawn else "shared",
         "machine": harness.machine(),
         "wallS": wall_s,
@@ -330,7 +351,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 def print_report(report: dict[str, Any]) -> None:
     print(
         f"load: {report['clients']} clients for {report['durationS']:g} s, poll interval "
-        f"{report['pollIntervalS']:g} s, tokens {report['tokens']}; "
+        f"{report['pollIntervalS']:g} s, jitter {report['jitter']:g}, tokens {report['tokens']}; "
         f"{report['machine']['cpus']} CPUs, {report['machine']['date']}"
     )
     headers = ["call", "calls", "successes", "429s", "other errors", "calls/s", "p50 ms",
@@ -371,6 +392,14 @@ def main() -> int:
         default=0.5,
         help="seconds a client waits after a task ends before it submits the next (default 0.5)",
     )
+    p.add_argument(
+        "--jitter",
+        type=float,
+        default=0.2,
+        help="spread of poll intervals and think times, and a staggered start (default 0.2: "
+        "±20 %%; 0: every client in lockstep)",
+    )
+    p.add_argument("--seed", type=int, default=None, help="seed for the random draws")
     return harness.main_guard(run, p.parse_args())
 
 

@@ -416,3 +416,28 @@ async def test_a_pools_resource_limits_reach_its_actions(tmp_path: Path) -> None
     finally:
         await container.aclose()
     assert result["subtasks"][0]["output"].strip() == "limited"
+
+
+async def test_a_task_no_longer_in_memory_is_answered_whole_from_the_store(
+    app: Container, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from reynolds.services import engine as engine_module
+
+    monkeypatch.setattr(engine_module, "_RECENT_RUNS", 1)
+    engine = app.engine
+    spec = {"type": "evict", "components": ["a", "b"], "steps": [shell("sleep", "0.1", name="t")]}
+    # Two runs ending together: the second to end evicts the first from memory while the
+    # first's last writes are still waiting for the store's next commit.
+    runs = [await engine.submit(TaskSpec.model_validate(spec)) for _ in range(2)]
+    for run in runs:
+        assert await engine.wait(run, 30)
+    evicted = [run for run in runs if engine.find(run.id) is None]
+    assert len(evicted) == 1
+
+    answer = await engine.result(evicted[0].id)
+
+    assert answer["status"] == "succeeded"
+    assert sorted((s["id"], s["status"], s["exitCode"]) for s in answer["subtasks"]) == [
+        ("t:a", "succeeded", 0),
+        ("t:b", "succeeded", 0),
+    ]

@@ -80,7 +80,10 @@ class Prepared:
 
 
 _ACTION = TypeAdapter(Action)
-_RECENT = 200
+# Finished runs kept in memory, so polls of recent tasks are answered without the store:
+# at most this many, holding at most this many subtasks in all.
+_RECENT_RUNS = 2_000
+_RECENT_SUBTASKS = 100_000
 
 
 class Engine(PoolControl):
@@ -127,6 +130,8 @@ class Engine(PoolControl):
         self.free = dict(self.replicas)
         self._active: list[TaskRun] = []
         self._recent: OrderedDict[str, TaskRun] = OrderedDict()
+        self._recent_subtasks = 0
+        self._evicted_mark = 0
         self._history: dict[str, float | None] = {}
         # Per pool, from finished attempts: [attempts, successes, mean seconds].
         self._outcomes: dict[str, list[float]] = {p: [0, 0, 0.0] for p in self.replicas}
@@ -628,8 +633,14 @@ class Engine(PoolControl):
 
     def _remember(self, run: TaskRun) -> None:
         self._recent[run.id] = run
-        while len(self._recent) > _RECENT:
-            self._recent.popitem(last=False)
+        self._recent_subtasks += len(run.subs)
+        while len(self._recent) > _RECENT_RUNS or (
+            self._recent_subtasks > _RECENT_SUBTASKS and len(self._recent) > 1
+        ):
+            _, old = self._recent.popitem(last=False)
+            self._recent_subtasks -= len(old.subs)
+            # What a read of a task no longer in memory must see committed.
+            self._evicted_mark = max(self._evicted_mark, old.mark)
 
     def _event(self, run: TaskRun, sub: SubState | None, kind: str, data: dict[str, Any]) -> None:
         self.store.add_event(
@@ -655,7 +666,9 @@ class Engine(PoolControl):
         """The contract's result for a task, from memory or the store. Whatever it reports
         has been committed: it waits for the writer only when the task has writes pending."""
         run = self.find(task_id)
-        if not self.store.durable(run.mark if run is not None else self.store.write_mark()):
+        # A task not in memory ended before the last run evicted (or before this server
+        # started): only the writes of evicted runs can still be pending for it.
+        if not self.store.durable(run.mark if run is not None else self._evicted_mark):
             await self.store.flush()
         on = self.settings.personality == "on"
         if run is not None:

@@ -6,10 +6,11 @@ import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from operator import itemgetter
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import JSON, Connection, Dialect, Executable, Table, bindparam, select, update
 from sqlalchemy.dialects import sqlite
+from sqlalchemy.sql.elements import ClauseElement
 
 from reynolds.adapters.store.schema import (
     audit,
@@ -103,10 +104,8 @@ class BatchWriter:
     ) -> None:
         self._dialect = dialect
         self._insert_values = dict(insert_values or {})
-        self._statements: dict[tuple[str, frozenset[str]], tuple[Executable | None, bool]] = {}
-        # RETURNING the whole row, not only seq: SQLite does not promise RETURNING comes back
-        # in VALUES order, and asking SQLAlchemy to sort makes it insert one row at a time.
-        self._events_insert = sqlite.insert(events).returning(*events.c)
+        self._raw: dict[tuple[str, frozenset[str]], _Raw | None] = {}
+        self._events = _Append(events, dialect)
         self._durations_select = select(durations).where(
             durations.c.key.in_(bindparam("keys", expanding=True))
         )
@@ -144,14 +143,16 @@ class BatchWriter:
         self, conn: Connection, table: Table, columns: frozenset[str], rows: list[Row]
     ) -> None:
         cache_key = (table.name, columns)
-        if cache_key not in self._statements:
-            self._statements[cache_key] = self._build(table, columns)
-        statement, is_update = self._statements[cache_key]
-        if statement is None:
-            return
-        if is_update:
-            rows = [_key_params(row, primary_key(table)) for row in rows]
-        conn.execute(statement, rows)
+        if cache_key not in self._raw:
+            statement, _ = self._build(table, columns)
+            self._raw[cache_key] = (
+                None
+                if statement is None
+                else _Raw.of(cast(ClauseElement, statement), table, columns, self._dialect)
+            )
+        raw = self._raw[cache_key]
+        if raw is not None:
+            _cursor(conn).executemany(raw.sql, raw.params(rows))
 
     def _build(self, table: Table, columns: frozenset[str]) -> tuple[Executable | None, bool]:
         """The statement for rows holding exactly `columns`, and whether it is an UPDATE."""
@@ -184,7 +185,15 @@ class BatchWriter:
         return [(name, value) for name, value in given.items() if name not in columns]
 
     def _insert_events(self, conn: Connection, rows: list[Row]) -> list[Row]:
-        return [dict(row) for row in conn.execute(self._events_insert, rows).mappings()]
+        """Append events and return them with their `seq`.
+
+        One executemany, then the last rowid: `seq` is the table's rowid, and inside this
+        transaction (which holds SQLite's only write lock) each insert takes the next one,
+        so the batch's seqs are the `len(rows)` numbers ending there, in order."""
+        self._events.insert(conn, rows)
+        last = _cursor(conn).execute("SELECT last_insert_rowid()").fetchone()[0]
+        first = int(last) - len(rows) + 1
+        return [{**row, "seq": first + i} for i, row in enumerate(rows)]
 
     def _insert_audit(self, conn: Connection, rows: list[Row]) -> None:
         """Append audit rows; each holds every column but `seq` (see SqlStore.add_audit).
@@ -237,11 +246,60 @@ class _Append:
                 if values[i] is not None:
                     values[i] = json.dumps(values[i])
             params.append(tuple(values))
-        conn.exec_driver_sql(self.sql, params)
+        _cursor(conn).executemany(self.sql, params)
 
 
-def _key_params(row: Row, key: Sequence[str]) -> Row:
-    params = dict(row)
-    for name in key:
-        params[_KEY_PREFIX + name] = params.pop(name)
-    return params
+def _cursor(conn: Connection) -> Any:
+    """A cursor of the driver's own connection, inside `conn`'s transaction: plain
+    executemany without SQLAlchemy's per-statement execution machinery (SQLite only)."""
+    return conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+
+
+@dataclass(frozen=True, slots=True)
+class _Raw:
+    """A compiled upsert or update as plain SQL for sqlite3's executemany: SQLAlchemy's
+    per-row parameter handling cost the writer thread (and so the GIL) more than the SQL.
+
+    Each positional parameter is a row's column (JSON ones dumped) or a constant of the
+    statement (an insert-only value)."""
+
+    sql: str
+    sources: tuple[tuple[str | None, Any, bool], ...]  # (row column or None, constant, json)
+
+    @classmethod
+    def of(
+        cls, statement: ClauseElement, table: Table, columns: frozenset[str], dialect: Dialect
+    ) -> _Raw:
+        compiled: Any = statement.compile(dialect=dialect, column_keys=sorted(columns))
+        binds = compiled.binds
+        key = primary_key(table)
+        sources: list[tuple[str | None, Any, bool]] = []
+        for name in compiled.positiontup or ():
+            column = name
+            if name.startswith(_KEY_PREFIX) and name[len(_KEY_PREFIX) :] in key:
+                column = name[len(_KEY_PREFIX) :]
+            is_json = column in table.c and isinstance(table.c[column].type, JSON)
+            if column in columns:
+                sources.append((column, None, is_json))
+            else:
+                # A column's scalar default, or a value the statement itself carries.
+                default = table.c[column].default if column in table.c else None
+                if default is not None and default.is_scalar:
+                    value = default.arg
+                else:
+                    value = binds[name].effective_value
+                sources.append((None, json.dumps(value) if is_json else value, False))
+        return cls(str(compiled), tuple(sources))
+
+    def params(self, rows: list[Row]) -> list[tuple[Any, ...]]:
+        out = []
+        for row in rows:
+            values = []
+            for column, constant, is_json in self.sources:
+                if column is None:
+                    values.append(constant)
+                    continue
+                value = row[column]
+                values.append(json.dumps(value) if is_json and value is not None else value)
+            out.append(tuple(values))
+        return out

@@ -72,24 +72,19 @@ class Cluster:
             return result
 
     def submit(self, components: int, seconds: float) -> str:
-        task = {
-            "type": "celery-e2e",
-            "components": [f"c{i:02d}" for i in range(components)],
-            "steps": [
-                {
-                    "name": "work",
-                    "agent": "devops",
-                    "action": {"kind": "shell", "argv": work(seconds)},
-                }
-            ],
-        }
-        with self.client() as client:
-            answer = client.post(
-                "/mcp/tools/orchestrate_task", json={"arguments": {"task": task, "wait": False}}
-            )
-        assert answer.status_code == 200, answer.text
-        task_id: str = answer.json()["structuredContent"]["taskId"]
-        return task_id
+        return self.submit_task(
+            {
+                "type": "celery-e2e",
+                "components": [f"c{i:02d}" for i in range(components)],
+                "steps": [
+                    {
+                        "name": "work",
+                        "agent": "devops",
+                        "action": {"kind": "shell", "argv": work(seconds)},
+                    }
+                ],
+            }
+        )
 
     def submit_task(self, task: dict[str, Any]) -> str:
         with self.client() as client:

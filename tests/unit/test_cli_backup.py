@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import socket
 from pathlib import Path
 
 import pytest
@@ -15,25 +14,6 @@ from reynolds.adapters.store.migrate import head_revision
 from reynolds.entrypoints.cli import app
 
 runner = CliRunner()
-
-
-def closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
-
-
-@pytest.fixture
-def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A REYNOLDS_HOME of its own with the default SQLite store."""
-    for name in ("REYNOLDS_API_TOKEN", "REYNOLDS_HOST", "REYNOLDS_DATABASE_URL"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("REYNOLDS_HOME", str(tmp_path / "home"))
-    monkeypatch.setenv("REYNOLDS_PORT", str(closed_port()))
-    monkeypatch.setenv("REYNOLDS_PERSONALITY", "off")
-    monkeypatch.chdir(tmp_path)
-    return tmp_path / "home"
 
 
 def store_url(home: Path) -> str:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -10,6 +9,7 @@ from urllib.parse import quote
 
 import pytest
 from sqlalchemy.engine import make_url
+from tests.helpers.ports import closed_port
 from typer.testing import CliRunner
 
 from reynolds.adapters.store import backup as backups
@@ -19,13 +19,6 @@ from reynolds.settings import Settings
 
 PASSWORD = "s3cr@t:p/w%rd#?"  # every character a URL must quote
 runner = CliRunner()
-
-
-def closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
 
 
 @pytest.fixture

@@ -305,3 +305,28 @@ def test_scaling_a_pool_grows_and_shrinks_its_workers_processes(cluster: Cluster
         )
     assert refused.status_code == 422
     assert "no Celery worker serves the code queue" in refused.text
+
+
+def test_a_killed_pool_process_s_subtask_is_taken_over_at_once_by_its_worker(
+    cluster: Cluster,
+) -> None:
+    worker = cluster.start_worker("devops", 2)
+    wait_for(lambda: cluster.slots("devops") == 2, 60)
+    task_id = cluster.submit(2, 2.0)
+    wait_for(lambda: cluster.celery()["claimed"] == 2, 30, interval_s=0.05)
+    pool_processes = [p for p in descendants(worker.pid) if _parent(p) == worker.pid]
+    os.kill(pool_processes[0], signal.SIGKILL)
+
+    task = cluster.finished(task_id, 60)
+
+    assert task["status"] == "succeeded", cluster.logs()
+    # Celery handed the message back and the worker's next process claimed it: no lease ran out.
+    assert cluster.celery()["expiredLeases"] == 0
+
+
+def _parent(pid: int) -> int | None:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return int(stat.rpartition(")")[2].split()[1])

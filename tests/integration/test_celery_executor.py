@@ -178,11 +178,47 @@ async def test_the_message_reaches_the_pool_queue(
     current = await dispatched(ex, 1)
     client = redis.Redis.from_url(redis_broker.url)
     try:
+        for _ in range(500):  # sending runs on the executor's thread
+            if client.llen("devops"):
+                break
+            await asyncio.sleep(0.01)
         assert client.llen("devops") == 1
         assert client.llen("code") == 0
         assert current.dispatch_id.encode() in client.lindex("devops", 0)  # type: ignore[operator]
     finally:
         client.close()
+    running.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await running
+
+
+async def test_a_new_process_of_the_same_worker_takes_over_an_idempotent_dispatch(
+    executor: tuple[CeleryExecutor, Clock],
+) -> None:
+    ex, _ = executor
+    running = asyncio.create_task(ex.run(job(), idempotent=True))
+    current = await dispatched(ex, 1)
+    ex.claim(current.dispatch_id, "devops-1@host/100")
+    # Its pool process died; Celery redelivered the message to another process of that worker.
+    ex.claim(current.dispatch_id, "devops-1@host/200")
+    with pytest.raises(Conflict):
+        ex.heartbeat(current.dispatch_id, "devops-1@host/100")
+    with pytest.raises(Conflict):
+        ex.claim(current.dispatch_id, "devops-2@other/300")
+    ex.report(current.dispatch_id, "devops-1@host/200", OK)
+    assert (await running).ok
+    assert ex.counters.dispatched == 1
+
+
+async def test_a_non_idempotent_dispatch_is_never_taken_over(
+    executor: tuple[CeleryExecutor, Clock],
+) -> None:
+    ex, _ = executor
+    running = asyncio.create_task(ex.run(job(), idempotent=False))
+    current = await dispatched(ex, 1)
+    ex.claim(current.dispatch_id, "devops-1@host/100")
+    with pytest.raises(Conflict):
+        ex.claim(current.dispatch_id, "devops-1@host/200")
     running.cancel()
     with pytest.raises(asyncio.CancelledError):
         await running

@@ -56,6 +56,7 @@ class _Dispatch:
     lease_until: float
     future: asyncio.Future[ActionResult | None]
     on_claim: Callable[[], None] | None
+    idempotent: bool
     claimed: bool = False
     worker: str | None = None
 
@@ -132,7 +133,7 @@ class CeleryExecutor:
         while True:
             current = job.model_copy(update={"dispatch_id": uuid.uuid4().hex, "dispatch": number})
             dispatch = _Dispatch(
-                current, self.clock() + self.lease_s, loop.create_future(), on_claim
+                current, self.clock() + self.lease_s, loop.create_future(), on_claim, idempotent
             )
             key = (job.task_id, job.subtask_id)
             self._current[key] = dispatch
@@ -256,8 +257,13 @@ class CeleryExecutor:
         """A worker takes a dispatch before it starts; returns the lease in seconds."""
         dispatch = self._live(dispatch_id)
         if dispatch.claimed and dispatch.worker != worker:
-            self.counters.fenced += 1
-            raise Conflict("another worker has claimed this dispatch", dispatchId=dispatch_id)
+            if not (dispatch.idempotent and _node(dispatch.worker) == _node(worker)):
+                self.counters.fenced += 1
+                raise Conflict("another worker has claimed this dispatch", dispatchId=dispatch_id)
+            # The same Celery worker hands a message back at once when the pool process that
+            # claimed it dies (reject_on_worker_lost): its next process takes over, rather
+            # than waiting for the lease. The old one, were it alive, is refused from now on.
+            log.info("%s takes over %s from %s", worker, dispatch_id, dispatch.worker)
         first = not dispatch.claimed
         dispatch.claimed = True
         dispatch.worker = worker
@@ -376,3 +382,12 @@ class CeleryExecutor:
             await self.refresh(notify=False)  # the caller records the change with its reason
             if self.capacity([pool])[pool] == target or self.clock() > deadline:
                 return
+
+
+def _node(worker: str | None) -> str | None:
+    """The Celery worker (node) of a worker process id `node/pid`; an id of another form
+    is a node of its own."""
+    if worker is None:
+        return None
+    node, slash, _ = worker.rpartition("/")
+    return node if slash else worker

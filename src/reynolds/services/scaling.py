@@ -71,7 +71,10 @@ class AutoScaler:
         """One evaluation of every auto-scaled pool: the changes decided (applied unless not
         `apply`). Pools with nothing to change are left out."""
         engine = self.engine
-        cpu, memory = self.sample()
+        remote = engine.remote is not None
+        # Celery workers run elsewhere: this machine's CPU and memory say nothing of them, so
+        # only queue depth moves a remote pool.
+        cpu, memory = (0.0, 0.0) if remote else self.sample()
         queued = engine.queue_depths()
         now = engine.clock()
         out = []
@@ -79,7 +82,7 @@ class AutoScaler:
             if not pool.scaling.auto:
                 continue
             replicas = engine.replicas[key]
-            if engine.remote is not None and replicas == 0:
+            if remote and replicas == 0:
                 continue  # no worker serves it: there is no pool to grow
             signals = Signals(replicas, replicas - engine.free[key], queued[key], cpu, memory)
             decision = decide(
@@ -104,8 +107,8 @@ class AutoScaler:
                     "reason": decision.reason,
                     "applied": apply,
                     "queueDepth": signals.queue_depth,
-                    "cpuPercent": round(cpu, 1),
-                    "memoryPercent": round(memory, 1),
+                    "cpuPercent": None if remote else round(cpu, 1),
+                    "memoryPercent": None if remote else round(memory, 1),
                 }
             )
         return out

@@ -130,7 +130,9 @@ def cluster(tmp_path: Any, redis_broker: RedisServer) -> Iterator[Cluster]:
         "PYTHONPATH": str(ROOT),
     }
     started = server.run("start", env=env)
-    assert started.returncode == 0, output(started)
+    if started.returncode != 0:
+        server.run("stop")  # a server that never became healthy may still be running
+        pytest.fail(output(started))
     cluster = Cluster(server, redis_broker, env)
     yield cluster
     for proc in cluster.workers:

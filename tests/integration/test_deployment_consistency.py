@@ -12,9 +12,11 @@ from __future__ import annotations
 import re
 import tomllib
 from collections.abc import Iterator
+from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
+import yaml
 from fastapi.testclient import TestClient
 from tests.helpers.deployment import (
     BASE,
@@ -476,3 +478,55 @@ def test_the_alert_rules_cover_the_seeds_targets_with_the_contract_metrics() -> 
     for rule in rules.values():
         assert rule["labels"]["severity"] in ("critical", "warning", "info"), rule["alert"]
         assert rule["annotations"]["summary"], rule["alert"]
+
+
+def orchestrator_settings() -> dict[str, Settings]:
+    """Setup → the Settings the orchestrator's container builds from its environment."""
+    out: dict[str, Settings] = {}
+    envs = {
+        "+".join(f): effective_compose_environment(compose_orchestrator(compose(*f))[1])
+        for f in COMPOSE_SETUPS
+    }
+    envs["k8s"] = k8s_environment(k8s_orchestrator()[1])
+    for setup, env in envs.items():
+        values = {
+            k.removeprefix("REYNOLDS_").lower(): v
+            for k, v in env.items()
+            if k.startswith("REYNOLDS_")
+        }
+        out[setup] = Settings.model_validate(values)
+    return out
+
+
+def prometheus_targets() -> dict[str, list[str]]:
+    """Setup → the `host:port` targets Prometheus scrapes Reynolds at."""
+    compose_config = load("config/prometheus.yml")
+    (k8s_map,) = [m for m in k8s_objects("ConfigMap") if "prometheus.yml" in m["data"]]
+    k8s_config = yaml.safe_load(k8s_map["data"]["prometheus.yml"])
+
+    def targets(config: dict[str, Any]) -> list[str]:
+        (job,) = [j for j in config["scrape_configs"] if j["job_name"] == "reynolds"]
+        return [t for group in job["static_configs"] for t in group["targets"]]
+
+    return {
+        **{"+".join(f): targets(compose_config) for f in COMPOSE_SETUPS},
+        "k8s": targets(k8s_config),
+    }
+
+
+@pytest.mark.xfail(strict=True, reason="the orchestrator accepts only its own Host names")
+def test_the_orchestrator_accepts_the_host_its_workers_and_prometheus_use() -> None:
+    from reynolds.entrypoints.http.cross_site import SiteRules
+
+    scraped = prometheus_targets()
+    for setup, settings in orchestrator_settings().items():
+        rules = SiteRules.from_settings(settings)
+        for worker in workers():
+            if worker.setup == setup:
+                host = urlsplit(worker.env["REYNOLDS_ORCHESTRATOR_URL"]).netloc
+                assert rules.host_allowed(host), f"{worker.where} reports to {host}"
+        for target in scraped[setup]:
+            assert rules.host_allowed(target), f"{setup}: Prometheus scrapes {target}"
+        # Probes and health checks call GET /health, which any Host may reach; anything else
+        # from elsewhere must name the orchestrator by a listed name.
+        assert not rules.host_allowed("evil.example:8080"), setup

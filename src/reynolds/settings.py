@@ -41,7 +41,10 @@ class Settings(BaseSettings):
     redis_url: str | None = None
     backend: Literal["local", "celery"] = "local"
     api_token: SecretStr | None = None
+    # Comma-separated: browser origins trusted besides the server's own, and Host names
+    # (`name` on any port, or `name:port`) accepted besides the server's own.
     allowed_origins: str = ""
+    allowed_hosts: str = ""
     personality: Literal["on", "off"] = "on"
     config_dir: Path = Field(default_factory=_project_config_dir)
     secrets_dir: Path = Path("secrets")

@@ -26,7 +26,11 @@ def client(tmp_path: Path) -> Iterator[TestClient]:
         api_token=TOKEN,
         personality="off",
     )
-    with TestClient(create_app(settings), headers={"Authorization": f"Bearer {TOKEN}"}) as c:
+    with TestClient(
+        create_app(settings),
+        base_url=settings.base_url,
+        headers={"Authorization": f"Bearer {TOKEN}"},
+    ) as c:
         yield c
 
 

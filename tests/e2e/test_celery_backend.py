@@ -269,7 +269,7 @@ def test_cancelling_a_task_stops_its_action_on_the_worker(cluster: Cluster) -> N
 
     pid = wait_for(sleeper, 30)
     with cluster.client() as client:
-        assert client.post(f"/tasks/{task_id}/cancel").status_code == 200
+        assert client.post(f"/tasks/{task_id}/cancel", json={}).status_code == 200
     # Fenced: the worker's next heartbeat is refused and it kills the action's group.
     wait_for(lambda: not is_running(pid), LEASE_S * 3)
     assert cluster.task(task_id)["status"] == "cancelled"

@@ -83,7 +83,6 @@ def test_the_route_list_covers_mcp_and_every_state_changing_route(client: TestCl
     assert ("GET", "/tasks") in routes
 
 
-@pytest.mark.xfail(strict=True, reason="Host is checked on /mcp only")
 def test_a_foreign_host_gets_421_on_every_route_but_health(client: TestClient) -> None:
     for method, path in routes_of(client):
         if path == "/health":
@@ -93,7 +92,6 @@ def test_a_foreign_host_gets_421_on_every_route_but_health(client: TestClient) -
         assert "evil.example" in r.json()["error"], (method, path)
 
 
-@pytest.mark.xfail(strict=True, reason="Origin is checked on /mcp only")
 def test_a_foreign_origin_gets_403_on_every_route(client: TestClient) -> None:
     for origin in ("http://evil.example", "null", "http://127.0.0.1:8081"):
         for method, path in routes_of(client):
@@ -104,7 +102,6 @@ def test_a_foreign_origin_gets_403_on_every_route(client: TestClient) -> None:
             assert "origin" in r.json()["error"].lower()
 
 
-@pytest.mark.xfail(strict=True, reason="any content type is accepted")
 def test_a_state_changing_request_that_is_not_json_gets_415(client: TestClient) -> None:
     posts = [path for method, path in routes_of(client) if method == "POST"]
     assert posts
@@ -116,7 +113,6 @@ def test_a_state_changing_request_that_is_not_json_gets_415(client: TestClient) 
             assert "application/json" in r.json()["error"]
 
 
-@pytest.mark.xfail(strict=True, reason="a text/plain cross-site POST runs the command")
 def test_a_cross_site_text_plain_orchestrate_call_runs_nothing(
     client: TestClient, tmp_path: Path
 ) -> None:
@@ -153,7 +149,6 @@ def test_the_servers_own_hosts_and_origins_and_json_are_accepted(client: TestCli
     assert r.status_code == 200
 
 
-@pytest.mark.xfail(strict=True, reason="HEAD /health answers 405; Host is not exempt there yet")
 def test_health_answers_get_and_head_whatever_the_host(client: TestClient) -> None:
     for host in ("127.0.0.1:8080", "evil.example", "10.0.0.7:8080"):
         got = client.get("/health", headers={"Host": host})
@@ -163,7 +158,6 @@ def test_health_answers_get_and_head_whatever_the_host(client: TestClient) -> No
         assert head.content == b""
 
 
-@pytest.mark.xfail(strict=True, reason="REYNOLDS_ALLOWED_HOSTS does not exist yet")
 def test_allowed_hosts_and_origins_from_the_settings_are_accepted(tmp_path: Path) -> None:
     settings = make_settings(
         tmp_path,
@@ -183,7 +177,6 @@ def test_allowed_hosts_and_origins_from_the_settings_are_accepted(tmp_path: Path
         assert c.get("/status", headers={"Origin": "https://evil.example"}).status_code == 403
 
 
-@pytest.mark.xfail(strict=True, reason="a started server runs cross-site text/plain calls")
 def test_a_started_server_refuses_the_cross_site_calls(live_server: Server, tmp_path: Path) -> None:
     marker = tmp_path / "pwned"
     url = f"{live_server.base_url}/mcp/tools/orchestrate_task"

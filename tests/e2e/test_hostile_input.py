@@ -31,7 +31,7 @@ def client(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> Iterator[TestCli
         rate_limit_per_s=0,
         personality="off",
     )
-    with TestClient(create_app(settings), headers=AUTH) as c:
+    with TestClient(create_app(settings), base_url=settings.base_url, headers=AUTH) as c:
         yield c
         health = c.get("/health")
         assert health.status_code == 200 and health.json()["status"] == "healthy"
@@ -155,7 +155,8 @@ def test_a_two_mebibyte_body_without_a_length_is_refused_too(client: TestClient)
         for _ in range(32):
             yield b"x" * (64 * 1024)
 
-    r = client.post("/mcp/tools/orchestrate_task", content=chunks())
+    json_type = {"Content-Type": "application/json"}
+    r = client.post("/mcp/tools/orchestrate_task", content=chunks(), headers=json_type)
     assert r.status_code == 413
 
 

@@ -18,7 +18,7 @@ from reynolds.settings import Settings
 @pytest.fixture
 def client(tmp_path: Path) -> Iterator[TestClient]:
     settings = Settings(home=tmp_path / "home", secrets_dir=tmp_path / "secrets")
-    with TestClient(create_app(settings)) as c:
+    with TestClient(create_app(settings), base_url=settings.base_url) as c:
         yield c
 
 
@@ -187,10 +187,10 @@ def test_a_body_over_one_mebibyte_gets_413(client: TestClient) -> None:
 
 def test_unknown_tasks_get_404_and_ended_tasks_cannot_be_cancelled(client: TestClient) -> None:
     assert client.get("/tasks/nope").status_code == 404
-    assert client.post("/tasks/nope/cancel").status_code == 404
+    assert client.post("/tasks/nope/cancel", json={}).status_code == 404
     done = call(client, "orchestrate_task", task=shell_task("true"), wait=True).json()
     task_id = done["structuredContent"]["taskId"]
-    r = client.post(f"/tasks/{task_id}/cancel")
+    r = client.post(f"/tasks/{task_id}/cancel", json={})
     assert r.status_code == 409
 
 
@@ -309,7 +309,7 @@ def test_tools_and_capabilities_are_listed(client: TestClient) -> None:
 
 def test_with_a_token_set_everything_but_health_needs_it(tmp_path: Path) -> None:
     settings = Settings(home=tmp_path / "home", api_token="s3cret", secrets_dir=tmp_path / "s")
-    with TestClient(create_app(settings)) as c:
+    with TestClient(create_app(settings), base_url=settings.base_url) as c:
         assert c.get("/health").status_code == 200
         for path in ("/status", "/metrics", "/mcp/tools", "/tasks"):
             r = c.get(path)

@@ -32,9 +32,14 @@ def settings_with_tokens(tmp_path: Path, **options: Any) -> Settings:
     return Settings(home=tmp_path / "home", secrets_dir=secrets, personality="off", **options)
 
 
+def local_client(settings: Settings) -> TestClient:
+    """A client that reaches the app under the server's own name, as a local client does."""
+    return TestClient(create_app(settings), base_url=settings.base_url)
+
+
 @pytest.fixture
 def guarded(tmp_path: Path) -> Iterator[TestClient]:
-    with TestClient(create_app(settings_with_tokens(tmp_path))) as client:
+    with local_client(settings_with_tokens(tmp_path)) as client:
         yield client
 
 
@@ -63,7 +68,7 @@ def shell_task(*argv: str) -> dict[str, Any]:
 def test_every_endpoint_but_health_answers_401_without_a_token(
     guarded: TestClient, method: str, path: str
 ) -> None:
-    r = guarded.request(method, path)
+    r = guarded.request(method, path, json={} if method == "POST" else None)
     assert r.status_code == 401
     assert r.json() == {"error": "missing or invalid bearer token"}
     assert r.headers["www-authenticate"].startswith("Bearer")
@@ -129,7 +134,7 @@ def test_the_token_name_is_recorded_in_the_audit_and_the_token_nowhere(
 
 def test_a_burst_over_the_limit_gets_429_with_retry_after(tmp_path: Path) -> None:
     settings = settings_with_tokens(tmp_path, rate_limit_per_s=0.01, rate_limit_burst=3)
-    with TestClient(create_app(settings)) as client:
+    with local_client(settings) as client:
         answers = [client.get("/mcp/capabilities", headers=ALICE_AUTH) for _ in range(4)]
         assert [a.status_code for a in answers] == [200, 200, 200, 429]
         limited = answers[-1]
@@ -148,16 +153,16 @@ def test_without_tokens_the_limit_applies_per_client_address(tmp_path: Path) -> 
         rate_limit_burst=2,
     )
     app = create_app(settings)
-    with TestClient(app) as here:
+    with TestClient(app, base_url=settings.base_url) as here:
         # Not entered: the lifespan (and the engine) is `here`'s.
-        there = TestClient(app, client=("192.0.2.7", 5000))
+        there = TestClient(app, base_url=settings.base_url, client=("192.0.2.7", 5000))
         assert [here.get("/status").status_code for _ in range(3)] == [200, 200, 429]
         assert there.get("/status").status_code == 200
 
 
 def test_guessing_tokens_is_rate_limited_by_address(tmp_path: Path) -> None:
     settings = settings_with_tokens(tmp_path, rate_limit_per_s=0.01, rate_limit_burst=2)
-    with TestClient(create_app(settings)) as client:
+    with local_client(settings) as client:
         guesses = [
             client.get("/status", headers={"Authorization": f"Bearer guess-{i}"}).status_code
             for i in range(3)
@@ -169,12 +174,12 @@ def test_guessing_tokens_is_rate_limited_by_address(tmp_path: Path) -> None:
 
 def test_a_limit_of_zero_turns_rate_limiting_off(tmp_path: Path) -> None:
     settings = Settings(home=tmp_path / "home", secrets_dir=tmp_path / "none", rate_limit_per_s=0)
-    with TestClient(create_app(settings)) as client:
+    with local_client(settings) as client:
         assert all(client.get("/mcp/capabilities").status_code == 200 for _ in range(150))
 
 
 def test_the_default_limit_allows_a_burst_of_a_hundred(tmp_path: Path) -> None:
-    with TestClient(create_app(settings_with_tokens(tmp_path))) as client:
+    with local_client(settings_with_tokens(tmp_path)) as client:
         codes = [
             client.get("/mcp/capabilities", headers=ALICE_AUTH).status_code for _ in range(100)
         ]

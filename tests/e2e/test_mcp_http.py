@@ -249,8 +249,10 @@ def test_every_new_app_runs_its_own_mcp_sessions_and_refuses_a_foreign_host(
 
     for n in range(2):
         settings = Settings(home=tmp_path / f"home{n}", secrets_dir=tmp_path / "secrets")
-        with TestClient(create_app(settings)) as client:
+        with TestClient(create_app(settings), base_url=settings.base_url) as client:
             assert client.get("/mcp/tools").status_code == 200
-            # TestClient sends `Host: testserver`, which is not this server's own.
-            refused = client.post("/mcp", json=INITIALIZE, headers=MCP_ACCEPT)
+            opened = client.post("/mcp", json=INITIALIZE, headers=MCP_ACCEPT)
+            assert opened.status_code == 200
+            foreign = {**MCP_ACCEPT, "Host": "evil.example"}
+            refused = client.post("/mcp", json=INITIALIZE, headers=foreign)
             assert refused.status_code == 421

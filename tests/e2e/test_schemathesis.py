@@ -66,6 +66,8 @@ def fuzz_settings(root: Path) -> Settings:
         # The fuzzer sends hundreds of requests a second with one token; with the limiter on,
         # most would be 429s and the routes behind it would hardly be reached.
         rate_limit_per_s=0,
+        # The server listens on a port the system picks; any port of 127.0.0.1 is its own.
+        allowed_hosts="127.0.0.1",
     )
 
 

@@ -69,6 +69,7 @@ from tests.helpers.deployment import (
 
 from reynolds.core.pools import parse_bytes
 from reynolds.entrypoints.http import create_app
+from reynolds.entrypoints.http.cross_site import SiteRules
 from reynolds.settings import Settings
 
 METRIC = re.compile(r"\breynolds_[a-z0-9_]+")
@@ -82,7 +83,7 @@ def exported_metrics(tmp_path_factory: pytest.TempPathFactory) -> set[str]:
     """Every series name the server's GET /metrics can produce, from its TYPE lines."""
     home = tmp_path_factory.mktemp("metrics")
     settings = Settings(home=home / "home", secrets_dir=home / "secrets")
-    with TestClient(create_app(settings)) as client:
+    with TestClient(create_app(settings), base_url=settings.base_url) as client:
         response = client.get("/metrics")
     assert response.status_code == 200
     suffixes = {"counter": [""], "gauge": [""], "histogram": ["_bucket", "_count", "_sum"]}
@@ -135,7 +136,7 @@ def test_the_env_example_only_documents_the_defaults(monkeypatch: pytest.MonkeyP
     defaults = Settings(_env_file=None)
     assert documented.model_dump() == defaults.model_dump()
     contract = ["HOST", "PORT", "HOME", "DATABASE_URL", "REDIS_URL", "BACKEND", "API_TOKEN"]
-    contract += ["ALLOWED_ORIGINS", "PERSONALITY"]
+    contract += ["ALLOWED_ORIGINS", "ALLOWED_HOSTS", "PERSONALITY"]
     content = example.read_text(encoding="utf-8")
     for name in [f"REYNOLDS_{n}" for n in contract] + sorted(SEED_VARIABLES):
         assert name in content, f"config/reynolds.env.example does not mention {name}"
@@ -514,10 +515,7 @@ def prometheus_targets() -> dict[str, list[str]]:
     }
 
 
-@pytest.mark.xfail(strict=True, reason="the orchestrator accepts only its own Host names")
 def test_the_orchestrator_accepts_the_host_its_workers_and_prometheus_use() -> None:
-    from reynolds.entrypoints.http.cross_site import SiteRules
-
     scraped = prometheus_targets()
     for setup, settings in orchestrator_settings().items():
         rules = SiteRules.from_settings(settings)

@@ -176,7 +176,7 @@ class ReynoldsClient:
         return result
 
     def cancel(self, task_id: str) -> dict[str, Any]:
-        result: dict[str, Any] = self._json("POST", f"/tasks/{_segment(task_id)}/cancel")
+        result: dict[str, Any] = self._json("POST", f"/tasks/{_segment(task_id)}/cancel", json={})
         return result
 
     def audit(

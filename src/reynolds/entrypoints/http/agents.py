@@ -56,7 +56,7 @@ def add_agent_routes(app: FastAPI, container: Callable[[], Container]) -> None:
     @app.post(
         "/agents/leases",
         response_model=None,
-        responses=answers(Lease, 400, 409, 422),
+        responses=answers(Lease, 400, 409, 415, 422),
         summary="A worker claims a dispatch or renews its lease (409: stop, it is stale)",
     )
     async def lease(body: LeaseRequest) -> dict[str, object]:
@@ -70,7 +70,7 @@ def add_agent_routes(app: FastAPI, container: Callable[[], Container]) -> None:
     @app.post(
         "/agents/results",
         response_model=None,
-        responses=answers(Accepted, 400, 409, 422),
+        responses=answers(Accepted, 400, 409, 415, 422),
         summary="A worker reports how a dispatch ended (409: stale, the result is dropped)",
     )
     async def result(body: ResultReport) -> dict[str, object]:

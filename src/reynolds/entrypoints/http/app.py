@@ -20,6 +20,7 @@ from reynolds.bootstrap import Container, build
 from reynolds.core.models import ListTasksRequest, format_validation_errors
 from reynolds.entrypoints.http.agents import add_agent_routes
 from reynolds.entrypoints.http.audit import add_audit_routes
+from reynolds.entrypoints.http.cross_site import CrossSiteGuard, SiteRules
 from reynolds.entrypoints.http.events import add_event_routes
 from reynolds.entrypoints.http.resources import add_resource_routes
 from reynolds.entrypoints.http.schemas import (
@@ -92,16 +93,17 @@ def create_app(settings: Settings, *, hold_lock: bool = True) -> FastAPI:
         # Routing's own answers (no such path, method not allowed) in the API's `{error}` shape.
         return JSONResponse({"error": exc.detail}, status_code=exc.status_code, headers=exc.headers)
 
-    @app.get(
-        "/health",
-        responses={
-            **answers(HealthReport, edge=False),
-            503: {"model": HealthReport, "description": "A check is failing."},
-            # Exempt from tokens and rate limits (security.OPEN_PATHS).
-            **error_responses(413, edge=False),
-        },
-    )
-    async def health() -> JSONResponse:
+    health_answers: dict[int | str, dict[str, Any]] = {
+        **answers(HealthReport, edge=False),
+        503: {"model": HealthReport, "description": "A check is failing."},
+        # Exempt from tokens, rate limits and the Host check (security.OPEN_PATHS, cross_site.OPEN).
+        **error_responses(413, edge=False),
+    }
+
+    # HEAD too: load balancers probe with it, and the status code is the whole answer.
+    @app.head("/health", responses=health_answers)
+    @app.get("/health", responses=health_answers)
+    async def health(request: Request) -> Response:
         checks: dict[str, Any] = {}
         try:
             await c().store.flush()
@@ -135,7 +137,10 @@ def create_app(settings: Settings, *, hold_lock: bool = True) -> FastAPI:
         }
         if failing:
             body["failing"] = failing
-        return JSONResponse(body, status_code=503 if failing else 200)
+        status_code = 503 if failing else 200
+        if request.method == "HEAD":
+            return Response(status_code=status_code, media_type="application/json")
+        return JSONResponse(body, status_code=status_code)
 
     @app.get("/status", response_model=None, responses=answers(ServerStatus))
     async def status() -> dict[str, Any]:
@@ -181,7 +186,7 @@ def create_app(settings: Settings, *, hold_lock: bool = True) -> FastAPI:
 
     @app.post(
         "/mcp/tools/{tool_name}",
-        responses=answers(ToolResult, 403, 404, 409, 422, 501),
+        responses=answers(ToolResult, 403, 404, 409, 415, 422, 501),
         openapi_extra=TOOL_CALL_BODY,
     )
     async def run_tool(
@@ -238,7 +243,7 @@ def create_app(settings: Settings, *, hold_lock: bool = True) -> FastAPI:
     @app.post(
         "/tasks/{task_id}/cancel",
         response_model=None,
-        responses=answers(TaskResult, 404, 409, 422),
+        responses=answers(TaskResult, 404, 409, 415, 422),
     )
     async def cancel_task(task_id: str) -> dict[str, Any]:
         return await c().engine.cancel(task_id)
@@ -268,10 +273,12 @@ def create_app(settings: Settings, *, hold_lock: bool = True) -> FastAPI:
     add_audit_routes(app, c)
     add_agent_routes(app, c)
 
-    # Outermost last: timing sees every answer, 401 and 429 included; the guard refuses
+    # Outermost last: timing sees every answer, 401, 421 and 429 included; the guards refuse
     # before a body is read.
     app.add_middleware(BodyLimit)
     app.add_middleware(ApiGuard, tokens=tokens, limiter=make_limiter(settings))
+    # Outside the guard: a cross-site or rebound request is refused before a token is looked at.
+    app.add_middleware(CrossSiteGuard, rules=SiteRules.from_settings(settings))
     app.add_middleware(RequestTiming, observe=observe)
     return app
 

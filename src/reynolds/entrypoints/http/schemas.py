@@ -140,16 +140,19 @@ class TaskList(_Open):
 _REASONS: dict[int, str] = {
     400: "The body is not valid JSON.",
     401: "Missing or invalid bearer token (when a token is configured).",
-    403: "The action is not permitted for its pool.",
+    403: "A browser Origin this server does not trust, or an action its pool may not run.",
     404: "No such task, tool or resource.",
     409: "The request conflicts with the task's state (e.g. it has already ended).",
     413: "The request body is over 1 MiB.",
+    415: "The body is not `application/json`.",
+    421: "The Host is not a name of this server (REYNOLDS_ALLOWED_HOSTS).",
     422: "Invalid input; `errors` names each field and the reason.",
     429: "Too many requests; `Retry-After` says how many seconds to wait.",
     501: "Not available yet.",
 }
-# The middleware may answer any route with these before the route runs.
-EDGE = (401, 413, 429)
+# The middleware may answer any route with these before the route runs (415 only those
+# that take a body: they list it themselves).
+EDGE = (401, 403, 413, 421, 429)
 
 
 def _inline(schema: dict[str, Any]) -> dict[str, Any]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import secrets
-import socket
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
@@ -24,8 +23,6 @@ from reynolds.entrypoints.mcp.server import build_server
 from reynolds.settings import Settings
 
 PATH = "/mcp"
-LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
-WILDCARD = frozenset({"0.0.0.0", "::", ""})  # noqa: S104  # recognised, never bound here
 SESSION_HEADER = b"mcp-session-id"
 _EVENT_SCOPE: ContextVar[str] = ContextVar("reynolds_mcp_event_scope", default="-")
 
@@ -45,7 +42,7 @@ class McpEndpoint:
         self.session_manager = StreamableHTTPSessionManager(
             app=build_server(LocalBackend(container)),
             event_store=self.event_store,
-            security_settings=transport_security(settings),
+            security_settings=transport_security(),
         )
         self.sessions = SessionScopes(StreamableHTTPASGIApp(self.session_manager))
 
@@ -67,37 +64,11 @@ class McpEndpoint:
         )
 
 
-def transport_security(settings: Settings) -> TransportSecuritySettings:
-    """Host and Origin checks on every bind address, not only on loopback (the SDK's default)."""
-    hosts = allowed_hosts(settings)
-    return TransportSecuritySettings(
-        enable_dns_rebinding_protection=True,
-        allowed_hosts=hosts,
-        allowed_origins=allowed_origins(settings, hosts),
-    )
-
-
-def allowed_hosts(settings: Settings) -> list[str]:
-    """`host:port` for the address the server is reached at; every loopback name when bound
-    to loopback, and this machine's names when bound to every interface."""
-    names = {settings.host}
-    if settings.host in LOOPBACK | WILDCARD:
-        names |= LOOPBACK
-    if settings.host in WILDCARD:
-        names = (names - WILDCARD) | {socket.gethostname(), socket.getfqdn()}
-    out: list[str] = []
-    for name in sorted(names):
-        host = f"[{name}]" if ":" in name and not name.startswith("[") else name
-        out.append(f"{host}:{settings.port}")
-        if settings.port == 80:  # browsers and clients leave the default port out
-            out.append(host)
-    return out
-
-
-def allowed_origins(settings: Settings, hosts: list[str]) -> list[str]:
-    """REYNOLDS_ALLOWED_ORIGINS (comma-separated), else the server's own origins."""
-    given = [o.strip().rstrip("/") for o in settings.allowed_origins.split(",") if o.strip()]
-    return given or [f"http://{h}" for h in hosts]
+def transport_security() -> TransportSecuritySettings:
+    """The SDK's own Host/Origin/Content-Type checks, off: `CrossSiteGuard` applies the same
+    rules to every route, `/mcp` included, from one configuration (REYNOLDS_ALLOWED_HOSTS and
+    REYNOLDS_ALLOWED_ORIGINS), so the two can never disagree about a request."""
+    return TransportSecuritySettings(enable_dns_rebinding_protection=False)
 
 
 class SessionScopes:

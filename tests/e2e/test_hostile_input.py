@@ -9,10 +9,16 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
 from fastapi.testclient import TestClient
+from mcp.client import Client
+from mcp_types import CallToolResult
 
+from reynolds.bootstrap import build
 from reynolds.entrypoints.http import create_app
+from reynolds.entrypoints.mcp.local import LocalBackend
+from reynolds.entrypoints.mcp.server import build_server
 from reynolds.settings import Settings
 
 TOKEN = "hostile-test-token-5e1f"
@@ -286,3 +292,100 @@ def test_arguments_nested_to_the_limit_are_accepted(client: TestClient) -> None:
     action = {"kind": "python", "callable": "os:getcwd", "kwargs": {"deep": nested}}
     result = result_of(orchestrate(client, one_step(action)))
     assert result["subtasks"][0]["status"] == "failed"  # denied: not declared, but stored
+
+
+NUL_REASON = "must not contain NUL (\\u0000)"
+
+
+@pytest.mark.xfail(strict=True, reason="NUL is refused only in components and argv")
+@pytest.mark.parametrize(
+    ("task", "field"),
+    [
+        (
+            one_step({"kind": "shell", "argv": ["echo", "{taskType}"]}, type="t\x00x"),
+            "arguments.task.type",
+        ),
+        (
+            {
+                "type": "x",
+                "subtasks": [
+                    {
+                        "id": "a",
+                        "component": "c\x00",
+                        "action": {"kind": "shell", "argv": ["echo", "{component}"]},
+                    }
+                ],
+            },
+            "arguments.task.subtasks.0.component",
+        ),
+        (
+            one_step({"kind": "shell", "argv": ["env"], "env": {"A": "b\x00c"}}),
+            "arguments.task.steps.0.action.env.A",
+        ),
+        (
+            one_step({"kind": "shell", "argv": ["pwd"], "cwd": "sub\x00dir"}),
+            "arguments.task.steps.0.action.cwd",
+        ),
+    ],
+    ids=["type", "subtask-component", "env-value", "cwd"],
+)
+def test_nul_in_any_string_of_a_task_is_refused_with_422_naming_the_field(
+    client: TestClient, task: dict[str, Any], field: str
+) -> None:
+    r = orchestrate(client, task)
+    assert r.status_code == 422, r.text
+    assert assert_4xx_json(r)["errors"] == [{"field": field, "reason": NUL_REASON}]
+    assert client.get("/tasks").json()["tasks"] == []  # refused before anything was stored
+
+
+@pytest.mark.xfail(strict=True, reason="NUL is refused only in components and argv")
+@pytest.mark.parametrize(
+    ("tool", "arguments", "field"),
+    [
+        ("get_task_status", {"taskId": "a\x00b"}, "arguments.taskId"),
+        ("cancel_task", {"taskId": "a\x00b"}, "arguments.taskId"),
+        ("get_agent_status", {"agentType": "code\x00"}, "arguments.agentType"),
+        ("scale_agents", {"agentType": "code\x00", "replicas": 2}, "arguments.agentType"),
+        ("run_experiment", {"scenario": {"na\x00me": "x"}}, "arguments.scenario.na\\u0000me"),
+        (
+            "analyze_orchestration_potential",
+            {
+                "task": one_step(
+                    {"kind": "http", "url": "http://127.0.0.1/", "json": {"k": ["v\x00"]}}
+                )
+            },
+            "arguments.task.steps.0.action.json.k.0",
+        ),
+    ],
+    ids=["task-status", "cancel", "agent-status", "scale", "unbuilt-tool-key", "http-json"],
+)
+def test_nul_in_the_arguments_of_every_tool_is_refused_with_422_naming_the_field(
+    client: TestClient, tool: str, arguments: dict[str, Any], field: str
+) -> None:
+    r = client.post(f"/mcp/tools/{tool}", json={"arguments": arguments})
+    assert r.status_code == 422, r.text
+    assert assert_4xx_json(r)["errors"] == [{"field": field, "reason": NUL_REASON}]
+
+
+def call_over_mcp(settings: Settings, tool: str, arguments: dict[str, Any]) -> CallToolResult:
+    """One call through the MCP server of a fresh engine, in memory."""
+
+    async def scenario() -> CallToolResult:
+        container = await build(settings)
+        try:
+            async with Client(build_server(LocalBackend(lambda: container))) as mcp:
+                return await mcp.call_tool(tool, arguments)
+        finally:
+            await container.aclose()
+
+    return anyio.run(scenario)
+
+
+@pytest.mark.xfail(strict=True, reason="NUL is refused only in components and argv")
+def test_nul_over_mcp_is_an_error_result_naming_the_field(tmp_path: Path) -> None:
+    settings = Settings(home=tmp_path / "home", secrets_dir=tmp_path / "secrets")
+    task = one_step({"kind": "shell", "argv": ["echo", "{taskType}"]}, type="t\x00x")
+    result = call_over_mcp(settings, "orchestrate_task", {"task": task, "wait": True})
+    assert result.is_error
+    text = "".join(getattr(c, "text", "") for c in result.content)
+    assert f"arguments.task.type: {NUL_REASON}" in text

@@ -297,7 +297,6 @@ def test_arguments_nested_to_the_limit_are_accepted(client: TestClient) -> None:
 NUL_REASON = "must not contain NUL (\\u0000)"
 
 
-@pytest.mark.xfail(strict=True, reason="NUL is refused only in components and argv")
 @pytest.mark.parametrize(
     ("task", "field"),
     [
@@ -338,7 +337,6 @@ def test_nul_in_any_string_of_a_task_is_refused_with_422_naming_the_field(
     assert client.get("/tasks").json()["tasks"] == []  # refused before anything was stored
 
 
-@pytest.mark.xfail(strict=True, reason="NUL is refused only in components and argv")
 @pytest.mark.parametrize(
     ("tool", "arguments", "field"),
     [
@@ -381,7 +379,6 @@ def call_over_mcp(settings: Settings, tool: str, arguments: dict[str, Any]) -> C
     return anyio.run(scenario)
 
 
-@pytest.mark.xfail(strict=True, reason="NUL is refused only in components and argv")
 def test_nul_over_mcp_is_an_error_result_naming_the_field(tmp_path: Path) -> None:
     settings = Settings(home=tmp_path / "home", secrets_dir=tmp_path / "secrets")
     task = one_step({"kind": "shell", "argv": ["echo", "{taskType}"]}, type="t\x00x")

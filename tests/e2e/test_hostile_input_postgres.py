@@ -59,7 +59,6 @@ def orchestrate(client: TestClient, task: dict[str, Any]) -> Any:
     )
 
 
-@pytest.mark.xfail(strict=True, reason="NUL in a task type reaches PostgreSQL: 500")
 def test_nul_in_a_task_type_is_refused_with_422_on_postgresql(client: TestClient) -> None:
     task = {**TRUE_TASK, "type": "t\x00x"}
     r = orchestrate(client, task)
@@ -67,7 +66,6 @@ def test_nul_in_a_task_type_is_refused_with_422_on_postgresql(client: TestClient
     assert r.json()["errors"] == [{"field": "arguments.task.type", "reason": NUL_REASON}]
 
 
-@pytest.mark.xfail(strict=True, reason="NUL in a task id reaches PostgreSQL: 500")
 @pytest.mark.parametrize(
     ("method", "path"),
     [
@@ -86,7 +84,6 @@ def test_nul_in_a_path_or_query_gets_a_4xx_on_postgresql(
     assert isinstance(r.json().get("error"), str)
 
 
-@pytest.mark.xfail(strict=True, reason="NUL in a task id reaches PostgreSQL: 500")
 @pytest.mark.parametrize("tool", ["get_task_status", "cancel_task"])
 def test_nul_in_a_task_id_argument_is_refused_with_422_on_postgresql(
     client: TestClient, tool: str

@@ -115,7 +115,6 @@ def test_the_example_calls_are_valid_and_cover_every_tool() -> None:
         TOOLS[name].model.model_validate(arguments)
 
 
-@pytest.mark.xfail(strict=True, reason="NUL is refused only in components and argv")
 @pytest.mark.parametrize(
     ("name", "path", "is_key"),
     PLACES,
@@ -129,14 +128,12 @@ def test_nul_anywhere_in_any_tools_arguments_is_refused_naming_that_field(
     assert fields == {where: NUL_REASON}
 
 
-@pytest.mark.xfail(strict=True, reason="NUL is refused only in components and argv")
 def test_a_task_spec_validated_on_its_own_refuses_nul_too() -> None:
     with pytest.raises(ValidationError) as raised:
         TaskSpec.model_validate({"type": "t\x00x", "components": ["a"]})
     assert [(e["loc"], e["msg"]) for e in raised.value.errors()] == [(("type",), NUL_REASON)]
 
 
-@pytest.mark.xfail(strict=True, reason="NUL is refused only in components and argv")
 def test_every_nul_is_named_not_only_the_first() -> None:
     arguments = {
         "task": {

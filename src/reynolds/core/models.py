@@ -10,8 +10,18 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic.alias_generators import to_camel
+from pydantic_core import InitErrorDetails, PydanticCustomError
+
+from reynolds.core import wire_values
 
 MAX_COMPONENTS = 10_000
 MAX_SUBTASKS = 10_000
@@ -26,6 +36,28 @@ class WireModel(BaseModel):
     model_config = ConfigDict(
         alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True
     )
+
+
+class InputModel(WireModel):
+    """What a caller sends. Before any field is read, every value in it, at any depth and in
+    keys too, must pass `core.wire_values`; each place that does not is named."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _wire_values(cls, data: Any) -> Any:
+        found = wire_values.problems(data)
+        if found:
+            # Raised from a validator, the error keeps these paths, under the caller's own.
+            raise ValidationError.from_exception_data(
+                cls.__name__,
+                [
+                    InitErrorDetails(
+                        type=PydanticCustomError("wire_value", p.reason), loc=p.loc, input=p.value
+                    )
+                    for p in found
+                ],
+            )
+        return data
 
 
 class Status(StrEnum):
@@ -67,8 +99,6 @@ class ShellAction(WireModel):
     def _executable_present(cls, argv: list[str]) -> list[str]:
         if not argv[0].strip():
             raise ValueError("the first element must name an executable")
-        if any("\x00" in part for part in argv):
-            raise ValueError("argv elements may not contain NUL bytes")
         return argv
 
     @field_validator("env")
@@ -175,7 +205,7 @@ class SubtaskSpec(RunOptions):
         return value
 
 
-class TaskSpec(WireModel):
+class TaskSpec(InputModel):
     """What to do: a type, a description, components, and steps or subtasks."""
 
     type: str = Field(min_length=1, max_length=100)
@@ -194,8 +224,6 @@ class TaskSpec(WireModel):
     def _unique_components(cls, components: list[str]) -> list[str]:
         seen: set[str] = set()
         for name in components:
-            if "\x00" in name:
-                raise ValueError("component names may not contain NUL bytes")
             if name in seen:
                 raise ValueError(f"component {name!r} is listed twice")
             seen.add(name)
@@ -233,37 +261,37 @@ class Strategy(WireModel):
     selection: Selection = "least_busy"
 
 
-class OrchestrateRequest(WireModel):
+class OrchestrateRequest(InputModel):
     task: TaskSpec
     strategy: Strategy | None = None
     wait: bool = False
     timeout_seconds: float = Field(300.0, gt=0, le=3600)
 
 
-class AnalyzeRequest(WireModel):
+class AnalyzeRequest(InputModel):
     task: TaskSpec
     strategy: Strategy | None = None
 
 
-class TaskIdRequest(WireModel):
+class TaskIdRequest(InputModel):
     task_id: str = Field(min_length=1, max_length=64)
 
 
-class ListTasksRequest(WireModel):
+class ListTasksRequest(InputModel):
     status: Status | None = None
     limit: int = Field(50, ge=1, le=1000)
 
 
-class AgentStatusRequest(WireModel):
+class AgentStatusRequest(InputModel):
     agent_type: str = Field("all", max_length=100)
 
 
-class ScaleRequest(WireModel):
+class ScaleRequest(InputModel):
     agent_type: str = Field(min_length=1, max_length=100)
     replicas: int = Field(ge=0, le=10_000)
 
 
-class AutoscaleRequest(WireModel):
+class AutoscaleRequest(InputModel):
     dry_run: bool = False
 
 

@@ -48,6 +48,7 @@ from reynolds.core.reporting import run_metrics, task_result, task_summary
 from reynolds.core.retry import decide_retry
 from reynolds.core.routing import RoutingDecision
 from reynolds.core.substitution import substitute
+from reynolds.core.wire_values import clean_text, printable
 from reynolds.errors import ActionDenied, Conflict, NotFound
 from reynolds.services.actions import Job, Runners, execute
 from reynolds.services.pool_control import PoolControl
@@ -665,6 +666,7 @@ class Engine(PoolControl):
     async def result(self, task_id: str) -> dict[str, Any]:
         """The contract's result for a task, from memory or the store. Whatever it reports
         has been committed: it waits for the writer only when the task has writes pending."""
+        _check_task_id(task_id)
         run = self.find(task_id)
         # A task not in memory ended before the last run evicted (or before this server
         # started): only the writes of evicted runs can still be pending for it.
@@ -717,6 +719,7 @@ class Engine(PoolControl):
 
     async def cancel(self, task_id: str) -> dict[str, Any]:
         """Stop a task: nothing new starts, running processes are killed."""
+        _check_task_id(task_id)
         run = next((r for r in self._active if r.id == task_id), None)
         if run is None:
             known = self.find(task_id)
@@ -868,6 +871,13 @@ def _node_from_row(row: dict[str, Any]) -> Node:
         idempotent=spec.get("idempotent", True),
         allow_option_values=spec.get("allowOptionValues", False),
     )
+
+
+def _check_task_id(task_id: str) -> None:
+    """NotFound for an id no task can have, before the store is asked (PostgreSQL would fail
+    on a NUL, not answer that there is no such task)."""
+    if not clean_text(task_id):
+        raise NotFound(f"no task {printable(task_id)!r}", taskId=printable(task_id))
 
 
 def _kill_orphan(pid: int, start_ticks: int | None, started_at: float | None) -> None:

@@ -15,11 +15,11 @@ from reynolds.core.models import (
     AgentStatusRequest,
     AnalyzeRequest,
     AutoscaleRequest,
+    InputModel,
     ListTasksRequest,
     OrchestrateRequest,
     ScaleRequest,
     TaskIdRequest,
-    WireModel,
 )
 from reynolds.core.reporting import iso
 from reynolds.errors import InvalidInput, NotAvailableYet, ReynoldsError
@@ -139,10 +139,10 @@ async def _autoscale(engine: Engine, req: AutoscaleRequest, ctx: CallContext) ->
     return {"dryRun": req.dry_run, "decisions": decisions, "pools": engine.pool_status()}
 
 
-class _Open(WireModel):
+class _Open(InputModel):
     """Arguments of a tool that is not built yet; accepted as given."""
 
-    model_config = ConfigDict(**{**WireModel.model_config, "extra": "allow"})
+    model_config = ConfigDict(**{**InputModel.model_config, "extra": "allow"})
     situation: str | None = Field(None)
 
 

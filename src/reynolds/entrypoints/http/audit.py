@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict
 from reynolds.adapters.store.sql import AUDIT_MAX_LIMIT
 from reynolds.bootstrap import Container
 from reynolds.core.audit import audit_view, parse_since
+from reynolds.core.wire_values import NUL_REASON, clean_text
 from reynolds.entrypoints.http.schemas import error_responses
 
 
@@ -63,6 +64,11 @@ def add_audit_routes(app: FastAPI, container: Callable[[], Container]) -> None:
         ),
         limit: int = Query(100, ge=1, le=AUDIT_MAX_LIMIT),
     ) -> Any:
+        if task_id is not None and not clean_text(task_id):
+            return JSONResponse(
+                {"error": "invalid query", "errors": [{"field": "taskId", "reason": NUL_REASON}]},
+                status_code=422,
+            )
         after = None
         if since:
             try:

@@ -388,7 +388,6 @@ def test_nul_over_mcp_is_an_error_result_naming_the_field(tmp_path: Path) -> Non
     assert f"arguments.task.type: {NUL_REASON}" in text
 
 
-@pytest.mark.xfail(strict=True, reason="only PATH, LD_* and PYTHON*, case-sensitively")
 @pytest.mark.parametrize("name", ["BASH_ENV", "ENV", "GCONV_PATH", "ld_preload"])
 def test_a_start_up_variable_in_a_steps_env_is_refused_and_nothing_runs(
     client: TestClient, tmp_path: Path, name: str
@@ -400,6 +399,6 @@ def test_a_start_up_variable_in_a_steps_env_is_refused_and_nothing_runs(
     r = orchestrate(client, one_step(action))
     assert r.status_code == 422, r.text
     (error,) = assert_4xx_json(r)["errors"]
-    assert error["field"] == "arguments.task.steps.0.action.env"
+    assert error["field"] == "arguments.task.steps.0.action.shell.env"
     assert error["reason"].startswith(f"{name} may not be set by a step: ")
     assert not marker.exists()

@@ -22,12 +22,12 @@ from pydantic.alias_generators import to_camel
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from reynolds.core import wire_values
+from reynolds.core.environment import env_name_problem
 
 MAX_COMPONENTS = 10_000
 MAX_SUBTASKS = 10_000
 _ID = re.compile(r"^[A-Za-z0-9_.:@/\[\]-]{1,200}$")
 _CALLABLE = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
-_FORBIDDEN_ENV = re.compile(r"^(PATH|LD_.*|PYTHON.*)$")
 
 
 class WireModel(BaseModel):
@@ -105,12 +105,9 @@ class ShellAction(WireModel):
     @classmethod
     def _safe_env(cls, env: dict[str, str]) -> dict[str, str]:
         for key in env:
-            if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,127}", key):
-                raise ValueError(f"{key!r} is not a valid environment variable name")
-            if _FORBIDDEN_ENV.match(key):
-                raise ValueError(
-                    f"{key} may not be set by a step (PATH, LD_* and PYTHON* are fixed)"
-                )
+            problem = env_name_problem(key)
+            if problem is not None:
+                raise PydanticCustomError("env_name", problem)
         return env
 
 

@@ -402,3 +402,56 @@ def test_a_start_up_variable_in_a_steps_env_is_refused_and_nothing_runs(
     assert error["field"] == "arguments.task.steps.0.action.shell.env"
     assert error["reason"].startswith(f"{name} may not be set by a step: ")
     assert not marker.exists()
+
+
+@pytest.mark.xfail(strict=True, reason="numbers and booleans are coerced from strings")
+@pytest.mark.parametrize(
+    ("arguments", "field"),
+    [
+        ({"strategy": {"maxConcurrency": "5"}}, "arguments.strategy.maxConcurrency"),
+        ({"strategy": {"maxConcurrency": True}}, "arguments.strategy.maxConcurrency"),
+        ({"wait": "true"}, "arguments.wait"),
+        ({"timeoutSeconds": "60"}, "arguments.timeoutSeconds"),
+    ],
+    ids=["max-concurrency-string", "max-concurrency-true", "wait-string", "timeout-string"],
+)
+def test_a_number_or_boolean_sent_as_another_json_type_is_refused_with_422(
+    client: TestClient, arguments: dict[str, Any], field: str
+) -> None:
+    task = one_step({"kind": "shell", "argv": ["true"]})
+    r = orchestrate(client, task, **arguments)
+    assert r.status_code == 422, r.text
+    assert [e["field"] for e in assert_4xx_json(r)["errors"]] == [field]
+
+
+@pytest.mark.xfail(strict=True, reason="numbers and booleans are coerced from strings")
+def test_retries_sent_as_a_string_is_refused_with_422(client: TestClient) -> None:
+    task = {
+        "type": "x",
+        "steps": [{"name": "s", "retries": "2", "action": {"kind": "shell", "argv": ["true"]}}],
+    }
+    r = orchestrate(client, task)
+    assert r.status_code == 422, r.text
+    fields = [e["field"] for e in assert_4xx_json(r)["errors"]]
+    assert fields == ["arguments.task.steps.0.retries"]
+
+
+@pytest.mark.xfail(strict=True, reason="numbers and booleans are coerced from strings")
+def test_pools_are_not_scaled_by_a_count_or_a_flag_sent_as_a_string(client: TestClient) -> None:
+    before = client.post("/mcp/tools/get_agent_status", json={"arguments": {}}).json()
+    r = client.post(
+        "/mcp/tools/scale_agents", json={"arguments": {"agentType": "code", "replicas": "1"}}
+    )
+    assert r.status_code == 422, r.text
+    r = client.post("/mcp/tools/autoscale_agents", json={"arguments": {"dryRun": "false"}})
+    assert r.status_code == 422, r.text
+    after = client.post("/mcp/tools/get_agent_status", json={"arguments": {}}).json()
+    replicas = [
+        {p["type"]: p["replicas"] for p in s["structuredContent"]["pools"]} for s in (before, after)
+    ]
+    assert replicas[0] == replicas[1]
+
+
+def test_query_parameters_stay_strings_read_as_numbers(client: TestClient) -> None:
+    assert client.get("/tasks?limit=5").status_code == 200
+    assert client.get("/audit?limit=5").status_code == 200

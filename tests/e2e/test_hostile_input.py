@@ -404,7 +404,6 @@ def test_a_start_up_variable_in_a_steps_env_is_refused_and_nothing_runs(
     assert not marker.exists()
 
 
-@pytest.mark.xfail(strict=True, reason="numbers and booleans are coerced from strings")
 @pytest.mark.parametrize(
     ("arguments", "field"),
     [
@@ -424,7 +423,6 @@ def test_a_number_or_boolean_sent_as_another_json_type_is_refused_with_422(
     assert [e["field"] for e in assert_4xx_json(r)["errors"]] == [field]
 
 
-@pytest.mark.xfail(strict=True, reason="numbers and booleans are coerced from strings")
 def test_retries_sent_as_a_string_is_refused_with_422(client: TestClient) -> None:
     task = {
         "type": "x",
@@ -436,7 +434,6 @@ def test_retries_sent_as_a_string_is_refused_with_422(client: TestClient) -> Non
     assert fields == ["arguments.task.steps.0.retries"]
 
 
-@pytest.mark.xfail(strict=True, reason="numbers and booleans are coerced from strings")
 def test_pools_are_not_scaled_by_a_count_or_a_flag_sent_as_a_string(client: TestClient) -> None:
     before = client.post("/mcp/tools/get_agent_status", json={"arguments": {}}).json()
     r = client.post(

@@ -31,10 +31,20 @@ _CALLABLE = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
 
 
 class WireModel(BaseModel):
-    """camelCase on the wire, snake_case inside; unknown fields are refused."""
+    """camelCase on the wire, snake_case inside; unknown fields are refused.
+
+    Strict: a number must be a JSON number (an integer will do for a float, `true` will not)
+    and a boolean a JSON boolean, never a string that reads as one. Finite, too: NaN and
+    the infinities are no JSON numbers. Fields whose wire form is a string (timestamps, enum
+    members) say `strict=False`."""
 
     model_config = ConfigDict(
-        alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True
+        alias_generator=to_camel,
+        populate_by_name=True,
+        extra="forbid",
+        frozen=True,
+        strict=True,
+        allow_inf_nan=False,
     )
 
 
@@ -211,7 +221,7 @@ class TaskSpec(InputModel):
         default_factory=list, max_length=MAX_COMPONENTS
     )
     priority: Priority = "medium"
-    deadline: datetime | None = None
+    deadline: datetime | None = Field(None, strict=False)
     steps: list[Step] | None = Field(None, min_length=1, max_length=100)
     subtasks: list[SubtaskSpec] | None = Field(None, min_length=1, max_length=MAX_SUBTASKS)
     decompose: Literal["patterns", "llm"] = "patterns"
@@ -275,7 +285,7 @@ class TaskIdRequest(InputModel):
 
 
 class ListTasksRequest(InputModel):
-    status: Status | None = None
+    status: Status | None = Field(None, strict=False)
     limit: int = Field(50, ge=1, le=1000)
 
 

@@ -32,6 +32,7 @@ from reynolds.core.graph import Graph, Node, bottom_levels
 from reynolds.core.models import (
     FINISHED,
     Action,
+    Approach,
     ShellAction,
     Status,
     Strategy,
@@ -151,7 +152,9 @@ class Engine(PoolControl):
         """When the caller leaves it open: urgent for critical work, else critical-path
         first, as wide as the graph and the pools allow."""
         width = planning.max_width(graph.levels())
-        approach = "parallel_urgent" if spec.priority == "critical" else "parallel_optimized"
+        approach: Approach = (
+            "parallel_urgent" if spec.priority == "critical" else "parallel_optimized"
+        )
         return Strategy(
             approach=approach,
             max_concurrency=max(1, min(width, sum(self.planning_replicas().values()))),

@@ -477,7 +477,6 @@ def test_a_free_form_value_json_or_the_store_cannot_hold_is_an_error_result_over
     assert f"arguments.task.steps.0.action.kwargs.v: {reason}" in text
 
 
-@pytest.mark.xfail(strict=True, reason="a number json.loads cannot make is a 500; NaN is read")
 @pytest.mark.parametrize(
     ("body", "reason"),
     [

@@ -288,9 +288,11 @@ async def _arguments(request: Request) -> dict[str, Any] | JSONResponse:
     if not raw.strip():
         return {}
     try:
-        body = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
-        # RecursionError: nesting deep enough to exhaust the parser's stack is refused too.
+        body = json.loads(raw, parse_constant=_not_json)
+    except (ValueError, RecursionError) as exc:
+        # ValueError: malformed JSON, bytes that are not UTF-8, NaN and the infinities, and
+        # integers too long for Python to read. RecursionError: nesting deep enough to exhaust
+        # the parser's stack.
         reason = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)
         return JSONResponse(
             {"error": "body is not valid JSON", "errors": [{"field": "(body)", "reason": reason}]},
@@ -306,6 +308,11 @@ async def _arguments(request: Request) -> dict[str, Any] | JSONResponse:
         )
     args: dict[str, Any] = body.get("arguments", {})
     return args
+
+
+def _not_json(constant: str) -> Any:
+    """Python's json reads NaN and the infinities; JSON has no such numbers."""
+    raise ValueError(f"{constant} is not JSON")
 
 
 def _redact(url: str) -> str:

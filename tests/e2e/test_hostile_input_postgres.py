@@ -91,3 +91,18 @@ def test_nul_in_a_task_id_argument_is_refused_with_422_on_postgresql(
     r = client.post(f"/mcp/tools/{tool}", json={"arguments": {"taskId": "a\x00b"}})
     assert r.status_code == 422, r.text
     assert r.json()["errors"] == [{"field": "arguments.taskId", "reason": NUL_REASON}]
+
+
+def test_a_refused_call_is_audited_without_making_postgresql_give_up_writes(
+    client: TestClient,
+) -> None:
+    r = client.post(
+        "/mcp/tools/cancel_task",
+        content=b'{"arguments": {"taskId": "\\ud800\\u0000"}}',
+        headers={"content-type": "application/json"},
+    )
+    assert r.status_code == 422, r.text
+    audit = client.get("/audit")
+    assert audit.status_code == 200, audit.text
+    records = [x for x in audit.json()["records"] if x["taskId"] == "\\ud800\\u0000"]
+    assert [(x["tool"], x["decision"]) for x in records] == [("cancel_task", "rejected")]

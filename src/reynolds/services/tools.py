@@ -22,6 +22,7 @@ from reynolds.core.models import (
     TaskIdRequest,
 )
 from reynolds.core.reporting import iso
+from reynolds.core.wire_values import printable
 from reynolds.errors import InvalidInput, NotAvailableYet, ReynoldsError
 from reynolds.services.analysis import CachedAnalysis, analyze
 from reynolds.services.engine import Engine
@@ -288,16 +289,19 @@ def _audit(
     outcome: str,
     detail: str | None = None,
 ) -> None:
+    # The tool name and task id are the caller's text, refused calls' included: escaped, so
+    # that the store can always write the record (a NUL or a lone surrogate would make it give
+    # up every write committed with it).
     engine.store.add_audit(
         {
             "at": started_at,
             "kind": "tool",
             "token_name": ctx.token_name,
-            "tool": tool[:64],
-            "task_id": task_id[:64] if isinstance(task_id, str) else None,
+            "tool": printable(tool)[:64],
+            "task_id": printable(task_id)[:64] if isinstance(task_id, str) else None,
             "decision": decision,
             "outcome": outcome,
-            "detail": detail,
+            "detail": printable(detail) if detail is not None else None,
             "duration_s": time.perf_counter() - started,
         }
     )

@@ -127,6 +127,8 @@ async def build(settings: Settings, *, hold_lock: bool = True) -> Container:
     lock = HomeLock(settings.lock_file) if hold_lock else None
     if lock is not None:
         lock.acquire()
+    store: SqlStore | None = None
+    container: Container | None = None
     try:
         pools = load_pools(settings)
         store = SqlStore(
@@ -163,8 +165,15 @@ async def build(settings: Settings, *, hold_lock: bool = True) -> Container:
             log.info("resumed %d unfinished task(s)", len(container.resumed))
         return container
     except BaseException:
-        if lock is not None:
-            lock.release()
+        # A server that cannot start stops what it had started: the store's writer, its
+        # heartbeat and connections (which would hold the database), the engine's workers.
+        if container is not None:
+            await container.aclose()
+        else:
+            if store is not None:
+                await asyncio.to_thread(store.close)
+            if lock is not None:
+                lock.release()
         raise
 
 

@@ -24,7 +24,6 @@ def store_threads() -> list[str]:
     return sorted(t.name for t in threading.enumerate() if t.name.startswith("reynolds-store"))
 
 
-@pytest.mark.xfail(strict=True, reason="a failed start releases the home lock only")
 async def test_a_server_that_fails_to_start_leaves_no_store_running(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

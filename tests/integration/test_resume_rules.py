@@ -68,7 +68,6 @@ def stored(task_id: str, action: dict[str, Any]) -> tuple[dict[str, Any], dict[s
     return task, subtask
 
 
-@pytest.mark.xfail(strict=True, reason="the refused spec stops the server from starting")
 async def test_a_stored_task_todays_rules_refuse_fails_and_the_others_resume(
     tmp_path: Path, store_url: str
 ) -> None:

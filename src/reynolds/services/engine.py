@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import TypeAdapter
+from pydantic import TypeAdapter, ValidationError
 
 from reynolds.adapters.actions.shell import ShellRunner, is_our_orphan, kill_group
 from reynolds.adapters.metrics import Metrics
@@ -37,6 +37,7 @@ from reynolds.core.models import (
     Status,
     Strategy,
     TaskSpec,
+    format_validation_errors,
 )
 from reynolds.core.personality import task_comment
 from reynolds.core.pools import (
@@ -61,7 +62,7 @@ from reynolds.services.ports import (
     RemoteExecutor,
     Store,
 )
-from reynolds.services.runs import SubState, TaskRun
+from reynolds.services.runs import SubState, TaskRun, refused_writes
 from reynolds.services.scaling import AutoScaler
 from reynolds.settings import Settings
 
@@ -769,12 +770,27 @@ class Engine(PoolControl):
             for row in rows:
                 if row.get("pid"):
                     _kill_orphan(int(row["pid"]), row.get("pid_start"), row.get("started_at"))
-            run = self._rebuild(task, rows)
+            try:
+                run = self._rebuild(task, rows)
+            except ValidationError as exc:  # stored by an earlier version with looser rules
+                self._fail_refused(task["id"], rows, exc)
+                continue
             self._event(run, None, "task_resumed", {"unfinished": run.unfinished})
             self._activate(run)
             resumed.append(run.id)
         await self.store.flush()
         return resumed
+
+    def _fail_refused(self, task_id: str, rows: list[dict[str, Any]], exc: ValidationError) -> None:
+        """A stored task today's input rules refuse fails, saying why, rather than run."""
+        fields = [f"{e['field']}: {e['reason']}" for e in format_validation_errors(exc.errors())]
+        why = printable(f"not resumed: today's input rules refuse it ({'; '.join(fields[:3])})")
+        log.warning("task %s %s", task_id, why)
+        writes = refused_writes(task_id, rows, why, self.clock())
+        self.store.put_task(writes.task)
+        for row in writes.subtasks:
+            self.store.put_subtask(row)
+        self.store.add_event(writes.event)
 
     def _rebuild(self, task: dict[str, Any], rows: list[dict[str, Any]]) -> TaskRun:
         spec = TaskSpec.model_validate(task["spec"])

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from reynolds.core.graph import Graph, Node
-from reynolds.core.models import PRIORITY_RANK, Status, Strategy, TaskSpec
+from reynolds.core.models import FINISHED, PRIORITY_RANK, Status, Strategy, TaskSpec
 from reynolds.core.planning import OrderKey, order_key
 from reynolds.core.routing import RoutingDecision
 
@@ -123,3 +123,35 @@ class TaskRun:
 
     def subtask_rows(self) -> list[dict[str, Any]]:
         return [s.row(self.id) for s in self.subs.values()]
+
+
+@dataclass(frozen=True, slots=True)
+class RefusedWrites:
+    """What ends a stored task that can no longer be run: its row, its unfinished subtasks'
+    rows and its last event."""
+
+    task: dict[str, Any]
+    subtasks: list[dict[str, Any]]
+    event: dict[str, Any]
+
+
+def refused_writes(
+    task_id: str, subtasks: list[dict[str, Any]], why: str, now: float
+) -> RefusedWrites:
+    """The task and every subtask that had not ended fail with reason `invalid`, saying why."""
+    failed = {"status": str(Status.FAILED), "finished_at": now}
+    return RefusedWrites(
+        task={"id": task_id, **failed, "message": why},
+        subtasks=[
+            {"task_id": task_id, "id": row["id"], **failed, "reason": "invalid", "error": why}
+            for row in subtasks
+            if Status(row["status"]) not in FINISHED
+        ],
+        event={
+            "task_id": task_id,
+            "subtask_id": None,
+            "kind": "task_finished",
+            "data": {"status": str(Status.FAILED), "reason": "invalid"},
+            "at": now,
+        },
+    )

@@ -44,7 +44,7 @@ def load_pools(settings: Settings) -> PoolSet:
         data: Any = yaml.safe_load(path.read_text(encoding="utf-8"))
     except FileNotFoundError as exc:
         raise InvalidInput(f"pool configuration not found: {path}") from exc
-    except yaml.YAMLError as exc:
+    except (yaml.YAMLError, ValueError) as exc:  # ValueError: a number too long to read
         raise InvalidInput(f"{path}: not valid YAML: {exc}") from exc
     return PoolSet.from_mapping(data, source=str(path))
 

@@ -24,7 +24,6 @@ def config() -> dict[str, Any]:
     return data
 
 
-@pytest.mark.xfail(strict=True, reason="agents.yaml values are not checked for NUL")
 @pytest.mark.parametrize(
     ("pool", "key", "value", "where"),
     [
@@ -57,7 +56,6 @@ def test_an_executor_may_not_set_a_start_up_variable_either() -> None:
         PoolSet.from_mapping(data)
 
 
-@pytest.mark.xfail(strict=True, reason="yaml's ValueError escapes as a traceback")
 def test_a_number_too_long_to_read_is_refused_naming_the_file(tmp_path: Path) -> None:
     settings = Settings(config_dir=tmp_path, home=tmp_path / "home")
     text = REPO_CONFIG.read_text(encoding="utf-8")

@@ -11,6 +11,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
+from reynolds.core import wire_values
 from reynolds.core.models import Action, ShellAction
 from reynolds.errors import InvalidInput
 
@@ -178,6 +179,11 @@ class PoolSet:
 
     @classmethod
     def from_mapping(cls, data: Any, source: str = "agents.yaml") -> PoolSet:
+        # Executables, hosts and executor argv reach system calls as tool arguments do.
+        found = wire_values.problems(data)
+        if found:
+            where = ".".join(str(p) for p in found[0].loc)
+            raise InvalidInput(f"{source}: {where}: {found[0].reason}")
         try:
             parsed = PoolsFile.model_validate(data)
         except ValidationError as exc:

@@ -53,7 +53,8 @@ def parse_task_document(text: str, kind: str, *, source: str = "task") -> dict[s
     """Parse JSON (`kind="json"`) or YAML text into `{task, strategy?}` arguments."""
     try:
         document = json.loads(text) if kind == "json" else yaml.safe_load(text)
-    except (json.JSONDecodeError, yaml.YAMLError) as exc:
+    except (ValueError, yaml.YAMLError) as exc:
+        # ValueError besides json's own: a number too long for Python to read, in either.
         raise TaskFileError(f"{source}: not valid {kind.upper()}: {_describe(exc)}") from exc
     return task_arguments(_jsonable(document), source=source)
 
@@ -118,7 +119,7 @@ def _kind_of(value: Any) -> str:
     )
 
 
-def _describe(exc: json.JSONDecodeError | yaml.YAMLError) -> str:
+def _describe(exc: ValueError | yaml.YAMLError) -> str:
     if isinstance(exc, json.JSONDecodeError):
         return f"line {exc.lineno}, column {exc.colno}: {exc.msg}"
     mark = getattr(exc, "problem_mark", None)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 from collections import Counter
 from collections.abc import Iterable
+from contextvars import ContextVar
 from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
@@ -17,6 +18,7 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    ValidatorFunctionWrapHandler,
     field_validator,
     model_validator,
 )
@@ -52,11 +54,14 @@ class WireModel(BaseModel):
 
 class InputModel(WireModel):
     """What a caller sends. Before any field is read, every value in it, at any depth and in
-    keys too, must pass `core.wire_values`; each place that does not is named."""
+    keys too, must pass `core.wire_values`; each place that does not is named. An input model
+    inside another (a task inside orchestrate_task's arguments) is not checked twice."""
 
-    @model_validator(mode="before")
+    @model_validator(mode="wrap")
     @classmethod
-    def _wire_values(cls, data: Any) -> Any:
+    def _wire_values(cls, data: Any, handler: ValidatorFunctionWrapHandler) -> Any:
+        if _CHECKING.get():
+            return handler(data)
         found = wire_values.problems(data)
         if found:
             # Raised from a validator, the error keeps these paths, under the caller's own.
@@ -69,7 +74,15 @@ class InputModel(WireModel):
                     for p in found
                 ],
             )
-        return data
+        token = _CHECKING.set(True)
+        try:
+            return handler(data)
+        finally:
+            _CHECKING.reset(token)
+
+
+# Set while an input model's fields are validated: its whole input has been checked.
+_CHECKING: ContextVar[bool] = ContextVar("reynolds_input_checked", default=False)
 
 
 class Status(StrEnum):

@@ -28,7 +28,7 @@ FINITE_REASON = "Input should be a finite number"
 # A body full of bad values names the first ones, not a hundred thousand.
 MAX_REPORTED = 100
 # 64-bit integers have at most 19 digits: a longer run of digits is worth a closer look.
-_LONG_DIGITS = re.compile(r"\d{19}")
+_LONG_DIGITS = re.compile(r"[0-9]{19}")
 
 Loc = tuple[str | int, ...]
 

@@ -553,7 +553,6 @@ def odd_charset_url() -> Iterator[str]:
         thread.join(10)
 
 
-@pytest.mark.xfail(strict=True, reason="action output reaches the store as the decoder made it")
 def test_an_answer_decoded_into_a_lone_surrogate_is_stored_without_losing_writes(
     client: TestClient, odd_charset_url: str
 ) -> None:

@@ -59,3 +59,11 @@ def test_a_value_that_holds_itself_is_walked_once() -> None:
 def test_printable_spells_what_may_not_be_stored_as_escapes() -> None:
     assert wire_values.printable("a\x00b") == "a\\u0000b"
     assert wire_values.printable("plain") == "plain"
+
+
+def test_encodable_keeps_text_and_replaces_only_lone_surrogates() -> None:
+    assert wire_values.encodable("plain") == "plain"
+    assert wire_values.encodable("😀 é \x00") == "😀 é \x00"
+    kept = wire_values.encodable("a\ud800b")
+    assert kept.startswith("a\ufffd") and kept.endswith("b")
+    kept.encode("utf-8")

@@ -68,6 +68,18 @@ def printable(text: str) -> str:
     return escaped.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
+def encodable(text: str) -> str:
+    """`text` with each lone surrogate replaced by U+FFFD, so that it encodes as UTF-8: what
+    an action printed, or a decoder of the server's choosing made of it, is kept, not refused."""
+    if text.isascii():
+        return text
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
+    return text
+
+
 def problems(value: Any) -> list[Problem]:
     """Where JSON-like `value` breaks the rules, in document order (at most MAX_REPORTED)."""
     if _plainly_clean(value):

@@ -50,7 +50,7 @@ from reynolds.core.reporting import run_metrics, task_result, task_summary
 from reynolds.core.retry import decide_retry
 from reynolds.core.routing import RoutingDecision
 from reynolds.core.substitution import substitute
-from reynolds.core.wire_values import clean_text, printable
+from reynolds.core.wire_values import clean_text, encodable, printable
 from reynolds.errors import ActionDenied, Conflict, NotFound
 from reynolds.services.actions import Job, Runners, execute
 from reynolds.services.pool_control import PoolControl
@@ -417,8 +417,9 @@ class Engine(PoolControl):
         now = self.clock()
         duration = now - sub.started_at if sub.started_at is not None else None
         sub.exit_code = result.exit_code
-        sub.output = result.output
-        sub.error = result.error
+        # Any runner's text (an http answer in a charset the server chose) goes to the store.
+        sub.output = encodable(result.output)
+        sub.error = encodable(result.error)
         sub.reason = result.reason
         sub.handle = None
         delay_s = 0.0

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 
-import pytest
-
 from reynolds.core.models import PythonAction, ShellAction
 from reynolds.services.actions import WIRE_TEXT_CHARS, Job, JobResult
 from reynolds.services.ports import ActionResult
@@ -72,7 +70,6 @@ def test_a_short_result_comes_back_unchanged() -> None:
     assert not back.truncated
 
 
-@pytest.mark.xfail(strict=True, reason="a lone surrogate in the output fails the report")
 def test_a_result_whose_output_holds_a_lone_surrogate_is_still_reported() -> None:
     # An http action's answer decoded in a charset of the remote server's choosing.
     result = ActionResult(True, exit_code=200, output="before \ud800 after", error="\udc80")

@@ -13,6 +13,7 @@ from pydantic import Field
 
 from reynolds.core.models import Action, HttpAction, PythonAction, ShellAction, WireModel
 from reynolds.core.pools import PoolSpec, ResourceLimits
+from reynolds.core.wire_values import encodable
 from reynolds.services.ports import ActionContext, ActionResult, ActionRunner
 
 
@@ -96,15 +97,18 @@ class JobResult(WireModel):
     def of(cls, result: ActionResult) -> JobResult:
         """The wire form; output and error keep their last WIRE_TEXT_CHARS characters, so a
         report always fits the server's body limit however the text escapes in JSON."""
-        output, error = result.output[-WIRE_TEXT_CHARS:], result.error[-WIRE_TEXT_CHARS:]
+        # Lone surrogates (a decoder of the remote server's choosing) are no JSON text.
+        output, error = encodable(result.output), encodable(result.error)
         return cls(
             ok=result.ok,
             exit_code=result.exit_code,
-            output=output,
-            error=error,
+            output=output[-WIRE_TEXT_CHARS:],
+            error=error[-WIRE_TEXT_CHARS:],
             reason=result.reason,
             output_bytes=result.output_bytes,
-            truncated=result.truncated or (output, error) != (result.output, result.error),
+            truncated=result.truncated
+            or len(output) > WIRE_TEXT_CHARS
+            or len(error) > WIRE_TEXT_CHARS,
         )
 
     def to_result(self) -> ActionResult:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections.abc import Callable
 from typing import Any
@@ -73,6 +74,8 @@ def add_audit_routes(app: FastAPI, container: Callable[[], Container]) -> None:
         if since:
             try:
                 after = parse_since(since, time.time())
+                if not math.isfinite(after):
+                    raise ValueError(f"{since!r} is no time")
             except ValueError as exc:
                 return JSONResponse(
                     {"error": "invalid query", "errors": [{"field": "since", "reason": str(exc)}]},

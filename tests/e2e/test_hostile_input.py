@@ -521,7 +521,7 @@ def test_an_unknown_tool_named_with_nul_is_audited_with_it_escaped(tmp_path: Pat
     settings = Settings(home=tmp_path / "home", secrets_dir=tmp_path / "secrets")
     result = call_over_mcp(settings, tool, {})
     assert result.is_error
-    with TestClient(create_app(settings)) as c:
+    with TestClient(create_app(settings), base_url=settings.base_url) as c:
         records = c.get("/audit").json()["records"]
     assert [r["tool"] for r in records] == [wire_values.printable(tool)]
 

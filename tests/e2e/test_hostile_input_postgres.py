@@ -43,7 +43,9 @@ def client(
             personality="off",
         )
         app = create_app(settings)
-        with TestClient(app, headers=AUTH, raise_server_exceptions=False) as c:
+        with TestClient(
+            app, base_url=settings.base_url, headers=AUTH, raise_server_exceptions=False
+        ) as c:
             yield c
             health = c.get("/health")
             assert health.status_code == 200 and health.json()["status"] == "healthy"

@@ -51,7 +51,6 @@ def health_latency_s(client: TestClient) -> float:
     return took
 
 
-@pytest.mark.xfail(strict=True, reason="masking a long argument holds the event loop")
 def test_the_server_answers_health_checks_while_a_huge_argv_is_recorded(
     client: TestClient,
 ) -> None:

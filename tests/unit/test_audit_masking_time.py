@@ -4,7 +4,8 @@ Each family is a shape of input that made a pattern backtrack over every positio
 start from. Times are compared with each other (never with a number of seconds): four times
 the text may take at most eight times as long, and 1 MiB at most 32 times as long as 64 KiB,
 where linear work takes 4 and 16 times and quadratic work 16 and 256 times. Each time is the
-best of a few runs, plus a floor, so that a busy machine cannot fail the test.
+thread's CPU time (a busy machine's other processes do not count), the best of a few runs,
+plus a floor for the timer's resolution and the fixed cost of a call.
 """
 
 from __future__ import annotations
@@ -14,8 +15,6 @@ import string
 import time
 from collections.abc import Callable
 
-import pytest
-
 from reynolds.core.audit import redact_argv
 
 KIB = 1024
@@ -23,8 +22,8 @@ KIB = 1024
 SIZES = (16 * KIB, 64 * KIB, 256 * KIB, 1024 * KIB)
 STEP_MAX_RATIO = 8.0  # each size is four times the one before
 WHOLE_MAX_RATIO = 32.0  # 1 MiB against 64 KiB: sixteen times the text
-FLOOR_S = 0.003  # timer noise and the fixed cost of a call
-BEST_OF = 3
+FLOOR_S = 0.003
+BEST_OF = 5
 REPEAT_BUDGET_S = 0.2  # runs after the first only while they are this cheap
 
 
@@ -50,7 +49,7 @@ FAMILIES: dict[str, Callable[[int], str]] = {
     "question marks": lambda n: "?" * n,
     "query names": _repeat("?x"),
     "query names with values": _repeat("?x="),
-    "secret query parameters": _repeat("&token=1"),
+    "secret query parameters": lambda n: "?page=1" + "&token=1" * ((n - 7) // 8),
     "a header name, spaces, then two lines": lambda n: "a:" + " " * (n - 5) + "x\ny",
     "bearer, then spaces": lambda n: "Bearer" + " " * (n - 6),
     "bearer words": _repeat("bearer "),
@@ -66,15 +65,14 @@ FAMILIES: dict[str, Callable[[int], str]] = {
 def best_time_s(argv: list[str]) -> float:
     best = float("inf")
     for _ in range(BEST_OF):
-        started = time.perf_counter()
+        started = time.thread_time()
         redact_argv(argv)
-        best = min(best, time.perf_counter() - started)
+        best = min(best, time.thread_time() - started)
         if best > REPEAT_BUDGET_S:
             break
     return best
 
 
-@pytest.mark.xfail(strict=True, reason="the masking patterns backtrack: quadratic time")
 def test_masking_time_grows_linearly_with_the_text_for_every_adversarial_shape() -> None:
     times: dict[str, list[float]] = {name: [] for name in FAMILIES}
     for size in SIZES:

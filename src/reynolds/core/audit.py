@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import re
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -25,21 +25,33 @@ from reynolds.core.reporting import iso
 REDACTED = "***"
 DETAIL_MAX_CHARS = 500
 
-# Option and variable names whose values are secrets (matched anywhere in the name).
+# Option and variable names whose values are secrets (matched anywhere in the case-folded
+# name). The lookahead lets a position that starts no branch be passed over at once.
 _SECRET_NAME = re.compile(
-    r"pass(word|wd|phrase)?($|[-_.])|(^|[-_.])pwd($|[-_.])|secret|token|api[-_]?key|"
-    r"access[-_]?key|private[-_]?key|credential|(^|[-_.])auth($|[-_.])|authorization|"
-    r"cookie|session[-_]?id|signature",
-    re.IGNORECASE,
+    r"(?=[acpst._-])(?:pass(?:word|wd|phrase)?(?:$|[-_.])|(?:^|[-_.])(?:pwd|auth)(?:$|[-_.])|"
+    r"secret|token|api[-_]?key|access[-_]?key|private[-_]?key|credential|authorization|"
+    r"cookie|session[-_]?id|signature)"
 )
 # Options whose next element is `user:password`.
 _USER_OPTIONS = frozenset({"-u", "--user", "--proxy-user"})
-_URL_USERINFO = re.compile(r"(?P<head>[a-zA-Z][a-zA-Z0-9+.-]*://[^/@\s:]*:)[^/@\s]*(?=@)")
-_QUERY_PARAM = re.compile(r"(?P<head>[?&;](?P<name>[^=&#;\s]+)=)(?P<value>[^&#;\s]*)")
-_BEARER = re.compile(r"(?P<head>\b(?:bearer|basic)\s+)\S+", re.IGNORECASE)
-_HEADER = re.compile(r"^(?P<name>[A-Za-z0-9_-]+):\s*(?P<value>.+)$")
-# Runs of characters keys are made of; "/", "." and "=" split paths, names and options.
-_RUN = re.compile(r"[A-Za-z0-9+_\-~]{20,}")
+
+# Every pattern below does work in proportion to the text, whatever the text: each repeat is
+# possessive (never given back) and can start only where nothing before it could have, so no
+# character is read again for each position a match might start from. A scan that would read
+# on to the end of the text from every letter, `?` or space took quadratic time.
+
+# `://user:password@`: user and password are single runs, so one pass from each `://` decides;
+# the scheme before it is checked by `_has_scheme` (a run that holds a letter).
+_USERINFO = re.compile(r"://[^/@\s:]*+:([^/@\s]*+)(?=@)")
+_SCHEME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789+.-")
+# `?name=value` (or `&`, `;`). When a name is not followed by `=`, the second branch takes the
+# whole run: a `?` inside it would end at the same place and fail the same way.
+_QUERY_PARAM = re.compile(r"[?&;](?:([^=&#;\s]++)=([^&#;\s]*+)|[^=&#;\s]*+)")
+_BEARER = re.compile(r"\b(?:bearer|basic)\s++(\S++)", re.IGNORECASE)
+_HEADER_NAME = re.compile(r"([A-Za-z0-9_-]++):")
+# Runs of characters keys are made of; "/", "." and "=" split paths, names and options. Only
+# from the start of a run: a run shorter than 20 is then read once, not once per character.
+_RUN = re.compile(r"(?<![A-Za-z0-9+_\-~])[A-Za-z0-9+_\-~]{20,}+")
 _HEX = frozenset("0123456789abcdefABCDEF")
 # Every rule below needs one of these, or 20 characters: most elements skip them all.
 _MAYBE_SECRET = re.compile(r"[=:\s]")
@@ -49,7 +61,7 @@ _RELATIVE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
 
 def is_secret_name(name: str) -> bool:
     """Whether an option or variable name says its value is a secret."""
-    return bool(_SECRET_NAME.search(name.lstrip("-")))
+    return bool(_SECRET_NAME.search(name.lstrip("-").casefold()))
 
 
 def looks_random(text: str) -> bool:
@@ -57,13 +69,11 @@ def looks_random(text: str) -> bool:
     n = len(text)
     if n < 20:
         return False
-    has_digit = any(c.isdigit() for c in text)
-    has_alpha = any(c.isalpha() for c in text)
-    if not (has_digit and has_alpha):
-        return False
     counts = Counter(text)
+    if not (any(c.isdigit() for c in counts) and any(c.isalpha() for c in counts)):
+        return False
     entropy = -sum(k / n * math.log2(k / n) for k in counts.values())
-    if n >= 32 and all(c in _HEX or c == "-" for c in text):
+    if n >= 32 and all(c in _HEX or c == "-" for c in counts):
         return entropy >= 3.0  # hex keys, UUID-shaped ones included
     # Random text of n characters has close to log2(n) bits each; words and names much less.
     return entropy >= 0.85 * math.log2(min(n, 64))
@@ -76,15 +86,53 @@ def redact_element(element: str) -> str:
     name, sep, _value = element.partition("=")
     if sep and name and not name.startswith(("http:", "https:")) and is_secret_name(name):
         return f"{name}={REDACTED}"
-    header = _HEADER.match(element)
-    if header and is_secret_name(header["name"]):
-        return f"{header['name']}: {REDACTED}"
-    text = _URL_USERINFO.sub(lambda m: m["head"] + REDACTED, element)
-    text = _QUERY_PARAM.sub(
-        lambda m: m["head"] + REDACTED if is_secret_name(m["name"]) else m[0], text
-    )
-    text = _BEARER.sub(lambda m: m["head"] + REDACTED, text)
+    header = _HEADER_NAME.match(element)
+    if header and is_secret_name(header[1]):
+        value = element[header.end() :]
+        if value and not value.isspace():
+            return f"{header[1]}: {REDACTED}"
+    text = _mask_url_passwords(element)
+    text = _mask_groups(text, _QUERY_PARAM, lambda m: is_secret_name(m[1]) if m[1] else False)
+    folded = text.casefold()
+    if "bearer" in folded or "basic" in folded:  # a plain search first: the pattern is slower
+        text = _mask_groups(text, _BEARER, lambda m: True)
     return _RUN.sub(lambda m: REDACTED if looks_random(m[0]) else m[0], text)
+
+
+def _mask_url_passwords(text: str) -> str:
+    if "://" not in text:
+        return text
+    return _mask_groups(text, _USERINFO, lambda m: _has_scheme(text, m.start()))
+
+
+def _has_scheme(text: str, end: int) -> bool:
+    """Whether `text[:end]` ends with a URL scheme: a run of scheme characters with a letter.
+    (The runs read here end at different `://` and hold no `/`: each character is read once.)"""
+    i = end - 1
+    while i >= 0 and text[i] in _SCHEME_CHARS:
+        if text[i].isalpha():
+            return True
+        i -= 1
+    return False
+
+
+def _mask_groups(
+    text: str, pattern: re.Pattern[str], secret: Callable[[re.Match[str]], bool]
+) -> str:
+    """`text` with the last group of each match of `pattern` that `secret` accepts replaced."""
+    pieces: list[str] = []
+    done = 0
+    for match in pattern.finditer(text):
+        group = match.lastindex
+        if group is None or match[group] is None or not secret(match):
+            continue
+        pieces.append(text[done : match.start(group)])
+        pieces.append(REDACTED)
+        done = match.end(group)
+    if not pieces:
+        return text
+    pieces.append(text[done:])
+    return "".join(pieces)
 
 
 def redact_argv(argv: Sequence[str]) -> list[str]:

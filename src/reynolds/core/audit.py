@@ -1,14 +1,9 @@
-"""The audit log's pure parts: redaction of what is recorded, `since` parsing, the wire view.
-
-Redaction errs on the side of hiding: a long random-looking string is hidden even when it is
-only an id, because a key that slipped into argv must never reach the database.
-"""
+"""The audit log's pure parts: what is recorded of an action (redacted and bounded), `since`
+parsing, the wire view. Redaction itself is in redaction.py."""
 
 from __future__ import annotations
 
-import math
 import re
-from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -20,169 +15,189 @@ from reynolds.core.models import (
     PythonAction,
     ShellAction,
 )
+from reynolds.core.redaction import (
+    DETAIL_MAX_CHARS,
+    REDACTED,
+    drop_split_secret,
+    is_secret_name,
+    looks_random,
+    redact_after,
+    redact_argv,
+    redact_element,
+    redact_text,
+)
 from reynolds.core.reporting import iso
 
-REDACTED = "***"
-DETAIL_MAX_CHARS = 500
+__all__ = [
+    "ARGV_MAX_BYTES",
+    "DETAIL_MAX_CHARS",
+    "ELEMENT_MAX_BYTES",
+    "ENV_NAMES_MAX_BYTES",
+    "NAME_MAX_BYTES",
+    "REDACTED",
+    "audit_view",
+    "describe_action",
+    "is_secret_name",
+    "looks_random",
+    "parse_since",
+    "recorded_argv",
+    "redact_argv",
+    "redact_element",
+    "redact_text",
+]
 
-# Option and variable names whose values are secrets (matched anywhere in the case-folded
-# name). The lookahead lets a position that starts no branch be passed over at once.
-_SECRET_NAME = re.compile(
-    r"(?=[acpst._-])(?:pass(?:word|wd|phrase)?(?:$|[-_.])|(?:^|[-_.])(?:pwd|auth)(?:$|[-_.])|"
-    r"secret|token|api[-_]?key|access[-_]?key|private[-_]?key|credential|authorization|"
-    r"cookie|session[-_]?id|signature)"
-)
-# Options whose next element is `user:password`.
-_USER_OPTIONS = frozenset({"-u", "--user", "--proxy-user"})
-
-# Every pattern below does work in proportion to the text, whatever the text: each repeat is
-# possessive (never given back) and can start only where nothing before it could have, so no
-# character is read again for each position a match might start from. A scan that would read
-# on to the end of the text from every letter, `?` or space took quadratic time.
-
-# `://user:password@`: user and password are single runs, so one pass from each `://` decides;
-# the scheme before it is checked by `_has_scheme` (a run that holds a letter).
-_USERINFO = re.compile(r"://[^/@\s:]*+:([^/@\s]*+)(?=@)")
-_SCHEME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789+.-")
-# `?name=value` (or `&`, `;`). When a name is not followed by `=`, the second branch takes the
-# whole run: a `?` inside it would end at the same place and fail the same way.
-_QUERY_PARAM = re.compile(r"[?&;](?:([^=&#;\s]++)=([^&#;\s]*+)|[^=&#;\s]*+)")
-_BEARER = re.compile(r"\b(?:bearer|basic)\s++(\S++)", re.IGNORECASE)
-_HEADER_NAME = re.compile(r"([A-Za-z0-9_-]++):")
-# Runs of characters keys are made of; "/", "." and "=" split paths, names and options. Only
-# from the start of a run: a run shorter than 20 is then read once, not once per character.
-_RUN = re.compile(r"(?<![A-Za-z0-9+_\-~])[A-Za-z0-9+_\-~]{20,}+")
-_HEX = frozenset("0123456789abcdefABCDEF")
-# Every rule below needs one of these, or 20 characters: most elements skip them all.
-_MAYBE_SECRET = re.compile(r"[=:\s]")
+# What the audit keeps of one attempt, in UTF-8 bytes, cut marks included.
+ELEMENT_MAX_BYTES = 4096  # each argv element, and the cwd
+ARGV_MAX_BYTES = 65536  # the whole argv
+NAME_MAX_BYTES = 256  # each environment variable name
+ENV_NAMES_MAX_BYTES = 4096  # all of them
+_LIST_MARK_BYTES = 32  # kept free for "…[N more elements cut]" while items follow
+_CUT_MIN_TEXT_BYTES = 32  # a cut element shows at least this much, or is left out
 _UNITS_S = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 _RELATIVE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
-
-
-def is_secret_name(name: str) -> bool:
-    """Whether an option or variable name says its value is a secret."""
-    return bool(_SECRET_NAME.search(name.lstrip("-").casefold()))
-
-
-def looks_random(text: str) -> bool:
-    """A long string of key characters with the entropy of a generated secret."""
-    n = len(text)
-    if n < 20:
-        return False
-    counts = Counter(text)
-    if not (any(c.isdigit() for c in counts) and any(c.isalpha() for c in counts)):
-        return False
-    entropy = -sum(k / n * math.log2(k / n) for k in counts.values())
-    if n >= 32 and all(c in _HEX or c == "-" for c in counts):
-        return entropy >= 3.0  # hex keys, UUID-shaped ones included
-    # Random text of n characters has close to log2(n) bits each; words and names much less.
-    return entropy >= 0.85 * math.log2(min(n, 64))
-
-
-def redact_element(element: str) -> str:
-    """One argv element with what looks secret replaced by `***`."""
-    if len(element) < 20 and not _MAYBE_SECRET.search(element):
-        return element
-    name, sep, _value = element.partition("=")
-    if sep and name and not name.startswith(("http:", "https:")) and is_secret_name(name):
-        return f"{name}={REDACTED}"
-    header = _HEADER_NAME.match(element)
-    if header and is_secret_name(header[1]):
-        value = element[header.end() :]
-        if value and not value.isspace():
-            return f"{header[1]}: {REDACTED}"
-    text = _mask_url_passwords(element)
-    text = _mask_groups(text, _QUERY_PARAM, lambda m: is_secret_name(m[1]) if m[1] else False)
-    folded = text.casefold()
-    if "bearer" in folded or "basic" in folded:  # a plain search first: the pattern is slower
-        text = _mask_groups(text, _BEARER, lambda m: True)
-    return _RUN.sub(lambda m: REDACTED if looks_random(m[0]) else m[0], text)
-
-
-def _mask_url_passwords(text: str) -> str:
-    if "://" not in text:
-        return text
-    return _mask_groups(text, _USERINFO, lambda m: _has_scheme(text, m.start()))
-
-
-def _has_scheme(text: str, end: int) -> bool:
-    """Whether `text[:end]` ends with a URL scheme: a run of scheme characters with a letter.
-    (The runs read here end at different `://` and hold no `/`: each character is read once.)"""
-    i = end - 1
-    while i >= 0 and text[i] in _SCHEME_CHARS:
-        if text[i].isalpha():
-            return True
-        i -= 1
-    return False
-
-
-def _mask_groups(
-    text: str, pattern: re.Pattern[str], secret: Callable[[re.Match[str]], bool]
-) -> str:
-    """`text` with the last group of each match of `pattern` that `secret` accepts replaced."""
-    pieces: list[str] = []
-    done = 0
-    for match in pattern.finditer(text):
-        group = match.lastindex
-        if group is None or match[group] is None or not secret(match):
-            continue
-        pieces.append(text[done : match.start(group)])
-        pieces.append(REDACTED)
-        done = match.end(group)
-    if not pieces:
-        return text
-    pieces.append(text[done:])
-    return "".join(pieces)
-
-
-def redact_argv(argv: Sequence[str]) -> list[str]:
-    """argv as it may be recorded: secret values, and values of secret options, hidden."""
-    out: list[str] = []
-    hide_next = user_next = False
-    for element in argv:
-        if hide_next:
-            out.append(REDACTED)
-        elif user_next:
-            user, sep, _ = element.partition(":")
-            out.append(f"{user}:{REDACTED}" if sep else redact_element(element))
-        else:
-            out.append(redact_element(element))
-        hide_next = element.startswith("-") and "=" not in element and is_secret_name(element)
-        user_next = element in _USER_OPTIONS
-    return out
 
 
 def describe_action(action: object, argv: Sequence[str] | None = None) -> dict[str, Any]:
     """The audit columns that say what an action was asked to do: argv (redacted; `argv`
     is the shell action's after substitution), cwd and the names, never the values, of its
-    environment variables. Python kwargs, request bodies and prompts are left out."""
+    environment variables. Python kwargs, request bodies and prompts are left out. Each is
+    bounded (ELEMENT_MAX_BYTES, ARGV_MAX_BYTES, ...), what is cut marked as such."""
     if isinstance(action, ShellAction):
         return {
-            "argv": redact_argv(action.argv if argv is None else argv),
-            "cwd": action.cwd,
-            "env_names": sorted(action.env) if action.env else None,
+            "argv": recorded_argv(action.argv if argv is None else argv),
+            "cwd": None if action.cwd is None else _bounded(action.cwd, ELEMENT_MAX_BYTES, _same),
+            "env_names": _recorded_names(sorted(action.env)) if action.env else None,
         }
     if isinstance(action, PythonAction):
-        return {"argv": [action.callable], "cwd": None, "env_names": None}
+        return {
+            "argv": recorded_argv([action.callable], redact=False),
+            "cwd": None,
+            "env_names": None,
+        }
     if isinstance(action, HttpAction):
-        return {"argv": [action.method, redact_element(action.url)], "cwd": None, "env_names": None}
+        return {
+            "argv": [action.method, *recorded_argv([action.url])],
+            "cwd": None,
+            "env_names": None,
+        }
     if isinstance(action, McpAction):
         server = action.server
         target = (
             [server.command, *server.args] if isinstance(server, McpServerCommand) else [server.url]
         )
-        return {"argv": [*redact_argv(target), action.tool], "cwd": None, "env_names": None}
+        return {
+            "argv": recorded_argv([*target, action.tool], plain_last=True),
+            "cwd": None,
+            "env_names": None,
+        }
     return {"argv": None, "cwd": None, "env_names": None}
 
 
-def redact_text(text: str, limit: int = DETAIL_MAX_CHARS) -> str:
-    """A message (a denial's reason, say) word by word, cut to `limit` characters."""
-    words = []
-    for word in text[: limit * 2].split(" "):
-        core = word.strip("'\"`,;()[]")
-        words.append(word.replace(core, redact_element(core)) if core else word)
-    out = " ".join(words)
-    return out if len(out) <= limit else out[: limit - 1] + "…"
+def recorded_argv(
+    argv: Sequence[str], *, redact: bool = True, plain_last: bool = False
+) -> list[str]:
+    """argv as the audit keeps it: each element redacted (unless `redact` is false, or it is
+    the last and `plain_last` is set) in at most ELEMENT_MAX_BYTES, its beginning and
+    `…[cut from N bytes]` when longer (N: its whole length); and the list in at most
+    ARGV_MAX_BYTES, the elements that no longer fit left out and counted by a last element
+    `…[K more elements cut]`. The work is bounded too: what is left out is not read."""
+    short = sum(map(len, argv)) <= ELEMENT_MAX_BYTES
+    if redact and not plain_last and short and "".join(argv).isascii():
+        # The usual command line, short as a whole: redacted at once, it is only checked.
+        redacted = redact_argv(argv)
+        if sum(map(len, redacted)) <= ELEMENT_MAX_BYTES:
+            return redacted
+    last = len(argv) - 1
+
+    def shown(index: int, element: str, room: int) -> str | None:
+        if not redact or (plain_last and index == last):
+            return _bounded(element, room, _same)
+        previous = argv[index - 1] if index else None
+        return _bounded(element, room, lambda text: redact_after(previous, text))
+
+    return _fit(argv, ELEMENT_MAX_BYTES, ARGV_MAX_BYTES, "elements", shown)
+
+
+def _recorded_names(names: Sequence[str]) -> list[str]:
+    return _fit(
+        names,
+        NAME_MAX_BYTES,
+        ENV_NAMES_MAX_BYTES,
+        "names",
+        lambda _index, name, room: _bounded(name, room, _same),
+    )
+
+
+def _fit(
+    items: Sequence[str],
+    item_max_bytes: int,
+    total_max_bytes: int,
+    noun: str,
+    shown: Callable[[int, str, int], str | None],
+) -> list[str]:
+    """The items as `shown(index, item, room)` makes each in at most `room` bytes (None: no
+    useful part fits), while they fit in `total_max_bytes` with room left for the count of
+    those that do not, `…[K more elements cut]`."""
+    out: list[str] = []
+    used = 0
+    for index, item in enumerate(items):
+        room = min(item_max_bytes, total_max_bytes - _LIST_MARK_BYTES - used)
+        text = shown(index, item, room)
+        if text is None:
+            out.append(f"…[{len(items) - index} more {noun} cut]")
+            break
+        out.append(text)
+        used += _utf8_len(text)
+    return out
+
+
+def _bounded(text: str, room: int, redact: Callable[[str], str]) -> str | None:
+    """`text` redacted in at most `room` bytes: whole, or its beginning and a cut mark; None
+    when there is no room for a useful part of it."""
+    size = _utf8_len(text)
+    if size <= room:
+        shown = redact(text)
+        if shown is text or _utf8_len(shown) <= room:
+            return shown
+        return _cut(shown, size, room, _same)  # `***` lengthened it: cut what is redacted
+    return _cut(text, size, room, redact)
+
+
+def _cut(text: str, size: int, room: int, redact: Callable[[str], str]) -> str | None:
+    """The beginning of `text` (`size` bytes) redacted, then `…[cut from {size} bytes]`, in
+    at most `room` bytes. Redacting after the cut drops what a rule could no longer
+    recognise in the part kept (see drop_split_secret)."""
+    mark = f"…[cut from {size} bytes]"
+    keep = room - _utf8_len(mark)
+    if keep < _CUT_MIN_TEXT_BYTES:
+        return None
+    prefix = _cut_utf8(text, keep)
+    if redact is not _same:
+        prefix = _cut_utf8(redact(drop_split_secret(prefix, text[len(prefix)])), keep)
+    return prefix + mark
+
+
+def _same(text: str) -> str:
+    return text
+
+
+def _utf8_len(text: str) -> int:
+    # isascii() is O(1) in CPython: the long elements are usually ASCII and never encoded.
+    return len(text) if text.isascii() else len(text.encode("utf-8", "surrogatepass"))
+
+
+def _cut_utf8(text: str, max_bytes: int) -> str:
+    """The longest beginning of `text` in at most `max_bytes` UTF-8 bytes."""
+    head = text[:max_bytes]
+    if head.isascii():
+        return head
+    data = head.encode("utf-8", "surrogatepass")
+    if len(data) <= max_bytes:
+        return head
+    end = max_bytes
+    while end > 0 and (data[end] & 0xC0) == 0x80:  # a continuation byte: its character is split
+        end -= 1
+    return data[:end].decode("utf-8", "surrogatepass")
 
 
 def parse_since(text: str, now: float) -> float:

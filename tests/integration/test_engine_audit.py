@@ -43,7 +43,6 @@ async def action_records(app: Container, *argvs: list[str]) -> list[dict[str, ob
     return sorted((r for r in rows if r["kind"] == "action"), key=lambda r: str(r["subtask_id"]))
 
 
-@pytest.mark.xfail(strict=True, reason="every argv is masked on the event loop")
 async def test_a_long_argv_is_masked_off_the_event_loop(
     app: Container, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -515,6 +515,44 @@ def test_an_audit_record_without_its_decision_or_with_unknown_fields_is_refused(
         store.add_audit(audit_row(1.0, seq=7))
 
 
+def test_an_audit_record_made_later_is_made_on_the_writer_thread_in_its_turn(
+    store: SqlStore,
+) -> None:
+    made_on: list[int] = []
+
+    def build() -> Row:
+        made_on.append(threading.get_ident())
+        return audit_row(2.0, task_id="t1", attempt=2)
+
+    store.add_audit(audit_row(1.0, task_id="t1", attempt=1))
+    store.add_audit_later(build)
+    store.add_audit(audit_row(3.0, task_id="t1", attempt=3))
+    store.flush_sync()
+
+    assert [r["attempt"] for r in store.audit(task_id="t1")] == [1, 2, 3]
+    assert [r["seq"] for r in store.audit(task_id="t1")] == sorted(
+        r["seq"] for r in store.audit(task_id="t1")
+    )
+    assert made_on and made_on[0] != threading.get_ident()
+
+
+def test_an_audit_record_that_cannot_be_made_is_left_out_and_the_rest_commit(
+    store: SqlStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    def broken() -> Row:
+        raise ValueError("no record today")
+
+    store.add_audit_later(broken)
+    store.add_audit_later(lambda: audit_row(1.0, task_id="t1", output="the whole stdout"))
+    store.add_audit(audit_row(2.0, task_id="t1"))
+    store.put_task(task("t1"))
+    store.flush_sync()
+
+    assert [r["at"] for r in store.audit(task_id="t1")] == [2.0]
+    assert store.get_task("t1") is not None
+    assert caplog.text.count("an audit record could not be made") == 2
+
+
 def test_many_audit_records_commit_in_one_flush(store: SqlStore) -> None:
     for i in range(2000):
         store.add_audit(audit_row(float(i), task_id="bulk", argv=["true"], exit_code=0))

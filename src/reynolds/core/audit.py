@@ -36,6 +36,7 @@ __all__ = [
     "NAME_MAX_BYTES",
     "REDACTED",
     "audit_view",
+    "cheap_to_describe",
     "describe_action",
     "is_secret_name",
     "looks_random",
@@ -53,6 +54,10 @@ NAME_MAX_BYTES = 256  # each environment variable name
 ENV_NAMES_MAX_BYTES = 4096  # all of them
 _LIST_MARK_BYTES = 32  # kept free for "…[N more elements cut]" while items follow
 _CUT_MIN_TEXT_BYTES = 32  # a cut element shows at least this much, or is left out
+# Describing an action with no more text than this takes well under a millisecond, whatever the
+# text (masking runs at ~0.25 µs a character at worst; see benchmarks/audit_masking.py).
+CHEAP_DESCRIBE_MAX_CHARS = 4096
+CHEAP_DESCRIBE_MAX_NAMES = 64
 _UNITS_S = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 _RELATIVE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
 
@@ -91,6 +96,23 @@ def describe_action(action: object, argv: Sequence[str] | None = None) -> dict[s
             "env_names": None,
         }
     return {"argv": None, "cwd": None, "env_names": None}
+
+
+def cheap_to_describe(action: object, argv: Sequence[str] | None = None) -> bool:
+    """Whether describe_action(action, argv) is cheap enough for the event loop: the text it
+    reads (argv, cwd, environment names; the server and URL of mcp and http) is short."""
+    if isinstance(action, ShellAction):
+        chars = sum(map(len, action.argv if argv is None else argv)) + len(action.cwd or "")
+        if len(action.env) > CHEAP_DESCRIBE_MAX_NAMES:
+            return False
+        return chars + sum(map(len, action.env)) <= CHEAP_DESCRIBE_MAX_CHARS
+    if isinstance(action, HttpAction):
+        return len(action.url) <= CHEAP_DESCRIBE_MAX_CHARS
+    if isinstance(action, McpAction):
+        server = action.server
+        target = [server.command, *server.args] if isinstance(server, McpServerCommand) else []
+        return sum(map(len, target)) <= CHEAP_DESCRIBE_MAX_CHARS
+    return True
 
 
 def recorded_argv(

@@ -26,7 +26,7 @@ from reynolds.adapters.actions.shell import ShellRunner, is_our_orphan, kill_gro
 from reynolds.adapters.metrics import Metrics
 from reynolds.adapters.system import SystemSampler
 from reynolds.core import planning
-from reynolds.core.audit import describe_action, redact_text
+from reynolds.core.audit import redact_text
 from reynolds.core.decomposition import decompose
 from reynolds.core.graph import Graph, Node, bottom_levels
 from reynolds.core.models import (
@@ -53,6 +53,7 @@ from reynolds.core.substitution import substitute
 from reynolds.core.wire_values import clean_text, encodable, printable
 from reynolds.errors import ActionDenied, Conflict, NotFound
 from reynolds.services.actions import Job, Runners, execute
+from reynolds.services.audit import record_attempt
 from reynolds.services.pool_control import PoolControl
 from reynolds.services.ports import (
     SERVER_STALE_AFTER_S,
@@ -491,28 +492,26 @@ class Engine(PoolControl):
     def _audit(
         self, run: TaskRun, sub: SubState, pool: str, result: ActionResult, now: float
     ) -> None:
-        """One audit record per attempt, small: no output text, argv redacted."""
+        """One audit record per attempt, small: no output text, argv redacted and bounded."""
         denied = result.reason == "denied"
         started = sub.started_at if sub.started_at is not None else now
-        self.store.add_audit(
-            {
-                "at": started,
-                "kind": "action",
-                "token_name": run.token_name,
-                "action": getattr(sub.node.action, "kind", None),
-                "pool": pool,
-                "task_id": run.id,
-                "subtask_id": sub.node.id,
-                "attempt": sub.attempts,
-                **describe_action(sub.node.action, sub.argv),
-                "decision": "denied" if denied else "allowed",
-                "outcome": "succeeded" if result.ok else (result.reason or "failed"),
-                "detail": redact_text(result.error) if denied else None,
-                "exit_code": result.exit_code,
-                "duration_s": now - started,
-                "output_bytes": result.output_bytes,
-            }
-        )
+        fields = {
+            "at": started,
+            "kind": "action",
+            "token_name": run.token_name,
+            "action": getattr(sub.node.action, "kind", None),
+            "pool": pool,
+            "task_id": run.id,
+            "subtask_id": sub.node.id,
+            "attempt": sub.attempts,
+            "decision": "denied" if denied else "allowed",
+            "outcome": "succeeded" if result.ok else (result.reason or "failed"),
+            "detail": redact_text(result.error) if denied else None,
+            "exit_code": result.exit_code,
+            "duration_s": now - started,
+            "output_bytes": result.output_bytes,
+        }
+        record_attempt(self.store, fields, sub.node.action, sub.argv)
 
     def _persist_running(
         self, run: TaskRun, sub: SubState, pid: int | None, pid_start: int | None = None

@@ -70,6 +70,11 @@ class Store(Protocol):
     def add_audit(self, row: Row) -> None:
         """Append one audit record: a tool call or an action attempt (append-only)."""
 
+    def add_audit_later(self, build: Callable[[], Row]) -> None:
+        """Append the audit record `build()` returns, made on the writer's thread: for a record
+        whose making is CPU work the event loop should not do. Queued, and flushed, in turn
+        with the other writes; a record `build` fails to make is logged and left out."""
+
     def add_decision(self, row: Row) -> None:
         """Append one routing decision: the pool an attempt went to, its scores and why."""
 

@@ -51,6 +51,7 @@ _DECISION_KEYS = frozenset(
 
 # Queue items are (kind, payload); kind is a table for upserts, else one of these.
 _EVENT, _DURATION, _AUDIT, _FLUSH, _STOP = "event", "duration", "audit", "flush", "stop"
+_AUDIT_LATER = "audit_later"
 _DECISION, _SCALING = "decision", "scaling"
 _SCALING_KEYS = frozenset(column.name for column in scaling_events.columns if column.name != "id")
 _Item = tuple[Table | str, Any]
@@ -160,21 +161,12 @@ class SqlStore:
 
     def add_audit(self, row: Row) -> None:
         """Append one audit record (committed with the batch it lands in)."""
-        # Every column present, so that one statement writes the whole batch's records; the
-        # engine passes them all, which is the cheap path (one per action attempt).
-        if row.keys() == _AUDIT_KEYS:
-            full = dict(row)
-        else:
-            full = {name: row.get(name) for name in _AUDIT_COLUMNS}
-        unknown = row.keys() - _AUDIT_KEYS
-        missing = [name for name in _AUDIT_REQUIRED if full[name] is None]
-        if unknown or missing:
-            raise StoreError(
-                "an audit record needs at, kind and decision, and only known columns",
-                unknown=sorted(unknown),
-                missing=missing,
-            )
-        self._enqueue(_AUDIT, full)
+        self._enqueue(_AUDIT, _audit_row(row))
+
+    def add_audit_later(self, build: Callable[[], Row]) -> None:
+        """Append the audit record `build()` returns, called on the writer thread when the
+        batch it lands in is made; one it fails to make is logged and left out."""
+        self._enqueue(_AUDIT_LATER, build)
 
     def add_decision(self, row: Row) -> None:
         """Append one routing decision; the row names every column but `seq`."""
@@ -449,11 +441,42 @@ def _to_batch(items: list[_Item]) -> Batch:
             batch.durations.append(payload)
         elif kind == _AUDIT:
             batch.audit.append(payload)
+        elif kind == _AUDIT_LATER:
+            row = _built_audit_row(payload)
+            if row is not None:
+                batch.audit.append(row)
         elif kind == _DECISION:
             batch.decisions.append(payload)
         elif kind == _SCALING:
             batch.scaling.append(payload)
     return batch
+
+
+def _audit_row(row: Row) -> Row:
+    """`row` with every audit column, or StoreError naming what is wrong with it."""
+    # Every column present, so that one statement writes the whole batch's records; the
+    # engine passes them all, which is the cheap path (one per action attempt).
+    if row.keys() == _AUDIT_KEYS:
+        full = dict(row)
+    else:
+        full = {name: row.get(name) for name in _AUDIT_COLUMNS}
+    unknown = row.keys() - _AUDIT_KEYS
+    missing = [name for name in _AUDIT_REQUIRED if full[name] is None]
+    if unknown or missing:
+        raise StoreError(
+            "an audit record needs at, kind and decision, and only known columns",
+            unknown=sorted(unknown),
+            missing=missing,
+        )
+    return full
+
+
+def _built_audit_row(build: Callable[[], Row]) -> Row | None:
+    try:
+        return _audit_row(build())
+    except Exception:  # one record's failure must not take its batch down
+        logger.exception("an audit record could not be made; it is left out")
+        return None
 
 
 def _make_engine(url: str) -> Engine:

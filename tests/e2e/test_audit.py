@@ -210,7 +210,6 @@ def pages(client: TestClient, query: str) -> list[list[dict[str, Any]]]:
     raise AssertionError("nextCursor never became null")
 
 
-@pytest.mark.xfail(strict=True, reason="GET /audit has no cursor")
 def test_the_audit_is_read_a_page_at_a_time_back_from_the_newest(client: TestClient) -> None:
     for _ in range(5):
         client.post("/mcp/tools/list_tasks", json={"arguments": {}})
@@ -224,7 +223,6 @@ def test_the_audit_is_read_a_page_at_a_time_back_from_the_newest(client: TestCli
     assert client.get("/audit").json()["nextCursor"] is None  # fewer than 100 records
 
 
-@pytest.mark.xfail(strict=True, reason="GET /audit has no cursor")
 def test_filters_hold_on_every_page(client: TestClient) -> None:
     step = {"name": "flaky", "retries": 4, "action": {"kind": "shell", "argv": ["false"]}}
     task_id = orchestrate(client, step)["taskId"]
@@ -237,7 +235,6 @@ def test_filters_hold_on_every_page(client: TestClient) -> None:
     assert attempts == [1, 2, 3, 4, 5]
 
 
-@pytest.mark.xfail(strict=True, reason="GET /audit takes up to 10,000 records and no cursor")
 def test_a_page_holds_at_most_a_thousand_records_and_a_bad_cursor_is_refused(
     client: TestClient,
 ) -> None:
@@ -250,7 +247,6 @@ def test_a_page_holds_at_most_a_thousand_records_and_a_bad_cursor_is_refused(
         assert bad.json()["errors"][0]["field"] == "cursor"
 
 
-@pytest.mark.xfail(strict=True, reason="reynolds audit reads one page and has no --all")
 def test_reynolds_audit_reads_every_page_with_all_or_one_from_a_cursor(
     live_server: Server,
 ) -> None:

@@ -489,7 +489,6 @@ def test_audit_reads_the_newest_records_oldest_first_by_task_and_time(store: Sql
     assert [r["attempt"] for r in store.audit(task_id="t2", since=1.0, limit=1)] == [4]
 
 
-@pytest.mark.xfail(strict=True, reason="the audit is read in one piece, no cursor")
 def test_audit_pages_walk_back_from_the_newest_by_time_then_sequence(store: SqlStore) -> None:
     # Two records share each time: the sequence orders them, on either side of a page's end.
     for i in range(9):

@@ -1,8 +1,11 @@
 """The audit log's pure parts: what is recorded of an action (redacted and bounded), `since`
-parsing, the wire view. Redaction itself is in redaction.py."""
+parsing, page cursors, the wire view. Redaction itself is in redaction.py."""
 
 from __future__ import annotations
 
+import base64
+import binascii
+import math
 import re
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
@@ -34,10 +37,14 @@ __all__ = [
     "ELEMENT_MAX_BYTES",
     "ENV_NAMES_MAX_BYTES",
     "NAME_MAX_BYTES",
+    "PAGE_DEFAULT",
+    "PAGE_MAX",
     "REDACTED",
     "audit_view",
     "cheap_to_describe",
+    "decode_cursor",
     "describe_action",
+    "encode_cursor",
     "is_secret_name",
     "looks_random",
     "parse_since",
@@ -58,6 +65,9 @@ _CUT_MIN_TEXT_BYTES = 32  # a cut element shows at least this much, or is left o
 # text (masking runs at ~0.25 µs a character at worst; see benchmarks/audit_masking.py).
 CHEAP_DESCRIBE_MAX_CHARS = 4096
 CHEAP_DESCRIBE_MAX_NAMES = 64
+PAGE_DEFAULT, PAGE_MAX = 100, 1000  # records on one page of the log
+CURSOR_MAX_CHARS = 128
+_CURSOR_VERSION = "1"
 _UNITS_S = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 _RELATIVE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
 
@@ -241,6 +251,28 @@ def parse_since(text: str, now: float) -> float:
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
     return moment.timestamp()
+
+
+def encode_cursor(row: Mapping[str, Any]) -> str:
+    """An opaque cursor for the records before `row` (its time, then its sequence)."""
+    text = f"{_CURSOR_VERSION}:{float(row['at']).hex()}:{int(row['seq'])}"
+    return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[float, int]:
+    """The `(at, seq)` position encode_cursor made `cursor` of; ValueError if it made none."""
+    invalid = ValueError("not a cursor this server gave out (use nextCursor as it is)")
+    if not 0 < len(cursor) <= CURSOR_MAX_CHARS or not cursor.isascii():
+        raise invalid
+    try:
+        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode("ascii")
+        version, at_hex, seq_text = text.split(":")
+        at, seq = float.fromhex(at_hex), int(seq_text)
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        raise invalid from None
+    if version != _CURSOR_VERSION or not math.isfinite(at) or seq < 0:
+        raise invalid
+    return at, seq
 
 
 def audit_view(row: Mapping[str, Any]) -> dict[str, Any]:

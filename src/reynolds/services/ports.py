@@ -115,9 +115,14 @@ class Store(Protocol):
     def events(self, task_id: str, after_seq: int = 0, limit: int = 1000) -> list[Row]: ...
 
     def audit(
-        self, task_id: str | None = None, since: float | None = None, limit: int = 100
+        self,
+        task_id: str | None = None,
+        since: float | None = None,
+        limit: int = 100,
+        before: tuple[float, int] | None = None,
     ) -> list[Row]:
-        """The newest `limit` audit records matching, oldest first."""
+        """The newest `limit` audit records matching (before the `(at, seq)` position
+        `before`, when given), oldest first: ordered by time, then sequence."""
 
     def decisions(self, task_id: str) -> dict[str, Row]:
         """The latest routing decision of each subtask of a task, by subtask id."""

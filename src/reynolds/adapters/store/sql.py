@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Future
 from typing import Any
 
-from sqlalchemy import Engine, Select, Table, create_engine, event, func, select
+from sqlalchemy import Engine, Select, Table, and_, create_engine, event, func, or_, select
 from sqlalchemy.engine import make_url
 
 from reynolds.adapters.store.batch import IN_CHUNK, Batch, BatchWriter, primary_key
@@ -400,15 +400,23 @@ class SqlStore:
         )
 
     def audit(
-        self, task_id: str | None = None, since: float | None = None, limit: int = 100
+        self,
+        task_id: str | None = None,
+        since: float | None = None,
+        limit: int = 100,
+        before: tuple[float, int] | None = None,
     ) -> list[Row]:
-        """The newest `limit` audit records (of one task, at or after `since`), oldest first."""
+        """The newest `limit` audit records (of one task, at or after `since`, before the
+        `(at, seq)` position `before`), oldest first: ordered by time, then sequence."""
         limit = max(1, min(int(limit), AUDIT_MAX_LIMIT))
         query = select(audit).order_by(audit.c.at.desc(), audit.c.seq.desc()).limit(limit)
         if task_id is not None:
             query = query.where(audit.c.task_id == task_id)
         if since is not None:
             query = query.where(audit.c.at >= since)
+        if before is not None:
+            at, seq = before
+            query = query.where(or_(audit.c.at < at, and_(audit.c.at == at, audit.c.seq < seq)))
         rows = self._fetch(query)
         rows.reverse()
         return rows

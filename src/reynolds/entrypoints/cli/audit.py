@@ -8,6 +8,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
+from reynolds.core.audit import PAGE_DEFAULT, PAGE_MAX
 from reynolds.entrypoints.cli import render
 from reynolds.entrypoints.cli.state import print_json, state
 
@@ -22,18 +23,33 @@ def audit(
         typer.Option("--since", help="10m, 2h, 1d, or an ISO-8601 time such as 2026-11-25T10:00Z."),
     ] = None,
     limit: Annotated[
-        int, typer.Option("--limit", min=1, max=10_000, help="At most this many, the newest.")
-    ] = 100,
+        int, typer.Option("--limit", min=1, max=PAGE_MAX, help="Records on a page, the newest.")
+    ] = PAGE_DEFAULT,
+    cursor: Annotated[
+        str | None, typer.Option("--cursor", help="Read the page of older records it names.")
+    ] = None,
+    every: Annotated[
+        bool, typer.Option("--all", help="Read every page, back to the oldest record.")
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """The audit log: one record per tool call and per action attempt, oldest first."""
     st = state(ctx)
+    pages: list[list[dict[str, Any]]] = []
     with st.connect() as client:
-        records = client.audit(task_id=task, since=since, limit=limit)
+        while True:
+            records, cursor = client.audit(task_id=task, since=since, limit=limit, cursor=cursor)
+            pages.append(records)
+            if not every or cursor is None:
+                break
+    # Pages go back in time, each oldest first.
+    records = [record for page in reversed(pages) for record in page]
     if as_json:
-        print_json({"records": records})
+        print_json({"records": records, "nextCursor": cursor})
     elif records:
         st.out.print(audit_table(records))
+        if cursor is not None:
+            st.out.print(f"Older records: the same command with --cursor {cursor}, or --all")
     else:
         st.out.print("No audit records" + (f" for task {render.cell(task)}" if task else ""))
 

@@ -180,9 +180,14 @@ class ReynoldsClient:
         return result
 
     def audit(
-        self, task_id: str | None = None, since: str | None = None, limit: int | None = None
-    ) -> list[dict[str, Any]]:
-        """GET /audit: the newest records (of a task, since a time), oldest first."""
+        self,
+        task_id: str | None = None,
+        since: str | None = None,
+        limit: int | None = None,
+        cursor: str | None = None,
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        """GET /audit: one page of records (of a task, since a time), oldest first, and the
+        cursor of the page before it (None: nothing older)."""
         params: dict[str, str | int] = {}
         if task_id:
             params["taskId"] = task_id
@@ -190,9 +195,14 @@ class ReynoldsClient:
             params["since"] = since
         if limit is not None:
             params["limit"] = limit
+        if cursor is not None:
+            params["cursor"] = cursor
         body = self._json("GET", "/audit", params=params)
-        records = body.get("records", []) if isinstance(body, dict) else []
-        return [r for r in records if isinstance(r, dict)]
+        if not isinstance(body, dict):
+            return [], None
+        records = [r for r in body.get("records") or [] if isinstance(r, dict)]
+        following = body.get("nextCursor")
+        return records, following if isinstance(following, str) else None
 
 
 def _content_text(body: dict[str, Any]) -> str:

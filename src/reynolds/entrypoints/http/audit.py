@@ -1,8 +1,7 @@
-"""`GET /audit`: the audit log, newest records last."""
+"""`GET /audit`: the audit log a page at a time, pages going back from the newest."""
 
 from __future__ import annotations
 
-import asyncio
 import math
 import time
 from collections.abc import Callable
@@ -10,13 +9,13 @@ from typing import Any
 
 from fastapi import FastAPI, Query
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
-from reynolds.adapters.store.sql import AUDIT_MAX_LIMIT
 from reynolds.bootstrap import Container
-from reynolds.core.audit import audit_view, parse_since
+from reynolds.core.audit import PAGE_DEFAULT, PAGE_MAX, audit_view, decode_cursor, parse_since
 from reynolds.core.wire_values import NUL_REASON, clean_text
 from reynolds.entrypoints.http.schemas import error_responses
+from reynolds.services.audit import read_audit
 
 
 class AuditRecord(BaseModel):
@@ -48,6 +47,9 @@ class AuditRecord(BaseModel):
 class AuditList(BaseModel):
     model_config = ConfigDict(extra="allow")
     records: list[AuditRecord]
+    nextCursor: str | None = Field(
+        description="Pass as `cursor` for the page of older records; null when there are none."
+    )
 
 
 def add_audit_routes(app: FastAPI, container: Callable[[], Container]) -> None:
@@ -56,32 +58,40 @@ def add_audit_routes(app: FastAPI, container: Callable[[], Container]) -> None:
     @app.get(
         "/audit",
         responses={200: {"model": AuditList}, **error_responses(422)},
-        summary="The audit log: one record per tool call and per action attempt",
+        summary="The audit log, a page at a time: one record per tool call and per action attempt",
     )
-    async def read_audit(
+    async def read_audit_page(
         task_id: str | None = Query(None, alias="taskId", max_length=64),
         since: str | None = Query(
             None, max_length=64, description="10m, 2h, 1d, an ISO-8601 time or epoch seconds"
         ),
-        limit: int = Query(100, ge=1, le=AUDIT_MAX_LIMIT),
+        limit: int = Query(PAGE_DEFAULT, ge=1, le=PAGE_MAX, description="Records on the page."),
+        # Its length is checked with the rest of it, so that every bad cursor gets one answer.
+        cursor: str | None = Query(None, description="A `nextCursor` from an earlier page."),
     ) -> Any:
         if task_id is not None and not clean_text(task_id):
-            return JSONResponse(
-                {"error": "invalid query", "errors": [{"field": "taskId", "reason": NUL_REASON}]},
-                status_code=422,
-            )
-        after = None
-        if since:
-            try:
-                after = parse_since(since, time.time())
-                if not math.isfinite(after):
-                    raise ValueError(f"{since!r} is no time")
-            except ValueError as exc:
-                return JSONResponse(
-                    {"error": "invalid query", "errors": [{"field": "since", "reason": str(exc)}]},
-                    status_code=422,
-                )
-        store = container().store
-        await store.flush()
-        rows = await asyncio.to_thread(store.audit, task_id, after, limit)
-        return {"records": [audit_view(row) for row in rows]}
+            return _invalid("taskId", ValueError(NUL_REASON))
+        try:
+            after = parse_since(since, time.time()) if since else None
+            if after is not None and not math.isfinite(after):
+                raise ValueError(f"{since!r} is no time")
+        except ValueError as exc:
+            return _invalid("since", exc)
+        try:
+            before = decode_cursor(cursor) if cursor is not None else None
+        except ValueError as exc:
+            return _invalid("cursor", exc)
+        page = await read_audit(
+            container().store, task_id=task_id, since=after, limit=limit, before=before
+        )
+        return {
+            "records": [audit_view(row) for row in page.records],
+            "nextCursor": page.next_cursor,
+        }
+
+
+def _invalid(field: str, exc: ValueError) -> JSONResponse:
+    return JSONResponse(
+        {"error": "invalid query", "errors": [{"field": field, "reason": str(exc)}]},
+        status_code=422,
+    )

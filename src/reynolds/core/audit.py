@@ -59,10 +59,10 @@ ELEMENT_MAX_BYTES = 4096  # each argv element, and the cwd
 ARGV_MAX_BYTES = 65536  # the whole argv
 NAME_MAX_BYTES = 256  # each environment variable name
 ENV_NAMES_MAX_BYTES = 4096  # all of them
-_LIST_MARK_BYTES = 32  # kept free for "…[N more elements cut]" while items follow
+_LIST_MARK_BYTES = 32  # always kept free for a last "…[K more elements cut]"
 _CUT_MIN_TEXT_BYTES = 32  # a cut element shows at least this much, or is left out
 # Describing an action with no more text than this takes well under a millisecond, whatever the
-# text (masking runs at ~0.25 µs a character at worst; see benchmarks/audit_masking.py).
+# text (masking takes up to ~0.2 µs a character; see benchmarks/audit_masking.py).
 CHEAP_DESCRIBE_MAX_CHARS = 4096
 CHEAP_DESCRIBE_MAX_NAMES = 64
 PAGE_DEFAULT, PAGE_MAX = 100, 1000  # records on one page of the log

@@ -29,7 +29,11 @@ def client(tmp_path: Path) -> Iterator[TestClient]:
         rate_limit_per_s=0,
         personality="off",
     )
-    with TestClient(create_app(settings), headers={"Authorization": f"Bearer {TOKEN}"}) as c:
+    with TestClient(
+        create_app(settings),
+        base_url=settings.base_url,
+        headers={"Authorization": f"Bearer {TOKEN}"},
+    ) as c:
         yield c
 
 

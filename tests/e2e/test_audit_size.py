@@ -30,7 +30,11 @@ def test_a_46_kib_request_with_repeated_placeholders_keeps_the_audit_small(
     task = {"type": "x", "components": components, "steps": [step]}
     body = json.dumps({"arguments": {"task": task, "wait": True}})
     assert 45_000 < len(body) < 48_000
-    with TestClient(create_app(settings), headers={"Authorization": f"Bearer {TOKEN}"}) as c:
+    with TestClient(
+        create_app(settings),
+        base_url=settings.base_url,
+        headers={"Authorization": f"Bearer {TOKEN}"},
+    ) as c:
         r = c.post(
             "/mcp/tools/orchestrate_task",
             content=body,

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
+import signal
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -36,6 +39,35 @@ def descendants(pid: int) -> set[int]:
         frontier = {child for child, parent in parents.items() if parent in frontier} - found
         found |= frontier
     return found
+
+
+def carrying(entry: str) -> set[int]:
+    """Every live process whose environment holds `entry` (`NAME=value`), however far it
+    escaped its parent: own session, own group, or adopted by init."""
+    wanted = entry.encode() + b"\0"
+    found: set[int] = set()
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            environ = (proc / "environ").read_bytes()
+        except OSError:
+            continue
+        if (b"\0" + environ).find(b"\0" + wanted) >= 0 and is_running(int(proc.name)):
+            found.add(int(proc.name))
+    return found
+
+
+def kill_carrying(entry: str) -> None:
+    """SIGKILL whatever still carries `entry`: a test's own clean-up, never an assertion."""
+    for _ in range(20):
+        left = carrying(entry)
+        if not left:
+            return
+        for pid in left:
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+        time.sleep(POLL_INTERVAL_S)
 
 
 def wait_until(predicate: Callable[[], bool], timeout_s: float = 10.0) -> bool:

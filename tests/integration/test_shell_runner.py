@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -89,3 +90,35 @@ async def test_a_cwd_inside_the_workspace_runs_there_with_output_capped() -> Non
     assert result.output.splitlines()[0] == os.path.realpath("src")
     assert result.truncated and "output truncated" in result.output
     assert result.output_bytes > 100000
+
+
+@pytest.mark.xfail(strict=True, reason="a missing directory is reported as a missing command")
+@pytest.mark.parametrize("missing", ["cwd", "workspace"])
+async def test_a_directory_that_does_not_exist_is_named_as_such(
+    missing: str, tmp_path: Path
+) -> None:
+    gone = tmp_path / "gone"
+    workspace, cwd = (os.getcwd(), "gone-nowhere") if missing == "cwd" else (str(gone), None)
+    action = ShellAction(kind="shell", argv=["pwd"], cwd=cwd)
+    context = ActionContext("t", "s", 1, timeout_s=30, output_cap_bytes=4096, workspace=workspace)
+    result = await ShellRunner().run(action, context)
+    assert (result.ok, result.reason) == (False, "not_found")
+    assert "command not found" not in result.error
+    assert "does not exist" in result.error
+    assert ("gone-nowhere" if missing == "cwd" else str(gone)) in result.error
+
+
+@pytest.mark.xfail(strict=True, reason="a removed working directory is not named in the error")
+async def test_a_server_directory_removed_under_the_runner_is_named_as_missing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The runner spawns with posix_spawn (no chdir) only in its own directory: remove that.
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.chdir(home)
+    runner = ShellRunner()
+    home.rmdir()
+    context = ActionContext("t", "s", 1, timeout_s=30, output_cap_bytes=4096, workspace=str(home))
+    result = await runner.run(ShellAction(kind="shell", argv=["pwd"]), context)
+    assert (result.ok, result.reason) == (False, "not_found")
+    assert f"{home} does not exist" in result.error

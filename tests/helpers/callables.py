@@ -69,3 +69,40 @@ def _announce(path: str, pid: int) -> None:
     partial = Path(f"{path}.partial")
     partial.write_text(str(pid))
     partial.replace(path)
+
+
+def escape_and_sleep(path: str, how: str, seconds: float) -> None:
+    """Start a process outside this worker's process group, write its pid to `path`, sleep.
+
+    `how`: "setsid" execs a child in a session of its own; "double_fork" forks a daemon
+    (fork, new session, fork again, no exec), as daemonising libraries do.
+    """
+    if how == "setsid":
+        child = subprocess.Popen(
+            [sys.executable, "-c", f"import time; time.sleep({seconds})"],
+            start_new_session=True,
+        )
+        _announce(path, child.pid)
+    else:
+        _announce(path, _double_fork(seconds))
+    time.sleep(seconds)
+
+
+def _double_fork(seconds: float) -> int:
+    """A daemon that sleeps `seconds`; its pid."""
+    read_end, write_end = os.pipe()
+    middle = os.fork()
+    if middle == 0:
+        os.setsid()
+        if os.fork() == 0:
+            os.closerange(3, read_end)
+            os.closerange(read_end + 1, write_end)
+            os.closerange(write_end + 1, 1024)
+            os.write(write_end, str(os.getpid()).encode())
+            os.close(write_end)
+            time.sleep(seconds)
+        os._exit(0)
+    os.close(write_end)
+    os.waitpid(middle, 0)
+    with os.fdopen(read_end, "rb") as pipe:
+        return int(pipe.read())

@@ -17,6 +17,7 @@ import pytest
 from tests.helpers.processes import descendants, eventually, is_running, wait_until
 
 from reynolds.adapters.actions.python_worker import PythonRunner, is_declared
+from reynolds.adapters.actions.shell import process_identity
 from reynolds.core.models import PythonAction
 from reynolds.services.ports import ActionContext
 
@@ -317,3 +318,21 @@ def test_workers_exit_when_the_owning_process_is_killed(mode: str, tmp_path: Pat
         for pid in left:
             if is_running(pid):
                 os.kill(pid, signal.SIGKILL)
+
+
+@pytest.mark.xfail(strict=True, reason="a timeout kills the worker's group, not what left it")
+@pytest.mark.parametrize("how", ["setsid", "double_fork"])
+async def test_a_timeout_kills_what_the_callable_started_outside_the_workers_group(
+    runner: PythonRunner, tmp_path: Path, how: str
+) -> None:
+    pidfile = tmp_path / "escaped"
+    slow = action("escape_and_sleep", path=str(pidfile), how=how, seconds=60)
+    result = await runner.run(slow, context(timeout_s=2.0))
+    assert result.reason == "timeout"
+    escaped = int(pidfile.read_text())
+    identity = process_identity(escaped)
+    try:
+        assert await eventually(lambda: not is_running(escaped), 5)
+    finally:
+        if identity is not None and process_identity(escaped) == identity:
+            os.kill(escaped, signal.SIGKILL)

@@ -8,12 +8,14 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from tests.helpers.processes import DAEMON, carrying, kill_carrying
 
 ROOT = Path(__file__).resolve().parents[2]
 PY = sys.executable
@@ -180,3 +182,56 @@ def test_sigkill_mid_task_then_start_finishes_every_component_without_rerunning_
 
     once = server.task(fragile["taskId"])["subtasks"][0]
     assert (once["status"], once["reason"]) == ("failed", "interrupted")
+
+
+@pytest.fixture
+def mark() -> Iterator[str]:
+    """An environment entry that only this test's action processes carry."""
+    entry = f"REYNOLDS_TEST_MARK={uuid.uuid4().hex}"
+    yield entry
+    kill_carrying(entry)
+
+
+# A process in a session of its own ($1 gets its pid) and a double-fork daemon ($4 its pid).
+ESCAPE = 'setsid sleep 41.5 & echo $! > "$1"; "$2" -c "$3" "$4" 41.5 & sleep 41.5'
+
+
+@pytest.mark.xfail(strict=True, reason="only the dead server's process groups are killed")
+def test_processes_that_escaped_a_killed_server_die_when_it_starts_again(
+    server: Server, tmp_path: Path, mark: str
+) -> None:
+    escaped_pid, daemon_pid = tmp_path / "escaped.pid", tmp_path / "daemon.pid"
+    name, _, value = mark.partition("=")
+    server.start()
+    server.call(
+        "orchestrate_task",
+        task={
+            "type": "crash-drill",
+            "steps": [
+                {
+                    "name": "escape",
+                    "idempotent": False,
+                    "action": {
+                        "kind": "shell",
+                        "argv": [
+                            *("sh", "-c", ESCAPE, "sh", str(escaped_pid)),
+                            *(PY, DAEMON, str(daemon_pid)),
+                        ],
+                        "env": {name: value},
+                    },
+                }
+            ],
+        },
+    )
+    until(
+        lambda: daemon_pid.exists() and escaped_pid.read_text().strip().isdigit(),
+        30,
+        "the action did not start its processes",
+    )
+    escaped = [int(escaped_pid.read_text()), int(daemon_pid.read_text())]
+    server.kill()
+    assert all(alive(pid) for pid in escaped), "they should outlive the killed server"
+
+    server.start()
+    until(lambda: not any(alive(pid) for pid in escaped), 10, "escaped processes live on")
+    until(lambda: not carrying(mark), 10, f"processes of the action live on: {carrying(mark)}")

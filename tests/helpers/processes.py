@@ -12,6 +12,32 @@ from pathlib import Path
 
 POLL_INTERVAL_S = 0.02
 
+# The classic daemon, as a `python -c` program: fork, new session, fork again, standard streams
+# to /dev/null. Arguments: a file for the daemon's pid, then how long the main process lingers
+# once the daemon is up.
+DAEMON = (
+    "import os, sys, time\n"
+    "pidfile, linger = sys.argv[1], float(sys.argv[2])\n"
+    "if os.fork() == 0:\n"
+    "    os.setsid()\n"
+    "    if os.fork() == 0:\n"
+    "        null = os.open(os.devnull, os.O_RDWR)\n"
+    "        for fd in (0, 1, 2):\n"
+    "            os.dup2(null, fd)\n"
+    "        os.closerange(3, 256)\n"
+    "        with open(pidfile + '.partial', 'w') as fh:\n"
+    "            fh.write(str(os.getpid()))\n"
+    "        os.rename(pidfile + '.partial', pidfile)\n"
+    "        time.sleep(41.5)\n"
+    "    os._exit(0)\n"
+    "os.wait()\n"
+    "deadline = time.monotonic() + 10\n"
+    "while not os.path.exists(pidfile) and time.monotonic() < deadline:\n"
+    "    time.sleep(0.01)\n"
+    "print('daemonized', flush=True)\n"
+    "time.sleep(linger)\n"
+)
+
 
 def is_running(pid: int) -> bool:
     """Whether `pid` is a live process; a zombie waiting to be reaped counts as gone."""

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.helpers.processes import carrying, eventually, is_running, kill_carrying
+from tests.helpers.processes import DAEMON, carrying, eventually, is_running, kill_carrying
 
 from reynolds.adapters.actions.shell import ShellRunner
 from reynolds.bootstrap import Container, build
@@ -32,29 +32,6 @@ ROOT = Path(__file__).resolve().parents[2]
 SETSID_THEN_EXIT = 'setsid sleep 41.5 & echo $! > "$1"; sleep 0.5; echo started'
 SETSID_THEN_HANG = 'setsid sleep 41.5 & echo $! > "$1"; echo started; sleep 41.5'
 SETSID_AND_DAEMON = 'setsid sleep 41.5 & echo $! > "$1"; "$2" -c "$3" "$4" 41.5 & sleep 41.5'
-# The classic daemon: fork, new session, fork again, standard streams to /dev/null.
-DAEMON = (
-    "import os, sys, time\n"
-    "pidfile, linger = sys.argv[1], float(sys.argv[2])\n"
-    "if os.fork() == 0:\n"
-    "    os.setsid()\n"
-    "    if os.fork() == 0:\n"
-    "        null = os.open(os.devnull, os.O_RDWR)\n"
-    "        for fd in (0, 1, 2):\n"
-    "            os.dup2(null, fd)\n"
-    "        os.closerange(3, 256)\n"
-    "        with open(pidfile + '.partial', 'w') as fh:\n"
-    "            fh.write(str(os.getpid()))\n"
-    "        os.rename(pidfile + '.partial', pidfile)\n"
-    "        time.sleep(41.5)\n"
-    "    os._exit(0)\n"
-    "os.wait()\n"
-    "deadline = time.monotonic() + 10\n"
-    "while not os.path.exists(pidfile) and time.monotonic() < deadline:\n"
-    "    time.sleep(0.01)\n"
-    "print('daemonized', flush=True)\n"
-    "time.sleep(linger)\n"
-)
 # Well under the escaped processes' 41.5 s, well over the actions' timeouts.
 PROMPT_S = 20.0
 

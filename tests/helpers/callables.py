@@ -77,14 +77,7 @@ def escape_and_sleep(path: str, how: str, seconds: float) -> None:
     `how`: "setsid" execs a child in a session of its own; "double_fork" forks a daemon
     (fork, new session, fork again, no exec), as daemonising libraries do.
     """
-    if how == "setsid":
-        child = subprocess.Popen(
-            [sys.executable, "-c", f"import time; time.sleep({seconds})"],
-            start_new_session=True,
-        )
-        _announce(path, child.pid)
-    else:
-        _announce(path, _double_fork(seconds))
+    escape_and_return(path, how, seconds)
     time.sleep(seconds)
 
 
@@ -106,3 +99,15 @@ def _double_fork(seconds: float) -> int:
     os.waitpid(middle, 0)
     with os.fdopen(read_end, "rb") as pipe:
         return int(pipe.read())
+
+
+def escape_and_return(path: str, how: str, seconds: float) -> None:
+    """`escape_and_sleep` without the sleep: the call ends while what it detached runs on."""
+    if how == "setsid":
+        child = subprocess.Popen(
+            [sys.executable, "-c", f"import time; time.sleep({seconds})"],
+            start_new_session=True,
+        )
+        _announce(path, child.pid)
+    else:
+        _announce(path, _double_fork(seconds))

@@ -8,7 +8,9 @@ that entry in /proc, so a process counts wherever it escaped to.
 from __future__ import annotations
 
 import asyncio
+import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -16,7 +18,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.helpers.processes import DAEMON, carrying, eventually, is_running, kill_carrying
+from tests.helpers.processes import (
+    DAEMON,
+    carrying,
+    eventually,
+    is_running,
+    kill_carrying,
+    wait_until,
+)
 
 from reynolds.adapters.actions.shell import ShellRunner
 from reynolds.bootstrap import Container, build
@@ -186,3 +195,54 @@ async def test_cancel_kills_every_process_of_an_action_that_escaped(
 
 def _pid_in(path: Path) -> bool:
     return path.exists() and path.read_text().strip().isdigit()
+
+
+# -- `reynolds stop` ---------------------------------------------------------------------
+
+# A server that ignores SIGTERM, running one action that leaves its group ($1: the pid file,
+# $2: the mark).
+STUBBORN_SERVER = (
+    "import asyncio, os, signal, sys\n"
+    "from reynolds.adapters.actions.shell import ShellRunner\n"
+    "from reynolds.core.models import ShellAction\n"
+    "from reynolds.services.ports import ActionContext\n"
+    "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+    "name, _, value = sys.argv[2].partition('=')\n"
+    "argv = ['sh', '-c', 'setsid sleep 41.5 & sleep 41.5']\n"
+    "action = ShellAction(kind='shell', argv=argv, env={name: value})\n"
+    "open(sys.argv[1], 'w').write(str(os.getpid()))\n"
+    "context = ActionContext('t', 's', 1, 60, 4096, os.getcwd())\n"
+    "asyncio.run(ShellRunner().run(action, context))\n"
+)
+
+
+@pytest.mark.xfail(strict=True, reason="stop kills the server's group, not what escaped it")
+def test_stop_that_has_to_kill_the_server_kills_what_its_actions_left(
+    mark: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    from reynolds.entrypoints.cli import app as cli
+    from reynolds.entrypoints.cli import lifecycle
+
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("REYNOLDS_HOME", str(home))
+    monkeypatch.setattr(lifecycle, "STOP_TIMEOUT_S", 0.5)
+    server = subprocess.Popen(
+        [PY, "-c", STUBBORN_SERVER, str(home / "reynolds.pid"), mark],
+        cwd=ROOT,
+        start_new_session=True,
+    )
+    # Reaped as soon as it dies, as init would reap a daemon.
+    reaper = threading.Thread(target=server.wait, daemon=True)
+    reaper.start()
+    try:
+        assert wait_until(lambda: _pid_in(home / "reynolds.pid") and len(carrying(mark)) == 3)
+        result = CliRunner().invoke(cli, ["stop"])
+        assert result.exit_code == 0, result.output
+        assert "killing it" in result.output
+        assert not carrying(mark)
+    finally:
+        server.kill()
+        reaper.join(10)

@@ -336,3 +336,24 @@ async def test_a_timeout_kills_what_the_callable_started_outside_the_workers_gro
     finally:
         if identity is not None and process_identity(escaped) == identity:
             os.kill(escaped, signal.SIGKILL)
+
+
+@pytest.mark.xfail(strict=True, reason="what a call detached outlives the call")
+@pytest.mark.parametrize("how", ["setsid", "double_fork"])
+async def test_what_a_call_detached_ends_with_the_call(
+    runner: PythonRunner, tmp_path: Path, how: str
+) -> None:
+    pidfile = tmp_path / "escaped"
+    call = action("escape_and_return", path=str(pidfile), how=how, seconds=60)
+    result = await runner.run(call, context())
+    assert result.ok, result.error
+    escaped = int(pidfile.read_text())
+    identity = process_identity(escaped)
+    try:
+        # Killed and reaped before the reply: gone, not even a zombie.
+        assert identity is None
+        # The worker lives on for the next call.
+        assert (await runner.run(action("add", a=1, b=2), context())).output == "3"
+    finally:
+        if identity is not None and process_identity(escaped) == identity:
+            os.kill(escaped, signal.SIGKILL)

@@ -16,6 +16,7 @@ import yaml
 from reynolds.adapters.actions.http import HttpRunner
 from reynolds.adapters.actions.python_worker import PythonRunner
 from reynolds.adapters.actions.shell import ShellRunner, install_child_watcher
+from reynolds.adapters.actions.tags import TAG_NAME, helper_tag
 from reynolds.adapters.cache.memory import MemoryCache
 from reynolds.adapters.event_store.base import Scope, ScopedEventStore
 from reynolds.adapters.event_store.memory import MemoryEventStore
@@ -112,6 +113,7 @@ class Container:
         for runner in (self.engine.python, self.engine.http):
             if runner is not None:
                 await runner.aclose()
+        await self.engine.shell.aclose()
         if self.analyses is not None:
             await self.analyses.cache.aclose()
         await asyncio.to_thread(self.store.close)
@@ -212,6 +214,9 @@ def serve(settings: Settings) -> None:
     lock.acquire()
     try:
         settings.pid_file.write_text(f"{os.getpid()}\n", encoding="utf-8")
+        # Inherited by the server's helpers (the python workers and whatever they start), so
+        # that the next server kills what they left should this one be killed.
+        os.environ[TAG_NAME] = helper_tag()
         app = create_app(settings, hold_lock=False)
         # Long-lived start-up objects leave the collector's view, and young collections run
         # every 50,000 allocations rather than 700: under load the default's frequent pauses

@@ -196,7 +196,6 @@ def mark() -> Iterator[str]:
 ESCAPE = 'setsid sleep 41.5 & echo $! > "$1"; "$2" -c "$3" "$4" 41.5 & sleep 41.5'
 
 
-@pytest.mark.xfail(strict=True, reason="only the dead server's process groups are killed")
 def test_processes_that_escaped_a_killed_server_die_when_it_starts_again(
     server: Server, tmp_path: Path, mark: str
 ) -> None:

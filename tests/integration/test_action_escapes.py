@@ -71,7 +71,6 @@ def context(timeout_s: float) -> ActionContext:
 SPAWN_PATHS = pytest.mark.parametrize("cwd", [None, "tests"], ids=["posix_spawn", "chdir"])
 
 
-@pytest.mark.xfail(strict=True, reason="an escaped process holding the output outlives the action")
 @SPAWN_PATHS
 async def test_an_escaped_process_holding_the_output_dies_when_the_action_ends(
     mark: str, tmp_path: Path, cwd: str | None
@@ -87,7 +86,6 @@ async def test_an_escaped_process_holding_the_output_dies_when_the_action_ends(
     assert not carrying(mark)
 
 
-@pytest.mark.xfail(strict=True, reason="an escaped process holding the output outlives a timeout")
 @SPAWN_PATHS
 async def test_a_timeout_ends_the_action_on_time_and_kills_what_escaped(
     mark: str, tmp_path: Path, cwd: str | None
@@ -104,7 +102,6 @@ async def test_a_timeout_ends_the_action_on_time_and_kills_what_escaped(
     assert not carrying(mark)
 
 
-@pytest.mark.xfail(strict=True, reason="a double-fork daemon survives the action's timeout")
 @SPAWN_PATHS
 async def test_a_double_fork_daemon_is_killed_at_the_timeout(
     mark: str, tmp_path: Path, cwd: str | None
@@ -117,7 +114,6 @@ async def test_a_double_fork_daemon_is_killed_at_the_timeout(
     assert not carrying(mark)
 
 
-@pytest.mark.xfail(strict=True, reason="a double-fork daemon outlives the action that started it")
 @SPAWN_PATHS
 async def test_a_double_fork_daemon_dies_soon_after_its_action_ends(
     mark: str, tmp_path: Path, cwd: str | None
@@ -157,7 +153,6 @@ def step(mark: str, argv: list[str], **extra: Any) -> dict[str, Any]:
     }
 
 
-@pytest.mark.xfail(strict=True, reason="an escaped process holds its replica past the timeout")
 async def test_a_timed_out_escape_frees_its_replica_and_leaves_no_process(
     app: Container, mark: str, tmp_path: Path
 ) -> None:
@@ -177,7 +172,6 @@ async def test_a_timed_out_escape_frees_its_replica_and_leaves_no_process(
     assert not carrying(mark)
 
 
-@pytest.mark.xfail(strict=True, reason="cancel kills the action's group but not what escaped it")
 async def test_cancel_kills_every_process_of_an_action_that_escaped(
     app: Container, mark: str, tmp_path: Path
 ) -> None:
@@ -216,7 +210,6 @@ STUBBORN_SERVER = (
 )
 
 
-@pytest.mark.xfail(strict=True, reason="stop kills the server's group, not what escaped it")
 def test_stop_that_has_to_kill_the_server_kills_what_its_actions_left(
     mark: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -320,7 +320,6 @@ def test_workers_exit_when_the_owning_process_is_killed(mode: str, tmp_path: Pat
                 os.kill(pid, signal.SIGKILL)
 
 
-@pytest.mark.xfail(strict=True, reason="a timeout kills the worker's group, not what left it")
 @pytest.mark.parametrize("how", ["setsid", "double_fork"])
 async def test_a_timeout_kills_what_the_callable_started_outside_the_workers_group(
     runner: PythonRunner, tmp_path: Path, how: str
@@ -338,7 +337,6 @@ async def test_a_timeout_kills_what_the_callable_started_outside_the_workers_gro
             os.kill(escaped, signal.SIGKILL)
 
 
-@pytest.mark.xfail(strict=True, reason="what a call detached outlives the call")
 @pytest.mark.parametrize("how", ["setsid", "double_fork"])
 async def test_what_a_call_detached_ends_with_the_call(
     runner: PythonRunner, tmp_path: Path, how: str
@@ -353,7 +351,7 @@ async def test_what_a_call_detached_ends_with_the_call(
         # Killed and reaped before the reply: gone, not even a zombie.
         assert identity is None
         # The worker lives on for the next call.
-        assert (await runner.run(action("add", a=1, b=2), context())).output == "3"
+        assert (await runner.run(action("add", a=1, b=2), context())).output == '{"sum": 3}'
     finally:
         if identity is not None and process_identity(escaped) == identity:
             os.kill(escaped, signal.SIGKILL)

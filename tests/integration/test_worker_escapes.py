@@ -43,7 +43,6 @@ def agent_env(home: Path) -> dict[str, str]:
     return {**os.environ, "REYNOLDS_HOME": str(home)}
 
 
-@pytest.mark.xfail(strict=True, reason="a worker's timeout leaves an escaped process running")
 def test_a_workers_timeout_kills_what_its_action_started_outside_its_group(
     mark: str, tmp_path: Path
 ) -> None:
@@ -62,7 +61,6 @@ def test_a_workers_timeout_kills_what_its_action_started_outside_its_group(
     assert not carrying(mark)
 
 
-@pytest.mark.xfail(strict=True, reason="a killed pool process's escaped actions live on")
 def test_a_new_pool_process_kills_what_a_killed_one_left_running(mark: str, tmp_path: Path) -> None:
     pidfile = tmp_path / "escaped.pid"
     env = agent_env(tmp_path / "home")

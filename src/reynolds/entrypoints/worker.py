@@ -202,6 +202,16 @@ class Agent:
                 log.warning("heartbeat for %s failed: %s", job.dispatch_id, exc)
 
 
+@signals.worker_process_init.connect  # type: ignore[untyped-decorator]
+def _take_over_from_dead_processes(**_: Any) -> None:
+    """A new pool process: kill what the actions of dead ones left (a pool process killed
+    mid-action leaves its escaped processes to init), and tag this one's python workers."""
+    from reynolds.adapters.actions.tags import TAG_NAME, helper_tag, kill_orphans
+
+    os.environ[TAG_NAME] = helper_tag()
+    kill_orphans()
+
+
 @cache
 def _agent(hostname: str) -> Agent:
     settings = _settings()

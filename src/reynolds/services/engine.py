@@ -763,6 +763,9 @@ class Engine(PoolControl):
         """Claim and pick up the unfinished tasks this server left (in an earlier run on the
         same home), nobody's, or a dead server's; returns their ids. Servers sharing a
         database never resume the same task."""
+        # Whatever a dead server's actions left (escaped processes now belong to init) goes
+        # first, whether or not its task is resumed here.
+        await asyncio.to_thread(self.shell.kill_orphans)
         tasks = await asyncio.to_thread(self.store.claim_unfinished, SERVER_STALE_AFTER_S)
         resumed = []
         for task in sorted(tasks, key=lambda t: t["created_at"]):

@@ -28,7 +28,9 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 _PR_SET_PDEATHSIG = 1
+_PR_SET_CHILD_SUBREAPER = 36
 _WATCH_INTERVAL_MS = 500
+_KILL_ROUNDS = 100
 
 
 def serve(conn: Connection[bytes, bytes]) -> None:
@@ -43,6 +45,7 @@ def serve(conn: Connection[bytes, bytes]) -> None:
         # Requests come only from the server that started this worker.
         module, function, kwargs, cap_bytes = pickle.loads(request)  # noqa: S301
         reply = call(module, function, kwargs, cap_bytes)
+        kill_leftovers()
         conn.send_bytes(json.dumps(reply).encode())
 
 
@@ -167,6 +170,60 @@ def _detach_from_server() -> None:
     if sys.platform.startswith("linux"):
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        # Processes a callable detaches (setsid, double fork) become this worker's children
+        # rather than init's, so that they can be found and killed with it.
+        libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+
+
+def kill_leftovers() -> None:
+    """Kill and reap every process a call left, however it detached: as a child subreaper,
+    this worker adopts whatever was below it once its parent dies, so killing the children
+    round after round reaches every descendant. A call's processes end with the call, as a
+    shell action's end with its main process."""
+    for _ in range(_KILL_ROUNDS):
+        try:
+            # One syscall in the common case: no child at all.
+            os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+        except ChildProcessError:
+            return
+        children = _children()
+        for pid in children:
+            # Our own unreaped children: their pids cannot have been reused.
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+        for pid in children:
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, 0)
+        if not children:
+            return
+
+
+def _children() -> list[int]:
+    """This process's children, zombies included (every thread's)."""
+    found: list[int] = []
+    for tid in os.listdir("/proc/self/task"):
+        try:
+            with open(f"/proc/self/task/{tid}/children", "rb") as fh:
+                found.extend(int(pid) for pid in fh.read().split())
+        except FileNotFoundError:
+            return _children_by_scan()  # a kernel without CONFIG_PROC_CHILDREN
+        except OSError:
+            continue
+    return found
+
+
+def _children_by_scan() -> list[int]:
+    me, found = os.getpid(), []
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            try:
+                with open(f"/proc/{name}/stat", "rb") as fh:
+                    stat = fh.read()
+            except OSError:
+                continue
+            if int(stat[stat.rfind(b")") + 2 :].split()[1]) == me:
+                found.append(int(name))
+    return found
 
 
 def _start_watchdog(conn_fd: int) -> None:
@@ -193,6 +250,7 @@ def _watch(conn_fd: int, parent_fd: int | None, server_pid: int, first_ppid: int
         not poller.poll(_WATCH_INTERVAL_MS) and os.getppid() == first_ppid and _exists(server_pid)
     ):
         pass
+    kill_leftovers()
     # Only ever our own group: never the server's, should the worker not have made its own.
     if os.getpgrp() == os.getpid():
         with contextlib.suppress(OSError):

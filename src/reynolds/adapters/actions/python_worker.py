@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any, Literal, TypeAlias
 
 from reynolds.adapters.actions import _worker_main
+from reynolds.adapters.actions.proc import kill_descendants
 from reynolds.core.models import PythonAction
 from reynolds.services.ports import ActionContext, ActionResult
 
@@ -300,6 +301,9 @@ class _Worker:
         self.killed = True
         was_alive = self.alive
         self._unwatch()
+        # What the callable detached from the group (setsid, double forks) is still below the
+        # worker, a child subreaper (see _worker_main): it goes first, while the worker holds it.
+        kill_descendants(self.pid, self.start_ticks)
         # The group outlives its leader while the callable's children remain, so the id is
         # still ours to signal even after the worker itself has died.
         with contextlib.suppress(OSError):

@@ -2,6 +2,10 @@
 
 Output is captured up to a cap (the rest is counted, not kept); a timeout or a cancellation
 kills the whole process group, grandchildren included; so does the main process exiting.
+Processes that left the group (setsid, double-fork daemons) are found by the tag each action's
+processes carry in their environment (see `tags.py`) and killed as well: at once at a timeout
+or cancellation, or when they hold the action's output open after its main process exited;
+otherwise by a sweep within about a second of the action's end.
 """
 
 from __future__ import annotations
@@ -11,11 +15,14 @@ import contextlib
 import functools
 import os
 import resource
+import select
 import shutil
 import signal
 import sys
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Coroutine, Mapping
+from typing import Any
 
+from reynolds.adapters.actions.tags import TAG_NAME, ActionTags, kill_orphans
 from reynolds.core.models import ShellAction
 from reynolds.core.pools import ResourceLimits
 from reynolds.services.ports import ActionContext, ActionResult
@@ -135,7 +142,7 @@ class _Output:
 
 
 class _Capture(_Output, asyncio.SubprocessProtocol):
-    __slots__ = ("_done", "_exited", "_open", "_transport")
+    __slots__ = ("_done", "_exited", "_open", "_transport", "on_held")
 
     def __init__(self, cap: int, done: asyncio.Future[None]) -> None:
         super().__init__(cap)
@@ -143,6 +150,7 @@ class _Capture(_Output, asyncio.SubprocessProtocol):
         self._open = 2
         self._exited = False
         self._transport: asyncio.BaseTransport | None = None
+        self.on_held: Callable[[], None] | None = None
 
     def pipe_data_received(self, fd: int, data: bytes) -> None:
         self.add(fd, data)
@@ -160,6 +168,25 @@ class _Capture(_Output, asyncio.SubprocessProtocol):
         if isinstance(self._transport, asyncio.SubprocessTransport):
             kill_group(self._transport.get_pid())
         self._exited = True
+        if self._open > 0 and self.on_held is not None and _held(self._pipe_fds()):
+            self.on_held()
+        self._settle()
+
+    def _pipe_fds(self) -> list[int]:
+        if not isinstance(self._transport, asyncio.SubprocessTransport):
+            return []
+        pipes = (self._transport.get_pipe_transport(fd) for fd in (1, 2))
+        files = (pipe.get_extra_info("pipe") for pipe in pipes if pipe is not None)
+        return [file.fileno() for file in files if file is not None and not file.closed]
+
+    def stop_reading(self) -> None:
+        """Out of time: stop waiting for the output; done once the main process is reaped."""
+        if isinstance(self._transport, asyncio.SubprocessTransport):
+            for fd in (1, 2):
+                pipe = self._transport.get_pipe_transport(fd)
+                if pipe is not None:
+                    pipe.close()
+        self._open = 0
         self._settle()
 
     def _settle(self) -> None:
@@ -192,7 +219,7 @@ class _Direct(_Output):
     when subtasks are short. It cannot change directory, so it serves the workspace root.
     """
 
-    __slots__ = ("_done", "_fds", "_loop", "_open", "_pidfd", "pid", "returncode")
+    __slots__ = ("_done", "_fds", "_loop", "_open", "_pidfd", "on_held", "pid", "returncode")
 
     def __init__(
         self, loop: asyncio.AbstractEventLoop, cap: int, done: asyncio.Future[None]
@@ -205,6 +232,7 @@ class _Direct(_Output):
         self._pidfd = -1
         self.returncode: int | None = None
         self._fds: list[int] = []
+        self.on_held: Callable[[], None] | None = None
 
     def start(self, args: list[str], env: Mapping[str, str]) -> None:
         out_r, out_w = os.pipe2(os.O_CLOEXEC)
@@ -262,6 +290,8 @@ class _Direct(_Output):
         self._pidfd = -1
         _, status = os.waitpid(self.pid, 0)
         self.returncode = os.waitstatus_to_exitcode(status)
+        if self._open > 0 and self.on_held is not None and _held(self._fds):
+            self.on_held()
         self._settle()
 
     def _settle(self) -> None:
@@ -271,11 +301,28 @@ class _Direct(_Output):
     def abandon(self) -> None:
         """Cancelled: kill the group, stop reading, and still reap the process when it dies."""
         kill_group(self.pid)
+        self.stop_reading()
+
+    def stop_reading(self) -> None:
+        """Out of time: stop waiting for the output; done once the main process is reaped."""
         for fd in self._fds:
             self._loop.remove_reader(fd)
             os.close(fd)
         self._fds = []
         self._open = 0
+        self._settle()
+
+
+def _held(fds: list[int]) -> bool:
+    """Whether some process still holds the write end of one of these pipes. Checked when the
+    main process has exited, its group killed: its own ends are closed by then (a process's
+    files close before its exit is reported), so a holder is one that left the group, or a
+    group member not yet dead; either way, a sweep of the action's tag is due."""
+    poller = select.poll()
+    for fd in fds:
+        poller.register(fd, select.POLLIN)
+    hung_up = {fd for fd, events in poller.poll(0) if events & (select.POLLHUP | select.POLLERR)}
+    return any(fd not in hung_up for fd in fds)
 
 
 def _text(buf: bytearray, total: int) -> str:
@@ -286,13 +333,17 @@ def _text(buf: bytearray, total: int) -> str:
 
 
 class ShellRunner:
-    """Runs `ShellAction`s as process groups with captured, capped output."""
+    """Runs `ShellAction`s as process groups with captured, capped output; every process of
+    an action carries its tag (see `tags.py`), so that none outlives the action."""
 
-    def __init__(self, parent_env: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self, parent_env: Mapping[str, str] | None = None, tags: ActionTags | None = None
+    ) -> None:
         self._parent_env = dict(os.environ if parent_env is None else parent_env)
         self._base_env = child_environment(self._parent_env, {})
         # posix_spawn starts children in the server's own directory (it cannot chdir).
         self._own_cwd = os.path.realpath(os.getcwd())
+        self._tags = tags if tags is not None else ActionTags()
 
     async def run(
         self,
@@ -317,6 +368,23 @@ class ShellRunner:
                 ok=False, reason="denied", error=f"cwd {action.cwd!r} is outside the workspace"
             )
         env = child_environment(self._parent_env, action.env) if action.env else self._base_env
+        tag = self._tags.begin()
+        try:
+            # Last, so that a step's own env cannot change it.
+            return await self._run(action, ctx, args, cwd, {**env, TAG_NAME: tag}, limits, tag)
+        finally:
+            self._tags.end(tag)
+
+    async def _run(
+        self,
+        action: ShellAction,
+        ctx: ActionContext,
+        args: list[str],
+        cwd: str,
+        env: Mapping[str, str],
+        limits: ResourceLimits | None,
+        tag: str,
+    ) -> ActionResult:
         loop = asyncio.get_running_loop()
         done: asyncio.Future[None] = loop.create_future()
         proc: _Direct | _Capture
@@ -337,12 +405,8 @@ class ShellRunner:
                 )
                 pid = transport.get_pid()
                 close = transport.close
-        except FileNotFoundError:
-            return ActionResult(
-                ok=False, exit_code=127, reason="not_found", error=f"{args[0]}: command not found"
-            )
-        except (PermissionError, NotADirectoryError, OSError) as exc:
-            return ActionResult(ok=False, exit_code=126, reason="spawn_failed", error=str(exc))
+        except OSError as exc:
+            return _spawn_failure(exc, args[0])
         if limits is not None and limits.any:
             try:
                 apply_limits(pid, limits)
@@ -354,26 +418,38 @@ class ShellRunner:
                 with contextlib.suppress(asyncio.CancelledError):
                     await done
                 close()
+                await self._tags.kill(tag)
                 return ActionResult(
                     ok=False, reason="denied", error=f"could not apply resource limits: {exc}"
                 )
         if ctx.on_spawn is not None:
             ctx.on_spawn(pid, None)
+        sweeps: list[asyncio.Task[int]] = []
+        # The main process has exited but something still holds its output: what escaped the
+        # group goes now, so that the action ends with its main process, not the escapee.
+        proc.on_held = lambda: sweeps.append(loop.create_task(self._tags.kill(tag)))
         timed_out = False
 
         def expire() -> None:
             nonlocal timed_out
             timed_out = True
             kill_group(pid)
+            # Whoever still holds the output does not get to keep the action (and its slot).
+            proc.stop_reading()
 
         timer = loop.call_later(ctx.timeout_s, expire)
         try:
             await done
         except asyncio.CancelledError:
             close()
+            await _uninterrupted(self._tags.kill(tag))
             raise
         finally:
             timer.cancel()
+        if timed_out:
+            await self._tags.kill(tag)
+        if sweeps:
+            await asyncio.gather(*sweeps)
         if isinstance(proc, _Direct):
             code = proc.returncode
         else:
@@ -402,8 +478,28 @@ class ShellRunner:
             truncated=truncated,
         )
 
+    def kill_orphans(self) -> int:
+        """Kill what the actions of a dead server or worker left behind (blocking: /proc)."""
+        return kill_orphans()
+
     async def aclose(self) -> None:
-        return None
+        """Stop the sweeper; nothing started by this runner survives it."""
+        await self._tags.aclose()
+
+
+async def _uninterrupted(kill: Coroutine[Any, Any, int]) -> None:
+    """Await `kill` from a task being cancelled: a second cancellation must not stop it."""
+    task = asyncio.ensure_future(kill)
+    with contextlib.suppress(asyncio.CancelledError):
+        await asyncio.shield(task)
+
+
+def _spawn_failure(exc: OSError, executable: str) -> ActionResult:
+    if isinstance(exc, FileNotFoundError):
+        return ActionResult(
+            ok=False, exit_code=127, reason="not_found", error=f"{executable}: command not found"
+        )
+    return ActionResult(ok=False, exit_code=126, reason="spawn_failed", error=str(exc))
 
 
 def _permitted(executable: str, allowed: Collection[str]) -> bool:

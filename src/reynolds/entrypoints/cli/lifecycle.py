@@ -122,6 +122,7 @@ def stop(
             st.err.print(f"Reynolds (pid {pid}) did not stop in {STOP_TIMEOUT_S:.0f} s; killing it")
             _kill_group(pid)
             _wait_gone(pid, KILL_TIMEOUT_S)
+            _kill_orphans(st)
     except ProcessLookupError:
         pass
     except PermissionError:
@@ -311,6 +312,16 @@ def _kill_group(pid: int) -> None:
         os.killpg(group, signal.SIGKILL)
     else:
         os.kill(pid, signal.SIGKILL)
+
+
+def _kill_orphans(st: CliState) -> None:
+    # Killed, the server could not end its actions: what escaped their process groups is
+    # found by the tag it carries (see adapters/actions/tags.py).
+    from reynolds.adapters.actions.tags import kill_orphans
+
+    killed = kill_orphans()
+    if killed:
+        st.out.print(f"Killed {killed} process(es) its actions left running")
 
 
 def _print_endpoints(st: CliState, settings: Settings) -> None:

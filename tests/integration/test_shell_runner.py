@@ -92,7 +92,6 @@ async def test_a_cwd_inside_the_workspace_runs_there_with_output_capped() -> Non
     assert result.output_bytes > 100000
 
 
-@pytest.mark.xfail(strict=True, reason="a missing directory is reported as a missing command")
 @pytest.mark.parametrize("missing", ["cwd", "workspace"])
 async def test_a_directory_that_does_not_exist_is_named_as_such(
     missing: str, tmp_path: Path
@@ -108,7 +107,6 @@ async def test_a_directory_that_does_not_exist_is_named_as_such(
     assert ("gone-nowhere" if missing == "cwd" else str(gone)) in result.error
 
 
-@pytest.mark.xfail(strict=True, reason="a removed working directory is not named in the error")
 async def test_a_server_directory_removed_under_the_runner_is_named_as_missing(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -406,7 +406,7 @@ class ShellRunner:
                 pid = transport.get_pid()
                 close = transport.close
         except OSError as exc:
-            return _spawn_failure(exc, args[0])
+            return _spawn_failure(exc, args[0], cwd, action.cwd)
         if limits is not None and limits.any:
             try:
                 apply_limits(pid, limits)
@@ -468,6 +468,12 @@ class ShellRunner:
                 output_bytes=proc.out_total,
                 truncated=truncated,
             )
+        if code != 0 and _gone(cwd):
+            # posix_spawn cannot tell: the server's own directory was removed under it.
+            missing = _missing_directory(cwd, action.cwd)
+            missing.exit_code, missing.output = code, output
+            missing.error = f"{missing.error}\n{error}".rstrip("\n")
+            return missing
         return ActionResult(
             ok=code == 0,
             exit_code=code,
@@ -494,12 +500,26 @@ async def _uninterrupted(kill: Coroutine[Any, Any, int]) -> None:
         await asyncio.shield(task)
 
 
-def _spawn_failure(exc: OSError, executable: str) -> ActionResult:
+def _spawn_failure(exc: OSError, executable: str, cwd: str, asked: str | None) -> ActionResult:
+    """Why the spawn failed, naming the directory when it is the directory that is missing
+    (subprocess reports a failed chdir as the error of the directory, not of the command)."""
+    if exc.filename == cwd and isinstance(exc, FileNotFoundError | NotADirectoryError):
+        return _missing_directory(cwd, asked)
     if isinstance(exc, FileNotFoundError):
         return ActionResult(
             ok=False, exit_code=127, reason="not_found", error=f"{executable}: command not found"
         )
     return ActionResult(ok=False, exit_code=126, reason="spawn_failed", error=str(exc))
+
+
+def _gone(directory: str) -> bool:
+    # Asked only after a failure, never on the spawn path.
+    return not os.path.isdir(directory)
+
+
+def _missing_directory(cwd: str, asked: str | None) -> ActionResult:
+    what = f"cwd {asked!r}: " if asked else "the workspace: "
+    return ActionResult(ok=False, reason="not_found", error=f"{what}directory {cwd} does not exist")
 
 
 def _permitted(executable: str, allowed: Collection[str]) -> bool:

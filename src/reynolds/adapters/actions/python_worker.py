@@ -4,7 +4,8 @@ Workers come from the multiprocessing forkserver (or spawn), never from a fork o
 They start on first use (or in `start`), are reused, and run in the server's working directory
 with its `sys.path`. The event loop talks to each over its own duplex pipe, watched with
 `add_reader`, so a call costs two small writes and no thread hop. A call that times out or is
-cancelled kills its worker's process group, and the next call starts a replacement.
+cancelled kills its worker and every process below it (the worker is a child subreaper, so
+that includes what the callable detached), and the next call starts a replacement.
 
 A worker dies with the server, even mid-call and even if the server is killed with SIGKILL:
 it watches its pipe, its parent and the server's pid, and asks for PDEATHSIG.

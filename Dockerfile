@@ -22,6 +22,12 @@ RUN pip install ".[postgres]"
 
 FROM python:3.11.10-slim-bookworm
 
+# tini runs as PID 1: it reaps the zombies of processes an action left and the server killed
+# (orphans go to PID 1, and the server is not a reaper), and forwards SIGTERM to the server.
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends tini \
+ && rm -rf /var/lib/apt/lists/*
+
 # A fixed uid, so volumes and Kubernetes' runAsUser agree on who owns the files.
 RUN groupadd --system --gid 10001 reynolds \
  && useradd --system --uid 10001 --gid reynolds --home-dir /var/lib/reynolds \
@@ -54,4 +60,5 @@ EXPOSE 8080
 HEALTHCHECK --interval=15s --timeout=5s --start-period=30s --retries=3 \
   CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/health' % os.environ.get('REYNOLDS_PORT', '8080'), timeout=4)"]
 
+ENTRYPOINT ["/usr/bin/tini", "--"]
 CMD ["reynolds", "serve"]

@@ -112,8 +112,13 @@ def effective_compose_environment(service: dict[str, Any]) -> dict[str, str]:
 
 
 def command_of(service: dict[str, Any]) -> list[str]:
-    """A Reynolds service's command, the image's CMD when it names none."""
-    command: list[str] = service.get("command") or json.loads(dockerfile_instructions("CMD")[0])
+    """A Reynolds service's command (Compose `command`, Kubernetes `args`: each replaces the
+    image's CMD and keeps its ENTRYPOINT), the image's CMD when it names none."""
+    command: list[str] = (
+        service.get("command")
+        or service.get("args")
+        or json.loads(dockerfile_instructions("CMD")[0])
+    )
     return command
 
 

@@ -291,9 +291,22 @@ def test_the_image_runs_reynolds_serve_and_every_command_is_a_real_subcommand() 
     used = [s.get("command") for s in reynolds_services(compose(BASE, OVERRIDE)).values()]
     used += [s.get("command") for s in reynolds_services(compose(BASE, PROD)).values()]
     for spec in pod_specs():
-        used += [c.get("command") for c in spec["containers"] if c["image"].startswith("reynolds:")]
+        used += [command_of(c) for c in spec["containers"] if c["image"].startswith("reynolds:")]
     for command in used:
         assert command and command[0] == "reynolds" and command[1] in commands, command
+
+
+def test_every_reynolds_container_runs_under_the_images_init() -> None:
+    # PID 1 must reap: the server kills processes its actions left, and orphans go to PID 1.
+    assert dockerfile_instructions("ENTRYPOINT") == ['["/usr/bin/tini", "--"]']
+    for spec in pod_specs():
+        for container in spec["containers"]:
+            if container["image"].startswith("reynolds:"):
+                # Kubernetes' `command` replaces the ENTRYPOINT; `args` replaces only CMD.
+                assert "command" not in container, container["name"]
+    for files in COMPOSE_SETUPS:
+        for name, service in reynolds_services(compose(*files)).items():
+            assert "entrypoint" not in service, name
 
 
 def images() -> dict[str, str]:
@@ -346,7 +359,7 @@ def agent_limits() -> Iterator[tuple[str, str, list[str], str]]:
         spec = k8s_object("Deployment", f"{pool}-agent")["spec"]["template"]["spec"]
         (container,) = spec["containers"]
         limit = container["resources"]["limits"]["memory"]
-        yield f"k8s {pool}-agent", config["AGENT_MEMORY_LIMIT_HARD"], container["command"], limit
+        yield f"k8s {pool}-agent", config["AGENT_MEMORY_LIMIT_HARD"], command_of(container), limit
 
 
 def test_each_production_worker_has_room_for_its_actions_hard_memory_limit() -> None:
@@ -383,7 +396,7 @@ def test_services_read_secret_files_only_where_they_are_mounted() -> None:
         wanted = secret_file_references(values)
         for container in spec["containers"]:
             if container["image"].startswith("reynolds:"):
-                wanted |= reynolds_secret_files(container["command"], k8s_environment(container))
+                wanted |= reynolds_secret_files(command_of(container), k8s_environment(container))
         if any(c["image"].startswith("prom/prometheus:") for c in spec["containers"]):
             wanted |= scrape_secret
         assert wanted <= kubernetes_secret_mounts(spec), spec["containers"][0]["name"]

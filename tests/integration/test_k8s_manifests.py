@@ -71,7 +71,7 @@ def test_each_pool_deploys_at_initial_replicas_and_autoscales_between_min_and_ma
         deployment = k8s_object("Deployment", f"{pool}-agent")
         assert deployment["spec"]["replicas"] == spec["replicas"]["initial"]
         (container,) = deployment["spec"]["template"]["spec"]["containers"]
-        assert container["command"] == agent_command(pool)
+        assert container["args"] == agent_command(pool)
         hpa = k8s_object("HorizontalPodAutoscaler", f"{pool}-agent")["spec"]
         assert hpa["scaleTargetRef"] == {
             "apiVersion": "apps/v1",

@@ -51,7 +51,6 @@ async def run(runner: PythonRunner, action: PythonAction) -> Any:
     return json.loads(result.output)
 
 
-@pytest.mark.xfail(strict=True, reason="python workers inherit the server's environment")
 @pytest.mark.parametrize("start_method", ["forkserver", "spawn"])
 @pytest.mark.usefixtures("secret_environment")
 async def test_a_python_action_sees_only_the_child_environment(
@@ -70,7 +69,6 @@ async def test_a_python_action_sees_only_the_child_environment(
     assert seen["PATH"]
 
 
-@pytest.mark.xfail(strict=True, reason="the forkserver and its workers start with every secret")
 @pytest.mark.parametrize("start_method", ["forkserver", "spawn"])
 @pytest.mark.usefixtures("secret_environment")
 async def test_no_process_started_for_python_actions_holds_a_secret_in_its_environ(

@@ -31,8 +31,11 @@ _PR_SET_PDEATHSIG = 1
 _WATCH_INTERVAL_MS = 500
 
 
-def serve(conn: Connection[bytes, bytes]) -> None:
-    """Answer calls on `conn` until it closes; never outlive the server."""
+def serve(conn: Connection[bytes, bytes], environment: dict[str, str] | None = None) -> None:
+    """Answer calls on `conn` until it closes; never outlive the server. Callables see
+    `environment` instead of what the worker inherited."""
+    if environment is not None:
+        adopt_environment(environment)
     _detach_from_server()
     _start_watchdog(conn.fileno())
     while True:
@@ -148,6 +151,12 @@ def _describe(value: Any) -> str:
         return repr(value)
     except Exception:
         return object.__repr__(value)
+
+
+def adopt_environment(environment: dict[str, str]) -> None:
+    """Replace the inherited environment (the C one too, for the callables' children)."""
+    os.environ.clear()
+    os.environ.update(environment)
 
 
 def _detach_from_server() -> None:

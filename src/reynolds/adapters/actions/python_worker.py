@@ -2,8 +2,10 @@
 
 Workers come from the multiprocessing forkserver (or spawn), never from a fork of the server.
 They start on first use (or in `start`), are reused, and run in the server's working directory
-with its `sys.path`. The event loop talks to each over its own duplex pipe, watched with
-`add_reader`, so a call costs two small writes and no thread hop. A call that times out or is
+with its `sys.path`, and with the child environment shell actions get: neither they nor the
+helper processes multiprocessing starts (forkserver, resource tracker) receive the server's
+environment. The event loop talks to each over its own duplex pipe, watched with `add_reader`,
+so a call costs two small writes and no thread hop. A call that times out or is
 cancelled kills its worker's process group, and the next call starts a replacement.
 
 A worker dies with the server, even mid-call and even if the server is killed with SIGKILL:
@@ -21,9 +23,9 @@ import multiprocessing
 import os
 import pickle
 import signal
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from multiprocessing import forkserver
+from multiprocessing import forkserver, util
 from multiprocessing.connection import Connection
 from multiprocessing.context import ForkServerContext, SpawnContext
 from multiprocessing.process import BaseProcess
@@ -31,6 +33,7 @@ from pathlib import Path
 from typing import Any, Literal, TypeAlias
 
 from reynolds.adapters.actions import _worker_main
+from reynolds.adapters.actions.shell import child_environment
 from reynolds.core.models import PythonAction
 from reynolds.services.ports import ActionContext, ActionResult
 
@@ -72,6 +75,7 @@ class PythonRunner:
         if workers < 1:
             raise ValueError("workers must be at least 1")
         self._allowed_callables = allowed_callables
+        self._environment = child_environment(os.environ, {})
         self._context: _Context = (
             multiprocessing.get_context("spawn")
             if start_method == "spawn"
@@ -165,8 +169,10 @@ class PythonRunner:
         if isinstance(self._context, ForkServerContext) and not self._started_any:
             # Preloaded once in the forkserver, so every worker starts with it imported.
             self._context.set_forkserver_preload(["__main__", _worker_main.__name__])
+        if not self._started_any:
+            start_helpers_without_server_environment()
         self._started_any = True
-        spawning = self._executor.submit(_spawn, self._context)
+        spawning = self._executor.submit(_spawn, self._context, self._environment)
         try:
             process, conn, start_ticks = await asyncio.wrap_future(spawning)
         except asyncio.CancelledError:
@@ -337,11 +343,16 @@ class _Worker:
             self.loop.remove_reader(self.process.sentinel)
 
 
-def _spawn(context: _Context) -> tuple[BaseProcess, Connection[bytes, bytes], int | None]:
+def _spawn(
+    context: _Context, environment: Mapping[str, str]
+) -> tuple[BaseProcess, Connection[bytes, bytes], int | None]:
     """Start one worker (blocking: run it in a thread) and return it with its pipe."""
     ours, theirs = context.Pipe(duplex=True)
     process = context.Process(
-        target=_worker_main.serve, args=(theirs,), name="reynolds-python-worker", daemon=True
+        target=_worker_main.serve,
+        args=(theirs, dict(environment)),
+        name="reynolds-python-worker",
+        daemon=True,
     )
     try:
         process.start()
@@ -352,6 +363,53 @@ def _spawn(context: _Context) -> tuple[BaseProcess, Connection[bytes, bytes], in
         # The worker has its copy now; keeping ours would hide its death from us.
         theirs.close()
     return process, ours, _start_ticks(process.pid or 0)
+
+
+# What a helper process's interpreter needs to start as the server's did. Workers drop these
+# too, before they run anything: a callable sees the child environment alone.
+_INTERPRETER_VARIABLES = ("LD_LIBRARY_PATH",)
+_INTERPRETER_PREFIX = "PYTHON"
+
+
+def helper_environment(parent: Mapping[str, str]) -> dict[str, str]:
+    """The environment of the processes multiprocessing starts: the child environment and
+    what the interpreter needs to start, nothing that could hold a secret."""
+    env = child_environment(parent, {})
+    for name, value in parent.items():
+        if name in _INTERPRETER_VARIABLES or name.startswith(_INTERPRETER_PREFIX):
+            env[name] = value
+    return env
+
+
+def _spawn_helper(path: bytes | str, args: Sequence[Any], passfds: Sequence[int]) -> int:
+    """`multiprocessing.util.spawnv_passfds` with `helper_environment` instead of the whole of
+    the server's: the forkserver, the resource tracker and spawned workers start through it,
+    and /proc shows every process the environment it was started with, for its whole life."""
+    passed = sorted({int(fd) for fd in passfds})
+    # dup2 onto the same number in the child clears close-on-exec there, as passing does.
+    copies = [os.dup(fd) for fd in passed]
+    try:
+        return os.posix_spawn(
+            path,
+            list(args),
+            helper_environment(os.environ),
+            file_actions=[
+                (os.POSIX_SPAWN_DUP2, copy, fd) for copy, fd in zip(copies, passed, strict=True)
+            ],
+        )
+    finally:
+        for copy in copies:
+            os.close(copy)
+
+
+def start_helpers_without_server_environment() -> None:
+    """Make every helper process multiprocessing starts from now on get `helper_environment`.
+
+    multiprocessing passes no environment of its own: it has no hook for one, so its one
+    spawning function is replaced, for the whole process (idempotent).
+    """
+    if util.spawnv_passfds is not _spawn_helper:
+        setattr(util, "spawnv_passfds", _spawn_helper)  # noqa: B010 (a module's function)
 
 
 def _kill_if_spawned(

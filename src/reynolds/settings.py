@@ -15,6 +15,10 @@ from reynolds.core.pools import parse_bytes
 
 _PACKAGE_ROOT = Path(__file__).resolve().parent
 
+# Settings that are secrets or may hold one (a URL's password): never kept in a process's
+# environment (see entrypoints/secret_env.py). Every SecretStr setting belongs here.
+SECRET_SETTINGS = ("api_token", "database_url", "redis_url")
+
 
 def _project_config_dir() -> Path:
     """`config/` in the working directory, else the one beside the source tree."""

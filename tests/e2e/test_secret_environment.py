@@ -122,7 +122,6 @@ def python(name: str, function: str, **kwargs: Any) -> dict[str, Any]:
     return {"name": name, "action": {"kind": "python", "callable": function, "kwargs": kwargs}}
 
 
-@pytest.mark.xfail(strict=True, reason="the server keeps its secrets in its process environment")
 @pytest.mark.postgres
 @pytest.mark.slow
 @pytest.mark.parametrize("how", ["start", "serve"])
@@ -174,7 +173,6 @@ def read_frame(proc: subprocess.Popen[bytes]) -> dict[str, Any]:
     return message
 
 
-@pytest.mark.xfail(strict=True, reason="reynolds mcp keeps the token in its process environment")
 @pytest.mark.slow
 def test_reynolds_mcp_given_the_token_keeps_it_out_of_its_environment_and_the_servers(
     idle_server: Server, tmp_path: Path
@@ -216,7 +214,6 @@ def test_reynolds_mcp_given_the_token_keeps_it_out_of_its_environment_and_the_se
         assert http.get("/status", headers=AUTH).status_code == 200
 
 
-@pytest.mark.xfail(strict=True, reason="a Celery worker keeps the token in its process environment")
 @pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_a_celery_worker_given_the_token_keeps_it_from_its_actions(

@@ -28,6 +28,7 @@ from celery import Celery, signals
 
 from reynolds.adapters.executors.celery_app import AGENT_TYPE_ENV, TASK_NAME, make_app
 from reynolds.core.pools import PoolSpec, resource_limits
+from reynolds.entrypoints import secret_env
 from reynolds.services.actions import Job, JobResult, Runners, execute
 from reynolds.services.ports import ActionContext, ActionResult
 from reynolds.settings import Settings
@@ -39,7 +40,9 @@ REPORT_DEADLINE_S = 60.0
 
 
 def _settings() -> Settings:
-    return Settings()
+    # `reynolds agent` hands the secrets over instead of leaving them in the environment:
+    # read once in the main process, which the pool processes are forked from.
+    return Settings(**secret_env.settings_arguments(secret_env.received()))
 
 
 def _make() -> Celery:

@@ -11,6 +11,7 @@ from typing import Annotated, Any
 import typer
 from rich.markup import escape
 
+from reynolds.entrypoints import secret_env
 from reynolds.entrypoints.cli import render
 from reynolds.entrypoints.cli.state import CliState, print_json, state
 
@@ -178,9 +179,8 @@ def agent(
     os.environ[AGENT_TYPE_ENV] = key
     os.environ["REYNOLDS_AGENT_HEALTH_PORT"] = str(port)
     argv = worker_argv(key, concurrency, name or f"{key}-{uuid.uuid4().hex[:8]}@%h")
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os.execv(sys.executable, argv)  # noqa: S606 (argv only, no shell)
+    # The worker's actions run below it: the token it reports with must not be in its environ.
+    secret_env.exec_without_secrets(argv, os.environ)
 
 
 def worker_argv(pool: str, concurrency: int, name: str) -> list[str]:

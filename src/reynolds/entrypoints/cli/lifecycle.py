@@ -17,6 +17,7 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
+from reynolds.entrypoints import secret_env
 from reynolds.entrypoints.cli.client import ClientError, ReynoldsClient
 from reynolds.entrypoints.cli.state import CliState, state
 from reynolds.errors import AlreadyRunning, StoreError
@@ -244,24 +245,32 @@ def _migrate(st: CliState, settings: Settings) -> None:
 def _launch(settings: Settings) -> subprocess.Popen[bytes]:
     settings.log_dir.mkdir(parents=True, exist_ok=True)
     log_path = settings.log_dir / "server.log"
-    env = {
-        **os.environ,
-        "REYNOLDS_HOME": str(settings.home),
-        "REYNOLDS_HOST": settings.host,
-        "REYNOLDS_PORT": str(settings.port),
-        "PYTHONUNBUFFERED": "1",
-    }
-    with log_path.open("ab") as log:
-        log.write(f"--- reynolds start at {datetime.now(UTC).isoformat()} ---\n".encode())
-        log.flush()
-        return subprocess.Popen(
-            [sys.executable, "-m", "reynolds", "serve"],
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            env=env,
-        )
+    # The server gets the secrets this process holds through a pipe, not its environment.
+    env, secrets_fd = secret_env.launch_environment(
+        {
+            **os.environ,
+            "REYNOLDS_HOME": str(settings.home),
+            "REYNOLDS_HOST": settings.host,
+            "REYNOLDS_PORT": str(settings.port),
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
+    try:
+        with log_path.open("ab") as log:
+            log.write(f"--- reynolds start at {datetime.now(UTC).isoformat()} ---\n".encode())
+            log.flush()
+            return subprocess.Popen(
+                [sys.executable, "-m", "reynolds", "serve"],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                env=env,
+                pass_fds=() if secrets_fd is None else (secrets_fd,),
+            )
+    finally:
+        if secrets_fd is not None:
+            os.close(secrets_fd)
 
 
 def _running(proc: subprocess.Popen[bytes]) -> bool:

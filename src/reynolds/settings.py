@@ -49,6 +49,9 @@ class Settings(BaseSettings):
     personality: Literal["on", "off"] = "on"
     config_dir: Path = Field(default_factory=_project_config_dir)
     secrets_dir: Path = Path("secrets")
+    # The user (`name`, `uid`, `user:group`) shell and python actions run as; unset: the
+    # server's own. See adapters/actions/identity.py.
+    action_user: str | None = None
 
     # Execution defaults (a step's own values win).
     default_timeout_s: float = Field(1800.0, gt=0)

@@ -105,7 +105,6 @@ def private(path: Path) -> bool:
     return stat.S_IMODE(path.stat().st_mode) & 0o077 == 0
 
 
-@pytest.mark.xfail(strict=True, reason="REYNOLDS_ACTION_USER is not implemented")
 def test_actions_run_as_the_action_user_and_cannot_read_the_token_the_store_or_the_environ(
     server: Server, shared: Path
 ) -> None:
@@ -173,7 +172,6 @@ def serve_refusal(
     return proc.returncode, said
 
 
-@pytest.mark.xfail(strict=True, reason="REYNOLDS_ACTION_USER is not implemented")
 def test_a_server_that_cannot_switch_users_refuses_to_start_in_one_line(
     server: Server, shared: Path
 ) -> None:
@@ -190,7 +188,6 @@ def test_a_server_that_cannot_switch_users_refuses_to_start_in_one_line(
     assert len(said.strip().splitlines()) == 1, said
 
 
-@pytest.mark.xfail(strict=True, reason="REYNOLDS_ACTION_USER is not implemented")
 @pytest.mark.parametrize("value", ["no-such-user-4f1c", "nobody:no-such-group-4f1c", ":65534"])
 def test_an_action_user_that_does_not_exist_is_refused_in_one_line(
     value: str, server: Server, shared: Path

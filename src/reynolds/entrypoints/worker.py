@@ -120,7 +120,7 @@ class Agent:
         from reynolds.adapters.actions.http import HttpRunner
         from reynolds.adapters.actions.python_worker import PythonRunner
         from reynolds.adapters.actions.shell import ShellRunner
-        from reynolds.bootstrap import load_pools
+        from reynolds.bootstrap import action_user, load_pools
 
         # A Celery pool process is daemonic and multiprocessing gives such processes no
         # children; python actions need theirs (daemonic, so they end with this process).
@@ -138,7 +138,13 @@ class Agent:
         self.settings = settings
         self.workspace = os.getcwd()
         self.loop = asyncio.new_event_loop()
-        self.runners = Runners(ShellRunner(), PythonRunner(settings.python_workers), HttpRunner())
+        # `reynolds agent` checked that the action user exists and can be switched to.
+        user = action_user(settings, pools)
+        self.runners = Runners(
+            ShellRunner(action_user=user),
+            PythonRunner(settings.python_workers, action_user=user),
+            HttpRunner(),
+        )
         self.orchestrator = Orchestrator(settings.report_url, settings.token(), worker)
 
     def run(self, payload: dict[str, Any]) -> str:

@@ -31,11 +31,18 @@ _PR_SET_PDEATHSIG = 1
 _WATCH_INTERVAL_MS = 500
 
 
-def serve(conn: Connection[bytes, bytes], environment: dict[str, str] | None = None) -> None:
+def serve(
+    conn: Connection[bytes, bytes],
+    environment: dict[str, str] | None = None,
+    identity: tuple[int, int] | None = None,
+) -> None:
     """Answer calls on `conn` until it closes; never outlive the server. Callables see
-    `environment` instead of what the worker inherited."""
+    `environment` instead of what the worker inherited, and run as `identity` (uid, gid)."""
     if environment is not None:
         adopt_environment(environment)
+    if identity is not None:
+        become(*identity)
+    # After `become`: a change of user clears the parent-death signal set here.
     _detach_from_server()
     _start_watchdog(conn.fileno())
     while True:
@@ -157,6 +164,16 @@ def adopt_environment(environment: dict[str, str]) -> None:
     """Replace the inherited environment (the C one too, for the callables' children)."""
     os.environ.clear()
     os.environ.update(environment)
+
+
+def become(uid: int, gid: int) -> None:
+    """Switch to another user for good (real, effective and saved ids), without the server's
+    supplementary groups, before anything user-chosen is imported."""
+    os.setgroups([])
+    os.setgid(gid)
+    os.setuid(uid)
+    if os.getuid() != uid or os.geteuid() != uid or os.getegid() != gid:
+        raise PermissionError(f"could not become uid {uid}, gid {gid}")
 
 
 def _detach_from_server() -> None:

@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any, Literal, TypeAlias
 
 from reynolds.adapters.actions import _worker_main
+from reynolds.adapters.actions.identity import ActionUser
 from reynolds.adapters.actions.shell import child_environment
 from reynolds.core.models import PythonAction
 from reynolds.services.ports import ActionContext, ActionResult
@@ -71,11 +72,16 @@ class PythonRunner:
         allowed_callables: Declared | None = None,
         *,
         start_method: Literal["forkserver", "spawn"] = "forkserver",
+        action_user: ActionUser | None = None,
     ) -> None:
         if workers < 1:
             raise ValueError("workers must be at least 1")
         self._allowed_callables = allowed_callables
         self._environment = child_environment(os.environ, {})
+        # Workers become the action user, if any, before they run anything.
+        self._identity = None if action_user is None else (action_user.uid, action_user.gid)
+        if action_user is not None:
+            self._environment["HOME"] = action_user.home
         self._context: _Context = (
             multiprocessing.get_context("spawn")
             if start_method == "spawn"
@@ -172,7 +178,7 @@ class PythonRunner:
         if not self._started_any:
             start_helpers_without_server_environment()
         self._started_any = True
-        spawning = self._executor.submit(_spawn, self._context, self._environment)
+        spawning = self._executor.submit(_spawn, self._context, self._environment, self._identity)
         try:
             process, conn, start_ticks = await asyncio.wrap_future(spawning)
         except asyncio.CancelledError:
@@ -344,13 +350,13 @@ class _Worker:
 
 
 def _spawn(
-    context: _Context, environment: Mapping[str, str]
+    context: _Context, environment: Mapping[str, str], identity: tuple[int, int] | None
 ) -> tuple[BaseProcess, Connection[bytes, bytes], int | None]:
     """Start one worker (blocking: run it in a thread) and return it with its pipe."""
     ours, theirs = context.Pipe(duplex=True)
     process = context.Process(
         target=_worker_main.serve,
-        args=(theirs, dict(environment)),
+        args=(theirs, dict(environment), identity),
         name="reynolds-python-worker",
         daemon=True,
     )

@@ -16,6 +16,7 @@ import signal
 import sys
 from collections.abc import Callable, Collection, Mapping
 
+from reynolds.adapters.actions.identity import ActionUser
 from reynolds.core.models import ShellAction
 from reynolds.core.pools import ResourceLimits
 from reynolds.services.ports import ActionContext, ActionResult
@@ -288,8 +289,15 @@ def _text(buf: bytearray, total: int) -> str:
 class ShellRunner:
     """Runs `ShellAction`s as process groups with captured, capped output."""
 
-    def __init__(self, parent_env: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self, parent_env: Mapping[str, str] | None = None, *, action_user: ActionUser | None = None
+    ) -> None:
         self._parent_env = dict(os.environ if parent_env is None else parent_env)
+        # Actions of another user start as it, with its home, off the vfork path (posix_spawn
+        # cannot switch users); without one nothing changes.
+        self._switch = action_user.spawn_options() if action_user is not None else {}
+        if action_user is not None:
+            self._parent_env["HOME"] = action_user.home
         self._base_env = child_environment(self._parent_env, {})
         # posix_spawn starts children in the server's own directory (it cannot chdir).
         self._own_cwd = os.path.realpath(os.getcwd())
@@ -321,7 +329,7 @@ class ShellRunner:
         done: asyncio.Future[None] = loop.create_future()
         proc: _Direct | _Capture
         try:
-            if cwd == self._own_cwd:
+            if cwd == self._own_cwd and not self._switch:
                 proc = _Direct(loop, ctx.output_cap_bytes, done)
                 proc.start(args, env)
                 pid = proc.pid
@@ -334,6 +342,7 @@ class ShellRunner:
                     cwd=cwd,
                     env=env,
                     start_new_session=True,
+                    **self._switch,
                 )
                 pid = transport.get_pid()
                 close = transport.close

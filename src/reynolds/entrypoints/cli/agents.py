@@ -159,13 +159,15 @@ def agent(
     """Run a distributed (Celery) worker for one pool: it takes that pool's queue from the
     broker at REYNOLDS_REDIS_URL and reports to the orchestrator."""
     from reynolds.adapters.executors.celery_app import AGENT_TYPE_ENV
-    from reynolds.bootstrap import load_pools
+    from reynolds.bootstrap import action_user, load_pools
     from reynolds.errors import InvalidInput
 
     st = state(ctx)
     settings = st.settings
     try:
-        key = load_pools(settings).resolve(agent_type)
+        pools = load_pools(settings)
+        key = pools.resolve(agent_type)
+        action_user(settings, pools)
     except InvalidInput as exc:
         st.err.print(f"[red]error:[/] {escape(exc.message)}")
         raise typer.Exit(2) from None

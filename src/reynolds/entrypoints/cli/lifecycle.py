@@ -17,10 +17,11 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
+from reynolds.adapters.private_dirs import make_private_dir
 from reynolds.entrypoints import secret_env
 from reynolds.entrypoints.cli.client import ClientError, ReynoldsClient
 from reynolds.entrypoints.cli.state import CliState, state
-from reynolds.errors import AlreadyRunning, StoreError
+from reynolds.errors import AlreadyRunning, InvalidInput, StoreError
 from reynolds.settings import Settings
 
 START_TIMEOUT_S = 60.0
@@ -41,6 +42,9 @@ def serve(ctx: typer.Context) -> None:
 
     try:
         run_server(settings)
+    except InvalidInput as exc:
+        st.err.print(f"[red]error:[/] {escape(exc.message)}")
+        raise typer.Exit(2) from None
     except AlreadyRunning as exc:
         st.err.print(f"[red]error:[/] Reynolds is already running for {settings.home}: {exc}")
         raise typer.Exit(1) from None
@@ -243,6 +247,7 @@ def _migrate(st: CliState, settings: Settings) -> None:
 
 
 def _launch(settings: Settings) -> subprocess.Popen[bytes]:
+    make_private_dir(settings.home)
     settings.log_dir.mkdir(parents=True, exist_ok=True)
     log_path = settings.log_dir / "server.log"
     # The server gets the secrets this process holds through a pipe, not its environment.

@@ -1,0 +1,103 @@
+"""The user that actions run as (REYNOLDS_ACTION_USER), and whether this process may switch.
+
+Without one, actions run as the server's user and can read whatever that user can. With one,
+shell actions are started as that user and python workers become it before they run anything;
+the server must hold the capabilities that takes (root has them).
+"""
+
+from __future__ import annotations
+
+import grp
+import os
+import pwd
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from reynolds.errors import InvalidInput
+
+SETTING = "REYNOLDS_ACTION_USER"
+# Capability bits (linux/capability.h): switching users, signalling the action's processes
+# (timeouts, cancellation), and setting limits on a process of another user (prlimit).
+_CAPABILITY_BITS = {"CAP_KILL": 5, "CAP_SETGID": 6, "CAP_SETUID": 7, "CAP_SYS_RESOURCE": 24}
+_SWITCHING = ("CAP_SETUID", "CAP_SETGID", "CAP_KILL")
+
+
+@dataclass(frozen=True)
+class ActionUser:
+    """Who actions run as: uid, primary gid (no supplementary groups) and home directory."""
+
+    name: str
+    uid: int
+    gid: int
+    home: str
+
+    def spawn_options(self) -> dict[str, Any]:
+        """`subprocess.Popen` arguments that start a process as this user."""
+        return {"user": self.uid, "group": self.gid, "extra_groups": []}
+
+
+def resolve_action_user(spec: str) -> ActionUser:
+    """`user` or `user:group`, each a name or a number; InvalidInput names what is wrong."""
+    user_part, _, group_part = spec.strip().partition(":")
+    entry = _passwd_entry(spec, user_part)
+    if entry is None:
+        if not group_part:
+            raise _invalid(spec, f"uid {user_part} has no passwd entry: name its group too")
+        uid, gid, home, name = int(user_part), -1, "/", user_part
+    else:
+        uid, gid, home, name = entry.pw_uid, entry.pw_gid, entry.pw_dir, entry.pw_name
+    if group_part:
+        gid = _group_id(spec, group_part)
+    return ActionUser(name=name, uid=uid, gid=gid, home=home or "/")
+
+
+def missing_capabilities(
+    needed: tuple[str, ...], status: Path = Path("/proc/self/status")
+) -> list[str]:
+    """Which of `needed` this process's effective capability set lacks."""
+    try:
+        text = status.read_text(encoding="ascii")
+    except OSError:
+        return list(needed)
+    effective = next(
+        (int(line.split()[1], 16) for line in text.splitlines() if line.startswith("CapEff:")), 0
+    )
+    return [cap for cap in needed if not effective >> _CAPABILITY_BITS[cap] & 1]
+
+
+def check_can_switch(spec: str, user: ActionUser, *, limits: bool) -> None:
+    """InvalidInput unless this process can run actions as `user` (and set their resource
+    limits when `limits`): refusing to start beats actions that cannot run."""
+    needed = _SWITCHING + (("CAP_SYS_RESOURCE",) if limits else ())
+    missing = missing_capabilities(needed)
+    if missing:
+        raise _invalid(
+            spec,
+            f"this process (uid {os.geteuid()}) cannot run actions as {user.name} without "
+            f"{', '.join(missing)}; it needs {', '.join(needed)} (root normally has them)",
+        )
+
+
+def _passwd_entry(spec: str, user_part: str) -> pwd.struct_passwd | None:
+    if not user_part:
+        raise _invalid(spec, "no user named before the ':'")
+    try:
+        return pwd.getpwuid(int(user_part)) if user_part.isdigit() else pwd.getpwnam(user_part)
+    except KeyError:
+        if user_part.isdigit():
+            return None
+        raise _invalid(spec, f"no user named {user_part!r}") from None
+
+
+def _group_id(spec: str, group_part: str) -> int:
+    if group_part.isdigit():
+        return int(group_part)
+    try:
+        return grp.getgrnam(group_part).gr_gid
+    except KeyError:
+        raise _invalid(spec, f"no group named {group_part!r}") from None
+
+
+def _invalid(spec: str, reason: str) -> InvalidInput:
+    return InvalidInput(f"{SETTING}={spec}: {reason}", field=SETTING)

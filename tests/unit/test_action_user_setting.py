@@ -1,0 +1,120 @@
+"""REYNOLDS_ACTION_USER read into a user, and the capabilities a server needs to switch."""
+
+from __future__ import annotations
+
+import grp
+import os
+import pwd
+import stat
+from pathlib import Path
+
+import pytest
+
+from reynolds.adapters.actions.identity import (
+    ActionUser,
+    missing_capabilities,
+    resolve_action_user,
+)
+from reynolds.adapters.private_dirs import make_private_dir, tighten
+from reynolds.bootstrap import action_user, load_pools
+from reynolds.errors import InvalidInput
+from reynolds.settings import Settings
+
+ROOT_ENTRY = pwd.getpwuid(0)
+
+
+def status_with(tmp_path: Path, effective_hex: str) -> Path:
+    path = tmp_path / "status"
+    path.write_text(f"Name:\tx\nCapInh:\t0\nCapEff:\t{effective_hex}\nCapBnd:\t0\n")
+    return path
+
+
+def test_a_user_is_named_by_name_or_uid_with_its_primary_group_and_home() -> None:
+    expected = ActionUser(ROOT_ENTRY.pw_name, 0, ROOT_ENTRY.pw_gid, ROOT_ENTRY.pw_dir)
+
+    assert resolve_action_user(ROOT_ENTRY.pw_name) == expected
+    assert resolve_action_user("0") == expected
+
+
+def test_a_group_after_the_colon_replaces_the_primary_group() -> None:
+    group = grp.getgrgid(0).gr_name
+
+    assert resolve_action_user(f"0:{group}").gid == 0
+    assert resolve_action_user("0:4242").gid == 4242
+
+
+def test_a_uid_without_a_passwd_entry_needs_its_group() -> None:
+    unknown = next(uid for uid in range(42_000, 43_000) if not _has_entry(uid))
+
+    with pytest.raises(InvalidInput, match="has no passwd entry: name its group too"):
+        resolve_action_user(str(unknown))
+    assert resolve_action_user(f"{unknown}:{unknown}") == ActionUser(
+        str(unknown), unknown, unknown, "/"
+    )
+
+
+@pytest.mark.parametrize(
+    ("spec", "reason"),
+    [
+        ("no-such-user-91c2", "no user named 'no-such-user-91c2'"),
+        ("0:no-such-group-91c2", "no group named 'no-such-group-91c2'"),
+        (":0", "no user named before the ':'"),
+    ],
+)
+def test_an_impossible_action_user_names_the_setting_and_the_reason(spec: str, reason: str) -> None:
+    with pytest.raises(InvalidInput) as error:
+        resolve_action_user(spec)
+
+    assert error.value.message == f"REYNOLDS_ACTION_USER={spec}: {reason}"
+
+
+def test_missing_capabilities_are_read_from_the_effective_set(tmp_path: Path) -> None:
+    needed = ("CAP_SETUID", "CAP_SETGID", "CAP_KILL", "CAP_SYS_RESOURCE")
+    # CAP_KILL (5), CAP_SETGID (6) and CAP_SETUID (7), without CAP_SYS_RESOURCE (24).
+    assert missing_capabilities(needed, status_with(tmp_path, "00000000000000e0")) == [
+        "CAP_SYS_RESOURCE"
+    ]
+    assert missing_capabilities(needed, status_with(tmp_path, "0000000000000000")) == list(needed)
+    assert missing_capabilities(needed, status_with(tmp_path, "000001ffffffffff")) == []
+
+
+def test_naming_the_servers_own_user_changes_nothing(tmp_path: Path) -> None:
+    settings = Settings(home=tmp_path / "home", action_user=str(os.geteuid()))
+    own = pwd.getpwuid(os.geteuid())
+    if own.pw_gid != os.getegid():
+        pytest.skip("this process runs with another group than its user's own")
+
+    assert action_user(settings, load_pools(settings)) is None
+
+
+def test_a_home_is_created_private_and_an_open_one_is_tightened(tmp_path: Path) -> None:
+    home = tmp_path / "fresh" / "home"
+    make_private_dir(home)
+    opened = tmp_path / "secrets"
+    opened.mkdir(mode=0o755)
+    opened.chmod(0o755)
+    tighten(opened)
+
+    assert stat.S_IMODE(home.stat().st_mode) == 0o700
+    assert stat.S_IMODE(opened.stat().st_mode) == 0o700
+
+
+def test_a_folder_of_another_users_is_left_as_it_is(tmp_path: Path) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("giving a folder to another user needs root")
+    theirs = tmp_path / "theirs"
+    theirs.mkdir(mode=0o755)
+    theirs.chmod(0o755)
+    os.chown(theirs, 65534, 65534)
+
+    tighten(theirs)
+
+    assert stat.S_IMODE(theirs.stat().st_mode) == 0o755
+
+
+def _has_entry(uid: int) -> bool:
+    try:
+        pwd.getpwuid(uid)
+    except KeyError:
+        return False
+    return True

@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[2]
 TOKEN = "action-user-token-2e8f51"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 REFUSAL_TIMEOUT_S = 30.0
-CALLABLES = ["os:getuid", "os:open"]
+CALLABLES = ["os:getuid", "os:open", "linecache:getlines"]
 
 
 def nobody() -> pwd.struct_passwd:
@@ -197,3 +197,26 @@ def test_an_action_user_that_does_not_exist_is_refused_in_one_line(
     assert code == 2, said
     assert "REYNOLDS_ACTION_USER" in said
     assert len(said.strip().splitlines()) == 1, said
+
+
+@pytest.mark.xfail(strict=True, reason="python workers hold the server's log open as stdout")
+def test_a_python_action_of_another_user_cannot_read_the_servers_log_through_its_descriptors(
+    server: Server, shared: Path
+) -> None:
+    nobody()
+    start(server, settings(shared, REYNOLDS_ACTION_USER="nobody"))
+    log = server.home / "logs" / "server.log"
+    ran = orchestrate(
+        server,
+        [
+            python("log", "os:open", path=str(log), flags=os.O_RDONLY),
+            python("stdout", "linecache:getlines", filename="/proc/self/fd/1"),
+            python("stderr", "linecache:getlines", filename="/proc/self/fd/2"),
+        ],
+    )
+
+    assert "--- reynolds start at" in log.read_text()
+    assert "PermissionError" in ran["log"]["error"], ran["log"]
+    assert json.loads(ran["stdout"]["output"]) == [], ran["stdout"]
+    assert json.loads(ran["stderr"]["output"]) == [], ran["stderr"]
+    assert stat.S_IMODE(log.stat().st_mode) == 0o600

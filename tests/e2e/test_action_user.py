@@ -199,7 +199,6 @@ def test_an_action_user_that_does_not_exist_is_refused_in_one_line(
     assert len(said.strip().splitlines()) == 1, said
 
 
-@pytest.mark.xfail(strict=True, reason="python workers hold the server's log open as stdout")
 def test_a_python_action_of_another_user_cannot_read_the_servers_log_through_its_descriptors(
     server: Server, shared: Path
 ) -> None:

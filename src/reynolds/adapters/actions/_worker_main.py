@@ -41,6 +41,7 @@ def serve(
     if environment is not None:
         adopt_environment(environment)
     if identity is not None:
+        leave_server_output()
         become(*identity)
     # After `become`: a change of user clears the parent-death signal set here.
     _detach_from_server()
@@ -164,6 +165,17 @@ def adopt_environment(environment: dict[str, str]) -> None:
     """Replace the inherited environment (the C one too, for the callables' children)."""
     os.environ.clear()
     os.environ.update(environment)
+
+
+def leave_server_output() -> None:
+    """Stdout and stderr to /dev/null: they are the server's log (or terminal), which another
+    user could otherwise append to, or read again through /proc/self/fd."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 1)
+        os.dup2(devnull, 2)
+    finally:
+        os.close(devnull)
 
 
 def become(uid: int, gid: int) -> None:

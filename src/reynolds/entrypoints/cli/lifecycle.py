@@ -12,7 +12,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, BinaryIO
 
 import typer
 from rich.markup import escape
@@ -261,7 +261,7 @@ def _launch(settings: Settings) -> subprocess.Popen[bytes]:
         }
     )
     try:
-        with log_path.open("ab") as log:
+        with _private_log(log_path) as log:
             log.write(f"--- reynolds start at {datetime.now(UTC).isoformat()} ---\n".encode())
             log.flush()
             return subprocess.Popen(
@@ -276,6 +276,18 @@ def _launch(settings: Settings) -> subprocess.Popen[bytes]:
     finally:
         if secrets_fd is not None:
             os.close(secrets_fd)
+
+
+def _private_log(path: Path) -> BinaryIO:
+    """The server's log, opened for appending and readable by its owner alone."""
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        if os.fstat(fd).st_uid == os.geteuid():
+            os.fchmod(fd, 0o600)
+        return os.fdopen(fd, "ab")
+    except BaseException:
+        os.close(fd)
+        raise
 
 
 def _running(proc: subprocess.Popen[bytes]) -> bool:

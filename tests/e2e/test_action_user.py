@@ -219,3 +219,19 @@ def test_a_python_action_of_another_user_cannot_read_the_servers_log_through_its
     assert json.loads(ran["stdout"]["output"]) == [], ran["stdout"]
     assert json.loads(ran["stderr"]["output"]) == [], ran["stderr"]
     assert stat.S_IMODE(log.stat().st_mode) == 0o600
+
+
+@pytest.mark.xfail(strict=True, reason="the server imports from a folder the action user may write")
+@pytest.mark.parametrize("mode", [0o777, 0o1777])
+def test_a_server_whose_python_path_the_action_user_may_write_refuses_to_start(
+    mode: int, server: Server, shared: Path
+) -> None:
+    nobody()
+    # The working directory is on the server's Python path (and its forkserver's): a module
+    # the action user put there would run as the server's user.
+    server.workdir.chmod(mode)
+    code, said = serve_refusal(server, settings(shared, REYNOLDS_ACTION_USER="nobody"))
+
+    assert code == 2, said
+    assert "REYNOLDS_ACTION_USER" in said and str(server.workdir) in said
+    assert len(said.strip().splitlines()) == 1, said

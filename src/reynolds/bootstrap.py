@@ -7,6 +7,7 @@ import contextlib
 import gc
 import logging
 import os
+import sys
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -14,7 +15,12 @@ from typing import Any
 import yaml
 
 from reynolds.adapters.actions.http import HttpRunner
-from reynolds.adapters.actions.identity import ActionUser, check_can_switch, resolve_action_user
+from reynolds.adapters.actions.identity import (
+    ActionUser,
+    check_can_switch,
+    check_code_paths,
+    resolve_action_user,
+)
 from reynolds.adapters.actions.python_worker import PythonRunner
 from reynolds.adapters.actions.shell import ShellRunner, install_child_watcher
 from reynolds.adapters.cache.memory import MemoryCache
@@ -66,6 +72,9 @@ def action_user(settings: Settings, pools: PoolSet) -> ActionUser | None:
         for pool in pools.pools.values()
     )
     check_can_switch(settings.action_user, user, limits=limits)
+    # The forkserver starts with the working directory first on its path, wherever the server
+    # itself was started from.
+    check_code_paths(settings.action_user, user, [os.getcwd(), *sys.path])
     return user
 
 

@@ -221,7 +221,6 @@ def test_a_python_action_of_another_user_cannot_read_the_servers_log_through_its
     assert stat.S_IMODE(log.stat().st_mode) == 0o600
 
 
-@pytest.mark.xfail(strict=True, reason="the server imports from a folder the action user may write")
 @pytest.mark.parametrize("mode", [0o777, 0o1777])
 def test_a_server_whose_python_path_the_action_user_may_write_refuses_to_start(
     mode: int, server: Server, shared: Path

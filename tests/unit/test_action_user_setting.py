@@ -14,6 +14,7 @@ from reynolds.adapters.actions.identity import (
     ActionUser,
     missing_capabilities,
     resolve_action_user,
+    writable_by,
 )
 from reynolds.adapters.private_dirs import make_private_dir, tighten
 from reynolds.bootstrap import action_user, load_pools
@@ -118,3 +119,32 @@ def _has_entry(uid: int) -> bool:
     except KeyError:
         return False
     return True
+
+
+def test_a_folder_is_writable_by_the_class_of_the_user_that_applies(tmp_path: Path) -> None:
+    other = ActionUser("other", os.geteuid() + 4242, os.getegid() + 4242, "/")
+    grouped = ActionUser("grouped", os.geteuid() + 4242, os.getegid(), "/")
+    folder = tmp_path / "code"
+    folder.mkdir()
+    tmp_path.chmod(0o755)
+
+    folder.chmod(0o755)
+    assert [writable_by(folder, u) for u in (other, grouped)] == [None, None]
+    folder.chmod(0o757)
+    assert [writable_by(folder, u) for u in (other, grouped)] == [folder, None]
+    folder.chmod(0o775)  # the group's class applies to a member, whatever the others may
+    assert [writable_by(folder, u) for u in (other, grouped)] == [None, folder]
+    assert writable_by(folder / "missing", other) is None
+
+
+def test_a_folder_that_could_be_replaced_from_above_is_named(tmp_path: Path) -> None:
+    other = ActionUser("other", os.geteuid() + 4242, os.getegid() + 4242, "/")
+    folder = tmp_path / "code"
+    folder.mkdir(mode=0o755)
+    folder.chmod(0o755)
+
+    tmp_path.chmod(0o777)
+    assert writable_by(folder, other) == tmp_path.resolve()
+    tmp_path.chmod(0o1777)  # sticky, as /tmp: only an entry's owner may move it
+    assert writable_by(folder, other) is None
+    tmp_path.chmod(0o755)

@@ -10,6 +10,8 @@ from __future__ import annotations
 import grp
 import os
 import pwd
+import stat
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -77,6 +79,45 @@ def check_can_switch(spec: str, user: ActionUser, *, limits: bool) -> None:
             f"this process (uid {os.geteuid()}) cannot run actions as {user.name} without "
             f"{', '.join(missing)}; it needs {', '.join(needed)} (root normally has them)",
         )
+
+
+def check_code_paths(spec: str, user: ActionUser, paths: Iterable[str]) -> None:
+    """InvalidInput when `user` may change one of `paths` (directories this server, or the
+    forkserver it starts, imports Python code from) or a folder above one: a module put there
+    would run as the server's user."""
+    for path in paths:
+        writable = writable_by(Path(path or os.getcwd()), user)
+        if writable is not None:
+            raise _invalid(
+                spec,
+                f"{user.name} may write {writable}, where this server imports Python code "
+                "from; take that right away (actions may write in a folder of their own)",
+            )
+
+
+def writable_by(path: Path, user: ActionUser) -> Path | None:
+    """`path`, or the folder above it that `user` could replace it from, when `user` may
+    write there (with no supplementary groups); None when it may not, or `path` is no folder."""
+    try:
+        if not path.is_dir() or _may_write(path.stat(), user):
+            return path if path.is_dir() else None
+        for parent in path.resolve().parents:
+            info = parent.stat()
+            # In a sticky folder (/tmp) only an entry's owner may rename or remove it.
+            if _may_write(info, user) and not info.st_mode & stat.S_ISVTX:
+                return parent
+    except OSError:
+        return None
+    return None
+
+
+def _may_write(info: os.stat_result, user: ActionUser) -> bool:
+    # The permission class that applies is the first that matches, as the kernel decides.
+    if info.st_uid == user.uid:
+        return bool(info.st_mode & stat.S_IWUSR)
+    if info.st_gid == user.gid:
+        return bool(info.st_mode & stat.S_IWGRP)
+    return bool(info.st_mode & stat.S_IWOTH)
 
 
 def _passwd_entry(spec: str, user_part: str) -> pwd.struct_passwd | None:

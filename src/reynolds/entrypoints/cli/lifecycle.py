@@ -43,7 +43,8 @@ def serve(ctx: typer.Context) -> None:
     try:
         run_server(settings)
     except InvalidInput as exc:
-        st.err.print(f"[red]error:[/] {escape(exc.message)}")
+        # One line, however long: whoever reads the log greps for it.
+        st.err.print(f"[red]error:[/] {escape(exc.message)}", soft_wrap=True)
         raise typer.Exit(2) from None
     except AlreadyRunning as exc:
         st.err.print(f"[red]error:[/] Reynolds is already running for {settings.home}: {exc}")

@@ -19,6 +19,7 @@ from reynolds.adapters.actions.identity import (
     ActionUser,
     check_can_switch,
     check_code_paths,
+    check_private,
     resolve_action_user,
 )
 from reynolds.adapters.actions.python_worker import PythonRunner
@@ -75,6 +76,11 @@ def action_user(settings: Settings, pools: PoolSet) -> ActionUser | None:
     # The forkserver starts with the working directory first on its path, wherever the server
     # itself was started from.
     check_code_paths(settings.action_user, user, [os.getcwd(), *sys.path])
+    check_private(
+        settings.action_user,
+        user,
+        {"REYNOLDS_HOME": settings.home, "REYNOLDS_SECRETS_DIR": settings.secrets_dir},
+    )
     return user
 
 

@@ -236,7 +236,6 @@ def test_a_server_whose_python_path_the_action_user_may_write_refuses_to_start(
     assert len(said.strip().splitlines()) == 1, said
 
 
-@pytest.mark.xfail(strict=True, reason="a home the server cannot make private is used as it is")
 def test_a_server_whose_home_the_action_user_could_enter_refuses_to_start(
     server: Server, shared: Path
 ) -> None:

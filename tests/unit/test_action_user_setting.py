@@ -5,13 +5,16 @@ from __future__ import annotations
 import grp
 import os
 import pwd
+import shutil
 import stat
+import tempfile
 from pathlib import Path
 
 import pytest
 
 from reynolds.adapters.actions.identity import (
     ActionUser,
+    enterable_by,
     missing_capabilities,
     resolve_action_user,
     writable_by,
@@ -150,7 +153,6 @@ def test_a_folder_that_could_be_replaced_from_above_is_named(tmp_path: Path) -> 
     tmp_path.chmod(0o755)
 
 
-@pytest.mark.xfail(strict=True, reason="any folder the server owns is tightened")
 def test_a_folder_that_is_no_reynolds_home_or_secrets_folder_keeps_its_mode(
     tmp_path: Path,
 ) -> None:
@@ -174,3 +176,22 @@ def test_a_folder_that_is_no_reynolds_home_or_secrets_folder_keeps_its_mode(
     assert stat.S_IMODE(shared.stat().st_mode) == 0o755
     assert stat.S_IMODE(sticky.stat().st_mode) == 0o1777
     assert stat.S_IMODE(home.stat().st_mode) == 0o700
+
+
+def test_a_folder_is_enterable_only_through_folders_the_user_may_search() -> None:
+    other = ActionUser("other", os.geteuid() + 4242, os.getegid() + 4242, "/")
+    base = Path(tempfile.mkdtemp(prefix="reynolds-enterable-"))
+    try:
+        inner = base / "inner"
+        inner.mkdir()
+        base.chmod(0o755)
+        inner.chmod(0o755)
+        assert enterable_by(inner, other)
+        inner.chmod(0o750)
+        assert not enterable_by(inner, other)
+        inner.chmod(0o755)
+        base.chmod(0o700)  # the folder above keeps it out of reach
+        assert not enterable_by(inner, other)
+        assert not enterable_by(base / "missing", other)
+    finally:
+        shutil.rmtree(base)

@@ -95,29 +95,55 @@ def check_code_paths(spec: str, user: ActionUser, paths: Iterable[str]) -> None:
             )
 
 
+def check_private(spec: str, user: ActionUser, folders: dict[str, Path]) -> None:
+    """InvalidInput when `user` may enter one of `folders` (named by their keys), which hold
+    what actions must not read."""
+    for what, path in folders.items():
+        if enterable_by(path, user):
+            raise _invalid(
+                spec,
+                f"{user.name} may enter {path} ({what}); make it readable by this server's "
+                "user alone (mode 0700)",
+            )
+
+
 def writable_by(path: Path, user: ActionUser) -> Path | None:
     """`path`, or the folder above it that `user` could replace it from, when `user` may
     write there (with no supplementary groups); None when it may not, or `path` is no folder."""
     try:
-        if not path.is_dir() or _may_write(path.stat(), user):
+        if not path.is_dir() or _may(path.stat(), user, _WRITE):
             return path if path.is_dir() else None
         for parent in path.resolve().parents:
             info = parent.stat()
             # In a sticky folder (/tmp) only an entry's owner may rename or remove it.
-            if _may_write(info, user) and not info.st_mode & stat.S_ISVTX:
+            if _may(info, user, _WRITE) and not info.st_mode & stat.S_ISVTX:
                 return parent
     except OSError:
         return None
     return None
 
 
-def _may_write(info: os.stat_result, user: ActionUser) -> bool:
+def enterable_by(path: Path, user: ActionUser) -> bool:
+    """Whether `user` may reach `path` and open what is in it (search rights on it and on
+    every folder above it); False when it does not exist."""
+    try:
+        resolved = path.resolve(strict=True)
+        return all(_may(folder.stat(), user, _SEARCH) for folder in (resolved, *resolved.parents))
+    except OSError:
+        return False
+
+
+_WRITE = (stat.S_IWUSR, stat.S_IWGRP, stat.S_IWOTH)
+_SEARCH = (stat.S_IXUSR, stat.S_IXGRP, stat.S_IXOTH)
+
+
+def _may(info: os.stat_result, user: ActionUser, rights: tuple[int, int, int]) -> bool:
     # The permission class that applies is the first that matches, as the kernel decides.
     if info.st_uid == user.uid:
-        return bool(info.st_mode & stat.S_IWUSR)
+        return bool(info.st_mode & rights[0])
     if info.st_gid == user.gid:
-        return bool(info.st_mode & stat.S_IWGRP)
-    return bool(info.st_mode & stat.S_IWOTH)
+        return bool(info.st_mode & rights[1])
+    return bool(info.st_mode & rights[2])
 
 
 def _passwd_entry(spec: str, user_part: str) -> pwd.struct_passwd | None:

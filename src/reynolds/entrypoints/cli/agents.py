@@ -159,6 +159,7 @@ def agent(
     """Run a distributed (Celery) worker for one pool: it takes that pool's queue from the
     broker at REYNOLDS_REDIS_URL and reports to the orchestrator."""
     from reynolds.adapters.executors.celery_app import AGENT_TYPE_ENV
+    from reynolds.adapters.private_dirs import tighten
     from reynolds.bootstrap import action_user, load_pools
     from reynolds.errors import InvalidInput
 
@@ -167,6 +168,7 @@ def agent(
     try:
         pools = load_pools(settings)
         key = pools.resolve(agent_type)
+        tighten(settings.secrets_dir)
         action_user(settings, pools)
     except InvalidInput as exc:
         st.err.print(f"[red]error:[/] {escape(exc.message)}")

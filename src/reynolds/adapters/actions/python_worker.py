@@ -2,14 +2,16 @@
 
 Workers come from the multiprocessing forkserver (or spawn), never from a fork of the server.
 They start on first use (or in `start`), are reused, and run in the server's working directory
-with its `sys.path`, and with the child environment shell actions get: neither they nor the
-helper processes multiprocessing starts (forkserver, resource tracker) receive the server's
-environment. The event loop talks to each over its own duplex pipe, watched with `add_reader`,
-so a call costs two small writes and no thread hop. A call that times out or is
+with its `sys.path`. The event loop talks to each over its own duplex pipe, watched with
+`add_reader`, so a call costs two small writes and no thread hop. A call that times out or is
 cancelled kills its worker's process group, and the next call starts a replacement.
 
 A worker dies with the server, even mid-call and even if the server is killed with SIGKILL:
 it watches its pipe, its parent and the server's pid, and asks for PDEATHSIG.
+
+A callable sees the child environment shell actions get, never the server's, and neither do
+the helper processes multiprocessing starts (helper_processes.py); with an action user,
+workers become that user before they run anything.
 
 A runner belongs to the event loop that first uses it.
 """
@@ -23,9 +25,9 @@ import multiprocessing
 import os
 import pickle
 import signal
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
-from multiprocessing import forkserver, util
+from multiprocessing import forkserver
 from multiprocessing.connection import Connection
 from multiprocessing.context import ForkServerContext, SpawnContext
 from multiprocessing.process import BaseProcess
@@ -33,6 +35,7 @@ from pathlib import Path
 from typing import Any, Literal, TypeAlias
 
 from reynolds.adapters.actions import _worker_main
+from reynolds.adapters.actions.helper_processes import start_helpers_without_server_environment
 from reynolds.adapters.actions.identity import ActionUser
 from reynolds.adapters.actions.shell import child_environment
 from reynolds.core.models import PythonAction
@@ -369,53 +372,6 @@ def _spawn(
         # The worker has its copy now; keeping ours would hide its death from us.
         theirs.close()
     return process, ours, _start_ticks(process.pid or 0)
-
-
-# What a helper process's interpreter needs to start as the server's did. Workers drop these
-# too, before they run anything: a callable sees the child environment alone.
-_INTERPRETER_VARIABLES = ("LD_LIBRARY_PATH",)
-_INTERPRETER_PREFIX = "PYTHON"
-
-
-def helper_environment(parent: Mapping[str, str]) -> dict[str, str]:
-    """The environment of the processes multiprocessing starts: the child environment and
-    what the interpreter needs to start, nothing that could hold a secret."""
-    env = child_environment(parent, {})
-    for name, value in parent.items():
-        if name in _INTERPRETER_VARIABLES or name.startswith(_INTERPRETER_PREFIX):
-            env[name] = value
-    return env
-
-
-def _spawn_helper(path: bytes | str, args: Sequence[Any], passfds: Sequence[int]) -> int:
-    """`multiprocessing.util.spawnv_passfds` with `helper_environment` instead of the whole of
-    the server's: the forkserver, the resource tracker and spawned workers start through it,
-    and /proc shows every process the environment it was started with, for its whole life."""
-    passed = sorted({int(fd) for fd in passfds})
-    # dup2 onto the same number in the child clears close-on-exec there, as passing does.
-    copies = [os.dup(fd) for fd in passed]
-    try:
-        return os.posix_spawn(
-            path,
-            list(args),
-            helper_environment(os.environ),
-            file_actions=[
-                (os.POSIX_SPAWN_DUP2, copy, fd) for copy, fd in zip(copies, passed, strict=True)
-            ],
-        )
-    finally:
-        for copy in copies:
-            os.close(copy)
-
-
-def start_helpers_without_server_environment() -> None:
-    """Make every helper process multiprocessing starts from now on get `helper_environment`.
-
-    multiprocessing passes no environment of its own: it has no hook for one, so its one
-    spawning function is replaced, for the whole process (idempotent).
-    """
-    if util.spawnv_passfds is not _spawn_helper:
-        setattr(util, "spawnv_passfds", _spawn_helper)  # noqa: B010 (a module's function)
 
 
 def _kill_if_spawned(

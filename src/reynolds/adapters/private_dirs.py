@@ -30,7 +30,10 @@ def make_private_dir(path: Path) -> None:
         return
     except FileExistsError:
         pass
-    entries = {entry.name for entry in path.iterdir()}
+    try:
+        entries = {entry.name for entry in path.iterdir()}
+    except OSError:
+        return  # not a folder, or not ours to list: whatever uses it will say so
     if not entries or entries & _HOME_ENTRIES:
         _tighten(path)
 
@@ -41,7 +44,7 @@ def tighten(path: Path) -> None:
     try:
         if all(entry.is_file() and not entry.is_symlink() for entry in path.iterdir()):
             _tighten(path)
-    except (FileNotFoundError, NotADirectoryError):
+    except OSError:
         return
 
 

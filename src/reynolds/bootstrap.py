@@ -7,6 +7,7 @@ import contextlib
 import gc
 import logging
 import os
+import sys
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -14,6 +15,13 @@ from typing import Any
 import yaml
 
 from reynolds.adapters.actions.http import HttpRunner
+from reynolds.adapters.actions.identity import (
+    ActionUser,
+    check_can_switch,
+    check_code_paths,
+    check_private,
+    resolve_action_user,
+)
 from reynolds.adapters.actions.python_worker import PythonRunner
 from reynolds.adapters.actions.shell import ShellRunner, install_child_watcher
 from reynolds.adapters.actions.tags import TAG_NAME, helper_tag
@@ -21,10 +29,11 @@ from reynolds.adapters.cache.memory import MemoryCache
 from reynolds.adapters.event_store.base import Scope, ScopedEventStore
 from reynolds.adapters.event_store.memory import MemoryEventStore
 from reynolds.adapters.metrics import Metrics
+from reynolds.adapters.private_dirs import make_private_dir, tighten
 from reynolds.adapters.store.lock import HomeLock
 from reynolds.adapters.store.ownership import home_server_id
 from reynolds.adapters.store.sql import SqlStore
-from reynolds.core.pools import PoolSet
+from reynolds.core.pools import PoolSet, resource_limits
 from reynolds.errors import InvalidInput
 from reynolds.services.analysis import CachedAnalysis, HistoryVersion
 from reynolds.services.engine import Engine
@@ -48,6 +57,39 @@ def load_pools(settings: Settings) -> PoolSet:
     except (yaml.YAMLError, ValueError) as exc:  # ValueError: a number too long to read
         raise InvalidInput(f"{path}: not valid YAML: {exc}") from exc
     return PoolSet.from_mapping(data, source=str(path))
+
+
+def action_user(settings: Settings, pools: PoolSet) -> ActionUser | None:
+    """The user actions run as (REYNOLDS_ACTION_USER), once checked that it exists and that
+    this process can switch to it; None for the server's own user. InvalidInput otherwise."""
+    if not settings.action_user:
+        return None
+    user = resolve_action_user(settings.action_user)
+    if user.uid == os.geteuid() and user.gid == os.getegid():
+        return None
+    limits = any(
+        resource_limits(
+            pool.limits, settings.agent_memory_limit_soft, settings.agent_memory_limit_hard
+        ).any
+        for pool in pools.pools.values()
+    )
+    check_can_switch(settings.action_user, user, limits=limits)
+    # The forkserver starts with the working directory first on its path, wherever the server
+    # itself was started from.
+    check_code_paths(settings.action_user, user, [os.getcwd(), *sys.path])
+    check_private(
+        settings.action_user,
+        user,
+        {"REYNOLDS_HOME": settings.home, "REYNOLDS_SECRETS_DIR": settings.secrets_dir},
+    )
+    return user
+
+
+def make_private_dirs(settings: Settings) -> None:
+    """REYNOLDS_HOME and its logs for the server's user alone, and the secrets folder too."""
+    make_private_dir(settings.home)
+    settings.log_dir.mkdir(parents=True, exist_ok=True)
+    tighten(settings.secrets_dir)
 
 
 def celery_executor(settings: Settings, pools: PoolSet) -> RemoteExecutor:
@@ -124,8 +166,7 @@ class Container:
 async def build(settings: Settings, *, hold_lock: bool = True) -> Container:
     """Start the store and engine and resume unfinished tasks."""
     install_child_watcher()
-    settings.home.mkdir(parents=True, exist_ok=True)
-    settings.log_dir.mkdir(parents=True, exist_ok=True)
+    make_private_dirs(settings)
     lock = HomeLock(settings.lock_file) if hold_lock else None
     if lock is not None:
         lock.acquire()
@@ -133,6 +174,7 @@ async def build(settings: Settings, *, hold_lock: bool = True) -> Container:
     container: Container | None = None
     try:
         pools = load_pools(settings)
+        user = action_user(settings, pools)
         store = SqlStore(
             settings.effective_database_url,
             batch_interval_s=settings.store_batch_interval_s,
@@ -146,8 +188,8 @@ async def build(settings: Settings, *, hold_lock: bool = True) -> Container:
             store=store,
             pools=pools,
             metrics=metrics,
-            shell=ShellRunner(),
-            python=PythonRunner(settings.python_workers),
+            shell=ShellRunner(action_user=user),
+            python=PythonRunner(settings.python_workers, action_user=user),
             http=HttpRunner(),
             remote=remote,
         )
@@ -203,8 +245,10 @@ def serve(settings: Settings) -> None:
 
     from reynolds.entrypoints.http import create_app
 
-    settings.home.mkdir(parents=True, exist_ok=True)
-    settings.log_dir.mkdir(parents=True, exist_ok=True)
+    make_private_dirs(settings)
+    # Refused here, before anything listens: a bad pool file or an action user this server
+    # cannot switch to (InvalidInput, one line for the command).
+    action_user(settings, load_pools(settings))
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )

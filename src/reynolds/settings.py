@@ -15,6 +15,10 @@ from reynolds.core.pools import parse_bytes
 
 _PACKAGE_ROOT = Path(__file__).resolve().parent
 
+# Settings that are secrets or may hold one (a URL's password): never kept in a process's
+# environment (see entrypoints/secret_env.py). Every SecretStr setting belongs here.
+SECRET_SETTINGS = ("api_token", "database_url", "redis_url")
+
 
 def _project_config_dir() -> Path:
     """`config/` in the working directory, else the one beside the source tree."""
@@ -48,6 +52,9 @@ class Settings(BaseSettings):
     personality: Literal["on", "off"] = "on"
     config_dir: Path = Field(default_factory=_project_config_dir)
     secrets_dir: Path = Path("secrets")
+    # The user (`name`, `uid`, `user:group`) shell and python actions run as; unset: the
+    # server's own. See adapters/actions/identity.py.
+    action_user: str | None = None
 
     # Execution defaults (a step's own values win).
     default_timeout_s: float = Field(1800.0, gt=0)

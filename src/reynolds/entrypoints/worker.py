@@ -28,6 +28,7 @@ from celery import Celery, signals
 
 from reynolds.adapters.executors.celery_app import AGENT_TYPE_ENV, TASK_NAME, make_app
 from reynolds.core.pools import PoolSpec, resource_limits
+from reynolds.entrypoints import secret_env
 from reynolds.services.actions import Job, JobResult, Runners, execute
 from reynolds.services.ports import ActionContext, ActionResult
 from reynolds.settings import Settings
@@ -39,7 +40,9 @@ REPORT_DEADLINE_S = 60.0
 
 
 def _settings() -> Settings:
-    return Settings()
+    # `reynolds agent` hands the secrets over instead of leaving them in the environment:
+    # read once in the main process, which the pool processes are forked from.
+    return Settings(**secret_env.settings_arguments(secret_env.received()))
 
 
 def _make() -> Celery:
@@ -117,7 +120,7 @@ class Agent:
         from reynolds.adapters.actions.http import HttpRunner
         from reynolds.adapters.actions.python_worker import PythonRunner
         from reynolds.adapters.actions.shell import ShellRunner
-        from reynolds.bootstrap import load_pools
+        from reynolds.bootstrap import action_user, load_pools
 
         # A Celery pool process is daemonic and multiprocessing gives such processes no
         # children; python actions need theirs (daemonic, so they end with this process).
@@ -135,7 +138,13 @@ class Agent:
         self.settings = settings
         self.workspace = os.getcwd()
         self.loop = asyncio.new_event_loop()
-        self.runners = Runners(ShellRunner(), PythonRunner(settings.python_workers), HttpRunner())
+        # `reynolds agent` checked that the action user exists and can be switched to.
+        user = action_user(settings, pools)
+        self.runners = Runners(
+            ShellRunner(action_user=user),
+            PythonRunner(settings.python_workers, action_user=user),
+            HttpRunner(),
+        )
         self.orchestrator = Orchestrator(settings.report_url, settings.token(), worker)
 
     def run(self, payload: dict[str, Any]) -> str:

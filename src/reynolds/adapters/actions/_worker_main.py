@@ -33,8 +33,19 @@ _WATCH_INTERVAL_MS = 500
 _KILL_ROUNDS = 100
 
 
-def serve(conn: Connection[bytes, bytes]) -> None:
-    """Answer calls on `conn` until it closes; never outlive the server."""
+def serve(
+    conn: Connection[bytes, bytes],
+    environment: dict[str, str] | None = None,
+    identity: tuple[int, int] | None = None,
+) -> None:
+    """Answer calls on `conn` until it closes; never outlive the server. Callables see
+    `environment` instead of what the worker inherited, and run as `identity` (uid, gid)."""
+    if environment is not None:
+        adopt_environment(environment)
+    if identity is not None:
+        leave_server_output()
+        become(*identity)
+    # After `become`: a change of user clears the parent-death signal set here.
     _detach_from_server()
     _start_watchdog(conn.fileno())
     while True:
@@ -151,6 +162,33 @@ def _describe(value: Any) -> str:
         return repr(value)
     except Exception:
         return object.__repr__(value)
+
+
+def adopt_environment(environment: dict[str, str]) -> None:
+    """Replace the inherited environment (the C one too, for the callables' children)."""
+    os.environ.clear()
+    os.environ.update(environment)
+
+
+def leave_server_output() -> None:
+    """Stdout and stderr to /dev/null: they are the server's log (or terminal), which another
+    user could otherwise append to, or read again through /proc/self/fd."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 1)
+        os.dup2(devnull, 2)
+    finally:
+        os.close(devnull)
+
+
+def become(uid: int, gid: int) -> None:
+    """Switch to another user for good (real, effective and saved ids), without the server's
+    supplementary groups, before anything user-chosen is imported."""
+    os.setgroups([])
+    os.setgid(gid)
+    os.setuid(uid)
+    if os.getuid() != uid or os.geteuid() != uid or os.getegid() != gid:
+        raise PermissionError(f"could not become uid {uid}, gid {gid}")
 
 
 def _detach_from_server() -> None:

@@ -10,6 +10,10 @@ that includes what the callable detached), and the next call starts a replacemen
 A worker dies with the server, even mid-call and even if the server is killed with SIGKILL:
 it watches its pipe, its parent and the server's pid, and asks for PDEATHSIG.
 
+A callable sees the child environment shell actions get, never the server's, and neither do
+the helper processes multiprocessing starts (helper_processes.py); with an action user,
+workers become that user before they run anything.
+
 A runner belongs to the event loop that first uses it.
 """
 
@@ -22,7 +26,7 @@ import multiprocessing
 import os
 import pickle
 import signal
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from multiprocessing import forkserver
 from multiprocessing.connection import Connection
@@ -32,7 +36,10 @@ from pathlib import Path
 from typing import Any, Literal, TypeAlias
 
 from reynolds.adapters.actions import _worker_main
+from reynolds.adapters.actions.helper_processes import start_helpers_without_server_environment
+from reynolds.adapters.actions.identity import ActionUser
 from reynolds.adapters.actions.proc import kill_descendants
+from reynolds.adapters.actions.shell import child_environment
 from reynolds.core.models import PythonAction
 from reynolds.services.ports import ActionContext, ActionResult
 
@@ -70,10 +77,16 @@ class PythonRunner:
         allowed_callables: Declared | None = None,
         *,
         start_method: Literal["forkserver", "spawn"] = "forkserver",
+        action_user: ActionUser | None = None,
     ) -> None:
         if workers < 1:
             raise ValueError("workers must be at least 1")
         self._allowed_callables = allowed_callables
+        self._environment = child_environment(os.environ, {})
+        # Workers become the action user, if any, before they run anything.
+        self._identity = None if action_user is None else (action_user.uid, action_user.gid)
+        if action_user is not None:
+            self._environment["HOME"] = action_user.home
         self._context: _Context = (
             multiprocessing.get_context("spawn")
             if start_method == "spawn"
@@ -167,8 +180,10 @@ class PythonRunner:
         if isinstance(self._context, ForkServerContext) and not self._started_any:
             # Preloaded once in the forkserver, so every worker starts with it imported.
             self._context.set_forkserver_preload(["__main__", _worker_main.__name__])
+        if not self._started_any:
+            start_helpers_without_server_environment()
         self._started_any = True
-        spawning = self._executor.submit(_spawn, self._context)
+        spawning = self._executor.submit(_spawn, self._context, self._environment, self._identity)
         try:
             process, conn, start_ticks = await asyncio.wrap_future(spawning)
         except asyncio.CancelledError:
@@ -342,11 +357,16 @@ class _Worker:
             self.loop.remove_reader(self.process.sentinel)
 
 
-def _spawn(context: _Context) -> tuple[BaseProcess, Connection[bytes, bytes], int | None]:
+def _spawn(
+    context: _Context, environment: Mapping[str, str], identity: tuple[int, int] | None
+) -> tuple[BaseProcess, Connection[bytes, bytes], int | None]:
     """Start one worker (blocking: run it in a thread) and return it with its pipe."""
     ours, theirs = context.Pipe(duplex=True)
     process = context.Process(
-        target=_worker_main.serve, args=(theirs,), name="reynolds-python-worker", daemon=True
+        target=_worker_main.serve,
+        args=(theirs, dict(environment), identity),
+        name="reynolds-python-worker",
+        daemon=True,
     )
     try:
         process.start()

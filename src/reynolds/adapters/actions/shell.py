@@ -22,6 +22,7 @@ import sys
 from collections.abc import Callable, Collection, Coroutine, Mapping
 from typing import Any
 
+from reynolds.adapters.actions.identity import ActionUser
 from reynolds.adapters.actions.tags import TAG_NAME, ActionTags, kill_orphans
 from reynolds.core.models import ShellAction
 from reynolds.core.pools import ResourceLimits
@@ -337,9 +338,18 @@ class ShellRunner:
     an action carries its tag (see `tags.py`), so that none outlives the action."""
 
     def __init__(
-        self, parent_env: Mapping[str, str] | None = None, tags: ActionTags | None = None
+        self,
+        parent_env: Mapping[str, str] | None = None,
+        tags: ActionTags | None = None,
+        *,
+        action_user: ActionUser | None = None,
     ) -> None:
         self._parent_env = dict(os.environ if parent_env is None else parent_env)
+        # Actions of another user start as it, with its home, off the vfork path (posix_spawn
+        # cannot switch users); without one nothing changes.
+        self._switch = action_user.spawn_options() if action_user is not None else {}
+        if action_user is not None:
+            self._parent_env["HOME"] = action_user.home
         self._base_env = child_environment(self._parent_env, {})
         # posix_spawn starts children in the server's own directory (it cannot chdir).
         self._own_cwd = os.path.realpath(os.getcwd())
@@ -389,7 +399,7 @@ class ShellRunner:
         done: asyncio.Future[None] = loop.create_future()
         proc: _Direct | _Capture
         try:
-            if cwd == self._own_cwd:
+            if cwd == self._own_cwd and not self._switch:
                 proc = _Direct(loop, ctx.output_cap_bytes, done)
                 proc.start(args, env)
                 pid = proc.pid
@@ -402,6 +412,7 @@ class ShellRunner:
                     cwd=cwd,
                     env=env,
                     start_new_session=True,
+                    **self._switch,
                 )
                 pid = transport.get_pid()
                 close = transport.close

@@ -11,6 +11,7 @@ from typing import Annotated, Any
 import typer
 from rich.markup import escape
 
+from reynolds.entrypoints import secret_env
 from reynolds.entrypoints.cli import render
 from reynolds.entrypoints.cli.state import CliState, print_json, state
 
@@ -158,13 +159,17 @@ def agent(
     """Run a distributed (Celery) worker for one pool: it takes that pool's queue from the
     broker at REYNOLDS_REDIS_URL and reports to the orchestrator."""
     from reynolds.adapters.executors.celery_app import AGENT_TYPE_ENV
-    from reynolds.bootstrap import load_pools
+    from reynolds.adapters.private_dirs import tighten
+    from reynolds.bootstrap import action_user, load_pools
     from reynolds.errors import InvalidInput
 
     st = state(ctx)
     settings = st.settings
     try:
-        key = load_pools(settings).resolve(agent_type)
+        pools = load_pools(settings)
+        key = pools.resolve(agent_type)
+        tighten(settings.secrets_dir)
+        action_user(settings, pools)
     except InvalidInput as exc:
         st.err.print(f"[red]error:[/] {escape(exc.message)}")
         raise typer.Exit(2) from None
@@ -178,9 +183,8 @@ def agent(
     os.environ[AGENT_TYPE_ENV] = key
     os.environ["REYNOLDS_AGENT_HEALTH_PORT"] = str(port)
     argv = worker_argv(key, concurrency, name or f"{key}-{uuid.uuid4().hex[:8]}@%h")
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os.execv(sys.executable, argv)  # noqa: S606 (argv only, no shell)
+    # The worker's actions run below it: the token it reports with must not be in its environ.
+    secret_env.exec_without_secrets(argv, os.environ)
 
 
 def worker_argv(pool: str, concurrency: int, name: str) -> list[str]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 import time
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -13,6 +14,7 @@ import typer
 from rich.markup import escape
 
 from reynolds import __version__
+from reynolds.entrypoints import secret_env
 from reynolds.entrypoints.cli import agents, backup, health, lifecycle, render
 from reynolds.entrypoints.cli.audit import audit
 from reynolds.entrypoints.cli.orchestrate import orchestrate
@@ -20,6 +22,9 @@ from reynolds.entrypoints.cli.state import CliState, print_json, state
 from reynolds.entrypoints.cli.tasks import tasks_app
 
 HEALTH_TIMEOUT_S = 5.0
+# The commands that keep running: started with secrets in their environment, they start again
+# without them (the same pid), as /proc would show that environment for their whole life.
+LONG_LIVED = frozenset({"serve", "mcp"})
 _LABEL = {"pass": "[green]PASS[/]", "warn": "[yellow]WARN[/]", "fail": "[red]FAIL[/]"}
 
 
@@ -136,4 +141,6 @@ def _write_report(report: dict[str, Any], fmt: ReportFormat) -> Path:
 
 def main() -> None:
     """The `reynolds` console script."""
+    if sys.argv[1:2] and sys.argv[1] in LONG_LIVED:
+        secret_env.restart_without_secrets()
     app(prog_name="reynolds")

@@ -12,14 +12,16 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, BinaryIO
 
 import typer
 from rich.markup import escape
 
+from reynolds.adapters.private_dirs import make_private_dir
+from reynolds.entrypoints import secret_env
 from reynolds.entrypoints.cli.client import ClientError, ReynoldsClient
 from reynolds.entrypoints.cli.state import CliState, state
-from reynolds.errors import AlreadyRunning, StoreError
+from reynolds.errors import AlreadyRunning, InvalidInput, StoreError
 from reynolds.settings import Settings
 
 START_TIMEOUT_S = 60.0
@@ -40,6 +42,10 @@ def serve(ctx: typer.Context) -> None:
 
     try:
         run_server(settings)
+    except InvalidInput as exc:
+        # One line, however long: whoever reads the log greps for it.
+        st.err.print(f"[red]error:[/] {escape(exc.message)}", soft_wrap=True)
+        raise typer.Exit(2) from None
     except AlreadyRunning as exc:
         st.err.print(f"[red]error:[/] Reynolds is already running for {settings.home}: {exc}")
         raise typer.Exit(1) from None
@@ -243,26 +249,47 @@ def _migrate(st: CliState, settings: Settings) -> None:
 
 
 def _launch(settings: Settings) -> subprocess.Popen[bytes]:
+    make_private_dir(settings.home)
     settings.log_dir.mkdir(parents=True, exist_ok=True)
     log_path = settings.log_dir / "server.log"
-    env = {
-        **os.environ,
-        "REYNOLDS_HOME": str(settings.home),
-        "REYNOLDS_HOST": settings.host,
-        "REYNOLDS_PORT": str(settings.port),
-        "PYTHONUNBUFFERED": "1",
-    }
-    with log_path.open("ab") as log:
-        log.write(f"--- reynolds start at {datetime.now(UTC).isoformat()} ---\n".encode())
-        log.flush()
-        return subprocess.Popen(
-            [sys.executable, "-m", "reynolds", "serve"],
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            env=env,
-        )
+    # The server gets the secrets this process holds through a pipe, not its environment.
+    env, secrets_fd = secret_env.launch_environment(
+        {
+            **os.environ,
+            "REYNOLDS_HOME": str(settings.home),
+            "REYNOLDS_HOST": settings.host,
+            "REYNOLDS_PORT": str(settings.port),
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
+    try:
+        with _private_log(log_path) as log:
+            log.write(f"--- reynolds start at {datetime.now(UTC).isoformat()} ---\n".encode())
+            log.flush()
+            return subprocess.Popen(
+                [sys.executable, "-m", "reynolds", "serve"],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                env=env,
+                pass_fds=() if secrets_fd is None else (secrets_fd,),
+            )
+    finally:
+        if secrets_fd is not None:
+            os.close(secrets_fd)
+
+
+def _private_log(path: Path) -> BinaryIO:
+    """The server's log, opened for appending and readable by its owner alone."""
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        if os.fstat(fd).st_uid == os.geteuid():
+            os.fchmod(fd, 0o600)
+        return os.fdopen(fd, "ab")
+    except BaseException:
+        os.close(fd)
+        raise
 
 
 def _running(proc: subprocess.Popen[bytes]) -> bool:

@@ -14,12 +14,14 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.markup import escape
 
+from reynolds.entrypoints import secret_env
 from reynolds.entrypoints.cli.client import (
     DEFAULT_TIMEOUT_S,
     ApiError,
     ClientError,
     ReynoldsClient,
 )
+from reynolds.errors import InvalidInput
 from reynolds.settings import Settings
 
 # Rich wraps to 80 columns when not on a terminal; ids and tables should survive a pipe.
@@ -45,7 +47,12 @@ class CliState:
     def settings(self) -> Settings:
         if self._settings is None:
             try:
-                self._settings = Settings()
+                # Secrets handed over by the process that started this one (see secret_env).
+                handed = secret_env.settings_arguments(secret_env.received())
+                self._settings = Settings(**handed)
+            except InvalidInput as exc:
+                self.err.print(f"[red]configuration:[/] {escape(exc.message)}")
+                raise typer.Exit(2) from None
             except ValidationError as exc:
                 for problem in exc.errors():
                     field_name = ".".join(str(p) for p in problem["loc"])

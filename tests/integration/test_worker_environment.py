@@ -14,6 +14,7 @@ import pytest
 
 from reynolds.adapters.actions import python_worker
 from reynolds.adapters.actions.python_worker import PythonRunner
+from reynolds.adapters.actions.tags import TAG_NAME, helper_tag
 from reynolds.core.models import PythonAction
 from reynolds.services.ports import ActionContext
 
@@ -23,7 +24,7 @@ ROOT = Path(__file__).resolve().parents[2]
 HELPERS = "tests.helpers.environ_callables"
 TOKEN = "worker-env-token-7f3a91c2"
 PASSWORD = "worker-env-password-0b6d"
-KEPT_EXACT = {"PATH", "HOME", "LANG", "TMPDIR"}
+KEPT_EXACT = {"PATH", "HOME", "LANG", "TMPDIR", "REYNOLDS_ACTION"}
 KEPT_PREFIXES = ("LC_", "PYENV_")
 
 
@@ -90,3 +91,25 @@ async def test_no_process_started_for_python_actions_holds_a_secret_in_its_envir
         assert "PATH=" in environ
         assert TOKEN not in environ
         assert PASSWORD not in environ
+
+
+@pytest.mark.xfail(strict=True, reason="the child environment drops the server's owner tag")
+@pytest.mark.parametrize("start_method", ["forkserver", "spawn"])
+@pytest.mark.usefixtures("secret_environment")
+async def test_python_workers_and_their_helpers_carry_the_servers_tag(
+    start_method: Literal["forkserver", "spawn"], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What a python worker leaves behind after a crash is found at the next start by the
+    server's tag (tags.py): the worker, and what multiprocessing starts for it, must carry it."""
+    tag = helper_tag()
+    monkeypatch.setenv(TAG_NAME, tag)
+    runner = PythonRunner(1, start_method=start_method)
+    try:
+        seen = await run(runner, call(f"{HELPERS}:environment"))
+        parent = await run(runner, call(f"{HELPERS}:parent_pid"))
+        parents = [await run(runner, call(f"{HELPERS}:exec_environment", pid=parent))]
+    finally:
+        await runner.aclose()
+    assert seen[TAG_NAME] == tag
+    if start_method == "forkserver":
+        assert f"{TAG_NAME}={tag}\0" in parents[0]

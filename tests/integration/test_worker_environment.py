@@ -93,7 +93,6 @@ async def test_no_process_started_for_python_actions_holds_a_secret_in_its_envir
         assert PASSWORD not in environ
 
 
-@pytest.mark.xfail(strict=True, reason="the child environment drops the server's owner tag")
 @pytest.mark.parametrize("start_method", ["forkserver", "spawn"])
 @pytest.mark.usefixtures("secret_environment")
 async def test_python_workers_and_their_helpers_carry_the_servers_tag(

@@ -13,6 +13,7 @@ from multiprocessing import util
 from typing import Any
 
 from reynolds.adapters.actions.shell import child_environment
+from reynolds.adapters.actions.tags import with_owner_tag
 
 # What a helper process's interpreter needs to start as the server's did. Workers drop these
 # too, before they run anything: a callable sees the child environment alone.
@@ -23,7 +24,7 @@ _INTERPRETER_PREFIX = "PYTHON"
 def helper_environment(parent: Mapping[str, str]) -> dict[str, str]:
     """The environment of the processes multiprocessing starts: the child environment and
     what the interpreter needs to start, nothing that could hold a secret."""
-    env = child_environment(parent, {})
+    env = with_owner_tag(child_environment(parent, {}), parent)
     for name, value in parent.items():
         if name in _INTERPRETER_VARIABLES or name.startswith(_INTERPRETER_PREFIX):
             env[name] = value

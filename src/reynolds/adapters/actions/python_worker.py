@@ -40,6 +40,7 @@ from reynolds.adapters.actions.helper_processes import start_helpers_without_ser
 from reynolds.adapters.actions.identity import ActionUser
 from reynolds.adapters.actions.proc import kill_descendants
 from reynolds.adapters.actions.shell import child_environment
+from reynolds.adapters.actions.tags import with_owner_tag
 from reynolds.core.models import PythonAction
 from reynolds.services.ports import ActionContext, ActionResult
 
@@ -82,7 +83,7 @@ class PythonRunner:
         if workers < 1:
             raise ValueError("workers must be at least 1")
         self._allowed_callables = allowed_callables
-        self._environment = child_environment(os.environ, {})
+        self._environment = with_owner_tag(child_environment(os.environ, {}), os.environ)
         # Workers become the action user, if any, before they run anything.
         self._identity = None if action_user is None else (action_user.uid, action_user.gid)
         if action_user is not None:

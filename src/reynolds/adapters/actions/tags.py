@@ -31,7 +31,7 @@ import itertools
 import logging
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from reynolds.adapters.actions.proc import (
@@ -79,6 +79,15 @@ class Owner:
         ticks = start_ticks(self.pid)
         # 0: the owner could not read its own start time; its pid alone has to do.
         return ticks is not None and self.start_ticks in (0, ticks)
+
+
+def with_owner_tag(env: dict[str, str], parent: Mapping[str, str]) -> dict[str, str]:
+    """`env` with the tag of `parent` (a server's or pool process's, see `helper_tag`), so that
+    what its helpers and python workers leave after a crash is found at the next start."""
+    tag = parent.get(TAG_NAME)
+    if tag is not None:
+        env[TAG_NAME] = tag
+    return env
 
 
 def helper_tag() -> str:

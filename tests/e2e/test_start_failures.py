@@ -1,13 +1,16 @@
-"""A server that cannot start says why in one line and exits non-zero: a home it cannot write.
-Never a traceback."""
+"""A server that cannot start says why in one line and exits non-zero: a home it cannot write,
+a pool file it cannot read, a port taken, a database URL that is none, a database that does not
+answer, a full disk. Never a traceback."""
 
 from __future__ import annotations
 
 import shutil
+import socket
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
 from cli_support import Server, make_server, output
@@ -18,10 +21,12 @@ from failure_support import (
     mount_tmpfs,
     run_cli,
     serve_briefly,
+    small_tmpfs,
     the_one_line,
     unmount,
     unprivileged_can_run_python,
 )
+from tests.helpers.postgres import unreachable
 
 
 @dataclass(frozen=True)
@@ -88,3 +93,89 @@ def test_every_command_that_writes_a_read_only_home_says_so_in_one_line(
     line = error_line(output(done))
     assert f"cannot write {server.home / 'backups'}" in line
     assert read_only_home.reason in line
+
+
+@pytest.mark.xfail(strict=True, reason="an unreadable agents.yaml ends in a traceback")
+@pytest.mark.parametrize("damage", ["a folder", "not UTF-8"])
+def test_a_pool_file_that_cannot_be_read_stops_the_server_in_one_line(
+    idle_server: Server, tmp_path: Path, damage: str
+) -> None:
+    config = tmp_path / "config"
+    config.mkdir()
+    pools = config / "agents.yaml"
+    if damage == "a folder":
+        pools.mkdir()
+    else:
+        pools.write_bytes(b"pools:\n  code: \xff\xfe\n")
+
+    code, out = serve_briefly(idle_server, env={"REYNOLDS_CONFIG_DIR": str(config)})
+
+    assert code == 1, out
+    assert str(pools) in the_one_line(out)
+
+
+@pytest.mark.xfail(strict=True, reason="a server whose port is taken opens its store first")
+def test_a_port_in_use_is_refused_in_one_line_before_the_store_is_touched(
+    idle_server: Server,
+) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", idle_server.port))
+        taken.listen()
+
+        code, out = serve_briefly(idle_server)
+
+    assert code == 1, out
+    line = the_one_line(out)
+    assert f"cannot listen on 127.0.0.1:{idle_server.port}" in line
+    assert "in use" in line
+    assert not (idle_server.home / "reynolds.db").exists()
+
+
+@pytest.mark.xfail(strict=True, reason="a malformed database URL ends in a traceback")
+def test_a_database_url_that_is_none_stops_the_server_in_one_line(idle_server: Server) -> None:
+    code, out = serve_briefly(idle_server, env={"REYNOLDS_DATABASE_URL": "not a database"})
+
+    assert code == 1, out
+    assert "REYNOLDS_DATABASE_URL is not a database URL" in the_one_line(out)
+
+
+@pytest.mark.postgres
+@pytest.mark.xfail(strict=True, reason="an unreachable PostgreSQL ends in a traceback")
+def test_a_postgres_that_does_not_answer_stops_the_server_in_one_line(
+    idle_server: Server, require_service: Callable[[str, str], NoReturn]
+) -> None:
+    problem = unreachable()
+    if problem:
+        require_service("PostgreSQL", problem)
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    url = f"postgresql+psycopg://reynolds:s3cret-pw@127.0.0.1:{port}/reynolds"
+
+    code, out = serve_briefly(idle_server, env={"REYNOLDS_DATABASE_URL": url})
+
+    assert code == 1, out
+    line = the_one_line(out)
+    assert f"postgresql+psycopg://reynolds:***@127.0.0.1:{port}/reynolds" in line
+    assert "not reachable" in line
+    assert "s3cret-pw" not in out
+
+
+@pytest.mark.xfail(strict=True, reason="a full disk at start ends in a traceback")
+def test_a_full_disk_at_start_stops_the_server_in_one_line(tmp_path: Path) -> None:
+    with small_tmpfs(tmp_path / "full", "256k") as mount:
+        server = Server(home=mount / "home", port=make_server(tmp_path).port, workdir=tmp_path)
+        filler = mount / "filler"
+        with (
+            filler.open("wb", buffering=0) as handle,
+            pytest.raises(OSError, match="No space left"),
+        ):
+            while True:
+                handle.write(b"\0" * 4096)
+
+        code, out = serve_briefly(server)
+
+    assert code == 1, out
+    line = the_one_line(out)
+    assert str(server.home) in line
+    assert "No space left on device" in line

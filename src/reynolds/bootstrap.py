@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import gc
 import logging
 import os
+import signal
+import socket
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,12 +23,13 @@ from reynolds.adapters.actions.shell import ShellRunner, install_child_watcher
 from reynolds.adapters.cache.memory import MemoryCache
 from reynolds.adapters.event_store.base import Scope, ScopedEventStore
 from reynolds.adapters.event_store.memory import MemoryEventStore
+from reynolds.adapters.home import prepare_home, writing
 from reynolds.adapters.metrics import Metrics
 from reynolds.adapters.store.lock import HomeLock
 from reynolds.adapters.store.ownership import home_server_id
 from reynolds.adapters.store.sql import SqlStore
 from reynolds.core.pools import PoolSet
-from reynolds.errors import InvalidInput
+from reynolds.errors import CannotListen, InvalidInput, ReynoldsError
 from reynolds.services.analysis import CachedAnalysis, HistoryVersion
 from reynolds.services.engine import Engine
 from reynolds.services.events import EventBus
@@ -44,6 +49,10 @@ def load_pools(settings: Settings) -> PoolSet:
         data: Any = yaml.safe_load(path.read_text(encoding="utf-8"))
     except FileNotFoundError as exc:
         raise InvalidInput(f"pool configuration not found: {path}") from exc
+    except OSError as exc:
+        raise InvalidInput(f"cannot read the pool configuration {path}: {exc.strerror}") from exc
+    except UnicodeDecodeError as exc:
+        raise InvalidInput(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
     except yaml.YAMLError as exc:
         raise InvalidInput(f"{path}: not valid YAML: {exc}") from exc
     return PoolSet.from_mapping(data, source=str(path))
@@ -105,28 +114,40 @@ class Container:
     analyses: CachedAnalysis | None = None
 
     async def aclose(self) -> None:
-        await self.engine.autoscaler.stop()
-        await self.engine.close()
-        if self.engine.remote is not None:
-            await self.engine.remote.aclose()
-        for runner in (self.engine.python, self.engine.http):
-            if runner is not None:
-                await runner.aclose()
+        """Stop everything; a step that fails (a failing store's last flush) is logged and the
+        others still run."""
+        engine = self.engine
+        steps: list[Callable[[], Awaitable[object]]] = [engine.autoscaler.stop, engine.close]
+        if engine.remote is not None:
+            steps.append(engine.remote.aclose)
+        steps += [runner.aclose for runner in (engine.python, engine.http) if runner is not None]
         if self.analyses is not None:
-            await self.analyses.cache.aclose()
-        await asyncio.to_thread(self.store.close)
-        if self.lock is not None:
-            self.lock.release()
+            steps.append(self.analyses.cache.aclose)
+        steps.append(lambda: asyncio.to_thread(self.store.close))
+        try:
+            for step in steps:
+                try:
+                    await step()
+                except ReynoldsError as exc:
+                    log.error("while stopping: %s", exc.message)
+                except Exception:
+                    log.exception("while stopping")
+        finally:
+            if self.lock is not None:
+                self.lock.release()
 
 
 async def build(settings: Settings, *, hold_lock: bool = True) -> Container:
-    """Start the store and engine and resume unfinished tasks."""
+    """Start the store and engine and resume unfinished tasks. What stops it (a home it cannot
+    write, bad pools, a database that does not answer) is a ReynoldsError saying why in one
+    line; whatever had started by then is stopped again."""
     install_child_watcher()
-    settings.home.mkdir(parents=True, exist_ok=True)
-    settings.log_dir.mkdir(parents=True, exist_ok=True)
+    prepare_home(settings.home, settings.log_dir)
     lock = HomeLock(settings.lock_file) if hold_lock else None
     if lock is not None:
         lock.acquire()
+    store: SqlStore | None = None
+    container: Container | None = None
     try:
         pools = load_pools(settings)
         store = SqlStore(
@@ -163,6 +184,11 @@ async def build(settings: Settings, *, hold_lock: bool = True) -> Container:
             log.info("resumed %d unfinished task(s)", len(container.resumed))
         return container
     except BaseException:
+        if container is not None:
+            await container.aclose()
+        elif store is not None:
+            with contextlib.suppress(ReynoldsError):
+                await asyncio.to_thread(store.close)
         if lock is not None:
             lock.release()
         raise
@@ -186,14 +212,43 @@ def server_options(settings: Settings) -> dict[str, Any]:
     }
 
 
+def listen(settings: Settings) -> list[socket.socket]:
+    """The server's sockets, bound before anything else starts, so that a taken port is
+    refused before the store is opened or a task resumed; CannotListen saying why. Made as
+    asyncio's create_server makes them (one per address of the host, TCP_NODELAY follows
+    from the protocol), as uvicorn would have."""
+    where = f"{settings.host}:{settings.port}"
+    try:
+        infos = socket.getaddrinfo(
+            settings.host or None,
+            settings.port,
+            type=socket.SOCK_STREAM,
+            flags=socket.AI_PASSIVE,
+        )
+    except OSError as exc:
+        raise CannotListen(f"cannot listen on {where}: {exc.strerror or exc}") from None
+    sockets: list[socket.socket] = []
+    try:
+        for family, kind, proto, _, address in dict.fromkeys(infos):
+            sock = socket.socket(family, kind, proto)
+            sockets.append(sock)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            sock.bind(address)
+    except OSError as exc:
+        for sock in sockets:
+            sock.close()
+        why = "address already in use" if exc.errno == errno.EADDRINUSE else exc.strerror
+        raise CannotListen(f"cannot listen on {where}: {why or exc}") from None
+    return sockets
+
+
 def serve(settings: Settings) -> None:
-    """Run the server in the foreground until SIGTERM/SIGINT."""
-    import uvicorn
-
-    from reynolds.entrypoints.http import create_app
-
-    settings.home.mkdir(parents=True, exist_ok=True)
-    settings.log_dir.mkdir(parents=True, exist_ok=True)
+    """Run the server in the foreground until SIGTERM/SIGINT. What keeps it from starting is a
+    ReynoldsError saying why in one line (the CLI prints it); nothing is served until the store
+    is checked, the tasks resumed and the port taken."""
+    prepare_home(settings.home, settings.log_dir)
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
@@ -202,16 +257,45 @@ def serve(settings: Settings) -> None:
     lock = HomeLock(settings.lock_file)
     lock.acquire()
     try:
-        settings.pid_file.write_text(f"{os.getpid()}\n", encoding="utf-8")
-        app = create_app(settings, hold_lock=False)
-        # Long-lived start-up objects leave the collector's view, and young collections run
-        # every 50,000 allocations rather than 700: under load the default's frequent pauses
-        # showed up in status latency (p95 145–177 ms against 68–118 ms with this, same run).
-        gc.freeze()
-        gc.set_threshold(50_000, 20, 20)
-        uvicorn.run(app, **server_options(settings))
+        with writing(settings.home):
+            settings.pid_file.write_text(f"{os.getpid()}\n", encoding="utf-8")
+        sockets = listen(settings)
+        try:
+            # asyncio's own loop, as uvicorn chooses when uvloop is not installed (it is not a
+            # dependency); the container is built in it first, so its failures are ours to show.
+            asyncio.run(_serve(settings, sockets))
+        finally:
+            for sock in sockets:
+                sock.close()
+    except asyncio.CancelledError:
+        log.info("stopped while starting")
     finally:
-        with contextlib.suppress(FileNotFoundError):
+        with contextlib.suppress(OSError):
             if settings.pid_file.read_text(encoding="utf-8").strip() == str(os.getpid()):
                 settings.pid_file.unlink()
         lock.release()
+
+
+async def _serve(settings: Settings, sockets: list[socket.socket]) -> None:
+    import uvicorn
+
+    from reynolds.entrypoints.http import create_app
+
+    # Until uvicorn takes the signals over, SIGTERM stops the start-up, and build() stops
+    # whatever it had started (resumed subtasks included).
+    loop = asyncio.get_running_loop()
+    starting = asyncio.current_task()
+    assert starting is not None
+    loop.add_signal_handler(signal.SIGTERM, starting.cancel)
+    try:
+        container = await build(settings, hold_lock=False)
+    finally:
+        loop.remove_signal_handler(signal.SIGTERM)
+    app = create_app(settings, container=container)
+    server = uvicorn.Server(uvicorn.Config(app, **server_options(settings)))
+    # Long-lived start-up objects leave the collector's view, and young collections run
+    # every 50,000 allocations rather than 700: under load the default's frequent pauses
+    # showed up in status latency (p95 145–177 ms against 68–118 ms with this, same run).
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 20)
+    await server.serve(sockets=sockets)

@@ -72,7 +72,6 @@ def read_only_home(tmp_path: Path) -> Iterator[ReadOnlyHome]:
         shutil.rmtree(shared, ignore_errors=True)
 
 
-@pytest.mark.xfail(strict=True, reason="a read-only REYNOLDS_HOME ends in a traceback")
 def test_every_command_that_writes_a_read_only_home_says_so_in_one_line(
     read_only_home: ReadOnlyHome, tmp_path: Path
 ) -> None:
@@ -95,7 +94,6 @@ def test_every_command_that_writes_a_read_only_home_says_so_in_one_line(
     assert read_only_home.reason in line
 
 
-@pytest.mark.xfail(strict=True, reason="an unreadable agents.yaml ends in a traceback")
 @pytest.mark.parametrize("damage", ["a folder", "not UTF-8"])
 def test_a_pool_file_that_cannot_be_read_stops_the_server_in_one_line(
     idle_server: Server, tmp_path: Path, damage: str
@@ -114,7 +112,6 @@ def test_a_pool_file_that_cannot_be_read_stops_the_server_in_one_line(
     assert str(pools) in the_one_line(out)
 
 
-@pytest.mark.xfail(strict=True, reason="a server whose port is taken opens its store first")
 def test_a_port_in_use_is_refused_in_one_line_before_the_store_is_touched(
     idle_server: Server,
 ) -> None:
@@ -131,7 +128,6 @@ def test_a_port_in_use_is_refused_in_one_line_before_the_store_is_touched(
     assert not (idle_server.home / "reynolds.db").exists()
 
 
-@pytest.mark.xfail(strict=True, reason="a malformed database URL ends in a traceback")
 def test_a_database_url_that_is_none_stops_the_server_in_one_line(idle_server: Server) -> None:
     code, out = serve_briefly(idle_server, env={"REYNOLDS_DATABASE_URL": "not a database"})
 
@@ -140,7 +136,6 @@ def test_a_database_url_that_is_none_stops_the_server_in_one_line(idle_server: S
 
 
 @pytest.mark.postgres
-@pytest.mark.xfail(strict=True, reason="an unreachable PostgreSQL ends in a traceback")
 def test_a_postgres_that_does_not_answer_stops_the_server_in_one_line(
     idle_server: Server, require_service: Callable[[str, str], NoReturn]
 ) -> None:
@@ -161,7 +156,6 @@ def test_a_postgres_that_does_not_answer_stops_the_server_in_one_line(
     assert "s3cret-pw" not in out
 
 
-@pytest.mark.xfail(strict=True, reason="a full disk at start ends in a traceback")
 def test_a_full_disk_at_start_stops_the_server_in_one_line(tmp_path: Path) -> None:
     with small_tmpfs(tmp_path / "full", "256k") as mount:
         server = Server(home=mount / "home", port=make_server(tmp_path).port, workdir=tmp_path)

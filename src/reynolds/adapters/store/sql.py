@@ -17,9 +17,10 @@ from typing import Any
 
 from sqlalchemy import Engine, Select, Table, create_engine, event, func, select
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
 from reynolds.adapters.store.batch import IN_CHUNK, Batch, BatchWriter, primary_key
-from reynolds.adapters.store.migrate import upgrade
+from reynolds.adapters.store.database import migrate, ping, reason
 from reynolds.adapters.store.ownership import HEARTBEAT_INTERVAL_S, UNFINISHED, Heartbeat, claim
 from reynolds.adapters.store.postgres import PostgresBatchWriter
 from reynolds.adapters.store.schema import (
@@ -32,7 +33,7 @@ from reynolds.adapters.store.schema import (
     subtasks,
     tasks,
 )
-from reynolds.errors import StoreError
+from reynolds.errors import StoreError, StoreUnavailable
 from reynolds.services.ports import Row
 
 logger = logging.getLogger(__name__)
@@ -103,11 +104,17 @@ class SqlStore:
     # -- lifecycle --
 
     def start(self) -> None:
-        """Bring the schema up to date, register as a server and start the writer thread."""
+        """Bring the schema up to date, register as a server and start the writer thread.
+        StoreUnavailable, in one line, when the database does not answer."""
         if self._thread is not None:
             return
-        upgrade(self._url)
-        self._heartbeat.start()
+        if self._engine.dialect.name != "sqlite":
+            ping(self._url)
+        migrate(self._url)
+        try:
+            self._heartbeat.start()
+        except SQLAlchemyError as exc:
+            raise StoreUnavailable(f"the store failed: {reason(exc)}") from None
         self._thread = threading.Thread(target=self._run, name="reynolds-store-writer", daemon=True)
         self._thread.start()
 
@@ -457,7 +464,10 @@ def _to_batch(items: list[_Item]) -> Batch:
 
 
 def _make_engine(url: str) -> Engine:
-    parsed = make_url(url)
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise StoreError("REYNOLDS_DATABASE_URL is not a database URL") from None
     backend = parsed.get_backend_name()
     if backend == "sqlite":
         if parsed.database in (None, "", ":memory:"):

@@ -52,22 +52,25 @@ from reynolds.settings import Settings
 PROTOCOL_VERSION = "2025-06-18"
 
 
-def create_app(settings: Settings, *, hold_lock: bool = True) -> FastAPI:
-    """A new app (and, in its lifespan, a new engine) for these settings."""
+def create_app(
+    settings: Settings, *, hold_lock: bool = True, container: Container | None = None
+) -> FastAPI:
+    """A new app for these settings, serving `container` (built already, and closed with the
+    app), or a new engine built in its lifespan."""
     state: dict[str, Container] = {}
     tokens = load_tokens(settings)
     mcp = McpEndpoint(settings, lambda: state["c"])
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        container = await build(settings, hold_lock=hold_lock)
-        state["c"] = container
+        serving = container if container is not None else await build(settings, hold_lock=hold_lock)
+        state["c"] = serving
         try:
             # A route's app has no lifespan of its own: the MCP sessions live in this one.
             async with mcp.run():
                 yield
         finally:
-            await container.aclose()
+            await serving.aclose()
 
     app = FastAPI(title="Reynolds", version=__version__, lifespan=lifespan)
 

@@ -25,6 +25,7 @@ from reynolds.adapters.event_store.base import Scope, ScopedEventStore
 from reynolds.adapters.event_store.memory import MemoryEventStore
 from reynolds.adapters.home import prepare_home, writing
 from reynolds.adapters.metrics import Metrics
+from reynolds.adapters.store.integrity import StoreMarker
 from reynolds.adapters.store.lock import HomeLock
 from reynolds.adapters.store.ownership import home_server_id
 from reynolds.adapters.store.sql import SqlStore
@@ -139,8 +140,8 @@ class Container:
 
 async def build(settings: Settings, *, hold_lock: bool = True) -> Container:
     """Start the store and engine and resume unfinished tasks. What stops it (a home it cannot
-    write, bad pools, a database that does not answer) is a ReynoldsError saying why in one
-    line; whatever had started by then is stopped again."""
+    write, bad pools, a damaged store) is a ReynoldsError saying why in one line; whatever had
+    started by then is stopped again."""
     install_child_watcher()
     prepare_home(settings.home, settings.log_dir)
     lock = HomeLock(settings.lock_file) if hold_lock else None
@@ -154,6 +155,7 @@ async def build(settings: Settings, *, hold_lock: bool = True) -> Container:
             settings.effective_database_url,
             batch_interval_s=settings.store_batch_interval_s,
             server_id=home_server_id(settings.server_id_file),
+            marker=StoreMarker(settings.home),
         )
         await asyncio.to_thread(store.start)
         metrics = Metrics()

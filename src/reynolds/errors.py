@@ -13,6 +13,7 @@ ReynoldsError
 │   ├── HomeNotWritable REYNOLDS_HOME cannot be written
 │   ├── BackupError     a backup or restore was refused or failed
 │   └── StoreUnavailable (503) the database did not answer, or failed what was asked
+│       └── StoreDamaged     it is corrupt, or not the store this home had
 ├── CannotListen        the server's address is taken or not permitted
 ├── NotAvailableYet     (501) a contract feature that is not built yet
 └── TransientError      worth retrying
@@ -93,6 +94,11 @@ class StoreUnavailable(StoreError):
     """The database did not answer, or failed a statement; the message names it and says why."""
 
     status_code = 503
+
+
+class StoreDamaged(StoreUnavailable):
+    """The store is corrupt, missing or emptied, or not the one this REYNOLDS_HOME had: the
+    message says what to do (put a backup back, or knowingly start afresh)."""
 
 
 class CannotListen(ReynoldsError):

@@ -136,7 +136,6 @@ def test_every_route_answers_json_or_ends_its_stream_when_the_store_fails(
     assert "GET /tasks" in failed and f"GET /tasks/{task_id}" in failed, seen
 
 
-@pytest.mark.xfail(strict=True, reason="a damaged store answers text/plain and closes")
 def test_a_damaged_task_answers_json_on_a_connection_that_stays_open(idle_server: Server) -> None:
     task_id = seed(idle_server, count=1)[0]
     started = idle_server.run("start")

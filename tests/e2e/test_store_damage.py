@@ -14,7 +14,7 @@ from cli_support import Server, output
 from failure_support import database, error_line, seed, serve_briefly, the_one_line
 from sqlalchemy import create_engine, text
 from sqlalchemy.pool import NullPool
-from tests.helpers.damage import damage_open_store, damage_stopped_store
+from tests.helpers.damage import damage_open_store, damage_stopped_store, overwrite_pages
 from tests.helpers.postgres import dedicated_database, unreachable
 
 
@@ -26,7 +26,6 @@ def assert_not_serving(server: Server) -> None:
 # -- at start --
 
 
-@pytest.mark.xfail(strict=True, reason="a damaged store is served as if whole")
 def test_start_refuses_a_store_with_a_damaged_page_in_one_line_naming_it_and_the_cure(
     idle_server: Server,
 ) -> None:
@@ -42,7 +41,6 @@ def test_start_refuses_a_store_with_a_damaged_page_in_one_line_naming_it_and_the
     assert_not_serving(idle_server)
 
 
-@pytest.mark.xfail(strict=True, reason="a damaged store is served as if whole")
 def test_serve_on_a_damaged_store_exits_1_printing_only_why(idle_server: Server) -> None:
     seed(idle_server)
     damage_stopped_store(database(idle_server), "tasks")
@@ -55,7 +53,6 @@ def test_serve_on_a_damaged_store_exits_1_printing_only_why(idle_server: Server)
     assert "quick_check" in line
 
 
-@pytest.mark.xfail(strict=True, reason="a vanished store is silently replaced by a new one")
 @pytest.mark.parametrize("loss", ["deleted", "emptied"])
 def test_a_store_that_vanished_from_a_home_that_had_one_is_refused(
     idle_server: Server, loss: str
@@ -77,8 +74,39 @@ def test_a_store_that_vanished_from_a_home_that_had_one_is_refused(
     assert_not_serving(idle_server)
 
 
+@pytest.mark.parametrize("damage", ["root pages", "header"])
+def test_a_backup_restored_over_a_damaged_store_brings_the_home_back(
+    idle_server: Server, tmp_path: Path, damage: str
+) -> None:
+    task_id = seed(idle_server, count=1)[0]
+    backup = tmp_path / "before.db"
+    assert idle_server.run("backup", str(backup)).returncode == 0
+    if damage == "header":
+        overwrite_pages(database(idle_server), [1])
+    else:
+        damage_stopped_store(database(idle_server))
+    assert idle_server.run("start").returncode == 1
+
+    restored = idle_server.run("restore", str(backup), "--yes")
+    assert restored.returncode == 0, output(restored)
+    started = idle_server.run("start")
+
+    assert started.returncode == 0, output(started)
+    assert httpx.get(f"{idle_server.base_url}/tasks/{task_id}", timeout=10).status_code == 200
+
+
+def test_deleting_store_json_knowingly_starts_afresh_on_a_new_store(idle_server: Server) -> None:
+    task_id = seed(idle_server, count=1)[0]
+    database(idle_server).unlink()
+    (idle_server.home / "store.json").unlink()
+
+    started = idle_server.run("start")
+
+    assert started.returncode == 0, output(started)
+    assert httpx.get(f"{idle_server.base_url}/tasks/{task_id}", timeout=10).status_code == 404
+
+
 @pytest.mark.postgres
-@pytest.mark.xfail(strict=True, reason="a PostgreSQL store whose tables are gone is recreated")
 def test_a_postgres_store_whose_tables_are_gone_is_refused_where_the_home_used_it(
     idle_server: Server, require_service: Callable[[str, str], NoReturn]
 ) -> None:
@@ -108,7 +136,6 @@ def test_a_postgres_store_whose_tables_are_gone_is_refused_where_the_home_used_i
 # -- while running --
 
 
-@pytest.mark.xfail(strict=True, reason="damage found while running is a plain-text 500")
 def test_a_store_damaged_while_running_answers_json_and_fails_every_health_check(
     idle_server: Server,
 ) -> None:
@@ -139,7 +166,6 @@ def test_a_store_damaged_while_running_answers_json_and_fails_every_health_check
     ), output(checked)
 
 
-@pytest.mark.xfail(strict=True, reason="/health says `ok` for a store whose file is gone")
 def test_a_store_file_deleted_while_running_fails_health(idle_server: Server) -> None:
     started = idle_server.run("start")
     assert started.returncode == 0, output(started)

@@ -244,11 +244,16 @@ def _check_production(st: CliState, settings: Settings) -> None:
 
 
 def _migrate(st: CliState, settings: Settings) -> None:
-    """Migrate before launching, so a schema problem is reported here rather than in the log."""
+    """Migrate before launching, so a schema problem is reported here rather than in the log;
+    but first check that the database holds the store this home had (or none yet), which a
+    migration would otherwise recreate empty."""
     from reynolds.adapters.store.database import migrate
+    from reynolds.adapters.store.integrity import StoreMarker, check_before_start
 
+    url = settings.effective_database_url
     try:
-        revision = migrate(settings.effective_database_url)
+        check_before_start(url, StoreMarker(settings.home))
+        revision = migrate(url)
     except StoreError as exc:
         st.err.print(f"[red]error:[/] {escape(exc.message)}")
         raise typer.Exit(1) from None

@@ -106,11 +106,15 @@ def create_app(
     )
     async def health() -> JSONResponse:
         checks: dict[str, Any] = {}
+        store = c().store
+        checks["store"] = {"status": "ok", "url": _redact(settings.effective_database_url)}
         try:
-            await c().store.flush()
-            checks["store"] = {"status": "ok", "url": _redact(settings.effective_database_url)}
+            # The writer commits, and the store reads afresh (see SqlStore.probe).
+            await store.flush()
+            await asyncio.to_thread(store.probe)
         except Exception as exc:
-            checks["store"] = {"status": "failing", "error": str(exc)}
+            error = exc.message if isinstance(exc, ReynoldsError) else str(exc)
+            checks["store"].update(status="failing", error=error)
         engine = c().engine
         pools = engine.pool_status()
         replicas = {p["type"]: p["replicas"] for p in pools}

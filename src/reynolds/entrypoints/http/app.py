@@ -20,6 +20,7 @@ from reynolds.bootstrap import Container, build
 from reynolds.core.models import ListTasksRequest, format_validation_errors
 from reynolds.entrypoints.http.agents import add_agent_routes
 from reynolds.entrypoints.http.audit import add_audit_routes
+from reynolds.entrypoints.http.errors import ErrorsAsJson, internal_error
 from reynolds.entrypoints.http.events import add_event_routes
 from reynolds.entrypoints.http.resources import add_resource_routes
 from reynolds.entrypoints.http.schemas import (
@@ -95,6 +96,9 @@ def create_app(
         # Routing's own answers (no such path, method not allowed) in the API's `{error}` shape.
         return JSONResponse({"error": exc.detail}, status_code=exc.status_code, headers=exc.headers)
 
+    # Anything else is a bug: 500 `{error}` (see errors.py, and ErrorsAsJson below).
+    app.add_exception_handler(Exception, internal_error)
+
     @app.get(
         "/health",
         responses={
@@ -142,6 +146,8 @@ def create_app(
         }
         if failing:
             body["failing"] = failing
+            # As every error answer, an `error` line: each failing check and why.
+            body["error"] = "; ".join(f"{k}: {checks[k].get('error', 'failing')}" for k in failing)
         return JSONResponse(body, status_code=503 if failing else 200)
 
     @app.get("/status", response_model=None, responses=answers(ServerStatus))
@@ -280,6 +286,8 @@ def create_app(
     app.add_middleware(BodyLimit)
     app.add_middleware(ApiGuard, tokens=tokens, limiter=make_limiter(settings))
     app.add_middleware(RequestTiming, observe=observe)
+    # Outermost of all: whatever any route or middleware lets escape is answered in JSON.
+    app.add_middleware(ErrorsAsJson)
     return app
 
 

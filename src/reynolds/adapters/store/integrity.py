@@ -1,8 +1,8 @@
 """Is the store whole, and the one this REYNOLDS_HOME had? Checked before the server serves,
 and again by every health check.
 
-At start, a SQLite store passes `PRAGMA quick_check` (every page's structure; about 0.1 s for
-95 MB warm in the page cache, 0.6 s cold: see benchmarks/store_check.py). Each store has an
+At start, a SQLite store passes `PRAGMA quick_check` (every page's structure; about 0.12 s for
+89 MB in the page cache, 0.6 s read cold: see benchmarks/store_check.py). Each store has an
 identity, one row made when it is created; the home remembers it in `store.json`, per database.
 A database the home had that is now missing, empty, without Reynolds tables or holding another
 store is refused, instead of being silently replaced by a new, empty one. Deleting `store.json`
@@ -58,6 +58,7 @@ class StoreMarker:
         return found if isinstance(found, str) else None
 
     def record(self, url: str, store_id: str) -> None:
+        """Remember `store_id` as the store at `url` (HomeNotWritable when it cannot)."""
         stores = self._read()
         if stores.get(self._key(url)) == store_id:
             return
@@ -121,6 +122,8 @@ def is_damage(exc: BaseException) -> bool:
 
 
 def damaged(store: str, detail: str, *, running: bool) -> StoreDamaged:
+    """The refusal of a corrupt store: what is wrong, and what to do, at start or while the
+    server runs."""
     first = "stop the server, then " if running else "Reynolds will not start on it; "
     return StoreDamaged(f"the store {store} is damaged ({detail}): {first}{RESTORE}", store=store)
 

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import gc
 import logging
 import os
+import signal
+import socket
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,13 +32,15 @@ from reynolds.adapters.actions.tags import TAG_NAME, helper_tag
 from reynolds.adapters.cache.memory import MemoryCache
 from reynolds.adapters.event_store.base import Scope, ScopedEventStore
 from reynolds.adapters.event_store.memory import MemoryEventStore
+from reynolds.adapters.home import prepare_home, writing
 from reynolds.adapters.metrics import Metrics
 from reynolds.adapters.private_dirs import make_private_dir, tighten
+from reynolds.adapters.store.integrity import StoreMarker
 from reynolds.adapters.store.lock import HomeLock
 from reynolds.adapters.store.ownership import home_server_id
 from reynolds.adapters.store.sql import SqlStore
 from reynolds.core.pools import PoolSet, resource_limits
-from reynolds.errors import InvalidInput
+from reynolds.errors import CannotListen, InvalidInput, ReynoldsError
 from reynolds.services.analysis import CachedAnalysis, HistoryVersion
 from reynolds.services.engine import Engine
 from reynolds.services.events import EventBus
@@ -54,6 +60,10 @@ def load_pools(settings: Settings) -> PoolSet:
         data: Any = yaml.safe_load(path.read_text(encoding="utf-8"))
     except FileNotFoundError as exc:
         raise InvalidInput(f"pool configuration not found: {path}") from exc
+    except OSError as exc:
+        raise InvalidInput(f"cannot read the pool configuration {path}: {exc.strerror}") from exc
+    except UnicodeDecodeError as exc:
+        raise InvalidInput(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
     except (yaml.YAMLError, ValueError) as exc:  # ValueError: a number too long to read
         raise InvalidInput(f"{path}: not valid YAML: {exc}") from exc
     return PoolSet.from_mapping(data, source=str(path))
@@ -86,9 +96,11 @@ def action_user(settings: Settings, pools: PoolSet) -> ActionUser | None:
 
 
 def make_private_dirs(settings: Settings) -> None:
-    """REYNOLDS_HOME and its logs for the server's user alone, and the secrets folder too."""
-    make_private_dir(settings.home)
-    settings.log_dir.mkdir(parents=True, exist_ok=True)
+    """REYNOLDS_HOME and its logs for the server's user alone, shown to take a write
+    (HomeNotWritable saying why otherwise), and the secrets folder tightened too."""
+    with writing(settings.home):
+        make_private_dir(settings.home)
+    prepare_home(settings.home, settings.log_dir)
     tighten(settings.secrets_dir)
 
 
@@ -148,23 +160,34 @@ class Container:
     analyses: CachedAnalysis | None = None
 
     async def aclose(self) -> None:
-        await self.engine.autoscaler.stop()
-        await self.engine.close()
-        if self.engine.remote is not None:
-            await self.engine.remote.aclose()
-        for runner in (self.engine.python, self.engine.http):
-            if runner is not None:
-                await runner.aclose()
-        await self.engine.shell.aclose()
+        """Stop everything; a step that fails (a failing store's last flush) is logged and the
+        others still run."""
+        engine = self.engine
+        steps: list[Callable[[], Awaitable[object]]] = [engine.autoscaler.stop, engine.close]
+        if engine.remote is not None:
+            steps.append(engine.remote.aclose)
+        steps += [runner.aclose for runner in (engine.python, engine.http) if runner is not None]
+        steps.append(engine.shell.aclose)
         if self.analyses is not None:
-            await self.analyses.cache.aclose()
-        await asyncio.to_thread(self.store.close)
-        if self.lock is not None:
-            self.lock.release()
+            steps.append(self.analyses.cache.aclose)
+        steps.append(lambda: asyncio.to_thread(self.store.close))
+        try:
+            for step in steps:
+                try:
+                    await step()
+                except ReynoldsError as exc:
+                    log.error("while stopping: %s", exc.message)
+                except Exception:
+                    log.exception("while stopping")
+        finally:
+            if self.lock is not None:
+                self.lock.release()
 
 
 async def build(settings: Settings, *, hold_lock: bool = True) -> Container:
-    """Start the store and engine and resume unfinished tasks."""
+    """Start the store and engine and resume unfinished tasks. What stops it (a home it cannot
+    write, bad pools, a damaged store) is a ReynoldsError saying why in one line; whatever had
+    started by then is stopped again."""
     install_child_watcher()
     make_private_dirs(settings)
     lock = HomeLock(settings.lock_file) if hold_lock else None
@@ -179,6 +202,7 @@ async def build(settings: Settings, *, hold_lock: bool = True) -> Container:
             settings.effective_database_url,
             batch_interval_s=settings.store_batch_interval_s,
             server_id=home_server_id(settings.server_id_file),
+            marker=StoreMarker(settings.home),
         )
         await asyncio.to_thread(store.start)
         metrics = Metrics()
@@ -209,15 +233,13 @@ async def build(settings: Settings, *, hold_lock: bool = True) -> Container:
             log.info("resumed %d unfinished task(s)", len(container.resumed))
         return container
     except BaseException:
-        # A server that cannot start stops what it had started: the store's writer, its
-        # heartbeat and connections (which would hold the database), the engine's workers.
         if container is not None:
             await container.aclose()
-        else:
-            if store is not None:
+        elif store is not None:
+            with contextlib.suppress(ReynoldsError):
                 await asyncio.to_thread(store.close)
-            if lock is not None:
-                lock.release()
+        if lock is not None:
+            lock.release()
         raise
 
 
@@ -239,12 +261,42 @@ def server_options(settings: Settings) -> dict[str, Any]:
     }
 
 
+def listen(settings: Settings) -> list[socket.socket]:
+    """The server's sockets, bound before anything else starts, so that a taken port is
+    refused before the store is opened or a task resumed; CannotListen saying why. Made as
+    asyncio's create_server makes them (one per address of the host, TCP_NODELAY follows
+    from the protocol), as uvicorn would have."""
+    where = f"{settings.host}:{settings.port}"
+    try:
+        infos = socket.getaddrinfo(
+            settings.host or None,
+            settings.port,
+            type=socket.SOCK_STREAM,
+            flags=socket.AI_PASSIVE,
+        )
+    except OSError as exc:
+        raise CannotListen(f"cannot listen on {where}: {exc.strerror or exc}") from None
+    sockets: list[socket.socket] = []
+    try:
+        for family, kind, proto, _, address in dict.fromkeys(infos):
+            sock = socket.socket(family, kind, proto)
+            sockets.append(sock)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            sock.bind(address)
+    except OSError as exc:
+        for sock in sockets:
+            sock.close()
+        why = "address already in use" if exc.errno == errno.EADDRINUSE else exc.strerror
+        raise CannotListen(f"cannot listen on {where}: {why or exc}") from None
+    return sockets
+
+
 def serve(settings: Settings) -> None:
-    """Run the server in the foreground until SIGTERM/SIGINT."""
-    import uvicorn
-
-    from reynolds.entrypoints.http import create_app
-
+    """Run the server in the foreground until SIGTERM/SIGINT. What keeps it from starting is a
+    ReynoldsError saying why in one line (the CLI prints it); nothing is served until the store
+    is checked, the tasks resumed and the port taken."""
     make_private_dirs(settings)
     # Refused here, before anything listens: a bad pool file or an action user this server
     # cannot switch to (InvalidInput, one line for the command).
@@ -257,19 +309,48 @@ def serve(settings: Settings) -> None:
     lock = HomeLock(settings.lock_file)
     lock.acquire()
     try:
-        settings.pid_file.write_text(f"{os.getpid()}\n", encoding="utf-8")
+        with writing(settings.home):
+            settings.pid_file.write_text(f"{os.getpid()}\n", encoding="utf-8")
+        sockets = listen(settings)
         # Inherited by the server's helpers (the python workers and whatever they start), so
         # that the next server kills what they left should this one be killed.
         os.environ[TAG_NAME] = helper_tag()
-        app = create_app(settings, hold_lock=False)
-        # Long-lived start-up objects leave the collector's view, and young collections run
-        # every 50,000 allocations rather than 700: under load the default's frequent pauses
-        # showed up in status latency (p95 145–177 ms against 68–118 ms with this, same run).
-        gc.freeze()
-        gc.set_threshold(50_000, 20, 20)
-        uvicorn.run(app, **server_options(settings))
+        try:
+            # asyncio's own loop, as uvicorn chooses when uvloop is not installed (it is not a
+            # dependency); the container is built in it first, so its failures are ours to show.
+            asyncio.run(_serve(settings, sockets))
+        finally:
+            for sock in sockets:
+                sock.close()
+    except asyncio.CancelledError:
+        log.info("stopped while starting")
     finally:
-        with contextlib.suppress(FileNotFoundError):
+        with contextlib.suppress(OSError):
             if settings.pid_file.read_text(encoding="utf-8").strip() == str(os.getpid()):
                 settings.pid_file.unlink()
         lock.release()
+
+
+async def _serve(settings: Settings, sockets: list[socket.socket]) -> None:
+    import uvicorn
+
+    from reynolds.entrypoints.http import create_app
+
+    # Until uvicorn takes the signals over, SIGTERM stops the start-up, and build() stops
+    # whatever it had started (resumed subtasks included).
+    loop = asyncio.get_running_loop()
+    starting = asyncio.current_task()
+    assert starting is not None
+    loop.add_signal_handler(signal.SIGTERM, starting.cancel)
+    try:
+        container = await build(settings, hold_lock=False)
+    finally:
+        loop.remove_signal_handler(signal.SIGTERM)
+    app = create_app(settings, container=container)
+    server = uvicorn.Server(uvicorn.Config(app, **server_options(settings)))
+    # Long-lived start-up objects leave the collector's view, and young collections run
+    # every 50,000 allocations rather than 700: under load the default's frequent pauses
+    # showed up in status latency (p95 145–177 ms against 68–118 ms with this, same run).
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 20)
+    await server.serve(sockets=sockets)

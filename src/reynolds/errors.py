@@ -10,7 +10,11 @@ ReynoldsError
 │   ├── NotFound        (404)
 │   ├── Conflict        (409)
 │   ├── AlreadyRunning  another scheduler holds this REYNOLDS_HOME
-│   └── BackupError     a backup or restore was refused or failed
+│   ├── HomeNotWritable REYNOLDS_HOME cannot be written
+│   ├── BackupError     a backup or restore was refused or failed
+│   └── StoreUnavailable (503) the database did not answer, or failed what was asked
+│       └── StoreDamaged     it is corrupt, or not the store this home had
+├── CannotListen        the server's address is taken or not permitted
 ├── NotAvailableYet     (501) a contract feature that is not built yet
 └── TransientError      worth retrying
 """
@@ -80,6 +84,25 @@ class AlreadyRunning(StoreError):
     """Another scheduler already holds this REYNOLDS_HOME."""
 
     status_code = 409
+
+
+class HomeNotWritable(StoreError):
+    """REYNOLDS_HOME (or a folder in it) cannot be written: read-only, full, not permitted."""
+
+
+class StoreUnavailable(StoreError):
+    """The database did not answer, or failed a statement; the message names it and says why."""
+
+    status_code = 503
+
+
+class StoreDamaged(StoreUnavailable):
+    """The store is corrupt, missing or emptied, or not the one this REYNOLDS_HOME had: the
+    message says what to do (put a backup back, or knowingly start afresh)."""
+
+
+class CannotListen(ReynoldsError):
+    """The server cannot listen on its host and port (in use, or not permitted)."""
 
 
 class BackupError(StoreError):

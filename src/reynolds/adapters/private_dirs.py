@@ -18,7 +18,7 @@ log = logging.getLogger("reynolds")
 PRIVATE_MODE = 0o700
 # What a Reynolds home holds: an existing folder with none of these is someone else's.
 _HOME_ENTRIES = frozenset(
-    {"reynolds.db", "scheduler.lock", "server_id", "reynolds.pid", "logs", "backups"}
+    {"reynolds.db", "scheduler.lock", "server_id", "store.json", "reynolds.pid", "logs", "backups"}
 )
 
 

@@ -9,6 +9,7 @@ in the current shape. The password never reaches an argv: the tools get it as PG
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import re
@@ -26,6 +27,7 @@ from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from sqlalchemy.pool import NullPool
 
 from reynolds.adapters.store.database import display_url, migrate, reason
+from reynolds.adapters.store.integrity import is_damage
 from reynolds.adapters.store.migrate import known_revisions
 from reynolds.adapters.store.schema import metadata
 from reynolds.errors import BackupError, StoreError
@@ -265,19 +267,49 @@ def _restore_sqlite(url: str, source: Path) -> None:
         raise BackupError(f"{source} is the store itself")
     database.parent.mkdir(parents=True, exist_ok=True)
     try:
-        backup_file = _read_only(source)
         try:
-            store = sqlite3.connect(database, timeout=_BUSY_TIMEOUT_S)
-            try:
-                # The backup API replaces every page in one transaction: a failure leaves the
-                # store as it was.
-                backup_file.backup(store)
-            finally:
-                store.close()
-        finally:
-            backup_file.close()
+            _copy_sqlite(source, database)
+        except sqlite3.DatabaseError as exc:
+            if not is_damage(exc):
+                raise
+            _replace_damaged(source, database)
     except sqlite3.Error as exc:
         raise BackupError(f"restoring {source} into {database} failed: {exc}") from None
+    except OSError as exc:
+        raise BackupError(
+            f"restoring {source} into {database} failed: {exc.strerror or exc}"
+        ) from None
+
+
+def _copy_sqlite(source: Path, database: Path) -> None:
+    backup_file = _read_only(source)
+    try:
+        store = sqlite3.connect(database, timeout=_BUSY_TIMEOUT_S)
+        try:
+            # The backup API replaces every page in one transaction: a failure leaves the
+            # store as it was.
+            backup_file.backup(store)
+        finally:
+            store.close()
+    finally:
+        backup_file.close()
+
+
+def _replace_damaged(source: Path, database: Path) -> None:
+    """A store too damaged to be written over (its header, say) is replaced as a file: the
+    backup is copied beside it, and takes its place with its WAL gone (a stale WAL would be
+    replayed into the new file)."""
+    fresh = database.with_name(f".{database.name}.restoring")
+    fresh.unlink(missing_ok=True)
+    try:
+        _copy_sqlite(source, fresh)
+        with contextlib.suppress(OSError):
+            shutil.copymode(database, fresh)
+        for suffix in ("-wal", "-shm", "-journal"):
+            Path(f"{database}{suffix}").unlink(missing_ok=True)
+        os.replace(fresh, database)
+    finally:
+        fresh.unlink(missing_ok=True)
 
 
 # -- PostgreSQL --

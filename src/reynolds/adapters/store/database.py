@@ -7,7 +7,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from sqlalchemy.pool import NullPool
 
-from reynolds.errors import StoreError
+from reynolds.errors import StoreError, StoreUnavailable
 
 
 def display_url(url: str) -> str:
@@ -19,7 +19,8 @@ def display_url(url: str) -> str:
 
 
 def ping(url: str, *, timeout_s: float = 5.0) -> None:
-    """Connect and run `SELECT 1`, or raise StoreError saying why not, in one line."""
+    """Connect and run `SELECT 1`, or raise StoreError saying why not, in one line
+    (StoreUnavailable when the database does not answer)."""
     try:
         parsed = make_url(url)
     except ArgumentError:
@@ -37,7 +38,7 @@ def ping(url: str, *, timeout_s: float = 5.0) -> None:
         message = reason(exc)
         if parsed.password:
             message = message.replace(parsed.password, "***")
-        raise StoreError(f"{display_url(url)} is not reachable: {message}") from None
+        raise StoreUnavailable(f"{display_url(url)} is not reachable: {message}") from None
     finally:
         engine.dispose()
 
@@ -50,7 +51,8 @@ def reason(exc: BaseException) -> str:
 
 
 def migrate(url: str) -> str:
-    """Bring the schema to the latest revision and return it; StoreError, in one line, if not."""
+    """Bring the schema to the latest revision and return it; StoreUnavailable, in one line,
+    if not."""
     from alembic.util import CommandError
 
     from reynolds.adapters.store.migrate import head_revision, upgrade
@@ -58,7 +60,7 @@ def migrate(url: str) -> str:
     try:
         upgrade(url)
     except (SQLAlchemyError, CommandError) as exc:
-        raise StoreError(
+        raise StoreUnavailable(
             f"migrating {display_url(url)} to the current schema failed: {reason(exc)}"
         ) from None
     return head_revision()

@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 from types import TracebackType
 
+from reynolds.adapters.home import writing
 from reynolds.errors import AlreadyRunning
 
 
@@ -26,13 +27,15 @@ class HomeLock:
         return self._fd is not None
 
     def acquire(self) -> None:
-        """Take the lock at once, or raise AlreadyRunning naming the pid that holds it."""
+        """Take the lock at once, or raise AlreadyRunning naming the pid that holds it
+        (HomeNotWritable when the lock file cannot be made)."""
         if self._fd is not None:
             return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        # os.open makes the descriptor non-inheritable, so child processes cannot keep the
-        # lock alive after this process dies.
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        with writing(self.path.parent):
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            # os.open makes the descriptor non-inheritable, so child processes cannot keep the
+            # lock alive after this process dies.
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from sqlalchemy import Connection, Engine, delete, insert, or_, select, update
 
+from reynolds.adapters.home import writing
 from reynolds.adapters.store.database import reason
 from reynolds.adapters.store.schema import servers, tasks
 from reynolds.errors import StoreError
@@ -47,8 +48,9 @@ def home_server_id(path: Path) -> str:
             raise StoreError(f"{path} does not hold a server id (a UUID)") from None
     server_id = str(uuid.uuid4())
     partial = path.with_name(path.name + ".partial")
-    partial.write_text(server_id + "\n", encoding="utf-8")
-    os.replace(partial, path)
+    with writing(path.parent):
+        partial.write_text(server_id + "\n", encoding="utf-8")
+        os.replace(partial, path)
     return server_id
 
 

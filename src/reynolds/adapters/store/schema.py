@@ -174,6 +174,16 @@ servers = Table(
     Column("heartbeat_at", Float, nullable=False),
 )
 
+# One row: the store's identity, made when the store is created. A REYNOLDS_HOME remembers it,
+# so that a database emptied, recreated or swapped for another is noticed at start.
+store_identity = Table(
+    "store_identity",
+    metadata,
+    Column("singleton", Integer, primary_key=True, autoincrement=False),  # always 1
+    Column("id", String(36), nullable=False),
+    Column("created_at", Float, nullable=False),
+)
+
 __all__ = [
     "attempts",
     "audit",
@@ -183,6 +193,7 @@ __all__ = [
     "orchestration_decisions",
     "scaling_events",
     "servers",
+    "store_identity",
     "subtasks",
     "tasks",
 ]

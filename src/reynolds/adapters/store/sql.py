@@ -4,22 +4,34 @@ reads use pooled connections of their own."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import logging
 import math
 import queue
+import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future
 from typing import Any
 
 from sqlalchemy import Engine, Select, Table, and_, create_engine, event, func, or_, select
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
 from reynolds.adapters.store.batch import IN_CHUNK, Batch, BatchWriter, primary_key
-from reynolds.adapters.store.migrate import upgrade
+from reynolds.adapters.store.database import migrate
+from reynolds.adapters.store.integrity import (
+    StoreMarker,
+    adopt,
+    check_before_start,
+    failure,
+    is_damage,
+    probe,
+    shown,
+)
 from reynolds.adapters.store.ownership import HEARTBEAT_INTERVAL_S, UNFINISHED, Heartbeat, claim
 from reynolds.adapters.store.postgres import PostgresBatchWriter
 from reynolds.adapters.store.schema import (
@@ -32,7 +44,7 @@ from reynolds.adapters.store.schema import (
     subtasks,
     tasks,
 )
-from reynolds.errors import StoreError
+from reynolds.errors import StoreDamaged, StoreError, StoreUnavailable
 from reynolds.services.ports import Row
 
 logger = logging.getLogger(__name__)
@@ -62,7 +74,9 @@ class SqlStore:
 
     Started, it is a server in the database's `servers` (see ownership.py): `server_id` names
     it (a new one unless given: the orchestrator passes its home's) and owns the tasks it
-    inserts.
+    inserts. It starts only on a whole store, and, given its home's `marker`, only on the store
+    that home had (integrity.py). A driver error becomes StoreDamaged or StoreUnavailable here,
+    once; damage is remembered (`failure`) and reported by every later `probe`.
     """
 
     # Pauses between attempts to commit a failing batch before it is given up.
@@ -75,10 +89,17 @@ class SqlStore:
         batch_interval_s: float = 0.005,
         server_id: str | None = None,
         heartbeat_interval_s: float = HEARTBEAT_INTERVAL_S,
+        marker: StoreMarker | None = None,
     ) -> None:
         self._url = url
         self._batch_interval_s = batch_interval_s
         self._engine = _make_engine(url)
+        self._shown = shown(url)
+        self._marker = marker
+        self.identity: str | None = None  # the store's, once started
+        # A failure no retry cures (damage, a stopped writer): every later health check says so.
+        self._failure: StoreUnavailable | None = None
+        self._last_error = ""
         self.server_id = server_id or str(uuid.uuid4())
         self._heartbeat = Heartbeat(self._engine, self.server_id, heartbeat_interval_s)
         dialect = self._engine.dialect
@@ -104,11 +125,15 @@ class SqlStore:
     # -- lifecycle --
 
     def start(self) -> None:
-        """Bring the schema up to date, register as a server and start the writer thread."""
+        """Check the store, bring the schema up to date, register as a server and start the
+        writer thread. StoreDamaged or StoreUnavailable, in one line, when it cannot."""
         if self._thread is not None:
             return
-        upgrade(self._url)
-        self._heartbeat.start()
+        check_before_start(self._url, self._marker)
+        migrate(self._url)
+        self.identity = adopt(self._url, self._marker)
+        with self._guard():
+            self._heartbeat.start()
         self._thread = threading.Thread(target=self._run, name="reynolds-store-writer", daemon=True)
         self._thread.start()
 
@@ -132,6 +157,41 @@ class SqlStore:
         self._engine.dispose()
         if failure is not None:
             raise failure
+
+    @property
+    def failure(self) -> StoreUnavailable | None:
+        """The failure found earlier that no retry cures (damage, a stopped writer), if any."""
+        return self._failure
+
+    def probe(self) -> None:
+        """Read the store afresh (see integrity.probe); raise what is wrong with it, the
+        remembered failure first. Blocking: call it from a thread when on the event loop."""
+        if self._failure is not None:
+            raise self._failure
+        if self.identity is None:
+            raise StoreUnavailable(f"the store {self._shown} is not started", store=self._shown)
+        with self._guard():
+            try:
+                probe(self._url, self._engine, self.identity)
+            except StoreDamaged as exc:
+                self._remember(exc)
+                raise
+
+    @contextlib.contextmanager
+    def _guard(self) -> Iterator[None]:
+        """Driver errors inside become StoreDamaged (remembered) or StoreUnavailable."""
+        try:
+            yield
+        except (SQLAlchemyError, sqlite3.Error) as exc:
+            found = failure(exc, self._url)
+            if isinstance(found, StoreDamaged):
+                self._remember(found)
+            raise found from exc
+
+    def _remember(self, found: StoreUnavailable) -> None:
+        if self._failure is None:
+            self._failure = found
+            logger.error("%s", found.message)
 
     # -- queued writes --
 
@@ -233,8 +293,11 @@ class SqlStore:
         return self._durable >= mark
 
     def _enqueue_flush(self) -> Future[None]:
+        if self._failure is not None:
+            # Nothing written to a damaged store is to be trusted: every flush says so.
+            raise self._failure
         if self._thread is None or not self._thread.is_alive() or self._closed:
-            raise StoreError("the store is not running")
+            raise StoreUnavailable(f"the store {self._shown} is not running", store=self._shown)
         if threading.current_thread() is self._thread:
             raise StoreError("an on_commit callback cannot flush: it would wait for itself")
         future: Future[None] = Future()
@@ -256,6 +319,15 @@ class SqlStore:
                     self._resolve(items)
                 if any(kind == _STOP for kind, _ in items):
                     return
+        except BaseException as exc:
+            # Nothing is committed any more: say so loudly, and in every health check.
+            logger.critical("store writer stopped", exc_info=True)
+            self._remember(
+                StoreUnavailable(
+                    f"the store {self._shown} stopped committing: {exc!r}", store=self._shown
+                )
+            )
+            raise
         finally:
             self._fail_leftovers()
 
@@ -300,6 +372,11 @@ class SqlStore:
                 with self._engine.begin() as conn:
                     return self._writer.write(conn, batch)
             except Exception as exc:
+                self._last_error = _describe(exc)
+                if is_damage(exc):
+                    # Retrying cannot mend the file.
+                    self._remember(failure(exc, self._url))
+                    attempts_left = 0
                 if attempts_left == 0:
                     self._dropped += 1
                     logger.error(
@@ -325,7 +402,14 @@ class SqlStore:
             if future.done() or not future.set_running_or_notify_cancel():
                 continue
             if self._dropped > dropped_before or self._dropped > self._reported:
-                future.set_exception(StoreError("some writes could not be committed"))
+                future.set_exception(
+                    self._failure
+                    or StoreUnavailable(
+                        f"some writes could not be committed to the store {self._shown}: "
+                        f"{self._last_error}",
+                        store=self._shown,
+                    )
+                )
             else:
                 future.set_result(None)
         if flushed:
@@ -338,7 +422,7 @@ class SqlStore:
             except queue.Empty:
                 return
             if kind == _FLUSH and payload[0].set_running_or_notify_cancel():
-                payload[0].set_exception(StoreError("the store is closed"))
+                payload[0].set_exception(self._failure or StoreError("the store is closed"))
 
     # -- reads --
 
@@ -365,7 +449,7 @@ class SqlStore:
     def claim_unfinished(self, stale_after_s: float, limit: int | None = None) -> list[Row]:
         """Take the unfinished tasks that are this server's, nobody's, or a dead server's (no
         heartbeat for `stale_after_s`), at most `limit`, and return them oldest first."""
-        with self._engine.begin() as conn:
+        with self._guard(), self._engine.begin() as conn:
             return claim(
                 conn,
                 self.server_id,
@@ -376,13 +460,13 @@ class SqlStore:
 
     def task_counts(self) -> dict[str, int]:
         query = select(tasks.c.status, func.count()).group_by(tasks.c.status)
-        with self._engine.connect() as conn:
+        with self._guard(), self._engine.connect() as conn:
             return {status: count for status, count in conn.execute(query)}
 
     def durations(self, keys: Iterable[str]) -> Mapping[str, float]:
         wanted = sorted(set(keys))
         found: dict[str, float] = {}
-        with self._engine.connect() as conn:
+        with self._guard(), self._engine.connect() as conn:
             for start in range(0, len(wanted), IN_CHUNK):
                 chunk = wanted[start : start + IN_CHUNK]
                 query = select(durations.c.key, durations.c.mean_s).where(
@@ -434,7 +518,7 @@ class SqlStore:
         return self._fetch(select(table).order_by(table.c.id.desc()).limit(limit))
 
     def _fetch(self, query: Select[Any]) -> list[Row]:
-        with self._engine.connect() as conn:
+        with self._guard(), self._engine.connect() as conn:
             return [dict(row) for row in conn.execute(query).mappings()]
 
 
@@ -488,7 +572,10 @@ def _built_audit_row(build: Callable[[], Row]) -> Row | None:
 
 
 def _make_engine(url: str) -> Engine:
-    parsed = make_url(url)
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise StoreError("REYNOLDS_DATABASE_URL is not a database URL") from None
     backend = parsed.get_backend_name()
     if backend == "sqlite":
         if parsed.database in (None, "", ":memory:"):

@@ -8,9 +8,10 @@ import time
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import typer
+from rich.console import Console
 from rich.markup import escape
 
 from reynolds import __version__
@@ -20,6 +21,7 @@ from reynolds.entrypoints.cli.audit import audit
 from reynolds.entrypoints.cli.orchestrate import orchestrate
 from reynolds.entrypoints.cli.state import CliState, print_json, state
 from reynolds.entrypoints.cli.tasks import tasks_app
+from reynolds.errors import ReynoldsError
 
 HEALTH_TIMEOUT_S = 5.0
 # The commands that keep running: started with secrets in their environment, they start again
@@ -140,7 +142,18 @@ def _write_report(report: dict[str, Any], fmt: ReportFormat) -> Path:
 
 
 def main() -> None:
-    """The `reynolds` console script."""
+    """The `reynolds` console script. An error no command turned into its own message still
+    ends as one line and exit code 1, never a traceback."""
     if sys.argv[1:2] and sys.argv[1] in LONG_LIVED:
         secret_env.restart_without_secrets()
-    app(prog_name="reynolds")
+    try:
+        app(prog_name="reynolds")
+    except ReynoldsError as exc:
+        _fail(exc.message)
+    except OSError as exc:
+        _fail(f"{exc.strerror or exc}: {exc.filename}" if exc.filename else str(exc))
+
+
+def _fail(message: str) -> NoReturn:
+    Console(stderr=True, highlight=False).print(f"[red]error:[/] {escape(message)}", soft_wrap=True)
+    sys.exit(1)

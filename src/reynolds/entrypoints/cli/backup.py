@@ -50,6 +50,7 @@ def restore(
     settings = st.settings
     from reynolds.adapters.store import backup as backups
     from reynolds.adapters.store.database import display_url
+    from reynolds.adapters.store.integrity import StoreMarker, adopt
     from reynolds.adapters.store.lock import HomeLock
 
     url = settings.effective_database_url
@@ -63,6 +64,8 @@ def restore(
             st.err.print("Restore cancelled; the store is unchanged")
             raise typer.Exit(1)
         _found, revision = backups.restore(url, path)
+        # The home now has the restored store, which the next start checks for.
+        adopt(url, StoreMarker(settings.home))
     st.out.print(
         f"Restored {escape(str(found.path))} into {escape(display_url(url))} "
         f"(schema revision {revision})"

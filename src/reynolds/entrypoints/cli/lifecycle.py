@@ -21,7 +21,7 @@ from reynolds.adapters.private_dirs import make_private_dir
 from reynolds.entrypoints import secret_env
 from reynolds.entrypoints.cli.client import ClientError, ReynoldsClient
 from reynolds.entrypoints.cli.state import CliState, state
-from reynolds.errors import AlreadyRunning, InvalidInput, StoreError
+from reynolds.errors import AlreadyRunning, InvalidInput, ReynoldsError, StoreError
 from reynolds.settings import Settings
 
 START_TIMEOUT_S = 60.0
@@ -29,6 +29,9 @@ STOP_TIMEOUT_S = 20.0
 KILL_TIMEOUT_S = 5.0
 POLL_S = 0.2
 LOG_TAIL_LINES = 30
+# A failed start's reason is looked for this far into its part of the log.
+LOG_SCAN_BYTES = 1 << 20
+ERROR_PREFIX = "error:"
 ENDPOINTS = ("/health", "/status", "/metrics", "/mcp/tools", "/tasks", "/mcp")
 _COMPONENT = re.compile(r"^[A-Za-z0-9_.-]{1,100}$")
 
@@ -48,6 +51,10 @@ def serve(ctx: typer.Context) -> None:
         raise typer.Exit(2) from None
     except AlreadyRunning as exc:
         st.err.print(f"[red]error:[/] Reynolds is already running for {settings.home}: {exc}")
+        raise typer.Exit(1) from None
+    except ReynoldsError as exc:
+        # One line: `start` finds it in the log and shows it.
+        st.err.print(f"[red]{ERROR_PREFIX}[/] {escape(exc.message)}")
         raise typer.Exit(1) from None
     except KeyboardInterrupt:
         raise typer.Exit(130) from None
@@ -69,6 +76,9 @@ def start(
     settings = st.settings
     if production:
         _check_production(st, settings)
+    _prepare_home(st, settings)
+    log_path = settings.log_dir / "server.log"
+    launched_at: int | None = None  # where this start's lines begin in the log
     with st.connect(timeout_s=2.0) as client:
         if _healthy(client):
             st.out.print(f"Reynolds is already running at {settings.base_url}")
@@ -87,13 +97,17 @@ def start(
                 )
             if production:
                 _migrate(st, settings)
-            proc = _launch(settings)
+            proc, launched_at = _launch(settings)
             st.out.print(f"Starting Reynolds (pid {proc.pid}) at {settings.base_url}")
             alive = partial(_running, proc)
         problem = _wait_healthy(client, alive)
     if problem:
-        st.err.print(f"[red]error:[/] {problem}")
-        _print_log_tail(st, settings.log_dir / "server.log")
+        why = _server_error(log_path, launched_at) if launched_at is not None else None
+        if why is not None:
+            st.err.print(f"[red]{ERROR_PREFIX}[/] {escape(why)}")
+        else:
+            st.err.print(f"[red]error:[/] {problem}")
+            _print_log_tail(st, log_path, launched_at or 0)
         raise typer.Exit(1)
     st.out.print(f"Reynolds is running at {settings.base_url}")
     _print_endpoints(st, settings)
@@ -237,20 +251,36 @@ def _check_production(st: CliState, settings: Settings) -> None:
 
 
 def _migrate(st: CliState, settings: Settings) -> None:
-    """Migrate before launching, so a schema problem is reported here rather than in the log."""
+    """Migrate before launching, so a schema problem is reported here rather than in the log;
+    but first check that the database holds the store this home had (or none yet), which a
+    migration would otherwise recreate empty."""
     from reynolds.adapters.store.database import migrate
+    from reynolds.adapters.store.integrity import StoreMarker, check_before_start
 
+    url = settings.effective_database_url
     try:
-        revision = migrate(settings.effective_database_url)
+        check_before_start(url, StoreMarker(settings.home))
+        revision = migrate(url)
     except StoreError as exc:
         st.err.print(f"[red]error:[/] {escape(exc.message)}")
         raise typer.Exit(1) from None
     st.out.print(f"Database schema is at revision {revision}")
 
 
-def _launch(settings: Settings) -> subprocess.Popen[bytes]:
-    make_private_dir(settings.home)
-    settings.log_dir.mkdir(parents=True, exist_ok=True)
+def _prepare_home(st: CliState, settings: Settings) -> None:
+    from reynolds.adapters.home import prepare_home, writing
+
+    try:
+        with writing(settings.home):
+            make_private_dir(settings.home)
+        prepare_home(settings.home, settings.log_dir)
+    except StoreError as exc:
+        st.err.print(f"[red]{ERROR_PREFIX}[/] {escape(exc.message)}")
+        raise typer.Exit(1) from None
+
+
+def _launch(settings: Settings) -> tuple[subprocess.Popen[bytes], int]:
+    """The server, started in the background; and where its lines begin in the log."""
     log_path = settings.log_dir / "server.log"
     # The server gets the secrets this process holds through a pipe, not its environment.
     env, secrets_fd = secret_env.launch_environment(
@@ -266,7 +296,7 @@ def _launch(settings: Settings) -> subprocess.Popen[bytes]:
         with _private_log(log_path) as log:
             log.write(f"--- reynolds start at {datetime.now(UTC).isoformat()} ---\n".encode())
             log.flush()
-            return subprocess.Popen(
+            proc = subprocess.Popen(
                 [sys.executable, "-m", "reynolds", "serve"],
                 stdin=subprocess.DEVNULL,
                 stdout=log,
@@ -275,6 +305,7 @@ def _launch(settings: Settings) -> subprocess.Popen[bytes]:
                 env=env,
                 pass_fds=() if secrets_fd is None else (secrets_fd,),
             )
+            return proc, log.tell()
     finally:
         if secrets_fd is not None:
             os.close(secrets_fd)
@@ -358,11 +389,34 @@ def _print_endpoints(st: CliState, settings: Settings) -> None:
         st.out.print(f"  {path:<10} {base}{path}")
 
 
-def _print_log_tail(st: CliState, path: Path) -> None:
-    if not path.is_file():
+def _written_since(path: Path, offset: int) -> str:
+    """What the log holds from `offset` on (its last LOG_SCAN_BYTES at most)."""
+    try:
+        with path.open("rb") as handle:
+            size = handle.seek(0, os.SEEK_END)
+            handle.seek(max(offset, size - LOG_SCAN_BYTES))
+            return handle.read().decode("utf-8", errors="replace")
+    except OSError:
+        return ""
+
+
+def _server_error(path: Path, offset: int) -> str | None:
+    """The one-line reason (`error: ...`) a server that did not start wrote to its log since
+    `offset`, if it wrote one."""
+    lines = _written_since(path, offset).splitlines()
+    reasons = [line for line in lines if line.startswith(ERROR_PREFIX)]
+    return reasons[-1].removeprefix(ERROR_PREFIX).strip() if reasons else None
+
+
+def _print_log_tail(st: CliState, path: Path, offset: int) -> None:
+    """The last lines of the log from `offset` on (this start's, when it launched one)."""
+    lines = _written_since(path, offset).splitlines(keepends=True)[-LOG_TAIL_LINES:]
+    if not lines:
         return
-    st.err.print(f"Last {LOG_TAIL_LINES} lines of {path}:")
-    sys.stderr.writelines(tail_lines(path, LOG_TAIL_LINES))
+    if not lines[-1].endswith("\n"):
+        lines[-1] += "\n"
+    st.err.print(f"Last lines of {path}:")
+    sys.stderr.writelines(lines)
     sys.stderr.flush()
 
 

@@ -29,9 +29,10 @@ _PIPE_WIDTH = 200
 
 
 def _console(stderr: bool) -> Console:
-    console = Console(stderr=stderr, highlight=False)
+    # Errors are never wrapped: one line each, however long, for logs and scripts.
+    console = Console(stderr=stderr, highlight=False, soft_wrap=stderr)
     if not console.is_terminal:
-        console = Console(stderr=stderr, highlight=False, width=_PIPE_WIDTH)
+        console = Console(stderr=stderr, highlight=False, width=_PIPE_WIDTH, soft_wrap=stderr)
     return console
 
 

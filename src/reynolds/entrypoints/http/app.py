@@ -21,6 +21,7 @@ from reynolds.core.models import ListTasksRequest, format_validation_errors
 from reynolds.entrypoints.http.agents import add_agent_routes
 from reynolds.entrypoints.http.audit import add_audit_routes
 from reynolds.entrypoints.http.cross_site import CrossSiteGuard, SiteRules
+from reynolds.entrypoints.http.errors import ErrorsAsJson, internal_error
 from reynolds.entrypoints.http.events import add_event_routes
 from reynolds.entrypoints.http.resources import add_resource_routes
 from reynolds.entrypoints.http.schemas import (
@@ -53,22 +54,25 @@ from reynolds.settings import Settings
 PROTOCOL_VERSION = "2025-06-18"
 
 
-def create_app(settings: Settings, *, hold_lock: bool = True) -> FastAPI:
-    """A new app (and, in its lifespan, a new engine) for these settings."""
+def create_app(
+    settings: Settings, *, hold_lock: bool = True, container: Container | None = None
+) -> FastAPI:
+    """A new app for these settings, serving `container` (built already, and closed with the
+    app), or a new engine built in its lifespan."""
     state: dict[str, Container] = {}
     tokens = load_tokens(settings)
     mcp = McpEndpoint(settings, lambda: state["c"])
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        container = await build(settings, hold_lock=hold_lock)
-        state["c"] = container
+        serving = container if container is not None else await build(settings, hold_lock=hold_lock)
+        state["c"] = serving
         try:
             # A route's app has no lifespan of its own: the MCP sessions live in this one.
             async with mcp.run():
                 yield
         finally:
-            await container.aclose()
+            await serving.aclose()
 
     app = FastAPI(title="Reynolds", version=__version__, lifespan=lifespan)
 
@@ -93,6 +97,9 @@ def create_app(settings: Settings, *, hold_lock: bool = True) -> FastAPI:
         # Routing's own answers (no such path, method not allowed) in the API's `{error}` shape.
         return JSONResponse({"error": exc.detail}, status_code=exc.status_code, headers=exc.headers)
 
+    # Anything else is a bug: 500 `{error}` (see errors.py, and ErrorsAsJson below).
+    app.add_exception_handler(Exception, internal_error)
+
     health_answers: dict[int | str, dict[str, Any]] = {
         **answers(HealthReport, edge=False),
         503: {"model": HealthReport, "description": "A check is failing."},
@@ -105,11 +112,15 @@ def create_app(settings: Settings, *, hold_lock: bool = True) -> FastAPI:
     @app.get("/health", responses=health_answers)
     async def health(request: Request) -> Response:
         checks: dict[str, Any] = {}
+        store = c().store
+        checks["store"] = {"status": "ok", "url": _redact(settings.effective_database_url)}
         try:
-            await c().store.flush()
-            checks["store"] = {"status": "ok", "url": _redact(settings.effective_database_url)}
+            # The writer commits, and the store reads afresh (see SqlStore.probe).
+            await store.flush()
+            await asyncio.to_thread(store.probe)
         except Exception as exc:
-            checks["store"] = {"status": "failing", "error": str(exc)}
+            error = exc.message if isinstance(exc, ReynoldsError) else str(exc)
+            checks["store"].update(status="failing", error=error)
         engine = c().engine
         pools = engine.pool_status()
         replicas = {p["type"]: p["replicas"] for p in pools}
@@ -137,6 +148,8 @@ def create_app(settings: Settings, *, hold_lock: bool = True) -> FastAPI:
         }
         if failing:
             body["failing"] = failing
+            # As every error answer, an `error` line: each failing check and why.
+            body["error"] = "; ".join(f"{k}: {checks[k].get('error', 'failing')}" for k in failing)
         status_code = 503 if failing else 200
         if request.method == "HEAD":
             return Response(status_code=status_code, media_type="application/json")
@@ -280,6 +293,8 @@ def create_app(settings: Settings, *, hold_lock: bool = True) -> FastAPI:
     # Outside the guard: a cross-site or rebound request is refused before a token is looked at.
     app.add_middleware(CrossSiteGuard, rules=SiteRules.from_settings(settings))
     app.add_middleware(RequestTiming, observe=observe)
+    # Outermost of all: whatever any route or middleware lets escape is answered in JSON.
+    app.add_middleware(ErrorsAsJson)
     return app
 
 

@@ -11,6 +11,7 @@ from fastapi.responses import StreamingResponse
 
 from reynolds.bootstrap import Container
 from reynolds.core.reporting import iso
+from reynolds.errors import ReynoldsError
 
 KEEPALIVE_S = 15.0
 FINISHED_KINDS = {"task_finished"}
@@ -66,6 +67,10 @@ def add_event_routes(app: FastAPI, container: Callable[[], Container]) -> None:
                 if task_id is not None and row.get("kind") in FINISHED_KINDS:
                     yield sse("end", {"taskId": task_id})
                     return
+        except ReynoldsError as exc:
+            # The answer has started: a failure (the store's, say) ends the stream with an
+            # `error` event rather than a broken connection.
+            yield sse("error", exc.to_dict())
         finally:
             sub.close()
 

@@ -38,6 +38,7 @@ class HealthReport(_Open):
     checks: dict[str, Any]
     version: str
     failing: list[str] | None = None
+    error: str | None = None
 
 
 class PoolView(_Open):

@@ -34,7 +34,7 @@ from reynolds.adapters.event_store.base import Scope, ScopedEventStore
 from reynolds.adapters.event_store.memory import MemoryEventStore
 from reynolds.adapters.home import prepare_home, writing
 from reynolds.adapters.metrics import Metrics
-from reynolds.adapters.private_dirs import make_private_dir, tighten
+from reynolds.adapters.private_dirs import is_reynolds_home, make_private, tighten
 from reynolds.adapters.store.integrity import StoreMarker
 from reynolds.adapters.store.lock import HomeLock
 from reynolds.adapters.store.ownership import home_server_id
@@ -98,9 +98,10 @@ def action_user(settings: Settings, pools: PoolSet) -> ActionUser | None:
 def make_private_dirs(settings: Settings) -> None:
     """REYNOLDS_HOME and its logs for the server's user alone, shown to take a write
     (HomeNotWritable saying why otherwise), and the secrets folder tightened too."""
-    with writing(settings.home):
-        make_private_dir(settings.home)
+    ours = is_reynolds_home(settings.home)
     prepare_home(settings.home, settings.log_dir)
+    if ours:
+        make_private(settings.home)
     tighten(settings.secrets_dir)
 
 

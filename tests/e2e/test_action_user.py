@@ -183,7 +183,7 @@ def test_a_server_that_cannot_switch_users_refuses_to_start_in_one_line(
     without = [setpriv, "--bounding-set=-setuid,-setgid", "--"]
     code, said = serve_refusal(server, settings(shared, REYNOLDS_ACTION_USER="nobody"), without)
 
-    assert code == 2, said
+    assert code == 1, said
     assert "REYNOLDS_ACTION_USER" in said and "CAP_SETUID" in said
     assert len(said.strip().splitlines()) == 1, said
 
@@ -194,7 +194,7 @@ def test_an_action_user_that_does_not_exist_is_refused_in_one_line(
 ) -> None:
     code, said = serve_refusal(server, settings(shared, REYNOLDS_ACTION_USER=value))
 
-    assert code == 2, said
+    assert code == 1, said
     assert "REYNOLDS_ACTION_USER" in said
     assert len(said.strip().splitlines()) == 1, said
 
@@ -231,7 +231,7 @@ def test_a_server_whose_python_path_the_action_user_may_write_refuses_to_start(
     server.workdir.chmod(mode)
     code, said = serve_refusal(server, settings(shared, REYNOLDS_ACTION_USER="nobody"))
 
-    assert code == 2, said
+    assert code == 1, said
     assert "REYNOLDS_ACTION_USER" in said and str(server.workdir) in said
     assert len(said.strip().splitlines()) == 1, said
 
@@ -246,7 +246,7 @@ def test_a_server_whose_home_the_action_user_could_enter_refuses_to_start(
     (server.home / "notes").mkdir()
     code, said = serve_refusal(server, settings(shared, REYNOLDS_ACTION_USER="nobody"))
 
-    assert code == 2, said
+    assert code == 1, said
     assert "REYNOLDS_ACTION_USER" in said and str(server.home) in said
     assert len(said.strip().splitlines()) == 1, said
     assert stat.S_IMODE(server.home.stat().st_mode) == 0o755

@@ -33,7 +33,8 @@ def prepare_home(home: Path, *folders: Path) -> None:
     probe = home / f".write-check-{os.getpid()}"
     with writing(home):
         for folder in (home, *folders):
-            folder.mkdir(parents=True, exist_ok=True)
+            # For its owner alone from the start (private_dirs tightens an older home).
+            folder.mkdir(mode=0o700, parents=True, exist_ok=True)
         try:
             fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             try:

@@ -30,12 +30,25 @@ def make_private_dir(path: Path) -> None:
         return
     except FileExistsError:
         pass
+    if is_reynolds_home(path):
+        _tighten(path)
+
+
+def is_reynolds_home(path: Path) -> bool:
+    """Whether `path` is missing, empty or a Reynolds home: one to make private. Asked before
+    anything is put there, since what a start adds would make any folder look like one."""
     try:
         entries = {entry.name for entry in path.iterdir()}
+    except FileNotFoundError:
+        return True
     except OSError:
-        return  # not a folder, or not ours to list: whatever uses it will say so
-    if not entries or entries & _HOME_ENTRIES:
-        _tighten(path)
+        return False  # not a folder, or not ours to list: whatever uses it will say so
+    return not entries or bool(entries & _HOME_ENTRIES)
+
+
+def make_private(path: Path) -> None:
+    """Tighten `path` (see is_reynolds_home) to its owner alone."""
+    _tighten(path)
 
 
 def tighten(path: Path) -> None:

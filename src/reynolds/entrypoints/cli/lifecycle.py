@@ -17,11 +17,11 @@ from typing import Annotated, BinaryIO
 import typer
 from rich.markup import escape
 
-from reynolds.adapters.private_dirs import make_private_dir
+from reynolds.adapters.private_dirs import is_reynolds_home, make_private
 from reynolds.entrypoints import secret_env
 from reynolds.entrypoints.cli.client import ClientError, ReynoldsClient
 from reynolds.entrypoints.cli.state import CliState, state
-from reynolds.errors import AlreadyRunning, InvalidInput, ReynoldsError, StoreError
+from reynolds.errors import AlreadyRunning, ReynoldsError, StoreError
 from reynolds.settings import Settings
 
 START_TIMEOUT_S = 60.0
@@ -45,16 +45,13 @@ def serve(ctx: typer.Context) -> None:
 
     try:
         run_server(settings)
-    except InvalidInput as exc:
-        # One line, however long: whoever reads the log greps for it.
-        st.err.print(f"[red]error:[/] {escape(exc.message)}", soft_wrap=True)
-        raise typer.Exit(2) from None
     except AlreadyRunning as exc:
         st.err.print(f"[red]error:[/] Reynolds is already running for {settings.home}: {exc}")
         raise typer.Exit(1) from None
     except ReynoldsError as exc:
-        # One line: `start` finds it in the log and shows it.
-        st.err.print(f"[red]{ERROR_PREFIX}[/] {escape(exc.message)}")
+        # One line, however long (a bad configuration, a damaged store, a port in use...):
+        # `start` finds it in the log and shows it.
+        st.err.print(f"[red]{ERROR_PREFIX}[/] {escape(exc.message)}", soft_wrap=True)
         raise typer.Exit(1) from None
     except KeyboardInterrupt:
         raise typer.Exit(130) from None
@@ -268,12 +265,13 @@ def _migrate(st: CliState, settings: Settings) -> None:
 
 
 def _prepare_home(st: CliState, settings: Settings) -> None:
-    from reynolds.adapters.home import prepare_home, writing
+    from reynolds.adapters.home import prepare_home
 
     try:
-        with writing(settings.home):
-            make_private_dir(settings.home)
+        ours = is_reynolds_home(settings.home)
         prepare_home(settings.home, settings.log_dir)
+        if ours:
+            make_private(settings.home)
     except StoreError as exc:
         st.err.print(f"[red]{ERROR_PREFIX}[/] {escape(exc.message)}")
         raise typer.Exit(1) from None

@@ -163,3 +163,40 @@ def assert_hidden(text: str) -> None:
     """Neither the password nor its URL-quoted form appears in `text`."""
     for form in (PASSWORD, quote(PASSWORD, safe="")):
         assert form not in text
+
+
+@pytest.mark.xfail(strict=True, reason="pg_dump gets PGPASSWORD and the whole environment")
+def test_pg_dump_reads_the_password_from_a_private_file_and_gets_no_other_secret(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # /proc shows a program's environment to every process of its user while it runs: the
+    # password goes in a file only its owner can read, removed afterwards, and the caller's
+    # other secrets stay behind.
+    monkeypatch.setenv("REYNOLDS_API_TOKEN", "api-token-4f2a")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "aws-secret-9c1d")
+    monkeypatch.setenv("PGPASSWORD", "stale-password")
+    monkeypatch.setenv("PGSSLMODE", "require")
+    seen: dict[str, Any] = {}
+
+    def fake_run(argv: list[str], **options: Any) -> subprocess.CompletedProcess[str]:
+        env = options["env"]
+        passfile = Path(env["PGPASSFILE"])
+        seen.update(env=env, passfile=passfile, mode=passfile.stat().st_mode & 0o777)
+        seen["content"] = passfile.read_text(encoding="utf-8")
+        return subprocess.CompletedProcess(argv, 1, "", "pg_dump: error: nope\n")
+
+    monkeypatch.setattr(backups.shutil, "which", lambda tool: f"/usr/bin/{tool}")
+    monkeypatch.setattr(backups.subprocess, "run", fake_run)
+    password = "p:w\\d"
+    url = make_url("postgresql+psycopg://reynolds@db:5432/reynolds")
+    with pytest.raises(BackupError):
+        backups.backup(url.set(password=password).render_as_string(False), tmp_path / "x.dump")
+
+    env = seen["env"]
+    assert "PGPASSWORD" not in env
+    assert "REYNOLDS_API_TOKEN" not in env and "AWS_SECRET_ACCESS_KEY" not in env
+    assert env["PGSSLMODE"] == "require" and env["PATH"]
+    assert seen["mode"] == 0o600
+    # libpq's format: `:` and `\` in a field are escaped with a backslash.
+    assert seen["content"] == "*:*:*:*:p\\:w\\\\d\n"
+    assert not seen["passfile"].exists()

@@ -4,7 +4,8 @@ SQLite: the online backup API, a consistent copy even while the server writes (W
 block the writer). PostgreSQL: `pg_dump --format=custom`, put back by `pg_restore` in one
 transaction. A backup is checked before it is restored (integrity, our tables, a schema revision
 this version knows), and migrated to the latest schema afterwards, so an older backup comes back
-in the current shape. The password never reaches an argv: the tools get it as PGPASSWORD.
+in the current shape. The password never reaches an argv or an environment: the tools read
+it from a private password file (PGPASSFILE).
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ import re
 import shutil
 import sqlite3
 import subprocess
+import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -40,6 +43,8 @@ PGDUMP_MAGIC = b"PGDMP"
 REQUIRED_TABLES = frozenset({"alembic_version", "tasks", "subtasks"})
 _BUSY_TIMEOUT_S = 10.0
 _CONNECT_TIMEOUT_S = "10"
+# What the PostgreSQL tools keep of the caller's environment, besides `LC_*` and `PG*`.
+_KEPT = frozenset({"PATH", "HOME", "LANG", "TMPDIR", "TZ"})
 # A `pg_restore --list` line for a table: "215; 1259 16393 TABLE public tasks owner".
 _TOC_TABLE = re.compile(r"^\d+; \d+ \d+ TABLE \S+ (\S+) ", re.MULTILINE)
 
@@ -63,18 +68,42 @@ class Backup:
 @dataclass(frozen=True, slots=True)
 class LibpqTarget:
     """How pg_dump and pg_restore reach the database: a URI without the password, which they
-    get through PGPASSWORD in their environment instead."""
+    read from a private password file instead."""
 
     dsn: str
     password: str | None
 
-    def env(self) -> dict[str, str]:
-        env = dict(os.environ)
-        if self.password is not None:
-            env["PGPASSWORD"] = self.password
+    def env(self, passfile: Path | None = None) -> dict[str, str]:
+        """What the tools run with: the basics and the caller's libpq settings (`PG*`), the
+        password only as `passfile` (see `password_file`), nothing else of the caller's."""
+        env = {
+            name: value
+            for name, value in os.environ.items()
+            if name in _KEPT or name.startswith(("LC_", "PG"))
+        }
+        env.pop("PGPASSWORD", None)
+        env.pop("PGPASSFILE", None)
+        if passfile is not None:
+            env["PGPASSFILE"] = str(passfile)
         # libpq waits forever for an unreachable host by default.
         env.setdefault("PGCONNECT_TIMEOUT", _CONNECT_TIMEOUT_S)
         return env
+
+    @contextlib.contextmanager
+    def password_file(self) -> Iterator[Path | None]:
+        """A libpq password file holding the password, readable by its owner alone, removed
+        on exit (None without a password): /proc would show PGPASSWORD to every process of
+        the user while the tool runs."""
+        if self.password is None:
+            yield None
+            return
+        escaped = self.password.replace("\\", "\\\\").replace(":", "\\:")
+        with tempfile.TemporaryDirectory(prefix="reynolds-pg-") as folder:
+            path = Path(folder) / "pgpass"
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                handle.write(f"*:*:*:*:{escaped}\n")
+            yield path
 
     def hide(self, text: str) -> str:
         return text.replace(self.password, "***") if self.password else text
@@ -387,17 +416,24 @@ def _run(
     if executable is None:
         raise BackupError(f"{tool} not found on PATH: install the PostgreSQL client tools")
     try:
-        return subprocess.run(
-            [executable, *args],
-            env=target.env() if target is not None else None,
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            text=True,
-            errors="replace",
-            check=False,
-        )
+        if target is None:
+            return _call([executable, *args], None)
+        with target.password_file() as passfile:
+            return _call([executable, *args], target.env(passfile))
     except OSError as exc:
         raise BackupError(f"cannot run {tool}: {exc.strerror or exc}") from None
+
+
+def _call(argv: list[str], env: dict[str, str] | None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        argv,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        errors="replace",
+        check=False,
+    )
 
 
 def _tool_error(done: subprocess.CompletedProcess[str], target: LibpqTarget | None = None) -> str:

@@ -9,8 +9,6 @@ from reynolds.core import substitution
 from reynolds.core.substitution import substitute
 from reynolds.errors import ActionDenied
 
-pytestmark = pytest.mark.xfail(strict=True, reason="substitution has no size limit")
-
 
 def test_an_element_that_would_outgrow_the_kernels_limit_is_refused_before_it_is_built() -> None:
     limit = substitution.MAX_ELEMENT_BYTES

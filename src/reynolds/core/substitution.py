@@ -8,6 +8,11 @@ from collections.abc import Mapping, Sequence
 from reynolds.errors import ActionDenied
 
 PLACEHOLDER = re.compile(r"\{(component|taskId|subtaskId|step|taskType|attempt)\}")
+# Linux runs no program with an argument of more than 128 KiB (MAX_ARG_STRLEN, its NUL
+# included); argv and environment share about 2 MiB. A request of 1 MiB that repeats
+# `{component}` could otherwise build tens of megabytes for each running subtask.
+MAX_ELEMENT_BYTES = 128 * 1024 - 1
+MAX_ARGV_BYTES = 1024 * 1024
 
 
 def substitute(
@@ -18,6 +23,7 @@ def substitute(
     A substituted value that would start an element with `-` is refused (it would be read
     as an option) unless `allow_option_values` is set. Values are never split or re-read.
     """
+    _check_sizes(argv, values)
     out: list[str] = []
     for element in argv:
         if "{" not in element:
@@ -32,3 +38,35 @@ def substitute(
             )
         out.append(replaced)
     return out
+
+
+def _check_sizes(argv: Sequence[str], values: Mapping[str, str]) -> None:
+    """Refuse, before building anything, an element or an argv that substitution would make
+    larger than a program may be given (UTF-8 bytes; elements without placeholders count as
+    written)."""
+    lengths: dict[str, int] | None = None
+    total = 0
+    for index, element in enumerate(argv):
+        if "{" not in element:
+            total += len(element)
+            continue
+        if lengths is None:
+            lengths = {name: len(value.encode()) for name, value in values.items()}
+        size = len(element.encode())
+        for match in PLACEHOLDER.finditer(element):
+            name = match.group(1)
+            if name in lengths:
+                size += lengths[name] - len(match.group(0))
+        if size > MAX_ELEMENT_BYTES:
+            raise ActionDenied(
+                f"argument {index} would be {size:,} bytes after substitution; "
+                f"a program may be given at most {MAX_ELEMENT_BYTES:,} bytes an argument",
+                reason="too_long",
+            )
+        total += size
+    if total > MAX_ARGV_BYTES:
+        raise ActionDenied(
+            f"the arguments would be {total:,} bytes after substitution; "
+            f"at most {MAX_ARGV_BYTES:,} bytes in all",
+            reason="too_long",
+        )

@@ -57,6 +57,8 @@ def make_settings(tmp_path: Path, token: bool, **options: Any) -> Settings:
         secrets_dir=tmp_path / "secrets",
         api_token=TOKEN if token else None,
         personality="off",
+        # Whatever REYNOLDS_PORT says (CI sets one): the test speaks to port 8080.
+        port=8080,
         **options,
     )
 

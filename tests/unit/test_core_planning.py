@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import math
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from reynolds.core import planning
 from reynolds.core.graph import Graph, Node
 from reynolds.core.models import ShellAction, Strategy
+from reynolds.errors import InvalidInput
 
 TRUE = ShellAction(kind="shell", argv=["true"])
 POOLS = {"devops": 3, "platform": 2, "code": 3}
@@ -61,6 +63,27 @@ def test_history_is_used_when_no_estimate_is_given() -> None:
     keys = {nid: planning.history_keys("t", n) for nid, n in g.nodes.items()}
     est = planning.estimates(g, keys, {keys["c0"][0]: 7.5}, 1.0)
     assert est == {"c0": 7.5, "c1": 7.5}  # same argv, same history key
+
+
+def test_a_long_argv_is_remembered_by_a_digest_that_tells_argvs_apart() -> None:
+    # The store keeps keys of at most 1,000 characters (PostgreSQL refuses longer ones).
+    def key(arg: str) -> str:
+        action = ShellAction(kind="shell", argv=["echo", "{component}", arg])
+        return planning.history_keys("t", Node(id="a", seq=0, action=action, component="c"))[0]
+
+    long_a, long_b, short = key("a" * 5000), key("a" * 4999 + "b"), key("a")
+    assert long_a.startswith("argv:sha256:") and len(long_a) < 100
+    assert long_a != long_b
+    assert long_a == key("a" * 5000)
+    assert short == 'argv:["echo","c","a"]'
+
+
+def test_a_subtask_too_long_to_run_is_refused_when_planned() -> None:
+    action = ShellAction(kind="shell", argv=["echo", "{component}" * 400])
+    node = Node(id="s:big", seq=0, action=action, component="x" * 500)
+    with pytest.raises(InvalidInput) as refused:
+        planning.history_keys("t", node)
+    assert "s:big" in refused.value.message and "200,000 bytes" in refused.value.message
 
 
 @given(st.integers(1, 40), st.integers(1, 12))

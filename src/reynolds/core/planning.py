@@ -6,6 +6,7 @@ The executor and the planner's simulation share `order_key`, `place` (routing.ro
 
 from __future__ import annotations
 
+import hashlib
 import heapq
 import json
 from collections.abc import Callable, Mapping, Sequence
@@ -16,17 +17,30 @@ from reynolds.core.graph import Graph, Node, bottom_levels, critical_path
 from reynolds.core.models import ShellAction, Strategy
 from reynolds.core.routing import PoolView, RoutingDecision, route
 from reynolds.core.substitution import substitute
+from reynolds.errors import ActionDenied, InvalidInput
 
 OrderKey = tuple[float, ...]
+# History keys longer than this are kept as a digest (the store's key column holds 1,000).
+_LONGEST_PLAIN_KEY = 512
 
 
 def history_keys(task_type: str, node: Node) -> list[str]:
-    """Duration-history keys, most specific first: the substituted argv, then the step."""
+    """Duration-history keys, most specific first: the substituted argv (a digest of it when
+    long, so that keys stay small in memory and in the store), then the step.
+
+    A subtask whose argv would be too long to run once substituted is refused here, when the
+    task is submitted: InvalidInput naming it, before anything runs."""
     keys: list[str] = []
     if isinstance(node.action, ShellAction):
         values = {"component": node.component or "", "step": node.step or "", "taskType": task_type}
-        argv = substitute(node.action.argv, values, allow_option_values=True)
-        keys.append("argv:" + json.dumps(argv, separators=(",", ":")))
+        try:
+            argv = substitute(node.action.argv, values, allow_option_values=True)
+        except ActionDenied as exc:
+            raise InvalidInput(f"subtask {node.id!r}: {exc.message}", field="task") from None
+        text = json.dumps(argv, separators=(",", ":"))
+        if len(text) > _LONGEST_PLAIN_KEY:
+            text = "sha256:" + hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+        keys.append("argv:" + text)
     keys.append(f"step:{task_type}:{node.step or node.id}")
     return keys
 

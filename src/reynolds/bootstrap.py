@@ -4,15 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
-import gc
 import logging
 import os
-import signal
-import socket
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,7 +36,7 @@ from reynolds.adapters.store.lock import HomeLock
 from reynolds.adapters.store.ownership import home_server_id
 from reynolds.adapters.store.sql import SqlStore
 from reynolds.core.pools import PoolSet, resource_limits
-from reynolds.errors import CannotListen, InvalidInput, ReynoldsError
+from reynolds.errors import InvalidInput, ReynoldsError
 from reynolds.services.analysis import CachedAnalysis, HistoryVersion
 from reynolds.services.engine import Engine
 from reynolds.services.events import EventBus
@@ -244,114 +240,25 @@ async def build(settings: Settings, *, hold_lock: bool = True) -> Container:
         raise
 
 
-def server_options(settings: Settings) -> dict[str, Any]:
-    """uvicorn's settings. None of them ends a request that is still being answered: a
-    `wait: true` orchestrate call may take up to an hour (timeoutSeconds ≤ 3600).
-    `timeout_keep_alive` closes idle connections between requests only, and the graceful
-    shutdown timeout applies only when the server stops."""
-    return {
-        "host": settings.host,
-        "port": settings.port,
-        "log_level": "warning",
-        # Off: request lines hold task ids and query strings, and nothing here needs them.
-        "access_log": False,
-        "timeout_keep_alive": 5,
-        "timeout_graceful_shutdown": 10,
-        # The rate limit keys on the peer address; a forwarded header must not change it.
-        "proxy_headers": False,
-    }
-
-
-def listen(settings: Settings) -> list[socket.socket]:
-    """The server's sockets, bound before anything else starts, so that a taken port is
-    refused before the store is opened or a task resumed; CannotListen saying why. Made as
-    asyncio's create_server makes them (one per address of the host, TCP_NODELAY follows
-    from the protocol), as uvicorn would have."""
-    where = f"{settings.host}:{settings.port}"
-    try:
-        infos = socket.getaddrinfo(
-            settings.host or None,
-            settings.port,
-            type=socket.SOCK_STREAM,
-            flags=socket.AI_PASSIVE,
-        )
-    except OSError as exc:
-        raise CannotListen(f"cannot listen on {where}: {exc.strerror or exc}") from None
-    sockets: list[socket.socket] = []
-    try:
-        for family, kind, proto, _, address in dict.fromkeys(infos):
-            sock = socket.socket(family, kind, proto)
-            sockets.append(sock)
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            if family == socket.AF_INET6:
-                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-            sock.bind(address)
-    except OSError as exc:
-        for sock in sockets:
-            sock.close()
-        why = "address already in use" if exc.errno == errno.EADDRINUSE else exc.strerror
-        raise CannotListen(f"cannot listen on {where}: {why or exc}") from None
-    return sockets
-
-
-def serve(settings: Settings) -> None:
-    """Run the server in the foreground until SIGTERM/SIGINT. What keeps it from starting is a
-    ReynoldsError saying why in one line (the CLI prints it); nothing is served until the store
-    is checked, the tasks resumed and the port taken."""
+@contextlib.contextmanager
+def server_process(settings: Settings) -> Iterator[None]:
+    """What a server process holds while it serves: its home (private, writable), the
+    scheduler lock, the pid file, and the tag its helpers inherit. Refused in one line
+    (ReynoldsError) before anything else: a bad pool file, an action user this process cannot
+    switch to, a home it cannot write, another server on the home."""
     make_private_dirs(settings)
-    # Refused here, before anything listens: a bad pool file or an action user this server
-    # cannot switch to (InvalidInput, one line for the command).
     action_user(settings, load_pools(settings))
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    # The MCP SDK logs a line per request at INFO; the server's own log keeps to its events.
-    logging.getLogger("mcp").setLevel(logging.WARNING)
     lock = HomeLock(settings.lock_file)
     lock.acquire()
     try:
         with writing(settings.home):
             settings.pid_file.write_text(f"{os.getpid()}\n", encoding="utf-8")
-        sockets = listen(settings)
         # Inherited by the server's helpers (the python workers and whatever they start), so
         # that the next server kills what they left should this one be killed.
         os.environ[TAG_NAME] = helper_tag()
-        try:
-            # asyncio's own loop, as uvicorn chooses when uvloop is not installed (it is not a
-            # dependency); the container is built in it first, so its failures are ours to show.
-            asyncio.run(_serve(settings, sockets))
-        finally:
-            for sock in sockets:
-                sock.close()
-    except asyncio.CancelledError:
-        log.info("stopped while starting")
+        yield
     finally:
         with contextlib.suppress(OSError):
             if settings.pid_file.read_text(encoding="utf-8").strip() == str(os.getpid()):
                 settings.pid_file.unlink()
         lock.release()
-
-
-async def _serve(settings: Settings, sockets: list[socket.socket]) -> None:
-    import uvicorn
-
-    from reynolds.entrypoints.http import create_app
-
-    # Until uvicorn takes the signals over, SIGTERM stops the start-up, and build() stops
-    # whatever it had started (resumed subtasks included).
-    loop = asyncio.get_running_loop()
-    starting = asyncio.current_task()
-    assert starting is not None
-    loop.add_signal_handler(signal.SIGTERM, starting.cancel)
-    try:
-        container = await build(settings, hold_lock=False)
-    finally:
-        loop.remove_signal_handler(signal.SIGTERM)
-    app = create_app(settings, container=container)
-    server = uvicorn.Server(uvicorn.Config(app, **server_options(settings)))
-    # Long-lived start-up objects leave the collector's view, and young collections run
-    # every 50,000 allocations rather than 700: under load the default's frequent pauses
-    # showed up in status latency (p95 145–177 ms against 68–118 ms with this, same run).
-    gc.freeze()
-    gc.set_threshold(50_000, 20, 20)
-    await server.serve(sockets=sockets)

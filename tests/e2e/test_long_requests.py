@@ -9,8 +9,8 @@ import pytest
 from cli_support import Server
 from pydantic import ValidationError
 
-from reynolds.bootstrap import server_options
 from reynolds.core.models import OrchestrateRequest
+from reynolds.entrypoints.http.server import server_options
 from reynolds.settings import Settings
 
 

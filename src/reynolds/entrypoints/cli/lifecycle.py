@@ -41,7 +41,7 @@ def serve(ctx: typer.Context) -> None:
     st = state(ctx)
     settings = st.settings
     # Imported here so that client commands never pay for the server stack.
-    from reynolds.bootstrap import serve as run_server
+    from reynolds.entrypoints.http.server import serve as run_server
 
     try:
         run_server(settings)

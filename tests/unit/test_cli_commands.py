@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import types
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +13,8 @@ from typer.testing import CliRunner
 
 from reynolds.entrypoints.cli import app, orchestrate
 from reynolds.entrypoints.cli.client import ReynoldsClient
-from reynolds.errors import AlreadyRunning
+from reynolds.adapters.store.lock import HomeLock
+from reynolds.settings import Settings
 
 runner = CliRunner()
 
@@ -146,17 +146,14 @@ def test_logs_refuses_a_component_that_is_a_path(home: Path) -> None:
     assert result.exit_code == 2
 
 
-def test_serve_reports_a_held_home_in_one_line_and_exits_1(
-    home: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    def held(settings: object) -> None:
-        raise AlreadyRunning("the lock is held by pid 1")
-
-    fake = types.ModuleType("reynolds.bootstrap")
-    fake.serve = held  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "reynolds.bootstrap", fake)
-
-    result = runner.invoke(app, ["serve"])
+def test_serve_reports_a_held_home_in_one_line_and_exits_1(home: Path) -> None:
+    # Another scheduler's lock, really held: serve must refuse before it listens or builds.
+    lock = HomeLock(Settings().lock_file)
+    lock.acquire()
+    try:
+        result = runner.invoke(app, ["serve"])
+    finally:
+        lock.release()
 
     assert result.exit_code == 1
     assert "already running" in result.output

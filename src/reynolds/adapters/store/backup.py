@@ -29,7 +29,7 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from sqlalchemy.pool import NullPool
 
-from reynolds.adapters.store.database import display_url, migrate, reason
+from reynolds.adapters.store.connect import display_url, migrate, reason
 from reynolds.adapters.store.integrity import is_damage
 from reynolds.adapters.store.migrate import known_revisions
 from reynolds.adapters.store.schema import metadata

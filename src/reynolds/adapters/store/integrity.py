@@ -30,7 +30,7 @@ from sqlalchemy.exc import ProgrammingError, SQLAlchemyError
 from sqlalchemy.pool import NullPool
 
 from reynolds.adapters.home import writing
-from reynolds.adapters.store.database import display_url, ping, reason
+from reynolds.adapters.store.connect import display_url, ping, reason
 from reynolds.adapters.store.schema import store_identity, tasks
 from reynolds.errors import StoreDamaged, StoreError, StoreUnavailable
 

@@ -22,7 +22,7 @@ from pathlib import Path
 from sqlalchemy import Connection, Engine, delete, insert, or_, select, update
 
 from reynolds.adapters.home import writing
-from reynolds.adapters.store.database import reason
+from reynolds.adapters.store.connect import reason
 from reynolds.adapters.store.schema import servers, tasks
 from reynolds.errors import StoreError
 from reynolds.services.ports import SERVER_STALE_AFTER_S, Row

@@ -7,7 +7,6 @@ import asyncio
 import contextlib
 import itertools
 import logging
-import math
 import queue
 import sqlite3
 import threading
@@ -17,12 +16,12 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future
 from typing import Any
 
-from sqlalchemy import Engine, Select, Table, and_, create_engine, event, func, or_, select
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+from sqlalchemy import Select, Table, and_, func, or_, select
+from sqlalchemy.exc import SQLAlchemyError
 
-from reynolds.adapters.store.batch import IN_CHUNK, Batch, BatchWriter, primary_key
-from reynolds.adapters.store.database import migrate
+from reynolds.adapters.store import rows
+from reynolds.adapters.store.batch import IN_CHUNK, Batch, BatchWriter
+from reynolds.adapters.store.connect import describe, make_engine, migrate
 from reynolds.adapters.store.integrity import (
     StoreMarker,
     adopt,
@@ -33,7 +32,7 @@ from reynolds.adapters.store.integrity import (
     shown,
 )
 from reynolds.adapters.store.ownership import HEARTBEAT_INTERVAL_S, UNFINISHED, Heartbeat, claim
-from reynolds.adapters.store.postgres import PostgresBatchWriter
+from reynolds.adapters.store.postgres_writer import PostgresBatchWriter
 from reynolds.adapters.store.schema import (
     attempts,
     audit,
@@ -49,24 +48,9 @@ from reynolds.services.ports import Row
 
 logger = logging.getLogger(__name__)
 
-_BUSY_TIMEOUT_MS = 10_000
 # Bounds one transaction's size; whatever is left waits for the next batch.
 _MAX_BATCH = 20_000
-_EVENT_COLUMNS = ("task_id", "subtask_id", "kind", "data", "at")
-_AUDIT_COLUMNS = tuple(column.name for column in audit.columns if column.name != "seq")
-_AUDIT_KEYS = frozenset(_AUDIT_COLUMNS)
-_AUDIT_REQUIRED = ("at", "kind", "decision")
 AUDIT_MAX_LIMIT = 10_000
-_DECISION_KEYS = frozenset(
-    column.name for column in orchestration_decisions.columns if column.name != "seq"
-)
-
-# Queue items are (kind, payload); kind is a table for upserts, else one of these.
-_EVENT, _DURATION, _AUDIT, _FLUSH, _STOP = "event", "duration", "audit", "flush", "stop"
-_AUDIT_LATER = "audit_later"
-_DECISION, _SCALING = "decision", "scaling"
-_SCALING_KEYS = frozenset(column.name for column in scaling_events.columns if column.name != "id")
-_Item = tuple[Table | str, Any]
 
 
 class SqlStore:
@@ -93,7 +77,7 @@ class SqlStore:
     ) -> None:
         self._url = url
         self._batch_interval_s = batch_interval_s
-        self._engine = _make_engine(url)
+        self._engine = make_engine(url)
         self._shown = shown(url)
         self._marker = marker
         self.identity: str | None = None  # the store's, once started
@@ -109,7 +93,7 @@ class SqlStore:
             if dialect.name == "postgresql"
             else BatchWriter(dialect, owned)
         )
-        self._queue: queue.SimpleQueue[_Item] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[rows.Item] = queue.SimpleQueue()
         self._wake = threading.Event()
         self._marks = itertools.count(1)
         self._enqueued = 0  # the mark of the last queued write
@@ -147,7 +131,7 @@ class SqlStore:
             except StoreError as exc:
                 failure = exc
             self._closed = True
-            self._queue.put((_STOP, None))
+            self._queue.put((rows.STOP, None))
             self._wake.set()
             self._thread.join(timeout=60)
             if self._thread.is_alive():
@@ -205,55 +189,27 @@ class SqlStore:
         self._put(attempts, row)
 
     def add_event(self, row: Row) -> None:
-        unknown = row.keys() - _EVENT_COLUMNS
-        if unknown or "task_id" not in row or "kind" not in row:
-            raise StoreError("an event needs task_id and kind", unknown=sorted(unknown))
-        self._enqueue(
-            _EVENT,
-            {
-                "task_id": row["task_id"],
-                "subtask_id": row.get("subtask_id"),
-                "kind": row["kind"],
-                "data": row.get("data"),
-                "at": time.time() if row.get("at") is None else row["at"],
-            },
-        )
+        self._enqueue(rows.EVENT, rows.event_row(row))
 
     def add_audit(self, row: Row) -> None:
         """Append one audit record (committed with the batch it lands in)."""
-        self._enqueue(_AUDIT, _audit_row(row))
+        self._enqueue(rows.AUDIT, rows.audit_row(row))
 
     def add_audit_later(self, build: Callable[[], Row]) -> None:
         """Append the audit record `build()` returns, called on the writer thread when the
         batch it lands in is made; one it fails to make is logged and left out."""
-        self._enqueue(_AUDIT_LATER, build)
+        self._enqueue(rows.AUDIT_LATER, build)
 
     def add_decision(self, row: Row) -> None:
         """Append one routing decision; the row names every column but `seq`."""
-        if row.keys() != _DECISION_KEYS:
-            raise StoreError(
-                "a routing decision needs exactly its columns",
-                unknown=sorted(row.keys() - _DECISION_KEYS),
-                missing=sorted(_DECISION_KEYS - row.keys()),
-            )
-        self._enqueue(_DECISION, row)
+        self._enqueue(rows.DECISION, rows.decision_row(row))
 
     def add_scaling_event(self, row: Row) -> None:
         """Append one change of a pool's replicas; the row names every column but `id`."""
-        if row.keys() != _SCALING_KEYS:
-            raise StoreError(
-                "a scaling event needs exactly its columns",
-                unknown=sorted(row.keys() - _SCALING_KEYS),
-                missing=sorted(_SCALING_KEYS - row.keys()),
-            )
-        self._enqueue(_SCALING, row)
+        self._enqueue(rows.SCALING, rows.scaling_row(row))
 
     def record_duration(self, keys: Sequence[str], seconds: float, ok: bool) -> None:
-        if not math.isfinite(seconds) or seconds < 0:
-            raise StoreError("a duration must be a finite number of seconds", seconds=seconds)
-        # A bare string is one key, not a sequence of one-letter keys.
-        names = (keys,) if isinstance(keys, str) else tuple(keys)
-        self._enqueue(_DURATION, (names, float(seconds), bool(ok), time.time()))
+        self._enqueue(rows.DURATION, rows.duration(keys, seconds, ok))
 
     def on_commit(self, callback: Callable[[list[Row]], None]) -> None:
         """Register a callback run (in the writer thread) with the events of each commit."""
@@ -266,16 +222,7 @@ class SqlStore:
         self._enqueue_flush().result()
 
     def _put(self, table: Table, row: Row) -> None:
-        unknown = row.keys() - table.columns.keys()
-        missing = [name for name in primary_key(table) if name not in row]
-        if unknown or missing:
-            raise StoreError(
-                f"a {table.name} row needs its key and only known columns",
-                unknown=sorted(unknown),
-                missing=missing,
-            )
-        # A shallow copy: the caller may go on changing its own dict.
-        self._enqueue(table, dict(row))
+        self._enqueue(table, rows.table_row(table, row))
 
     def _enqueue(self, kind: Table | str, payload: Any) -> None:
         if self._closed:
@@ -301,7 +248,7 @@ class SqlStore:
         if threading.current_thread() is self._thread:
             raise StoreError("an on_commit callback cannot flush: it would wait for itself")
         future: Future[None] = Future()
-        self._queue.put((_FLUSH, (future, self._dropped)))
+        self._queue.put((rows.FLUSH, (future, self._dropped)))
         self._wake.set()
         return future
 
@@ -317,7 +264,7 @@ class SqlStore:
                     logger.exception("store writer failed on a batch")
                     self._dropped += 1
                     self._resolve(items)
-                if any(kind == _STOP for kind, _ in items):
+                if any(kind == rows.STOP for kind, _ in items):
                     return
         except BaseException as exc:
             # Nothing is committed any more: say so loudly, and in every health check.
@@ -331,7 +278,7 @@ class SqlStore:
         finally:
             self._fail_leftovers()
 
-    def _collect(self) -> list[_Item]:
+    def _collect(self) -> list[rows.Item]:
         """The first item, then whatever else arrives within the batch interval; a flush or
         a stop cuts the wait short so that it is answered at once.
 
@@ -339,7 +286,7 @@ class SqlStore:
         would take the GIL from the event loop that is producing the items.
         """
         items = [self._queue.get()]
-        if items[0][0] not in (_FLUSH, _STOP):
+        if items[0][0] not in (rows.FLUSH, rows.STOP):
             self._wake.wait(self._batch_interval_s)
         self._wake.clear()
         # Read before draining: every item counted in the mark is in the queue by now.
@@ -351,8 +298,8 @@ class SqlStore:
                 break
         return items
 
-    def _commit(self, items: list[_Item]) -> None:
-        batch = _to_batch(items)
+    def _commit(self, items: list[rows.Item]) -> None:
+        batch = rows.to_batch(items)
         dropped = self._dropped
         committed = self._write(batch) if len(batch) else []
         if self._dropped == dropped and len(items) < _MAX_BATCH:
@@ -372,7 +319,7 @@ class SqlStore:
                 with self._engine.begin() as conn:
                     return self._writer.write(conn, batch)
             except Exception as exc:
-                self._last_error = _describe(exc)
+                self._last_error = describe(exc)
                 if is_damage(exc):
                     # Retrying cannot mend the file.
                     self._remember(failure(exc, self._url))
@@ -380,22 +327,22 @@ class SqlStore:
                 if attempts_left == 0:
                     self._dropped += 1
                     logger.error(
-                        "store commit failed; %d writes given up: %s", len(batch), _describe(exc)
+                        "store commit failed; %d writes given up: %s", len(batch), describe(exc)
                     )
                     return []
                 delay_s = self.retry_delays_s[-attempts_left]
                 attempts_left -= 1
                 logger.warning(
-                    "store commit failed, retrying in %.2f s: %s", delay_s, _describe(exc)
+                    "store commit failed, retrying in %.2f s: %s", delay_s, describe(exc)
                 )
                 time.sleep(delay_s)
 
-    def _resolve(self, items: list[_Item]) -> None:
+    def _resolve(self, items: list[rows.Item]) -> None:
         """Answer the flushes in `items`: each fails if a batch was given up since it was
         asked for, or since the last flush that reported one."""
         flushed = False
         for kind, payload in items:
-            if kind != _FLUSH:
+            if kind != rows.FLUSH:
                 continue
             future, dropped_before = payload
             flushed = True
@@ -421,7 +368,7 @@ class SqlStore:
                 kind, payload = self._queue.get_nowait()
             except queue.Empty:
                 return
-            if kind == _FLUSH and payload[0].set_running_or_notify_cancel():
+            if kind == rows.FLUSH and payload[0].set_running_or_notify_cancel():
                 payload[0].set_exception(self._failure or StoreError("the store is closed"))
 
     # -- reads --
@@ -520,96 +467,3 @@ class SqlStore:
     def _fetch(self, query: Select[Any]) -> list[Row]:
         with self._guard(), self._engine.connect() as conn:
             return [dict(row) for row in conn.execute(query).mappings()]
-
-
-def _to_batch(items: list[_Item]) -> Batch:
-    batch = Batch()
-    for kind, payload in items:
-        if isinstance(kind, Table):
-            batch.upserts.setdefault(kind, []).append(payload)
-        elif kind == _EVENT:
-            batch.events.append(payload)
-        elif kind == _DURATION:
-            batch.durations.append(payload)
-        elif kind == _AUDIT:
-            batch.audit.append(payload)
-        elif kind == _AUDIT_LATER:
-            row = _built_audit_row(payload)
-            if row is not None:
-                batch.audit.append(row)
-        elif kind == _DECISION:
-            batch.decisions.append(payload)
-        elif kind == _SCALING:
-            batch.scaling.append(payload)
-    return batch
-
-
-def _audit_row(row: Row) -> Row:
-    """`row` with every audit column, or StoreError naming what is wrong with it."""
-    # Every column present, so that one statement writes the whole batch's records; the
-    # engine passes them all, which is the cheap path (one per action attempt).
-    if row.keys() == _AUDIT_KEYS:
-        full = dict(row)
-    else:
-        full = {name: row.get(name) for name in _AUDIT_COLUMNS}
-    unknown = row.keys() - _AUDIT_KEYS
-    missing = [name for name in _AUDIT_REQUIRED if full[name] is None]
-    if unknown or missing:
-        raise StoreError(
-            "an audit record needs at, kind and decision, and only known columns",
-            unknown=sorted(unknown),
-            missing=missing,
-        )
-    return full
-
-
-def _built_audit_row(build: Callable[[], Row]) -> Row | None:
-    try:
-        return _audit_row(build())
-    except Exception:  # one record's failure must not take its batch down
-        logger.exception("an audit record could not be made; it is left out")
-        return None
-
-
-def _make_engine(url: str) -> Engine:
-    try:
-        parsed = make_url(url)
-    except ArgumentError:
-        raise StoreError("REYNOLDS_DATABASE_URL is not a database URL") from None
-    backend = parsed.get_backend_name()
-    if backend == "sqlite":
-        if parsed.database in (None, "", ":memory:"):
-            raise StoreError("SQLite needs a file: the writer and the readers share it")
-        # Parameters stay out of error messages: rows may hold secrets from task output.
-        engine = create_engine(parsed, hide_parameters=True)
-        event.listen(engine, "connect", _sqlite_pragmas)
-        return engine
-    if backend == "postgresql":
-        return create_engine(parsed, hide_parameters=True, pool_pre_ping=True)
-    raise StoreError(f"unsupported database {backend!r}: use sqlite or postgresql+psycopg")
-
-
-def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
-    cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
-    # Under WAL, NORMAL loses at most the last commits on power loss, never consistency.
-    cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.execute(f"PRAGMA busy_timeout={_BUSY_TIMEOUT_MS}")
-    cursor.close()
-
-
-def _describe(exc: BaseException) -> str:
-    """What failed, without the row values some database messages quote."""
-    cause = getattr(exc, "orig", None) or exc
-    sqlstate = getattr(cause, "sqlstate", None)
-    diag = getattr(cause, "diag", None)
-    if sqlstate and diag is not None and not sqlstate.startswith("08"):
-        where = ".".join(part for part in (diag.table_name, diag.column_name) if part)
-        detail = ", ".join(
-            part
-            for part in (where, diag.constraint_name and f"constraint {diag.constraint_name}")
-            if part
-        )
-        return f"{type(cause).__name__} (SQLSTATE {sqlstate}{', ' + detail if detail else ''})"
-    lines = str(cause).strip().splitlines()
-    return f"{type(cause).__name__}: {lines[0][:200] if lines else ''}"

@@ -49,7 +49,7 @@ def restore(
     st = state(ctx)
     settings = st.settings
     from reynolds.adapters.store import backup as backups
-    from reynolds.adapters.store.database import display_url
+    from reynolds.adapters.store.connect import display_url
     from reynolds.adapters.store.integrity import StoreMarker, adopt
     from reynolds.adapters.store.lock import HomeLock
 

@@ -235,7 +235,7 @@ def _check_production(st: CliState, settings: Settings) -> None:
     if not settings.redis_url:
         st.err.print("[yellow]warning:[/] REYNOLDS_REDIS_URL is unset; the cache stays in-process")
     # Imported here so that client commands never pay for the store stack.
-    from reynolds.adapters.store.database import display_url, ping
+    from reynolds.adapters.store.connect import display_url, ping
 
     url = settings.effective_database_url
     try:
@@ -251,7 +251,7 @@ def _migrate(st: CliState, settings: Settings) -> None:
     """Migrate before launching, so a schema problem is reported here rather than in the log;
     but first check that the database holds the store this home had (or none yet), which a
     migration would otherwise recreate empty."""
-    from reynolds.adapters.store.database import migrate
+    from reynolds.adapters.store.connect import migrate
     from reynolds.adapters.store.integrity import StoreMarker, check_before_start
 
     url = settings.effective_database_url

@@ -20,6 +20,7 @@ from mcp.client.stdio import StdioServerParameters, stdio_client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
 from mcp_types import CallToolResult
+from tests.helpers.polling import eventually
 
 TOKEN = "mcp-test-token"
 SCENARIO_TIMEOUT_S = 90.0
@@ -100,14 +101,6 @@ class ProgressLog:
     @property
     def values(self) -> list[float]:
         return [p for p, _, _ in self.seen]
-
-
-async def eventually(predicate: Callable[[], bool], timeout_s: float = 10.0) -> bool:
-    """Poll `predicate` without blocking the loop until it holds or `timeout_s` passes."""
-    with anyio.move_on_after(timeout_s):
-        while not predicate():
-            await anyio.sleep(POLL_S)
-    return predicate()
 
 
 # -- what both transports must do -----------------------------------------------------------

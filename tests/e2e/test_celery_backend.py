@@ -17,7 +17,8 @@ from typing import Any
 
 import httpx
 import pytest
-from cli_support import Server, free_port, make_server, output, wait_for
+from cli_support import Server, free_port, make_server, output
+from tests.helpers.polling import wait_for
 from tests.helpers.processes import descendants, is_running
 from tests.helpers.redis_server import RedisServer
 

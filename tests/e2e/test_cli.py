@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from cli_support import Server, output, wait_for
+from cli_support import Server, output
+from tests.helpers.polling import wait_for
 
 CHAIN_TASK = """\
 task:
@@ -253,11 +254,12 @@ def test_cancelling_a_sleeping_task_stops_it_quickly(live_server: Server) -> Non
     wait_for(
         lambda: task_result(live_server, task_id)["subtasks"][0]["status"] == "running",
         timeout_s=20,
+        interval_s=0.1,
     )
 
     started = time.monotonic()
     cancelled = live_server.run("tasks", "cancel", task_id)
-    final = wait_for(lambda: finished_result(live_server, task_id), timeout_s=10)
+    final = wait_for(lambda: finished_result(live_server, task_id), timeout_s=10, interval_s=0.1)
 
     assert cancelled.returncode == 0, output(cancelled)
     assert final["status"] == "cancelled"

@@ -7,15 +7,15 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from tests.helpers.processes import DAEMON, carrying, kill_carrying
+from tests.helpers.polling import wait_for
+from tests.helpers.processes import DAEMON, carrying, is_running, kill_carrying
 
 ROOT = Path(__file__).resolve().parents[2]
 PY = sys.executable
@@ -54,7 +54,7 @@ class Server:
             stderr=log,
             stdin=subprocess.DEVNULL,
         )
-        until(lambda: self._healthy(), 30, "server did not become healthy")
+        wait_for(lambda: self._healthy(), 30, "server did not become healthy")
 
     def _healthy(self) -> bool:
         assert self.proc is not None
@@ -87,22 +87,6 @@ class Server:
         r = httpx.get(f"{self.url}/tasks/{task_id}", timeout=30)
         assert r.status_code == 200, r.text
         return dict(r.json())
-
-
-def until(check: Callable[[], bool], timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(what)
-        time.sleep(0.05)
-
-
-def alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().rsplit(")", 1)[-1].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
 
 
 @pytest.fixture
@@ -159,16 +143,16 @@ def test_sigkill_mid_task_then_start_finishes_every_component_without_rerunning_
             if s["status"] == "succeeded"
         }
 
-    until(lambda: len(reported_successes()) >= 3, 30, "no progress before the crash")
+    wait_for(lambda: len(reported_successes()) >= 3, 30, "no progress before the crash")
     succeeded_before = reported_successes()
     slow_pid = int((pids / "slow-one").read_text())
-    assert alive(slow_pid), "the slow subtask should still be running at the crash"
+    assert is_running(slow_pid), "the slow subtask should still be running at the crash"
     server.kill()
-    assert alive(slow_pid), "a SIGKILLed server leaves its process groups behind"
+    assert is_running(slow_pid), "a SIGKILLed server leaves its process groups behind"
 
     server.start()
-    until(lambda: not alive(slow_pid), 10, "the restarted server did not kill the orphan")
-    until(
+    wait_for(lambda: not is_running(slow_pid), 10, "the restarted server did not kill the orphan")
+    wait_for(
         lambda: server.task(task["taskId"])["status"] not in ("running", "pending"),
         60,
         "the resumed task did not finish",
@@ -222,15 +206,15 @@ def test_processes_that_escaped_a_killed_server_die_when_it_starts_again(
             ],
         },
     )
-    until(
+    wait_for(
         lambda: daemon_pid.exists() and escaped_pid.read_text().strip().isdigit(),
         30,
         "the action did not start its processes",
     )
     escaped = [int(escaped_pid.read_text()), int(daemon_pid.read_text())]
     server.kill()
-    assert all(alive(pid) for pid in escaped), "they should outlive the killed server"
+    assert all(is_running(pid) for pid in escaped), "they should outlive the killed server"
 
     server.start()
-    until(lambda: not any(alive(pid) for pid in escaped), 10, "escaped processes live on")
-    until(lambda: not carrying(mark), 10, f"processes of the action live on: {carrying(mark)}")
+    wait_for(lambda: not any(is_running(pid) for pid in escaped), 10, "escaped processes live on")
+    wait_for(lambda: not carrying(mark), 10, f"processes of the action live on: {carrying(mark)}")

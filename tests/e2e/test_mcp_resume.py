@@ -11,8 +11,9 @@ from typing import Any
 
 import httpx
 import pytest
-from cli_support import Server, make_server, wait_for
+from cli_support import Server, make_server
 from mcp_support import NAP, TOKEN, auth, start
+from tests.helpers.polling import wait_for
 from tests.helpers.redis_keys import delete_redis_keys
 
 PROTOCOL = "2025-11-25"  # the first revision with priming events, which make resuming possible
@@ -158,7 +159,7 @@ def test_a_dropped_tool_call_stream_resumes_with_every_event_it_missed(server: S
                     last_id, before = event_id, [_progress(message)]
                     break
         # The connection is gone; the task runs to its end meanwhile.
-        wait_for(lambda: _finished(server, description), timeout_s=60)
+        wait_for(lambda: _finished(server, description), timeout_s=60, interval_s=0.1)
 
         after: list[float | None] = []
         ids: list[str] = []

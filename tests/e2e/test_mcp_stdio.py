@@ -16,7 +16,7 @@ from typing import Any
 
 import httpx
 import pytest
-from cli_support import Server, make_server, wait_for
+from cli_support import Server, make_server
 from mcp_support import (
     TOKEN,
     assert_agent_pools_resource_reads,
@@ -30,6 +30,7 @@ from mcp_support import (
     start,
     stdio_session,
 )
+from tests.helpers.polling import wait_for
 
 FRAME_TIMEOUT_S = 90.0
 EXIT_TIMEOUT_S = 30.0

@@ -16,8 +16,9 @@ from typing import Any, NoReturn
 
 import httpx
 import pytest
-from cli_support import Server, output, wait_for
+from cli_support import Server, output
 from sqlalchemy.engine import make_url
+from tests.helpers.polling import wait_for
 from tests.helpers.postgres import dedicated_database, unreachable
 from tests.helpers.redis_server import RedisServer
 

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import os
 import signal
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 POLL_INTERVAL_S = 0.02
@@ -94,23 +92,3 @@ def kill_carrying(entry: str) -> None:
             with contextlib.suppress(OSError):
                 os.kill(pid, signal.SIGKILL)
         time.sleep(POLL_INTERVAL_S)
-
-
-def wait_until(predicate: Callable[[], bool], timeout_s: float = 10.0) -> bool:
-    """Poll `predicate` until it holds or `timeout_s` passes; its last answer."""
-    deadline = time.monotonic() + timeout_s
-    while not predicate():
-        if time.monotonic() > deadline:
-            return predicate()
-        time.sleep(POLL_INTERVAL_S)
-    return True
-
-
-async def eventually(predicate: Callable[[], bool], timeout_s: float = 10.0) -> bool:
-    """`wait_until` for coroutines: polls without blocking the event loop."""
-    deadline = time.monotonic() + timeout_s
-    while not predicate():
-        if time.monotonic() > deadline:
-            return predicate()
-        await asyncio.sleep(POLL_INTERVAL_S)
-    return True

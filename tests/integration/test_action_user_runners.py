@@ -12,7 +12,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from tests.helpers.processes import descendants, is_running, wait_until
+from tests.helpers.polling import wait_until
+from tests.helpers.processes import descendants, is_running
 
 from reynolds.adapters.actions.identity import ActionUser, resolve_action_user
 from reynolds.adapters.actions.python_worker import PythonRunner

@@ -11,6 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.helpers.polling import wait_for_async
+from tests.helpers.processes import is_running
 
 from reynolds.bootstrap import Container, build
 from reynolds.core.models import Strategy, TaskSpec
@@ -137,7 +139,7 @@ async def test_a_timeout_kills_the_whole_process_group(app: Container, tmp_path:
     assert time.monotonic() - started < 10
     sub = result["subtasks"][0]
     assert (sub["status"], sub["reason"]) == ("failed", "timeout")
-    assert not _alive(int(pidfile.read_text()))
+    assert not is_running(int(pidfile.read_text()))
 
 
 async def test_cancel_stops_running_processes(app: Container, tmp_path: Path) -> None:
@@ -151,12 +153,12 @@ async def test_cancel_stops_running_processes(app: Container, tmp_path: Path) ->
     )
     run = await app.engine.submit(spec, Strategy(max_concurrency=2))
     pids = [tmp_path / "a.pid", tmp_path / "b.pid"]
-    await _until(lambda: all(p.exists() and p.read_text() for p in pids))
+    await wait_for_async(lambda: all(p.exists() and p.read_text() for p in pids))
     result = await app.engine.cancel(run.id)
     assert result["status"] == "cancelled"
     assert {s["status"] for s in result["subtasks"]} == {"cancelled"}
     for p in pids:
-        await _until(lambda p=p: not _alive(int(p.read_text())))
+        await wait_for_async(lambda p=p: not is_running(int(p.read_text())))
     assert not (tmp_path / "c.pid").exists()
 
 
@@ -247,22 +249,6 @@ async def test_a_missing_executable_fails_with_127(app: Container) -> None:
         app, {"type": "x", "steps": [{"name": "n", **shell("no-such-tool-xyz")}]}
     )
     assert result["subtasks"][0]["exitCode"] == 127
-
-
-async def _until(check: Any, timeout_s: float = 10) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.02)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().split(")")[-1].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
 
 
 @pytest.fixture

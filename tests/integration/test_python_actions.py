@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 import pytest
-from tests.helpers.processes import descendants, eventually, is_running, wait_until
+from tests.helpers.polling import eventually, wait_until
+from tests.helpers.processes import descendants, is_running
 
 from reynolds.adapters.actions.python_worker import PythonRunner, is_declared
 from reynolds.adapters.actions.shell import process_identity

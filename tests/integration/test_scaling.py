@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
 import sys
-import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from tests.helpers.polling import wait_for_async
 
 from reynolds.bootstrap import Container, build
 from reynolds.core.models import Strategy, TaskSpec
@@ -25,14 +24,6 @@ PY = sys.executable
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
-
-
-async def until(check: Callable[[], Any], timeout_s: float = 20) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.02)
 
 
 @pytest.fixture
@@ -95,15 +86,17 @@ async def test_a_burst_on_one_pool_scales_it_up_to_its_max_and_back_down_when_id
     )
     run = await app.engine.submit(spec, Strategy(max_concurrency=6))
 
-    await until(lambda: replicas(app, "devops") == 3)
-    await until(lambda: app.engine.free["devops"] == 0)  # the new replicas took queued work
+    await wait_for_async(lambda: replicas(app, "devops") == 3, 20)
+    await wait_for_async(
+        lambda: app.engine.free["devops"] == 0, 20
+    )  # the new replicas took queued work
     seen = {p["type"]: p for p in (await status(app))["pools"]}
     assert seen["devops"]["replicas"] == 3 and seen["devops"]["busy"] == 3
     assert seen["devops"]["queueDepth"] == 3
 
     gate.touch()
     assert await app.engine.wait(run, 30)
-    await until(lambda: replicas(app, "devops") == 1)
+    await wait_for_async(lambda: replicas(app, "devops") == 1, 20)
 
     after = await status(app)
     devops = next(p for p in after["pools"] if p["type"] == "devops")

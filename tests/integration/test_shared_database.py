@@ -3,13 +3,11 @@ the tasks no live server owns."""
 
 from __future__ import annotations
 
-import asyncio
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from tests.helpers.polling import wait_for_async
 
 from reynolds.bootstrap import build
 from reynolds.core.models import TaskSpec
@@ -31,13 +29,6 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
-async def until(check: Callable[[], bool], what: str, timeout_s: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not check():
-        assert time.monotonic() < deadline, what
-        await asyncio.sleep(0.02)
-
-
 async def test_a_server_resumes_the_tasks_of_a_stopped_server_and_not_of_a_live_one(
     tmp_path: Path, store_url: str
 ) -> None:
@@ -56,7 +47,7 @@ async def test_a_server_resumes_the_tasks_of_a_stopped_server_and_not_of_a_live_
     first = await build(settings("first"))
     try:
         run = await first.engine.submit(spec, None)
-        await until(marker.exists, "the subtask did not start")
+        await wait_for_async(marker.exists, 20, "the subtask did not start")
         beside = await build(settings("beside"))
         await beside.aclose()
     finally:

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, create_engine, event, select, update
 from sqlalchemy.pool import NullPool
+from tests.helpers.polling import wait_for
 
 from reynolds.adapters.store.ownership import home_server_id
 from reynolds.adapters.store.schema import servers, tasks
@@ -74,13 +75,6 @@ def claimed(store: SqlStore, **options: Any) -> list[str]:
     return [row["id"] for row in store.claim_unfinished(STALE_AFTER_S, **options)]
 
 
-def until(check: Callable[[], bool], what: str, timeout_s: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not check():
-        assert time.monotonic() < deadline, what
-        time.sleep(0.02)
-
-
 # -- registration --
 
 
@@ -102,14 +96,15 @@ def test_the_heartbeat_is_renewed_and_a_swept_server_registers_again(
 ) -> None:
     store = make_store(heartbeat_interval_s=0.05)
     first = server_rows(db)[store.server_id]["heartbeat_at"]
-    until(
-        lambda: server_rows(db)[store.server_id]["heartbeat_at"] > first, "no heartbeat was written"
+    wait_for(
+        lambda: server_rows(db)[store.server_id]["heartbeat_at"] > first,
+        what="no heartbeat was written",
     )
 
     with db.begin() as conn:
         conn.execute(servers.delete())
 
-    until(lambda: store.server_id in server_rows(db), "the server did not register again")
+    wait_for(lambda: store.server_id in server_rows(db), what="the server did not register again")
 
 
 # -- owners and claims --

@@ -12,7 +12,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from tests.helpers.processes import carrying, is_running, kill_carrying, wait_until
+from tests.helpers.polling import wait_until
+from tests.helpers.processes import carrying, is_running, kill_carrying
 
 PY = sys.executable
 ROOT = Path(__file__).resolve().parents[2]

@@ -18,14 +18,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.helpers.processes import (
-    DAEMON,
-    carrying,
-    eventually,
-    is_running,
-    kill_carrying,
-    wait_until,
-)
+from tests.helpers.polling import eventually, wait_until
+from tests.helpers.processes import DAEMON, carrying, is_running, kill_carrying
 
 from reynolds.adapters.actions.shell import ShellRunner
 from reynolds.bootstrap import Container, build

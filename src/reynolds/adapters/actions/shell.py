@@ -397,42 +397,14 @@ class ShellRunner:
     ) -> ActionResult:
         loop = asyncio.get_running_loop()
         done: asyncio.Future[None] = loop.create_future()
-        proc: _Direct | _Capture
         try:
-            if cwd == self._own_cwd and not self._switch:
-                proc = _Direct(loop, ctx.output_cap_bytes, done)
-                proc.start(args, env)
-                pid = proc.pid
-                close: Callable[[], None] = proc.abandon
-            else:
-                transport, proc = await loop.subprocess_exec(
-                    lambda: _Capture(ctx.output_cap_bytes, done),
-                    *args,
-                    stdin=asyncio.subprocess.DEVNULL,
-                    cwd=cwd,
-                    env=env,
-                    start_new_session=True,
-                    **self._switch,
-                )
-                pid = transport.get_pid()
-                close = transport.close
+            proc, pid, close, reap = await self._spawn(loop, done, ctx, args, cwd, env)
         except OSError as exc:
             return _spawn_failure(exc, args[0], cwd, action.cwd)
         if limits is not None and limits.any:
-            try:
-                apply_limits(pid, limits)
-            except ProcessLookupError:
-                pass  # it has already exited: there is nothing left to limit
-            except (OSError, ValueError) as exc:
-                # Never let an action run without the limits its pool asked for.
-                kill_group(pid)
-                with contextlib.suppress(asyncio.CancelledError):
-                    await done
-                close()
-                await self._tags.kill(tag)
-                return ActionResult(
-                    ok=False, reason="denied", error=f"could not apply resource limits: {exc}"
-                )
+            refused = await self._limit(pid, limits, done, close, tag)
+            if refused is not None:
+                return refused
         if ctx.on_spawn is not None:
             ctx.on_spawn(pid, None)
         sweeps: list[asyncio.Task[int]] = []
@@ -461,39 +433,65 @@ class ShellRunner:
             await self._tags.kill(tag)
         if sweeps:
             await asyncio.gather(*sweeps)
-        if isinstance(proc, _Direct):
-            code = proc.returncode
-        else:
+        return _ended(proc, reap(), timed_out, ctx.timeout_s, cwd, action.cwd)
+
+    async def _spawn(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        done: asyncio.Future[None],
+        ctx: ActionContext,
+        args: list[str],
+        cwd: str,
+        env: Mapping[str, str],
+    ) -> tuple[_Direct | _Capture, int, Callable[[], None], Callable[[], int | None]]:
+        """The started process (OSError if it could not be), its pid, how to abandon it, and
+        how to take its exit code once it has ended: posix_spawn directly when it runs where
+        the server does as the server's user, asyncio's subprocess otherwise."""
+        if cwd == self._own_cwd and not self._switch:
+            direct = _Direct(loop, ctx.output_cap_bytes, done)
+            direct.start(args, env)
+            return direct, direct.pid, direct.abandon, lambda: direct.returncode
+        transport, captured = await loop.subprocess_exec(
+            lambda: _Capture(ctx.output_cap_bytes, done),
+            *args,
+            stdin=asyncio.subprocess.DEVNULL,
+            cwd=cwd,
+            env=env,
+            start_new_session=True,
+            **self._switch,
+        )
+
+        def reap() -> int | None:
             code = transport.get_returncode()
             transport.close()
-        output = _text(proc.out, proc.out_total)
-        error = _text(proc.err, proc.err_total)
-        truncated = proc.out_total > len(proc.out) or proc.err_total > len(proc.err)
-        if timed_out:
+            return code
+
+        return captured, transport.get_pid(), transport.close, reap
+
+    async def _limit(
+        self,
+        pid: int,
+        limits: ResourceLimits,
+        done: asyncio.Future[None],
+        close: Callable[[], None],
+        tag: str,
+    ) -> ActionResult | None:
+        """Apply the pool's resource limits to the started process; when they cannot be, the
+        action is stopped and refused (never run without the limits its pool asked for)."""
+        try:
+            apply_limits(pid, limits)
+        except ProcessLookupError:
+            pass  # it has already exited: there is nothing left to limit
+        except (OSError, ValueError) as exc:
+            kill_group(pid)
+            with contextlib.suppress(asyncio.CancelledError):
+                await done
+            close()
+            await self._tags.kill(tag)
             return ActionResult(
-                ok=False,
-                exit_code=code,
-                output=output,
-                error=(error + f"\ntimed out after {ctx.timeout_s:g} s").lstrip("\n"),
-                reason="timeout",
-                output_bytes=proc.out_total,
-                truncated=truncated,
+                ok=False, reason="denied", error=f"could not apply resource limits: {exc}"
             )
-        if code != 0 and _gone(cwd):
-            # posix_spawn cannot tell: the server's own directory was removed under it.
-            missing = _missing_directory(cwd, action.cwd)
-            missing.exit_code, missing.output = code, output
-            missing.error = f"{missing.error}\n{error}".rstrip("\n")
-            return missing
-        return ActionResult(
-            ok=code == 0,
-            exit_code=code,
-            output=output,
-            error=error,
-            reason=None if code == 0 else ("signal" if code is not None and code < 0 else "exit"),
-            output_bytes=proc.out_total,
-            truncated=truncated,
-        )
+        return None
 
     def kill_orphans(self) -> int:
         """Kill what the actions of a dead server or worker left behind (blocking: /proc)."""
@@ -509,6 +507,45 @@ async def _uninterrupted(kill: Coroutine[Any, Any, int]) -> None:
     task = asyncio.ensure_future(kill)
     with contextlib.suppress(asyncio.CancelledError):
         await asyncio.shield(task)
+
+
+def _ended(
+    proc: _Direct | _Capture,
+    code: int | None,
+    timed_out: bool,
+    timeout_s: float,
+    cwd: str,
+    asked_cwd: str | None,
+) -> ActionResult:
+    """The result of a process that has ended (or was stopped at its timeout)."""
+    output = _text(proc.out, proc.out_total)
+    error = _text(proc.err, proc.err_total)
+    truncated = proc.out_total > len(proc.out) or proc.err_total > len(proc.err)
+    if timed_out:
+        return ActionResult(
+            ok=False,
+            exit_code=code,
+            output=output,
+            error=(error + f"\ntimed out after {timeout_s:g} s").lstrip("\n"),
+            reason="timeout",
+            output_bytes=proc.out_total,
+            truncated=truncated,
+        )
+    if code != 0 and _gone(cwd):
+        # posix_spawn cannot tell: the server's own directory was removed under it.
+        missing = _missing_directory(cwd, asked_cwd)
+        missing.exit_code, missing.output = code, output
+        missing.error = f"{missing.error}\n{error}".rstrip("\n")
+        return missing
+    return ActionResult(
+        ok=code == 0,
+        exit_code=code,
+        output=output,
+        error=error,
+        reason=None if code == 0 else ("signal" if code is not None and code < 0 else "exit"),
+        output_bytes=proc.out_total,
+        truncated=truncated,
+    )
 
 
 def _spawn_failure(exc: OSError, executable: str, cwd: str, asked: str | None) -> ActionResult:

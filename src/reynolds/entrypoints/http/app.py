@@ -61,7 +61,7 @@ def create_app(
     app), or a new engine built in its lifespan."""
     state: dict[str, Container] = {}
     tokens = load_tokens(settings)
-    mcp = McpEndpoint(settings, lambda: state["c"])
+    mcp = McpEndpoint(lambda: state["c"])
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

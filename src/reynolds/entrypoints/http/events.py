@@ -10,12 +10,12 @@ from fastapi import FastAPI
 from fastapi.responses import StreamingResponse
 
 from reynolds.bootstrap import Container
+from reynolds.core.models import FINISHED
 from reynolds.core.reporting import iso
 from reynolds.errors import ReynoldsError
 
 KEEPALIVE_S = 15.0
 FINISHED_KINDS = {"task_finished"}
-ENDED = {"succeeded", "failed", "cancelled", "planned"}
 
 
 def sse(event: str, data: Any, event_id: int | None = None) -> bytes:
@@ -47,7 +47,7 @@ def add_event_routes(app: FastAPI, container: Callable[[], Container]) -> None:
             if task_id is not None:
                 snapshot = await c.engine.result(task_id)
                 yield sse("snapshot", snapshot)
-                if snapshot["status"] in ENDED:
+                if snapshot["status"] in FINISHED:
                     yield sse("end", {"taskId": task_id})
                     return
             else:

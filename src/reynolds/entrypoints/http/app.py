@@ -10,13 +10,13 @@ from fastapi import FastAPI
 from reynolds import __version__
 from reynolds.bootstrap import Container, build
 from reynolds.entrypoints.http import dashboard
-from reynolds.entrypoints.http.agents import add_agent_routes
-from reynolds.entrypoints.http.audit import add_audit_routes
+from reynolds.entrypoints.http.agents import agents_router
+from reynolds.entrypoints.http.audit import audit_router
 from reynolds.entrypoints.http.cross_site import CrossSiteGuard, SiteRules
 from reynolds.entrypoints.http.errors import ErrorsAsJson, add_error_handlers
-from reynolds.entrypoints.http.events import add_event_routes
+from reynolds.entrypoints.http.events import events_router
 from reynolds.entrypoints.http.health import health_router
-from reynolds.entrypoints.http.resources import add_resource_routes
+from reynolds.entrypoints.http.resources import resources_router
 from reynolds.entrypoints.http.security import (
     ApiGuard,
     BodyLimit,
@@ -62,14 +62,14 @@ def create_app(
     add_error_handlers(app)
     app.include_router(health_router(settings, c))
     app.include_router(tools_router(c))
-    add_resource_routes(app, c)
+    app.include_router(resources_router(c))
     app.include_router(tasks_router(c))
-    add_event_routes(app, c)
+    app.include_router(events_router(c))
     app.include_router(dashboard.router)
     # MCP Streamable HTTP at exactly /mcp, after the REST routes (and under their middleware).
     app.router.routes.append(mcp.route())
-    add_audit_routes(app, c)
-    add_agent_routes(app, c)
+    app.include_router(audit_router(c))
+    app.include_router(agents_router(c))
 
     # Outermost last: timing sees every answer, 401, 421 and 429 included; the guards refuse
     # before a body is read.

@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
+from reynolds.adapters.store.lock import HomeLock
 from reynolds.entrypoints.cli import app, orchestrate
 from reynolds.entrypoints.cli.client import ReynoldsClient
-from reynolds.adapters.store.lock import HomeLock
 from reynolds.settings import Settings
 
 runner = CliRunner()

@@ -26,7 +26,7 @@ from reynolds.adapters.actions.python_worker import PythonRunner
 from reynolds.adapters.actions.shell import ShellRunner, install_child_watcher
 from reynolds.adapters.actions.tags import TAG_NAME, helper_tag
 from reynolds.adapters.cache.memory import MemoryCache
-from reynolds.adapters.event_store.base import Scope, ScopedEventStore
+from reynolds.adapters.event_store.base import Scope, ScopedEventStore, session_scope
 from reynolds.adapters.event_store.memory import MemoryEventStore
 from reynolds.adapters.home import prepare_home, writing
 from reynolds.adapters.metrics import Metrics
@@ -128,7 +128,7 @@ def make_cache(settings: Settings) -> Cache:
     return RedisCache(link)
 
 
-def make_event_store(settings: Settings, scope: Scope) -> ScopedEventStore:
+def make_event_store(settings: Settings, scope: Scope = session_scope) -> ScopedEventStore:
     """Where MCP streams are kept for resumption: Redis when REYNOLDS_REDIS_URL is set, else
     in process. `scope` names the MCP session being served."""
     if not settings.redis_url:
@@ -152,6 +152,8 @@ class Container:
     metrics: Metrics
     lock: HomeLock | None
     bus: EventBus
+    # Where the MCP endpoint keeps streams for resumption (closed with the container).
+    event_store: ScopedEventStore
     started_at: float = field(default_factory=time.time)
     resumed: list[str] = field(default_factory=list)
     analyses: CachedAnalysis | None = None
@@ -167,6 +169,7 @@ class Container:
         steps.append(engine.shell.aclose)
         if self.analyses is not None:
             steps.append(self.analyses.cache.aclose)
+        steps.append(self.event_store.aclose)
         steps.append(lambda: asyncio.to_thread(self.store.close))
         try:
             for step in steps:
@@ -216,7 +219,9 @@ async def build(settings: Settings, *, hold_lock: bool = True) -> Container:
         )
         bus = EventBus(asyncio.get_running_loop())
         store.on_commit(bus.publish_threadsafe)
-        container = Container(settings, store, engine, metrics, lock, bus)
+        container = Container(
+            settings, store, engine, metrics, lock, bus, make_event_store(settings)
+        )
         version = HistoryVersion(engine)
         store.on_commit(version.observe)
         container.analyses = CachedAnalysis(

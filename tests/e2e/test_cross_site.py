@@ -18,6 +18,7 @@ import httpx
 import pytest
 from cli_support import Server
 from fastapi import FastAPI
+from fastapi.routing import iter_route_contexts
 from fastapi.testclient import TestClient
 from starlette.routing import Route
 
@@ -44,8 +45,9 @@ NOT_JSON = [
 def every_route(app: FastAPI) -> list[tuple[str, str]]:
     """(method, concrete path) for every route and method the app answers."""
     out = []
-    for route in app.routes:
-        assert isinstance(route, Route), route
+    # Routers included in the app are nodes of a tree: walk it to every route.
+    for route in iter_route_contexts(app.routes):
+        assert isinstance(route.original_route, Route), route
         path = PARAMS.sub(lambda m: PARAM_VALUES[m[1]], route.path)
         out += [(method, path) for method in sorted(route.methods or ()) if method != "HEAD"]
     return out

@@ -14,7 +14,7 @@ import httpx
 import pytest
 from cli_support import Server, output
 from failure_support import database, seed
-from fastapi.routing import APIRoute
+from fastapi.routing import APIRoute, iter_route_contexts
 from fastapi.testclient import TestClient
 from starlette.routing import Route
 from tests.helpers.damage import damage_open_store
@@ -46,8 +46,9 @@ def requests_for_every_route(task_id: str) -> list[tuple[str, str, dict[str, Any
     app = create_app(Settings(home=Path("/nonexistent")))
     arguments = tool_arguments(task_id)
     out: list[tuple[str, str, dict[str, Any] | None]] = []
-    for route in app.routes:
-        if not isinstance(route, APIRoute | Route):
+    # Routers included in the app are nodes of a tree: walk it to every route.
+    for route in iter_route_contexts(app.routes):
+        if not isinstance(route.original_route, APIRoute | Route):
             continue
         methods = set(route.methods or ()) | ({"HEAD"} if "GET" in (route.methods or ()) else set())
         for method in sorted(methods):

@@ -4,15 +4,17 @@ the per-session scope each request runs under (so one session never replays anot
 from __future__ import annotations
 
 from pathlib import Path
-from typing import NoReturn
+from types import SimpleNamespace
+from typing import Any
 
 import anyio
 import pytest
 from starlette.types import Message, Receive, Scope, Send
 
 from reynolds.adapters.cache.memory import MemoryCache
+from reynolds.adapters.event_store.base import ScopedEventStore
 from reynolds.adapters.event_store.memory import MemoryEventStore
-from reynolds.bootstrap import make_cache
+from reynolds.bootstrap import make_cache, make_event_store
 from reynolds.entrypoints.mcp.streamable_http import McpEndpoint, SessionScopes, event_scope
 from reynolds.settings import Settings
 
@@ -21,14 +23,24 @@ def settings(tmp_path: Path, redis_url: str | None = None) -> Settings:
     return Settings(home=tmp_path / "home", secrets_dir=tmp_path / "secrets", redis_url=redis_url)
 
 
-def no_container() -> NoReturn:
-    raise AssertionError("not needed here")
+def served_store(event_store: ScopedEventStore) -> Any:
+    """The event store the endpoint's session manager keeps streams in, given a container
+    holding `event_store` (the bootstrap builds it; the endpoint only takes it)."""
+    container: Any = SimpleNamespace(event_store=event_store)
+    endpoint = McpEndpoint(lambda: container)
+
+    async def running() -> Any:
+        async with endpoint.run():
+            assert endpoint.session_manager is not None
+            return endpoint.session_manager.event_store
+
+    return anyio.run(running)
 
 
 def test_by_default_the_session_manager_keeps_streams_in_process(tmp_path: Path) -> None:
-    endpoint = McpEndpoint(settings(tmp_path), no_container)
-    assert isinstance(endpoint.event_store, MemoryEventStore)
-    assert endpoint.session_manager.event_store is endpoint.event_store
+    event_store = make_event_store(settings(tmp_path))
+    assert isinstance(event_store, MemoryEventStore)
+    assert served_store(event_store) is event_store
     assert isinstance(make_cache(settings(tmp_path)), MemoryCache)
 
 
@@ -39,12 +51,12 @@ def test_with_a_redis_url_streams_and_cache_go_to_redis_without_connecting_yet(
     from reynolds.adapters.event_store.redis import RedisEventStore
 
     configured = settings(tmp_path, "redis://127.0.0.1:1/0")  # nothing listens
-    endpoint = McpEndpoint(configured, no_container)
+    event_store = make_event_store(configured)
     cache = make_cache(configured)
-    assert isinstance(endpoint.event_store, RedisEventStore)
-    assert endpoint.session_manager.event_store is endpoint.event_store
+    assert isinstance(event_store, RedisEventStore)
+    assert served_store(event_store) is event_store
     assert isinstance(cache, RedisCache)
-    anyio.run(endpoint.event_store.aclose)
+    anyio.run(event_store.aclose)
     anyio.run(cache.aclose)
 
 

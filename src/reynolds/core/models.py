@@ -101,8 +101,17 @@ class Status(StrEnum):
         return self in FINISHED
 
 
+# The statuses that never change again, of a task or a subtask; `planned` is a task's alone (a
+# task with nothing to run ends as it is accepted), so no subtask's count changes with it.
 FINISHED = frozenset(
-    {Status.SUCCEEDED, Status.FAILED, Status.CANCELLED, Status.SKIPPED, Status.LOOP_BLOCKED}
+    {
+        Status.SUCCEEDED,
+        Status.FAILED,
+        Status.CANCELLED,
+        Status.SKIPPED,
+        Status.LOOP_BLOCKED,
+        Status.PLANNED,
+    }
 )
 
 Priority = Literal["low", "medium", "high", "critical"]

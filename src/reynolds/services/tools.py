@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -20,12 +21,15 @@ from reynolds.core.models import (
     OrchestrateRequest,
     ScaleRequest,
     TaskIdRequest,
+    format_validation_errors,
 )
 from reynolds.core.reporting import iso
 from reynolds.core.wire_values import printable
 from reynolds.errors import InvalidInput, NotAvailableYet, ReynoldsError
 from reynolds.services.analysis import CachedAnalysis, analyze
 from reynolds.services.engine import Engine
+from reynolds.services.events import EventBus
+from reynolds.services.progress import ProgressFn, follow
 
 # Far deeper than any real task; shallow enough that validating, storing and serialising the
 # arguments never exhausts a recursion limit (which would be a 500, not a 422).
@@ -34,14 +38,28 @@ MAX_ARGUMENT_DEPTH = 64
 
 @dataclass(frozen=True, slots=True)
 class CallContext:
-    """Who is calling (the token's name when tokens are configured), and the server's cached
-    analysis when it has one."""
+    """Who is calling (the token's name when tokens are configured), the server's cached
+    analysis and its event bus when it has them, and where progress goes (None: nowhere)."""
 
     token_name: str | None = None
     analyses: CachedAnalysis | None = None
+    events: EventBus | None = None
+    progress: ProgressFn | None = None
 
 
 Handler = Callable[[Engine, Any, CallContext], Awaitable[dict[str, Any]]]
+
+
+@dataclass(frozen=True, slots=True)
+class ToolResult:
+    """A tool's result, and the same as compact JSON text: encoded once, sent as both."""
+
+    structured: dict[str, Any]
+    text: str
+
+    @classmethod
+    def of(cls, result: dict[str, Any]) -> ToolResult:
+        return cls(result, json.dumps(result, separators=(",", ":")))
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,7 +75,9 @@ class Tool:
 
 async def _orchestrate(engine: Engine, req: OrchestrateRequest, ctx: CallContext) -> dict[str, Any]:
     run = await engine.submit(req.task, req.strategy, ctx.token_name)
-    if req.wait:
+    if req.wait and ctx.progress is not None and ctx.events is not None:
+        await follow(run, ctx.events, req.timeout_seconds, ctx.progress)
+    elif req.wait:
         await engine.wait(run, req.timeout_seconds)
     return await engine.result(run.id)
 
@@ -218,12 +238,46 @@ TOOLS: dict[str, Tool] = {
 }
 
 
+def list_tools() -> list[dict[str, Any]]:
+    """`[{name, description, inputSchema}]`: the registry as REST and MCP list it."""
+    return [
+        {"name": t.name, "description": t.description, "inputSchema": t.input_schema()}
+        for t in TOOLS.values()
+    ]
+
+
 async def call_tool(
+    engine: Engine,
+    name: str,
+    arguments: dict[str, Any],
+    ctx: CallContext,
+    progress: ProgressFn | None = None,
+) -> dict[str, Any]:
+    """Validate `arguments` against the tool's model and run it, reporting `progress` while a
+    waiting orchestrate_task waits (given the context's event bus). Raises ReynoldsError for
+    everything the tool refuses: bad arguments are InvalidInput `{error: "invalid arguments",
+    errors: [{field, reason}]}`, each field named from `arguments.`. Every call, refused ones
+    included, leaves one audit record."""
+    if progress is not None:
+        ctx = replace(ctx, progress=progress)
+    try:
+        return await _audited(engine, name, arguments, ctx)
+    except ValidationError as exc:
+        raise invalid_arguments(exc) from None
+
+
+def invalid_arguments(exc: ValidationError) -> InvalidInput:
+    """The 422 of arguments that do not validate, naming each field and why."""
+    errors = [
+        {"field": f"arguments.{e['field']}", "reason": e["reason"]}
+        for e in format_validation_errors(list(exc.errors()))
+    ]
+    return InvalidInput("invalid arguments", errors=errors)
+
+
+async def _audited(
     engine: Engine, name: str, arguments: dict[str, Any], ctx: CallContext
 ) -> dict[str, Any]:
-    """Validate `arguments` against the tool's model and run it. Raises pydantic's
-    ValidationError for bad arguments, ReynoldsError for everything the tool refuses.
-    Every call, refused ones included, leaves one audit record."""
     started_at, started = engine.clock(), time.perf_counter()
     task_id = arguments.get("taskId") if isinstance(arguments, dict) else None
     try:

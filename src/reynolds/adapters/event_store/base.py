@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Callable
+from contextvars import ContextVar
 from dataclasses import dataclass
 
 from mcp.server.streamable_http import EventStore
@@ -22,9 +23,18 @@ Scope = Callable[[], str]
 _EVENT_ID = re.compile(r"([A-Za-z0-9_-]{1,64})\.([0-9a-f]{16})\.([0-9]{1,20}(?:-[0-9]{1,20})?)")
 
 
+# Set by the HTTP entrypoint around each request of an MCP session, to that session's scope.
+SESSION_SCOPE: ContextVar[str] = ContextVar("reynolds_mcp_event_scope", default="-")
+
+
 def no_scope() -> str:
     """The scope outside any session (tests, a store used on its own)."""
     return "-"
+
+
+def session_scope() -> str:
+    """The scope of the MCP session being served ("-" outside any)."""
+    return SESSION_SCOPE.get()
 
 
 def stream_digest(stream_id: str) -> str:

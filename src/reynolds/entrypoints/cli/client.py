@@ -7,12 +7,19 @@ ClientError
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import quote
 
 import httpx
+
+from reynolds.entrypoints.rest_client import (
+    ToolRefused,
+    client_options,
+    error_body,
+    task_path,
+    tool_answer,
+    tool_path,
+)
 
 DEFAULT_TIMEOUT_S = 10.0
 CONNECT_TIMEOUT_S = 3.0
@@ -70,22 +77,13 @@ class Health:
 
 def api_error_from(response: httpx.Response) -> ApiError:
     """The `{error, errors: [{field, reason}]}` body of an error answer, or its text."""
-    try:
-        body = response.json()
-    except ValueError:
-        body = None
-    if isinstance(body, dict):
-        message = str(body.get("error") or body.get("detail") or f"HTTP {response.status_code}")
-        problems = [
-            FieldProblem(str(item.get("field", "?")), str(item.get("reason", "invalid")))
-            for item in body.get("errors") or []
-            if isinstance(item, dict)
-        ]
-    else:
-        message = response.text.strip()[:500] or f"HTTP {response.status_code}"
-        problems = []
-    if response.status_code == 401:
-        message = f"{message} (set REYNOLDS_API_TOKEN or secrets/api_token.txt)"
+    body = error_body(response)
+    message = str(body.get("error") or body.get("detail") or f"HTTP {response.status_code}")
+    problems = [
+        FieldProblem(str(item.get("field", "?")), str(item.get("reason", "invalid")))
+        for item in body.get("errors") or []
+        if isinstance(item, dict)
+    ]
     return ApiError(response.status_code, message, problems)
 
 
@@ -101,13 +99,8 @@ class ReynoldsClient:
         transport: httpx.BaseTransport | None = None,
     ) -> None:
         self.base_url = base_url
-        headers = {"Authorization": f"Bearer {token}"} if token else {}
-        self._http = httpx.Client(
-            base_url=base_url,
-            headers=headers,
-            timeout=httpx.Timeout(timeout_s, connect=min(CONNECT_TIMEOUT_S, timeout_s)),
-            transport=transport,
-        )
+        timeout = httpx.Timeout(timeout_s, connect=min(CONNECT_TIMEOUT_S, timeout_s))
+        self._http = httpx.Client(**client_options(base_url, token, timeout), transport=transport)
 
     def __enter__(self) -> ReynoldsClient:
         return self
@@ -151,15 +144,11 @@ class ReynoldsClient:
 
     def call_tool(self, name: str, arguments: dict[str, Any]) -> Any:
         """POST /mcp/tools/{name}; the tool's structured result, or ApiError if it failed."""
-        body = self._json("POST", f"/mcp/tools/{name}", json={"arguments": arguments})
-        if not isinstance(body, dict):
-            raise ApiError(200, f"{name} answered with an unexpected shape")
-        if body.get("isError"):
-            raise ApiError(200, _content_text(body) or f"{name} failed")
-        if "structuredContent" in body:
-            return body["structuredContent"]
-        text = _content_text(body)
-        return json.loads(text) if text else None
+        body = self._json("POST", tool_path(name), json={"arguments": arguments})
+        try:
+            return tool_answer(name, body).structured
+        except ToolRefused as exc:
+            raise ApiError(200, exc.message) from None
 
     def list_tasks(self, status: str | None = None, limit: int | None = None) -> list[Any]:
         params: dict[str, str | int] = {}
@@ -172,11 +161,11 @@ class ReynoldsClient:
         return list(tasks)
 
     def task(self, task_id: str) -> dict[str, Any]:
-        result: dict[str, Any] = self._json("GET", f"/tasks/{_segment(task_id)}")
+        result: dict[str, Any] = self._json("GET", task_path(task_id))
         return result
 
     def cancel(self, task_id: str) -> dict[str, Any]:
-        result: dict[str, Any] = self._json("POST", f"/tasks/{_segment(task_id)}/cancel", json={})
+        result: dict[str, Any] = self._json("POST", task_path(task_id, "/cancel"), json={})
         return result
 
     def audit(
@@ -203,13 +192,3 @@ class ReynoldsClient:
         records = [r for r in body.get("records") or [] if isinstance(r, dict)]
         following = body.get("nextCursor")
         return records, following if isinstance(following, str) else None
-
-
-def _content_text(body: dict[str, Any]) -> str:
-    parts = [c.get("text", "") for c in body.get("content") or [] if isinstance(c, dict)]
-    return "\n".join(p for p in parts if p)
-
-
-def _segment(value: str) -> str:
-    """A task id as one path segment, so an id can never reach another route."""
-    return quote(value, safe="")

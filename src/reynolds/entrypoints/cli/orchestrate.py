@@ -13,6 +13,7 @@ from rich.markup import escape
 from rich.progress_bar import ProgressBar
 from rich.table import Table
 
+from reynolds.core.models import FINISHED
 from reynolds.entrypoints.cli import render
 from reynolds.entrypoints.cli.client import ReynoldsClient
 from reynolds.entrypoints.cli.state import CliState, print_json, state
@@ -63,7 +64,7 @@ def orchestrate(
         if not as_json:
             render.render_plan(st.out, result)
             st.comment(result.get("reynoldsComment"))
-        if wait and result.get("status") not in render.TASK_DONE:
+        if wait and result.get("status") not in FINISHED:
             try:
                 result = _watch(st, client, result, show=not as_json)
             except KeyboardInterrupt:
@@ -87,7 +88,7 @@ def finish(st: CliState, result: dict[str, Any], *, as_json: bool, waited: bool)
         render.render_result(st.out, result)
     else:
         st.out.print(f"Follow it with: reynolds tasks show {result.get('taskId')}")
-    if not waited and status not in render.TASK_DONE:
+    if not waited and status not in FINISHED:
         raise typer.Exit(0)
     raise typer.Exit(EXIT_BY_STATUS.get(status, 1))
 
@@ -99,7 +100,7 @@ def _watch(
     task_id = str(result["taskId"])
     if show and st.out.is_terminal:
         with Live(_live_view(result), console=st.out, transient=True) as live:
-            while result.get("status") not in render.TASK_DONE:
+            while result.get("status") not in FINISHED:
                 time.sleep(POLL_S)
                 result = client.task(task_id)
                 live.update(_live_view(result))
@@ -108,7 +109,7 @@ def _watch(
     while True:
         if show:
             _report_finished(st, result, reported)
-        if result.get("status") in render.TASK_DONE:
+        if result.get("status") in FINISHED:
             return result
         time.sleep(POLL_S)
         result = client.task(task_id)
@@ -117,7 +118,7 @@ def _watch(
 def _report_finished(st: CliState, result: dict[str, Any], reported: set[str]) -> None:
     for sub in result.get("subtasks") or []:
         sub_id = str(sub.get("id"))
-        if sub.get("status") in render.TASK_DONE and sub_id not in reported:
+        if sub.get("status") in FINISHED and sub_id not in reported:
             reported.add(sub_id)
             st.out.print(
                 f"  {render.cell(sub_id)}: {render.styled(sub.get('status'))} "
@@ -127,9 +128,9 @@ def _report_finished(st: CliState, result: dict[str, Any], reported: set[str]) -
 
 def _live_view(result: dict[str, Any]) -> RenderableType:
     subtasks = [s for s in result.get("subtasks") or [] if isinstance(s, dict)]
-    done = sum(s.get("status") in render.TASK_DONE for s in subtasks)
+    done = sum(s.get("status") in FINISHED for s in subtasks)
     running = [s for s in subtasks if s.get("status") == "running"]
-    finished = [s for s in subtasks if s.get("status") in render.TASK_DONE]
+    finished = [s for s in subtasks if s.get("status") in FINISHED]
     shown = (running + finished[::-1])[:LIVE_ROWS]
     header = Table.grid(padding=(0, 1))
     header.add_row(

@@ -9,8 +9,6 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-TASK_DONE = frozenset({"succeeded", "failed", "cancelled", "planned", "skipped", "loop_blocked"})
-
 _STATUS_STYLE = {
     "succeeded": "green",
     "failed": "red",

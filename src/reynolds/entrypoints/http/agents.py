@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Literal
 
-from fastapi import FastAPI
+from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field
 
 from reynolds.bootstrap import Container
@@ -44,8 +44,9 @@ class Accepted(BaseModel):
     accepted: bool
 
 
-def add_agent_routes(app: FastAPI, container: Callable[[], Container]) -> None:
-    """Register `POST /agents/leases` and `POST /agents/results`."""
+def agents_router(container: Callable[[], Container]) -> APIRouter:
+    """`POST /agents/leases` and `POST /agents/results`."""
+    router = APIRouter()
 
     def remote() -> RemoteExecutor:
         executor = container().engine.remote
@@ -53,7 +54,7 @@ def add_agent_routes(app: FastAPI, container: Callable[[], Container]) -> None:
             raise Conflict("this server runs the local backend: it dispatches nothing")
         return executor
 
-    @app.post(
+    @router.post(
         "/agents/leases",
         response_model=None,
         responses=answers(Lease, 400, 409, 415, 422),
@@ -67,7 +68,7 @@ def add_agent_routes(app: FastAPI, container: Callable[[], Container]) -> None:
             seconds = executor.heartbeat(body.dispatchId, body.worker)
         return {"dispatchId": body.dispatchId, "leaseSeconds": seconds}
 
-    @app.post(
+    @router.post(
         "/agents/results",
         response_model=None,
         responses=answers(Accepted, 400, 409, 415, 422),
@@ -76,3 +77,5 @@ def add_agent_routes(app: FastAPI, container: Callable[[], Container]) -> None:
     async def result(body: ResultReport) -> dict[str, object]:
         remote().report(body.dispatchId, body.worker, body.result)
         return {"accepted": True}
+
+    return router

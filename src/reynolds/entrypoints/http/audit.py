@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from fastapi import FastAPI, Query
+from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -52,10 +52,11 @@ class AuditList(BaseModel):
     )
 
 
-def add_audit_routes(app: FastAPI, container: Callable[[], Container]) -> None:
-    """Register `GET /audit`."""
+def audit_router(container: Callable[[], Container]) -> APIRouter:
+    """`GET /audit`."""
+    router = APIRouter()
 
-    @app.get(
+    @router.get(
         "/audit",
         responses={200: {"model": AuditList}, **error_responses(422)},
         summary="The audit log, a page at a time: one record per tool call and per action attempt",
@@ -88,6 +89,8 @@ def add_audit_routes(app: FastAPI, container: Callable[[], Container]) -> None:
             "records": [audit_view(row) for row in page.records],
             "nextCursor": page.next_cursor,
         }
+
+    return router
 
 
 def _invalid(field: str, exc: ValueError) -> JSONResponse:

@@ -12,9 +12,15 @@ from __future__ import annotations
 import json
 import logging
 
+from fastapi import FastAPI
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from reynolds.core.models import format_validation_errors
+from reynolds.errors import ReynoldsError
 
 log = logging.getLogger("reynolds.http")
 
@@ -75,3 +81,24 @@ class ErrorsAsJson:
                 if sized:
                     raise  # a body shorter than announced: only closing can say so
                 await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
+def add_error_handlers(app: FastAPI) -> None:
+    """Every refusal in the API's `{error, ...}` shape, with its status code."""
+
+    @app.exception_handler(ReynoldsError)
+    async def reynolds_error(request: Request, exc: ReynoldsError) -> JSONResponse:
+        return JSONResponse(exc.to_dict(), status_code=exc.status_code)
+
+    @app.exception_handler(RequestValidationError)
+    async def request_invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = format_validation_errors(list(exc.errors()))
+        return JSONResponse({"error": "invalid request", "errors": errors}, status_code=422)
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
+        # Routing's own answers (no such path, method not allowed) in the API's `{error}` shape.
+        return JSONResponse({"error": exc.detail}, status_code=exc.status_code, headers=exc.headers)
+
+    # Anything else is a bug: 500 `{error}` (and ErrorsAsJson, outermost, for what escapes).
+    app.add_exception_handler(Exception, internal_error)

@@ -6,16 +6,16 @@ import json
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import APIRouter
 from fastapi.responses import StreamingResponse
 
 from reynolds.bootstrap import Container
+from reynolds.core.models import FINISHED
 from reynolds.core.reporting import iso
 from reynolds.errors import ReynoldsError
 
 KEEPALIVE_S = 15.0
 FINISHED_KINDS = {"task_finished"}
-ENDED = {"succeeded", "failed", "cancelled", "planned"}
 
 
 def sse(event: str, data: Any, event_id: int | None = None) -> bytes:
@@ -35,8 +35,9 @@ def _wire(row: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def add_event_routes(app: FastAPI, container: Callable[[], Container]) -> None:
-    """Register the two streams. A client that connects mid-task first gets the state."""
+def events_router(container: Callable[[], Container]) -> APIRouter:
+    """The two streams. A client that connects mid-task first gets the state."""
+    router = APIRouter()
 
     async def stream(task_id: str | None) -> AsyncIterator[bytes]:
         c = container()
@@ -47,7 +48,7 @@ def add_event_routes(app: FastAPI, container: Callable[[], Container]) -> None:
             if task_id is not None:
                 snapshot = await c.engine.result(task_id)
                 yield sse("snapshot", snapshot)
-                if snapshot["status"] in ENDED:
+                if snapshot["status"] in FINISHED:
                     yield sse("end", {"taskId": task_id})
                     return
             else:
@@ -76,11 +77,13 @@ def add_event_routes(app: FastAPI, container: Callable[[], Container]) -> None:
 
     headers = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
 
-    @app.get("/mcp/events")
+    @router.get("/mcp/events")
     async def all_events() -> StreamingResponse:
         return StreamingResponse(stream(None), media_type="text/event-stream", headers=headers)
 
-    @app.get("/tasks/{task_id}/events")
+    @router.get("/tasks/{task_id}/events")
     async def task_events(task_id: str) -> StreamingResponse:
         await container().engine.result(task_id)  # an unknown task is a 404, not a stream
         return StreamingResponse(stream(task_id), media_type="text/event-stream", headers=headers)
+
+    return router

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import APIRouter
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -35,15 +35,16 @@ _CONTENTS: dict[int | str, Any] = {
 }
 
 
-def add_resource_routes(app: FastAPI, container: Callable[[], Container]) -> None:
-    """Register the listing and the reader; errors go through the app's ReynoldsError handler
+def resources_router(container: Callable[[], Container]) -> APIRouter:
+    """The listing and the reader; errors go through the app's ReynoldsError handler
     (404 unknown resource or task, 501 not available yet)."""
+    router = APIRouter()
 
-    @app.get("/mcp/resources", response_model=None, responses=answers(list[ResourceInfo]))
+    @router.get("/mcp/resources", response_model=None, responses=answers(list[ResourceInfo]))
     async def list_resources() -> list[dict[str, str]]:
         return resources.listing()
 
-    @app.get(
+    @router.get(
         "/mcp/resources/{name:path}",
         response_class=Response,
         responses={**_CONTENTS, **error_responses(404, 501)},
@@ -51,3 +52,5 @@ def add_resource_routes(app: FastAPI, container: Callable[[], Container]) -> Non
     async def read_resource(name: str) -> Response:
         contents = await resources.read(container().engine, name)
         return Response(contents.text, media_type=contents.mime_type)
+
+    return router

@@ -6,15 +6,11 @@ ResourceFailed  a resource that cannot be read; an MCP error naming why
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from reynolds.core.models import FINISHED
-
-# (progress, total, message): called as a task's subtasks finish.
-ProgressFn = Callable[[float, float | None, str | None], Awaitable[None]]
-_ENDED = frozenset(str(s) for s in FINISHED)
+from reynolds.services.progress import ProgressFn
+from reynolds.services.tools import ToolResult
 
 
 class ToolFailed(Exception):
@@ -56,7 +52,7 @@ class Backend(Protocol):
         arguments: dict[str, Any],
         progress: ProgressFn | None,
         caller: str | None = None,
-    ) -> dict[str, Any]:
+    ) -> ToolResult:
         """The tool's result; raises ToolFailed. `caller` names the token, when known."""
         ...
 
@@ -83,12 +79,3 @@ def describe(body: dict[str, Any]) -> str:
         if body.get(key):
             message += f" (available: {', '.join(str(v) for v in body[key])})"
     return message
-
-
-def finished_count(statuses: list[str]) -> int:
-    """How many subtasks have ended, whatever the outcome."""
-    return sum(1 for s in statuses if s in _ENDED)
-
-
-def progress_message(done: int, total: int) -> str:
-    return f"{done} of {total} subtasks finished"

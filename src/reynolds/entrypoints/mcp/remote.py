@@ -15,15 +15,18 @@ from urllib.parse import quote
 import anyio
 import httpx
 
-from reynolds.entrypoints.mcp.backend import (
-    ProgressFn,
-    ResourceBody,
-    ResourceFailed,
-    ToolFailed,
-    finished_count,
-    progress_message,
+from reynolds.entrypoints.mcp.backend import ResourceBody, ResourceFailed, ToolFailed
+from reynolds.entrypoints.rest_client import (
+    ToolRefused,
+    client_options,
+    error_body,
+    task_path,
+    tool_answer,
+    tool_path,
 )
+from reynolds.services.progress import ProgressFn, finished_count, progress_message
 from reynolds.services.resources import SCHEME
+from reynolds.services.tools import ToolResult
 
 REQUEST_TIMEOUT_S = 30.0
 CONNECT_TIMEOUT_S = 5.0
@@ -47,12 +50,9 @@ class RemoteBackend:
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.base_url = base_url
-        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        timeout = httpx.Timeout(REQUEST_TIMEOUT_S, connect=CONNECT_TIMEOUT_S)
         self._http = httpx.AsyncClient(
-            base_url=base_url,
-            headers=headers,
-            timeout=httpx.Timeout(REQUEST_TIMEOUT_S, connect=CONNECT_TIMEOUT_S),
-            transport=transport,
+            **client_options(base_url, token, timeout), transport=transport
         )
 
     async def aclose(self) -> None:
@@ -68,14 +68,16 @@ class RemoteBackend:
         arguments: dict[str, Any],
         progress: ProgressFn | None,
         caller: str | None = None,
-    ) -> dict[str, Any]:
+    ) -> ToolResult:
         wait_s = _wait_s(arguments)
-        if progress is not None and name == "orchestrate_task" and wait_s is not None:
-            submitted = await self._tool(name, {**arguments, "wait": False}, None)
-            task_id = str(submitted["taskId"])
-            await self._follow(task_id, wait_s, progress)
-            return await self._tool("get_task_status", {"taskId": task_id}, None)
-        return await self._tool(name, arguments, wait_s)
+        if progress is None or name != "orchestrate_task" or wait_s is None:
+            return await self._tool(name, arguments, wait_s)
+        # The REST call cannot report progress: submit, follow the task's events, then read
+        # its result, each through the server's registry.
+        submitted = await self._tool(name, {**arguments, "wait": False}, None)
+        task_id = str(submitted.structured["taskId"])
+        await self._follow(task_id, wait_s, progress)
+        return await self._tool("get_task_status", {"taskId": task_id}, None)
 
     async def list_resources(self) -> list[dict[str, str]]:
         rows: list[dict[str, str]] = (
@@ -93,25 +95,21 @@ class RemoteBackend:
         mime = "; ".join(p.strip() for p in mime.split(";") if not p.strip().startswith("charset"))
         return ResourceBody(mime, response.text)
 
-    async def _tool(
-        self, name: str, arguments: dict[str, Any], wait_s: float | None
-    ) -> dict[str, Any]:
+    async def _tool(self, name: str, arguments: dict[str, Any], wait_s: float | None) -> ToolResult:
         timeout = httpx.Timeout(
             REQUEST_TIMEOUT_S if wait_s is None else wait_s + WAIT_MARGIN_S,
             connect=CONNECT_TIMEOUT_S,
         )
         response = await self._ok(
-            "POST",
-            f"/mcp/tools/{quote(name, safe='')}",
-            ToolFailed,
-            json={"arguments": arguments},
-            timeout=timeout,
+            "POST", tool_path(name), ToolFailed, json={"arguments": arguments}, timeout=timeout
         )
-        body = response.json()
-        if not isinstance(body, dict) or body.get("isError"):
-            raise ToolFailed({"error": _text(body) or f"{name} failed"})
-        result: dict[str, Any] = body.get("structuredContent") or json.loads(_text(body) or "{}")
-        return result
+        try:
+            answer = tool_answer(name, response.json())
+        except ToolRefused as exc:
+            raise ToolFailed({"error": exc.message}) from None
+        # The server's own text: the result is not encoded again here.
+        structured = answer.structured if isinstance(answer.structured, dict) else {}
+        return ToolResult(structured, answer.text or json.dumps(structured, separators=(",", ":")))
 
     async def _ok(
         self,
@@ -129,15 +127,7 @@ class RemoteBackend:
             raise failure({"error": f"Reynolds is not running at {self.base_url} ({exc})"}) from exc
         if response.status_code < 400:
             return response
-        try:
-            body = response.json()
-        except ValueError:
-            body = None
-        if not isinstance(body, dict):
-            body = {"error": response.text.strip()[:500] or f"HTTP {response.status_code}"}
-        if response.status_code == 401:
-            body["error"] = f"{body.get('error')} (set REYNOLDS_API_TOKEN or secrets/api_token.txt)"
-        raise failure(body)
+        raise failure(error_body(response))
 
     async def _follow(self, task_id: str, wait_s: float, progress: ProgressFn) -> None:
         """Report progress from the task's event stream until it ends or `wait_s` passes;
@@ -152,7 +142,7 @@ class RemoteBackend:
                 reported = done
                 await progress(done, len(statuses), progress_message(done, len(statuses)))
 
-        path = f"/tasks/{quote(task_id, safe='')}/events"
+        path = task_path(task_id, "/events")
         timeout = httpx.Timeout(STREAM_SILENCE_S, connect=CONNECT_TIMEOUT_S)
         with anyio.move_on_after(wait_s):
             while True:
@@ -195,10 +185,3 @@ def _wait_s(arguments: dict[str, Any]) -> float | None:
     except (TypeError, ValueError):
         return DEFAULT_WAIT_S  # the server refuses it, naming the field
     return min(seconds, MAX_WAIT_S) if math.isfinite(seconds) and seconds > 0 else DEFAULT_WAIT_S
-
-
-def _text(body: Any) -> str:
-    if not isinstance(body, dict):
-        return ""
-    parts = [c.get("text", "") for c in body.get("content") or [] if isinstance(c, dict)]
-    return "\n".join(p for p in parts if p)

@@ -6,7 +6,6 @@ generates it, so MCP clients see the schemas of `GET /mcp/tools`.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import mcp_types as types
@@ -14,7 +13,8 @@ from mcp.server import Server, ServerRequestContext
 from mcp.shared.exceptions import MCPError
 
 from reynolds import __version__
-from reynolds.entrypoints.mcp.backend import Backend, ProgressFn, ResourceFailed, ToolFailed
+from reynolds.entrypoints.mcp.backend import Backend, ResourceFailed, ToolFailed
+from reynolds.services.progress import ProgressFn
 from reynolds.services.resources import TASK_DESCRIPTION, TASK_TEMPLATE
 
 INSTRUCTIONS = (
@@ -26,12 +26,30 @@ Context = ServerRequestContext[Any, Any]
 
 def build_server(backend: Backend) -> Server[Any]:
     """A server whose tools and resources are the backend's."""
+    handlers = _Handlers(backend)
+    return Server(
+        "reynolds",
+        version=__version__,
+        instructions=INSTRUCTIONS,
+        on_list_tools=handlers.list_tools,
+        on_call_tool=handlers.call_tool,
+        on_list_resources=handlers.list_resources,
+        on_list_resource_templates=handlers.list_templates,
+        on_read_resource=handlers.read_resource,
+    )
+
+
+class _Handlers:
+    """The server's request handlers, each mapping the backend's answer or failure to MCP."""
+
+    def __init__(self, backend: Backend) -> None:
+        self.backend = backend
 
     async def list_tools(
-        ctx: Context, params: types.PaginatedRequestParams | None
+        self, ctx: Context, params: types.PaginatedRequestParams | None
     ) -> types.ListToolsResult:
         try:
-            tools = await backend.list_tools()
+            tools = await self.backend.list_tools()
         except ToolFailed as exc:
             raise MCPError(types.INTERNAL_ERROR, exc.message, exc.body) from None
         return types.ListToolsResult(
@@ -43,9 +61,11 @@ def build_server(backend: Backend) -> Server[Any]:
             ]
         )
 
-    async def call_tool(ctx: Context, params: types.CallToolRequestParams) -> types.CallToolResult:
+    async def call_tool(
+        self, ctx: Context, params: types.CallToolRequestParams
+    ) -> types.CallToolResult:
         try:
-            result = await backend.call_tool(
+            result = await self.backend.call_tool(
                 params.name, params.arguments or {}, _progress(ctx), caller=_caller(ctx)
             )
         except ToolFailed as exc:
@@ -54,16 +74,15 @@ def build_server(backend: Backend) -> Server[Any]:
                 structured_content=exc.body,
                 is_error=True,
             )
-        text = json.dumps(result, separators=(",", ":"))
         return types.CallToolResult(
-            content=[types.TextContent(text=text)], structured_content=result
+            content=[types.TextContent(text=result.text)], structured_content=result.structured
         )
 
     async def list_resources(
-        ctx: Context, params: types.PaginatedRequestParams | None
+        self, ctx: Context, params: types.PaginatedRequestParams | None
     ) -> types.ListResourcesResult:
         try:
-            rows = await backend.list_resources()
+            rows = await self.backend.list_resources()
         except ResourceFailed as exc:
             raise MCPError(types.INTERNAL_ERROR, exc.message, exc.body) from None
         return types.ListResourcesResult(
@@ -80,7 +99,7 @@ def build_server(backend: Backend) -> Server[Any]:
         )
 
     async def list_templates(
-        ctx: Context, params: types.PaginatedRequestParams | None
+        self, ctx: Context, params: types.PaginatedRequestParams | None
     ) -> types.ListResourceTemplatesResult:
         template = types.ResourceTemplate(
             uri_template=TASK_TEMPLATE,
@@ -91,10 +110,10 @@ def build_server(backend: Backend) -> Server[Any]:
         return types.ListResourceTemplatesResult(resource_templates=[template])
 
     async def read_resource(
-        ctx: Context, params: types.ReadResourceRequestParams
+        self, ctx: Context, params: types.ReadResourceRequestParams
     ) -> types.ReadResourceResult:
         try:
-            body = await backend.read_resource(params.uri)
+            body = await self.backend.read_resource(params.uri)
         except ResourceFailed as exc:
             # The SDK's own convention for a resource that cannot be read.
             raise MCPError(types.INVALID_PARAMS, exc.message, exc.body) from None
@@ -102,17 +121,6 @@ def build_server(backend: Backend) -> Server[Any]:
             uri=params.uri, mime_type=body.mime_type, text=body.text
         )
         return types.ReadResourceResult(contents=[contents])
-
-    return Server(
-        "reynolds",
-        version=__version__,
-        instructions=INSTRUCTIONS,
-        on_list_tools=list_tools,
-        on_call_tool=call_tool,
-        on_list_resources=list_resources,
-        on_list_resource_templates=list_templates,
-        on_read_resource=read_resource,
-    )
 
 
 def _progress(ctx: Context) -> ProgressFn | None:

@@ -6,53 +6,54 @@ import secrets
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
-from contextvars import ContextVar
 
 from mcp.server.streamable_http_manager import (
     DEFAULT_MAX_SESSIONS,
-    StreamableHTTPASGIApp,
     StreamableHTTPSessionManager,
 )
 from mcp.server.transport_security import TransportSecuritySettings
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from reynolds.bootstrap import Container, make_event_store
+from reynolds.adapters.event_store.base import SESSION_SCOPE, session_scope
+from reynolds.bootstrap import Container
 from reynolds.entrypoints.mcp.local import LocalBackend
 from reynolds.entrypoints.mcp.server import build_server
-from reynolds.settings import Settings
 
 PATH = "/mcp"
 SESSION_HEADER = b"mcp-session-id"
-_EVENT_SCOPE: ContextVar[str] = ContextVar("reynolds_mcp_event_scope", default="-")
 
 
 def event_scope() -> str:
     """The event-store scope of the MCP session being served (see `SessionScopes`)."""
-    return _EVENT_SCOPE.get()
+    return session_scope()
 
 
 class McpEndpoint:
-    """The SDK's session manager for one app, with an event store so a client resumes a
-    stream after reconnecting (Last-Event-ID); run `run()` in the app's lifespan (a manager
-    runs once, so every app gets its own)."""
+    """The SDK's session manager for one app, keeping streams in the container's event store
+    so a client resumes a stream after reconnecting (Last-Event-ID); run `run()` in the app's
+    lifespan, once the container is built (a manager runs once, so every run gets its own)."""
 
-    def __init__(self, settings: Settings, container: Callable[[], Container]) -> None:
-        self.event_store = make_event_store(settings, event_scope)
-        self.session_manager = StreamableHTTPSessionManager(
-            app=build_server(LocalBackend(container)),
-            event_store=self.event_store,
-            security_settings=transport_security(),
-        )
-        self.sessions = SessionScopes(StreamableHTTPASGIApp(self.session_manager))
+    def __init__(self, container: Callable[[], Container]) -> None:
+        self._container = container
+        self._server = build_server(LocalBackend(container))
+        self.session_manager: StreamableHTTPSessionManager | None = None
+        self.sessions = SessionScopes(self._serve)
 
     @asynccontextmanager
     async def run(self) -> AsyncIterator[None]:
-        try:
-            async with self.session_manager.run():
-                yield
-        finally:
-            await self.event_store.aclose()
+        self.session_manager = StreamableHTTPSessionManager(
+            app=self._server,
+            event_store=self._container().event_store,
+            security_settings=transport_security(),
+        )
+        async with self.session_manager.run():
+            yield
+
+    async def _serve(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.session_manager is None:
+            raise RuntimeError("the MCP endpoint serves only while the app runs")
+        await self.session_manager.handle_request(scope, receive, send)
 
     def route(self) -> Route:
         """`/mcp` exactly: a route, not a mount, so `/mcp/...` stays REST and nothing redirects."""
@@ -104,11 +105,11 @@ class SessionScopes:
                     self._remember(opened, token)
             await send(message)
 
-        reset = _EVENT_SCOPE.set(token)
+        reset = SESSION_SCOPE.set(token)
         try:
             await self.app(scope, receive, watch)
         finally:
-            _EVENT_SCOPE.reset(reset)
+            SESSION_SCOPE.reset(reset)
         if known and scope.get("method") == "DELETE" and answered and answered[0] < 400:
             self._scopes.pop(session or "", None)
 

@@ -48,6 +48,7 @@ class ScriptedShell:
     finished: list[str] = field(default_factory=list)
     cancelled: list[str] = field(default_factory=list)
     contexts: dict[str, ActionContext] = field(default_factory=dict)
+    pids: dict[str, int] = field(default_factory=dict)  # the fake pid of each subtask
     log: list[str] = field(default_factory=list)  # "start a", "end a", in the order they came
     running: int = 0
     peak: int = 0
@@ -65,6 +66,8 @@ class ScriptedShell:
         self.started.append(sid)
         self.log.append(f"start {sid}")
         self.contexts[sid] = ctx
+        if ctx.on_spawn is not None:  # as a real runner does once its process exists
+            ctx.on_spawn(self.pids.setdefault(sid, 10_000 + len(self.pids)), None)
         self.running += 1
         self.peak = max(self.peak, self.running)
         try:
@@ -91,16 +94,18 @@ class ScriptedShell:
 
 
 class NoOrphans:
-    """An `OrphanKiller` with nothing to kill; it counts the sweeps."""
+    """An `OrphanKiller` with nothing to kill; it counts the sweeps and the pids asked about."""
 
     def __init__(self) -> None:
         self.sweeps = 0
+        self.asked: list[int] = []
 
     def kill_orphans(self) -> int:
         self.sweeps += 1
         return 0
 
     def is_our_orphan(self, pid: int, start_ticks: int | None, started_at: float | None) -> bool:
+        self.asked.append(pid)
         return False
 
     def kill_group(self, pid: int) -> None:

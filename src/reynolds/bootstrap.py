@@ -8,6 +8,7 @@ import logging
 import os
 import sys
 import time
+import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,6 +23,7 @@ from reynolds.adapters.actions.identity import (
     check_private,
     resolve_action_user,
 )
+from reynolds.adapters.actions.orphans import ProcessOrphans
 from reynolds.adapters.actions.python_worker import PythonRunner
 from reynolds.adapters.actions.shell import ShellRunner, install_child_watcher
 from reynolds.adapters.actions.tags import TAG_NAME, helper_tag
@@ -35,6 +37,7 @@ from reynolds.adapters.store.integrity import StoreMarker
 from reynolds.adapters.store.lock import HomeLock
 from reynolds.adapters.store.ownership import home_server_id
 from reynolds.adapters.store.sql import SqlStore
+from reynolds.adapters.system import SystemSampler
 from reynolds.core.pools import PoolSet, resource_limits
 from reynolds.errors import InvalidInput, ReynoldsError
 from reynolds.services.analysis import CachedAnalysis, HistoryVersion
@@ -215,6 +218,10 @@ async def build(settings: Settings, *, hold_lock: bool = True) -> Container:
             shell=ShellRunner(action_user=user),
             python=PythonRunner(settings.python_workers, action_user=user),
             http=HttpRunner(),
+            sampler=SystemSampler(),
+            orphans=ProcessOrphans(),
+            new_id=lambda: uuid.uuid4().hex,
+            workspace=os.getcwd(),
             remote=remote,
         )
         bus = EventBus(asyncio.get_running_loop())

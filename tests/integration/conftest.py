@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
 from collections.abc import Callable, Iterator
@@ -15,7 +16,9 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.pool import NullPool
 
+from reynolds.adapters.store.memory import MemoryStore
 from reynolds.adapters.store.sql import SqlStore
+from reynolds.services.ports import Store
 
 POSTGRES_URL = os.environ.get(
     "REYNOLDS_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -36,9 +39,10 @@ def postgres_url(require_service: Callable[[str, str], NoReturn]) -> str:
     return POSTGRES_URL
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    if request.param == "sqlite":
+@contextlib.contextmanager
+def database_url(kind: str, request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A fresh database of `kind` (sqlite or postgres) for one test, dropped afterwards."""
+    if kind == "sqlite":
         # A folder that does not exist yet: the store must create it.
         yield f"sqlite:///{tmp_path / 'home' / 'reynolds.db'}"
         return
@@ -54,6 +58,12 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
         with admin.begin() as conn:
             conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
         admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    with database_url(request.param, request, tmp_path) as url:
+        yield url
 
 
 @pytest.fixture
@@ -75,3 +85,26 @@ def make_store(store_url: str) -> Iterator[Callable[..., SqlStore]]:
 @pytest.fixture
 def store(make_store: Callable[..., SqlStore]) -> SqlStore:
     return make_store()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres), "memory"])
+def make_any_store(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> Iterator[Callable[..., Store]]:
+    """Build and start stores of every implementation of the Store port: SQLite, PostgreSQL
+    and the in-memory one. For the port's contract suite."""
+    stores: list[SqlStore | MemoryStore] = []
+    with contextlib.ExitStack() as stack:
+        url = None
+        if request.param != "memory":
+            url = stack.enter_context(database_url(request.param, request, tmp_path))
+
+        def make(**options: float) -> Store:
+            store = MemoryStore(**options) if url is None else SqlStore(url, **options)
+            stores.append(store)
+            store.start()
+            return store
+
+        yield make
+        for store in stores:
+            store.close()

@@ -407,9 +407,9 @@ async def test_a_pools_resource_limits_reach_its_actions(tmp_path: Path) -> None
 async def test_a_task_no_longer_in_memory_is_answered_whole_from_the_store(
     app: Container, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from reynolds.services import engine as engine_module
+    from reynolds.services import live_runs
 
-    monkeypatch.setattr(engine_module, "_RECENT_RUNS", 1)
+    monkeypatch.setattr(live_runs, "_RECENT_RUNS", 1)
     engine = app.engine
     spec = {"type": "evict", "components": ["a", "b"], "steps": [shell("sleep", "0.1", name="t")]}
     # Two runs ending together: the second to end evicts the first from memory while the

@@ -83,7 +83,7 @@ async def test_each_attempts_routing_decision_is_persisted_with_its_scores(
 async def test_a_task_read_back_from_the_store_still_shows_its_routing(app: Container) -> None:
     result = await run(app, python_task(1), "weighted")
     await app.store.flush()
-    app.engine._recent.clear()  # force the store path
+    app.engine.runs.recent.clear()  # force the store path
     again = await app.engine.result(result["taskId"])
     assert again["subtasks"][0]["routing"] == result["subtasks"][0]["routing"]
 

@@ -1,4 +1,5 @@
-"""The Store contract, run against SQLite and PostgreSQL."""
+"""The Store contract, run against SQLite, PostgreSQL and the in-memory store; what only the
+SQL store has (its tables, migrations, SQLite files) against SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import asyncio
 import math
 import sqlite3
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
@@ -20,8 +21,41 @@ from sqlalchemy.pool import NullPool
 from reynolds.adapters.store import schema
 from reynolds.adapters.store.sql import SqlStore
 from reynolds.errors import StoreError
+from reynolds.services.ports import Store
 
 Row = dict[str, Any]
+
+
+# Here `store` and `make_store` are every implementation of the port; `sql_store` and
+# `make_sql_store` the SQL store alone, on the test's `store_url`.
+@pytest.fixture
+def make_store(make_any_store: Callable[..., Store]) -> Callable[..., Store]:
+    return make_any_store
+
+
+@pytest.fixture
+def store(make_any_store: Callable[..., Store]) -> Store:
+    return make_any_store()
+
+
+@pytest.fixture
+def make_sql_store(store_url: str) -> Iterator[Callable[..., SqlStore]]:
+    stores: list[SqlStore] = []
+
+    def make(**options: float) -> SqlStore:
+        store = SqlStore(store_url, **options)
+        stores.append(store)
+        store.start()
+        return store
+
+    yield make
+    for store in stores:
+        store.close()
+
+
+@pytest.fixture
+def sql_store(make_sql_store: Callable[..., SqlStore]) -> SqlStore:
+    return make_sql_store()
 
 
 def task(task_id: str, **fields: Any) -> Row:
@@ -61,7 +95,7 @@ def table_rows(url: str, table: Any) -> list[Row]:
 # -- rows --
 
 
-def test_a_put_task_reads_back_with_its_json_and_defaults(store: SqlStore) -> None:
+def test_a_put_task_reads_back_with_its_json_and_defaults(store: Store) -> None:
     store.put_task(task("t1", plan={"levels": [["a"]]}))
     store.flush_sync()
 
@@ -75,7 +109,7 @@ def test_a_put_task_reads_back_with_its_json_and_defaults(store: SqlStore) -> No
     assert store.get_task("missing") is None
 
 
-def test_a_partial_put_changes_only_the_columns_it_names(store: SqlStore) -> None:
+def test_a_partial_put_changes_only_the_columns_it_names(store: Store) -> None:
     store.put_subtask(subtask("t1", "a", 0, component="api", output="first"))
     store.flush_sync()
 
@@ -90,7 +124,7 @@ def test_a_partial_put_changes_only_the_columns_it_names(store: SqlStore) -> Non
     assert row["spec"] == {"action": {"kind": "shell", "argv": ["true"]}}
 
 
-def test_a_put_can_clear_a_column_with_none(store: SqlStore) -> None:
+def test_a_put_can_clear_a_column_with_none(store: Store) -> None:
     store.put_subtask(subtask("t1", "a", 0, pid=42, pid_start=7))
     store.put_subtask(subtask("t1", "b", 1, pid=43, pid_start=8))
     store.flush_sync()
@@ -105,7 +139,7 @@ def test_a_put_can_clear_a_column_with_none(store: SqlStore) -> None:
     ]
 
 
-def test_a_partial_put_for_a_row_never_written_creates_nothing(store: SqlStore) -> None:
+def test_a_partial_put_for_a_row_never_written_creates_nothing(store: Store) -> None:
     store.put_subtask({"task_id": "t1", "id": "ghost", "status": "running"})
     store.flush_sync()
 
@@ -113,7 +147,7 @@ def test_a_partial_put_for_a_row_never_written_creates_nothing(store: SqlStore) 
 
 
 def test_puts_of_one_key_in_one_batch_merge_with_later_fields_winning(
-    make_store: Callable[..., SqlStore],
+    make_store: Callable[..., Store],
 ) -> None:
     # A long interval: everything up to the flush lands in one batch.
     store = make_store(batch_interval_s=30.0)
@@ -132,7 +166,8 @@ def test_puts_of_one_key_in_one_batch_merge_with_later_fields_winning(
     )
 
 
-def test_attempts_are_keyed_by_task_subtask_and_number(store: SqlStore, store_url: str) -> None:
+def test_attempts_are_keyed_by_task_subtask_and_number(sql_store: Store, store_url: str) -> None:
+    store = sql_store
     for attempt in (1, 2):
         store.put_attempt(
             {"task_id": "t1", "subtask_id": "a", "attempt": attempt, "status": "running"}
@@ -144,7 +179,7 @@ def test_attempts_are_keyed_by_task_subtask_and_number(store: SqlStore, store_ur
     assert [(r["attempt"], r["status"]) for r in rows] == [(1, "failed"), (2, "running")]
 
 
-def test_a_string_enum_is_stored_as_its_value(store: SqlStore) -> None:
+def test_a_string_enum_is_stored_as_its_value(store: Store) -> None:
     class Status(StrEnum):
         RUNNING = "running"
 
@@ -155,7 +190,7 @@ def test_a_string_enum_is_stored_as_its_value(store: SqlStore) -> None:
     assert row is not None and row["status"] == "running"
 
 
-def test_output_with_nul_bytes_is_stored(store: SqlStore) -> None:
+def test_output_with_nul_bytes_is_stored(store: Store) -> None:
     store.put_subtask(subtask("t1", "a", 0, output="bin\x00ary"))
     store.add_event({"task_id": "t1", "kind": "log", "data": {"line": "a\x00b"}, "at": 1.0})
     store.flush_sync()
@@ -166,7 +201,7 @@ def test_output_with_nul_bytes_is_stored(store: SqlStore) -> None:
     assert store.events("t1")[0]["data"] == {"line": "a\x00b"}
 
 
-def test_subtasks_come_back_in_decomposition_order(store: SqlStore) -> None:
+def test_subtasks_come_back_in_decomposition_order(store: Store) -> None:
     for seq, name in enumerate(["c", "a", "b"]):
         store.put_subtask(subtask("t1", name, seq))
     store.put_subtask(subtask("t2", "z", 0))
@@ -175,7 +210,7 @@ def test_subtasks_come_back_in_decomposition_order(store: SqlStore) -> None:
     assert [row["id"] for row in store.get_subtasks("t1")] == ["c", "a", "b"]
 
 
-def test_a_row_with_an_unknown_column_or_no_key_is_refused_at_once(store: SqlStore) -> None:
+def test_a_row_with_an_unknown_column_or_no_key_is_refused_at_once(store: Store) -> None:
     with pytest.raises(StoreError):
         store.put_task(task("t1", colour="red"))
     with pytest.raises(StoreError):
@@ -187,7 +222,7 @@ def test_a_row_with_an_unknown_column_or_no_key_is_refused_at_once(store: SqlSto
 # -- task queries --
 
 
-def test_tasks_are_listed_newest_first_filtered_and_limited(store: SqlStore) -> None:
+def test_tasks_are_listed_newest_first_filtered_and_limited(store: Store) -> None:
     for i, status in enumerate(["succeeded", "running", "pending", "succeeded"]):
         store.put_task(task(f"t{i}", status=status, created_at=1000.0 + i))
     store.flush_sync()
@@ -198,7 +233,7 @@ def test_tasks_are_listed_newest_first_filtered_and_limited(store: SqlStore) -> 
     assert store.task_counts() == {"succeeded": 2, "running": 1, "pending": 1}
 
 
-def test_unfinished_tasks_are_those_pending_ready_or_running(store: SqlStore) -> None:
+def test_unfinished_tasks_are_those_pending_ready_or_running(store: Store) -> None:
     statuses = ["pending", "ready", "running", "succeeded", "failed", "cancelled", "planned"]
     for i, status in enumerate(statuses):
         store.put_task(task(f"t{i}", status=status, created_at=1000.0 + i))
@@ -210,7 +245,7 @@ def test_unfinished_tasks_are_those_pending_ready_or_running(store: SqlStore) ->
 # -- events --
 
 
-def test_on_commit_receives_the_committed_events_with_their_seq(store: SqlStore) -> None:
+def test_on_commit_receives_the_committed_events_with_their_seq(store: Store) -> None:
     received: list[Row] = []
     store.on_commit(received.extend)
     for i in range(5):
@@ -223,7 +258,7 @@ def test_on_commit_receives_the_committed_events_with_their_seq(store: SqlStore)
     assert received == store.events("t1")
 
 
-def test_events_are_read_after_a_seq_in_order_and_limited(store: SqlStore) -> None:
+def test_events_are_read_after_a_seq_in_order_and_limited(store: Store) -> None:
     for i in range(6):
         store.add_event({"task_id": "t1", "kind": "tick", "data": {"i": i}})
         store.add_event({"task_id": "t2", "kind": "tick", "data": {"i": i}})
@@ -238,7 +273,7 @@ def test_events_are_read_after_a_seq_in_order_and_limited(store: SqlStore) -> No
 
 
 def test_a_failing_callback_does_not_stop_the_others(
-    store: SqlStore, caplog: pytest.LogCaptureFixture
+    store: Store, caplog: pytest.LogCaptureFixture
 ) -> None:
     received: list[Row] = []
 
@@ -257,7 +292,8 @@ def test_a_failing_callback_does_not_stop_the_others(
 # -- durations --
 
 
-def test_durations_keep_running_statistics_per_key(store: SqlStore, store_url: str) -> None:
+def test_durations_keep_running_statistics_per_key(sql_store: Store, store_url: str) -> None:
+    store = sql_store
     store.record_duration(["build", "build:api"], 1.0, True)
     store.flush_sync()
     store.record_duration(["build"], 3.0, False)
@@ -275,14 +311,14 @@ def test_durations_keep_running_statistics_per_key(store: SqlStore, store_url: s
     }
 
 
-def test_a_single_string_is_one_duration_key(store: SqlStore) -> None:
+def test_a_single_string_is_one_duration_key(store: Store) -> None:
     store.record_duration("build", 2.0, True)
     store.flush_sync()
 
     assert store.durations(["build", "b"]) == {"build": 2.0}
 
 
-def test_a_duration_that_is_not_a_finite_number_is_refused(store: SqlStore) -> None:
+def test_a_duration_that_is_not_a_finite_number_is_refused(store: Store) -> None:
     with pytest.raises(StoreError):
         store.record_duration(["k"], math.nan, True)
 
@@ -290,7 +326,7 @@ def test_a_duration_that_is_not_a_finite_number_is_refused(store: SqlStore) -> N
 # -- flush and failure --
 
 
-def test_flush_returns_once_everything_before_it_is_readable(store: SqlStore) -> None:
+def test_flush_returns_once_everything_before_it_is_readable(store: Store) -> None:
     for i in range(500):
         store.put_subtask(subtask("t1", f"s{i}", i))
     asyncio.run(store.flush())
@@ -298,7 +334,7 @@ def test_flush_returns_once_everything_before_it_is_readable(store: SqlStore) ->
     assert len(store.get_subtasks("t1")) == 500
 
 
-def test_async_flush_lets_the_event_loop_run_while_it_waits(store: SqlStore) -> None:
+def test_async_flush_lets_the_event_loop_run_while_it_waits(store: Store) -> None:
     async def scenario() -> int:
         ticks = 0
 
@@ -318,7 +354,7 @@ def test_async_flush_lets_the_event_loop_run_while_it_waits(store: SqlStore) -> 
     assert asyncio.run(scenario()) > 0
 
 
-def test_a_callback_that_flushes_gets_an_error_instead_of_a_deadlock(store: SqlStore) -> None:
+def test_a_callback_that_flushes_gets_an_error_instead_of_a_deadlock(store: Store) -> None:
     errors: list[Exception] = []
 
     def flushing(rows: list[Row]) -> None:
@@ -334,7 +370,7 @@ def test_a_callback_that_flushes_gets_an_error_instead_of_a_deadlock(store: SqlS
     assert len(errors) == 1
 
 
-def test_writes_from_many_threads_are_all_committed(store: SqlStore) -> None:
+def test_writes_from_many_threads_are_all_committed(store: Store) -> None:
     def writer(n: int) -> None:
         for i in range(100):
             store.put_subtask(subtask(f"t{n}", f"s{i}", i))
@@ -350,7 +386,7 @@ def test_writes_from_many_threads_are_all_committed(store: SqlStore) -> None:
 
 
 def test_a_batch_that_cannot_commit_fails_the_flush_and_the_store_goes_on(
-    store: SqlStore, caplog: pytest.LogCaptureFixture
+    store: Store, caplog: pytest.LogCaptureFixture
 ) -> None:
     store.retry_delays_s = (0.0, 0.0)
     store.put_task(task("good-before"))
@@ -400,19 +436,19 @@ def test_close_commits_what_is_queued(store_url: str) -> None:
 
 
 def test_starting_again_on_a_migrated_database_keeps_its_rows(
-    make_store: Callable[..., SqlStore],
+    make_sql_store: Callable[..., SqlStore],
 ) -> None:
-    first = make_store()
+    first = make_sql_store()
     first.put_task(task("t1"))
     first.close()
 
-    second = make_store()
+    second = make_sql_store()
     second.start()
 
     assert second.get_task("t1") is not None
 
 
-def test_the_migrations_create_exactly_the_schema(store: SqlStore, store_url: str) -> None:
+def test_the_migrations_create_exactly_the_schema(sql_store: Store, store_url: str) -> None:
     engine = create_engine(store_url, poolclass=NullPool)
     try:
         with engine.connect() as conn:
@@ -431,7 +467,7 @@ def audit_row(at: float, **fields: Any) -> Row:
     return row | fields
 
 
-def test_audit_records_read_back_with_every_field(store: SqlStore) -> None:
+def test_audit_records_read_back_with_every_field(store: Store) -> None:
     store.add_audit(
         audit_row(
             5.0,
@@ -477,7 +513,7 @@ def test_audit_records_read_back_with_every_field(store: SqlStore) -> None:
     }
 
 
-def test_audit_reads_the_newest_records_oldest_first_by_task_and_time(store: SqlStore) -> None:
+def test_audit_reads_the_newest_records_oldest_first_by_task_and_time(store: Store) -> None:
     for i in range(6):
         store.add_audit(audit_row(float(i), task_id="t1" if i % 2 else "t2", attempt=i))
     store.flush_sync()
@@ -489,7 +525,7 @@ def test_audit_reads_the_newest_records_oldest_first_by_task_and_time(store: Sql
     assert [r["attempt"] for r in store.audit(task_id="t2", since=1.0, limit=1)] == [4]
 
 
-def test_audit_pages_walk_back_from_the_newest_by_time_then_sequence(store: SqlStore) -> None:
+def test_audit_pages_walk_back_from_the_newest_by_time_then_sequence(store: Store) -> None:
     # Two records share each time: the sequence orders them, on either side of a page's end.
     for i in range(9):
         store.add_audit(audit_row(float(i // 2), task_id="t1" if i % 3 else "t2", attempt=i))
@@ -511,7 +547,7 @@ def test_audit_pages_walk_back_from_the_newest_by_time_then_sequence(store: SqlS
 
 
 def test_audit_records_share_a_batch_with_the_rows_they_describe(
-    make_store: Callable[..., SqlStore],
+    make_store: Callable[..., Store],
 ) -> None:
     store = make_store(batch_interval_s=0.2)
     store.put_task(task("t1"))
@@ -526,7 +562,7 @@ def test_audit_records_share_a_batch_with_the_rows_they_describe(
 
 
 def test_an_audit_record_without_its_decision_or_with_unknown_fields_is_refused(
-    store: SqlStore,
+    store: Store,
 ) -> None:
     with pytest.raises(StoreError):
         store.add_audit({"at": 1.0, "kind": "tool"})
@@ -537,7 +573,7 @@ def test_an_audit_record_without_its_decision_or_with_unknown_fields_is_refused(
 
 
 def test_an_audit_record_made_later_is_made_on_the_writer_thread_in_its_turn(
-    store: SqlStore,
+    store: Store,
 ) -> None:
     made_on: list[int] = []
 
@@ -558,7 +594,7 @@ def test_an_audit_record_made_later_is_made_on_the_writer_thread_in_its_turn(
 
 
 def test_an_audit_record_that_cannot_be_made_is_left_out_and_the_rest_commit(
-    store: SqlStore, caplog: pytest.LogCaptureFixture
+    store: Store, caplog: pytest.LogCaptureFixture
 ) -> None:
     def broken() -> Row:
         raise ValueError("no record today")
@@ -574,7 +610,7 @@ def test_an_audit_record_that_cannot_be_made_is_left_out_and_the_rest_commit(
     assert caplog.text.count("an audit record could not be made") == 2
 
 
-def test_many_audit_records_commit_in_one_flush(store: SqlStore) -> None:
+def test_many_audit_records_commit_in_one_flush(store: Store) -> None:
     for i in range(2000):
         store.add_audit(audit_row(float(i), task_id="bulk", argv=["true"], exit_code=0))
     store.flush_sync()
@@ -602,7 +638,7 @@ def test_an_in_memory_sqlite_database_is_refused() -> None:
         SqlStore("sqlite://")
 
 
-def test_a_write_mark_becomes_durable_once_its_writes_are_committed(store: SqlStore) -> None:
+def test_a_write_mark_becomes_durable_once_its_writes_are_committed(store: Store) -> None:
     before = store.write_mark()
     assert store.durable(before)
     store.put_task(task("t-mark"))
@@ -631,7 +667,7 @@ def decision_row(subtask_id: str, attempt: int, pool: str) -> Row:
     }
 
 
-def test_routing_decisions_read_back_as_the_latest_per_subtask(store: SqlStore) -> None:
+def test_routing_decisions_read_back_as_the_latest_per_subtask(store: Store) -> None:
     store.add_decision(decision_row("a", 1, "devops"))
     store.add_decision(decision_row("a", 2, "code"))
     store.add_decision(decision_row("b", 1, "devops"))
@@ -645,14 +681,14 @@ def test_routing_decisions_read_back_as_the_latest_per_subtask(store: SqlStore) 
     assert store.decisions("other") == {}
 
 
-def test_a_routing_decision_missing_a_column_is_refused(store: SqlStore) -> None:
+def test_a_routing_decision_missing_a_column_is_refused(store: Store) -> None:
     row = decision_row("a", 1, "devops")
     del row["scores"]
     with pytest.raises(StoreError, match="routing decision"):
         store.add_decision(row)
 
 
-def test_scaling_events_read_back_newest_first(store: SqlStore) -> None:
+def test_scaling_events_read_back_newest_first(store: Store) -> None:
     for i, (old, new) in enumerate([(1, 2), (2, 3), (3, 2)]):
         store.add_scaling_event(
             {
@@ -674,7 +710,7 @@ def test_scaling_events_read_back_newest_first(store: SqlStore) -> None:
         store.add_scaling_event({"pool": "devops"})
 
 
-def test_the_longest_subtask_ids_a_task_can_make_are_kept_whole(store: SqlStore) -> None:
+def test_the_longest_subtask_ids_a_task_can_make_are_kept_whole(store: Store) -> None:
     # A step name (up to 100 characters), ':' and a component (up to 500): two ids that differ
     # only past the 200th character must stay two subtasks, everywhere a subtask id is kept.
     step, component = "s" * 100, "c" * 499

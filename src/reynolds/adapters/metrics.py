@@ -80,5 +80,20 @@ class Metrics:
         if duration_s is not None:
             self.subtask_duration.observe(duration_s)
 
+    def task_ended(self, status: str, parallel_ratio: float, overhead_ratio: float) -> None:
+        self.tasks.labels(status).inc()
+        self.parallel_ratio.set(parallel_ratio)
+        self.overhead_ratio.set(overhead_ratio)
+
+    def pool_replicas(self, pool: str, replicas: int) -> None:
+        self.replicas.labels(pool).set(replicas)
+
+    def pool_scaled(self, pool: str, direction: str) -> None:
+        self.scaling_events.labels(pool, direction).inc()
+
+    def pool_load(self, pool: str, utilization: float, queue_depth: int) -> None:
+        self.utilization.labels(pool).set(utilization)
+        self.queue_depth.labels(pool).set(queue_depth)
+
     def render(self) -> bytes:
         return generate_latest(self.registry)

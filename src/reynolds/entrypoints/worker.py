@@ -29,8 +29,8 @@ from celery import Celery, signals
 from reynolds.adapters.executors.celery_app import AGENT_TYPE_ENV, TASK_NAME, make_app
 from reynolds.core.pools import PoolSpec, resource_limits
 from reynolds.entrypoints import secret_env
-from reynolds.services.actions import Job, JobResult, Runners, execute
-from reynolds.services.ports import ActionContext, ActionResult
+from reynolds.services.actions import Job, JobResult, LocalActions, Runners, denied
+from reynolds.services.ports import ActionResult
 from reynolds.settings import Settings
 
 log = logging.getLogger("reynolds.worker")
@@ -136,15 +136,15 @@ class Agent:
             self.pool.limits, settings.agent_memory_limit_soft, settings.agent_memory_limit_hard
         )
         self.settings = settings
-        self.workspace = os.getcwd()
         self.loop = asyncio.new_event_loop()
         # `reynolds agent` checked that the action user exists and can be switched to.
         user = action_user(settings, pools)
-        self.runners = Runners(
+        runners = Runners(
             ShellRunner(action_user=user),
             PythonRunner(settings.python_workers, action_user=user),
             HttpRunner(),
         )
+        self.actions = LocalActions(runners, os.getcwd())
         self.orchestrator = Orchestrator(settings.report_url, settings.token(), worker)
 
     def run(self, payload: dict[str, Any]) -> str:
@@ -179,20 +179,14 @@ class Agent:
         return "reported" if accepted else "stale: result dropped"
 
     async def _execute(self, job: Job) -> ActionResult:
-        ctx = ActionContext(
+        return denied(job.action, self.pool, self.pool_key) or await self.actions.run(
+            job.action,
+            self.pool,
             task_id=job.task_id,
             subtask_id=job.subtask_id,
             attempt=job.attempt,
             timeout_s=job.timeout_s,
             output_cap_bytes=job.output_cap_bytes,
-            workspace=self.workspace,
-        )
-        return await execute(
-            self.runners,
-            job.action,
-            ctx,
-            self.pool,
-            self.pool_key,
             argv=job.argv,
             limits=self.limits,
         )

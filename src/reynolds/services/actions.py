@@ -6,24 +6,30 @@ A dispatch to a distributed worker travels as a `Job` and its outcome comes back
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 from pydantic import Field
 
 from reynolds.core.models import Action, HttpAction, PythonAction, ShellAction, WireModel
 from reynolds.core.pools import PoolSpec, ResourceLimits
 from reynolds.core.wire_values import encodable
-from reynolds.services.ports import ActionContext, ActionResult, ActionRunner
+from reynolds.services.ports import (
+    ActionContext,
+    ActionResult,
+    HttpActionRunner,
+    PythonActionRunner,
+    ShellActionRunner,
+)
 
 
 @dataclass(frozen=True, slots=True)
 class Runners:
     """The runners of one process; `python` and `http` may be absent."""
 
-    shell: Any  # ShellRunner: its run() takes argv, executables and limits besides the context
-    python: ActionRunner | None = None
-    http: ActionRunner | None = None
+    shell: ShellActionRunner
+    python: PythonActionRunner | None = None
+    http: HttpActionRunner | None = None
 
     async def aclose(self) -> None:
         for runner in (self.python, self.http):
@@ -31,32 +37,61 @@ class Runners:
                 await runner.aclose()
 
 
-async def execute(
-    runners: Runners,
-    action: Action,
-    ctx: ActionContext,
-    pool: PoolSpec,
-    pool_key: str,
-    *,
-    argv: list[str] | None = None,
-    limits: ResourceLimits | None = None,
-) -> ActionResult:
-    """Run `action` (a shell action's `argv` already substituted) within `pool`'s rules."""
-    kind = action.kind
-    if kind not in pool.action_kinds:
+def denied(action: Action | None, pool: PoolSpec, pool_key: str) -> ActionResult | None:
+    """The result of an action `pool` does not permit (its kind), or None when it may run."""
+    if action is None or action.kind not in pool.action_kinds:
+        kind = getattr(action, "kind", "none")
         return ActionResult(
             False, reason="denied", error=f"{kind} actions are not permitted in the {pool_key} pool"
         )
-    if isinstance(action, ShellAction):
-        result: ActionResult = await runners.shell.run(
-            action, ctx, argv=argv, executables=pool.executables, limits=limits
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class LocalActions:
+    """Runs permitted actions on this process's runners, in its workspace: the same code on
+    the server (local pools) and in a distributed worker."""
+
+    runners: Runners
+    workspace: str
+
+    async def run(
+        self,
+        action: Action,
+        pool: PoolSpec,
+        *,
+        task_id: str,
+        subtask_id: str,
+        attempt: int,
+        timeout_s: float,
+        output_cap_bytes: int,
+        argv: list[str] | None = None,
+        limits: ResourceLimits | None = None,
+        on_spawn: Callable[[int, int | None], None] | None = None,
+    ) -> ActionResult:
+        """Run `action` (a shell action's `argv` already substituted) under `pool`'s rules
+        for executables, callables and hosts; its kind was checked with `denied`."""
+        ctx = ActionContext(
+            task_id=task_id,
+            subtask_id=subtask_id,
+            attempt=attempt,
+            timeout_s=timeout_s,
+            output_cap_bytes=output_cap_bytes,
+            workspace=self.workspace,
+            on_spawn=on_spawn,
         )
-        return result
-    if isinstance(action, PythonAction) and runners.python is not None:
-        return await runners.python.run(action, ctx, allowed=pool.callables)  # type: ignore[call-arg]
-    if isinstance(action, HttpAction) and runners.http is not None:
-        return await runners.http.run(action, ctx, allowed_hosts=pool.http_hosts)  # type: ignore[call-arg]
-    return ActionResult(False, reason="not_available", error=f"{kind} actions: not available yet")
+        runners = self.runners
+        if isinstance(action, ShellAction):
+            return await runners.shell.run(
+                action, ctx, argv=argv, executables=pool.executables, limits=limits
+            )
+        if isinstance(action, PythonAction) and runners.python is not None:
+            return await runners.python.run(action, ctx, allowed=pool.callables)
+        if isinstance(action, HttpAction) and runners.http is not None:
+            return await runners.http.run(action, ctx, allowed_hosts=pool.http_hosts)
+        return ActionResult(
+            False, reason="not_available", error=f"{action.kind} actions: not available yet"
+        )
 
 
 class Job(WireModel):

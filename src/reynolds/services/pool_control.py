@@ -1,47 +1,62 @@
-"""The pools' side of the engine: their slots, queues, status and scaling.
-
-A mixin of `Engine`: it reads and changes the scheduler's slot counts (`replicas`, `free`),
-so it lives on the same object, but apart from the scheduling code.
-"""
+"""The pools' side of the scheduler: their slots, queues, status and scaling."""
 
 from __future__ import annotations
 
 import asyncio
 import heapq
 import logging
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import Any
 
+from reynolds.core.pools import PoolSet
 from reynolds.errors import InvalidInput
-
-if TYPE_CHECKING:
-    from collections.abc import Callable
-
-    from reynolds.adapters.metrics import Metrics
-    from reynolds.core.pools import PoolSet
-    from reynolds.services.ports import RemoteExecutor, Store
-    from reynolds.services.runs import TaskRun
+from reynolds.services.live_runs import LiveRuns
+from reynolds.services.ports import RemoteExecutor, SchedulerMetrics, Store
+from reynolds.settings import Settings
 
 log = logging.getLogger("reynolds.engine")
 
 
 class PoolControl:
-    """Slots per pool: `replicas` each pool has, `free` of them now."""
+    """Slots per pool: `replicas` each pool has, `free` of them now. `on_room` (the
+    dispatch loop's pump) is called whenever slots were added."""
 
-    pools: PoolSet
-    store: Store
-    metrics: Metrics
-    remote: RemoteExecutor | None
-    clock: Callable[[], float]
-    configured: dict[str, int]
-    replicas: dict[str, int]
-    free: dict[str, int]
-    _active: list[TaskRun]
-    _outcomes: dict[str, list[float]]
-    _background: set[asyncio.Task[None]]
-    _rescaling: set[str]
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        pools: PoolSet,
+        store: Store,
+        metrics: SchedulerMetrics,
+        remote: RemoteExecutor | None,
+        clock: Callable[[], float],
+        runs: LiveRuns,
+    ) -> None:
+        self.settings = settings  # the scaling thresholds a pool leaves open
+        self.pools = pools
+        self.store = store
+        self.metrics = metrics
+        self.remote = remote
+        self.clock = clock
+        self._runs = runs
+        self.on_room: Callable[[], None] = lambda: None
+        # Remote pools have the slots their connected workers offer, none until one is seen.
+        self.configured = pools.capacity()
+        self.replicas = dict.fromkeys(self.configured, 0) if remote else dict(self.configured)
+        self.free = dict(self.replicas)
+        # Per pool, from finished attempts: [attempts, successes, mean seconds].
+        self._outcomes: dict[str, list[float]] = {p: [0, 0, 0.0] for p in self.replicas}
+        self._background: set[asyncio.Task[None]] = set()
+        self._rescaling: set[str] = set()
+        for pool, n in self.replicas.items():
+            metrics.pool_replicas(pool, n)
 
-    def _pump(self) -> None:
-        raise NotImplementedError  # the scheduler's
+    def record_outcome(self, pool: str, ok: bool, duration_s: float) -> None:
+        """An attempt that ran on `pool` for `duration_s` and succeeded or not."""
+        outcome = self._outcomes.setdefault(pool, [0, 0, 0.0])
+        outcome[0] += 1
+        outcome[1] += 1 if ok else 0
+        outcome[2] += (duration_s - outcome[2]) / outcome[0]
 
     def planning_replicas(self) -> dict[str, int]:
         """The replicas plans assume: remote pools with no worker seen yet count as configured."""
@@ -62,7 +77,7 @@ class PoolControl:
         (counted on their best-matching pool, or on every pool when none matches)."""
         queued: dict[str, int] = dict.fromkeys(self.pools.pools, 0)
         all_full = not any(v > 0 for v in self.free.values())
-        for run in self._active:
+        for run in self._runs.active:
             room = run.limit - run.running
             if room <= 0 or run.cancelling:
                 continue  # waiting on the task's own concurrency cap, not on replicas
@@ -87,7 +102,7 @@ class PoolControl:
         for key, slots in self.remote.capacity(list(self.replicas)).items():
             if slots != self.replicas[key] and key not in self._rescaling:
                 self._set_replicas(key, slots, "workers connected or gone", "workers")
-        self._pump()
+        self.on_room()
 
     def scale(self, pool: str, replicas: int, reason: str, source: str) -> dict[str, Any]:
         """Set a pool's replicas within its min..max; returns the pool's new status.
@@ -140,7 +155,7 @@ class PoolControl:
             self._set_replicas(key, self.remote.capacity([key])[key], reason, source)
         finally:
             self._rescaling.discard(key)
-        self._pump()
+        self.on_room()
 
     async def scaled(self) -> None:
         """Wait for the scaling commands sent to remote workers, then take their new sizes."""
@@ -161,8 +176,8 @@ class PoolControl:
             self.replicas[key] = replicas
             self.free[key] += replicas - current
             direction = "up" if replicas > current else "down"
-            self.metrics.replicas.labels(key).set(replicas)
-            self.metrics.scaling_events.labels(key, direction).inc()
+            self.metrics.pool_replicas(key, replicas)
+            self.metrics.pool_scaled(key, direction)
             self.store.add_scaling_event(
                 {
                     "pool": key,
@@ -190,7 +205,7 @@ class PoolControl:
             )
             log.info("scaled %s from %d to %d (%s, %s)", key, current, replicas, source, reason)
             if direction == "up":
-                self._pump()
+                self.on_room()
 
     def pool_status(self) -> list[dict[str, Any]]:
         """Pools and replicas as they stand."""
@@ -200,8 +215,7 @@ class PoolControl:
             replicas = self.replicas[key]
             busy = replicas - self.free[key]
             util = busy / replicas if replicas else 0.0
-            self.metrics.utilization.labels(key).set(util)
-            self.metrics.queue_depth.labels(key).set(queued.get(key, 0))
+            self.metrics.pool_load(key, util, queued.get(key, 0))
             out.append(
                 {
                     "type": key,
@@ -220,4 +234,5 @@ class PoolControl:
         return out
 
     def counts(self) -> dict[str, int]:
-        return {"active": len(self._active), "running": sum(r.running for r in self._active)}
+        active = self._runs.active
+        return {"active": len(active), "running": sum(r.running for r in active)}

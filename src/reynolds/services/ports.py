@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from reynolds.core.models import HttpAction, PythonAction, ShellAction
+    from reynolds.core.pools import ResourceLimits
 
 Row = dict[str, Any]
 
@@ -42,12 +46,82 @@ class ActionResult:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-class ActionRunner(Protocol):
-    """Runs one kind of action. Cancellation (asyncio) must kill whatever it started."""
+class ShellActionRunner(Protocol):
+    """Runs `shell` actions as process groups. Cancellation (asyncio) kills what it started."""
 
-    async def run(self, action: Any, ctx: ActionContext) -> ActionResult: ...
+    async def run(
+        self,
+        action: ShellAction,
+        ctx: ActionContext,
+        *,
+        argv: list[str] | None = None,
+        executables: Collection[str] = (),
+        limits: ResourceLimits | None = None,
+    ) -> ActionResult:
+        """Run `argv` (the action's, already substituted) within the pool's executables."""
 
     async def aclose(self) -> None: ...
+
+
+class PythonActionRunner(Protocol):
+    """Runs `python` actions: a callable the pool declares (`allowed`), in a worker process."""
+
+    async def run(
+        self, action: PythonAction, ctx: ActionContext, *, allowed: Collection[str] | None = None
+    ) -> ActionResult: ...
+
+    async def aclose(self) -> None: ...
+
+
+class HttpActionRunner(Protocol):
+    """Runs `http` actions to loopback or to the pool's `allowed_hosts`."""
+
+    async def run(
+        self, action: HttpAction, ctx: ActionContext, *, allowed_hosts: Collection[str] = ()
+    ) -> ActionResult: ...
+
+    async def aclose(self) -> None: ...
+
+
+class OrphanKiller(Protocol):
+    """Finds and kills what the actions of a dead server left running (blocking: /proc)."""
+
+    def kill_orphans(self) -> int:
+        """Kill every tagged process a dead server or worker left; how many were killed."""
+
+    def is_our_orphan(self, pid: int, start_ticks: int | None, started_at: float | None) -> bool:
+        """Whether `pid` is still the process an action of ours started (not a reused pid)."""
+
+    def kill_group(self, pid: int) -> None:
+        """Kill the process group `pid` leads."""
+
+
+class SystemSampler(Protocol):
+    """This machine's load, for auto-scaling."""
+
+    def sample(self) -> tuple[float, float]:
+        """(cpu_percent, memory_percent); zeros where they cannot be read."""
+
+
+class SchedulerMetrics(Protocol):
+    """What the scheduler reports to the metrics endpoint."""
+
+    def task_ended(self, status: str, parallel_ratio: float, overhead_ratio: float) -> None: ...
+
+    def subtask_ended(self, agent_type: str, status: str, duration_s: float | None) -> None: ...
+
+    def pool_replicas(self, pool: str, replicas: int) -> None: ...
+
+    def pool_scaled(self, pool: str, direction: str) -> None: ...
+
+    def pool_load(self, pool: str, utilization: float, queue_depth: int) -> None: ...
+
+    def render(self) -> bytes:
+        """The metrics as the Prometheus text format."""
+
+
+# A new task id on each call (unique across servers sharing a database).
+IdFactory = Callable[[], str]
 
 
 class Store(Protocol):

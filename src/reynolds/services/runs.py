@@ -4,14 +4,32 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from reynolds.core.graph import Graph, Node
-from reynolds.core.models import FINISHED, PRIORITY_RANK, Status, Strategy, TaskSpec
+from pydantic import TypeAdapter
+
+from reynolds.core import planning
+from reynolds.core.graph import Graph, Node, bottom_levels
+from reynolds.core.models import FINISHED, PRIORITY_RANK, Action, Status, Strategy, TaskSpec
 from reynolds.core.planning import OrderKey, order_key
 from reynolds.core.routing import RoutingDecision
+
+_ACTION: TypeAdapter[Action] = TypeAdapter(Action)
+
+
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """A task decomposed and planned, not yet running."""
+
+    graph: Graph
+    strategy: Strategy
+    keys: dict[str, list[str]]  # duration-history keys per node
+    estimate_s: dict[str, float]
+    capability: dict[str, dict[str, float]]  # per node: capability score per pool
+    plan: dict[str, Any]
+    message: str | None  # set when nothing is runnable: what to add
 
 
 @dataclass(slots=True, eq=False)
@@ -87,6 +105,99 @@ class TaskRun:
     mark: int = 0  # the store's write mark after this task's latest write
     done: asyncio.Event = field(default_factory=asyncio.Event)
 
+    @classmethod
+    def new(
+        cls,
+        task_id: str,
+        seq: int,
+        spec: TaskSpec,
+        prep: Prepared,
+        *,
+        created_at: float,
+        token_name: str | None,
+    ) -> TaskRun:
+        """A task as submitted: sources ready, the rest pending; `planned` with every subtask
+        pending when the plan found nothing runnable (`prep.message` says what to add)."""
+        graph = prep.graph
+        run = cls(
+            id=task_id,
+            seq=seq,
+            spec=spec,
+            strategy=prep.strategy,
+            graph=graph,
+            estimate_s=prep.estimate_s,
+            bottom_s=bottom_levels(graph, prep.estimate_s),
+            plan=prep.plan,
+            created_at=created_at,
+            token_name=token_name,
+            history_keys=prep.keys,
+        )
+        for nid, node in graph.nodes.items():
+            status = Status.READY if not node.depends_on else Status.PENDING
+            run.subs[nid] = SubState(node, status, len(node.depends_on), prep.capability[nid])
+        run.unfinished = len(run.subs)
+        if prep.message is not None:
+            run.status = Status.PLANNED
+            run.message = prep.message
+            for sub in run.subs.values():
+                sub.status = Status.PENDING
+            run.done.set()
+        return run
+
+    @classmethod
+    def from_rows(
+        cls,
+        task: dict[str, Any],
+        rows: list[dict[str, Any]],
+        *,
+        seq: int,
+        default_estimate_s: float,
+        capabilities: Callable[[Graph], dict[str, dict[str, float]]],
+    ) -> TaskRun:
+        """A stored task as its rows have it (statuses included); ValidationError when
+        today's input rules refuse its spec, strategy or an action."""
+        spec = TaskSpec.model_validate(task["spec"])
+        strategy = Strategy.model_validate(task["strategy"])
+        nodes = [node_from_row(r) for r in rows]
+        graph = Graph({n.id: n for n in nodes}, {n.id: [] for n in nodes})
+        for n in nodes:
+            for dep in n.depends_on:
+                graph.dependents[dep].append(n.id)
+        keys = {nid: planning.history_keys(spec.type, n) for nid, n in graph.nodes.items()}
+        est = planning.estimates(graph, keys, {}, default_estimate_s)
+        run = cls(
+            id=task["id"],
+            seq=seq,
+            spec=spec,
+            strategy=strategy,
+            graph=graph,
+            estimate_s=est,
+            bottom_s=bottom_levels(graph, est),
+            plan=task.get("plan") or {},
+            created_at=task["created_at"],
+            token_name=task.get("token_name"),
+            history_keys=keys,
+            status=Status(task["status"]),
+            started_at=task.get("started_at"),
+        )
+        capability = capabilities(graph)
+        for row, node in zip(rows, nodes, strict=True):
+            run.subs[node.id] = SubState(
+                node,
+                Status(row["status"]),
+                0,
+                capability.get(node.id, {}),
+                attempts=row["attempts"] or 0,
+                exit_code=row.get("exit_code"),
+                output=row.get("output") or "",
+                error=row.get("error") or "",
+                reason=row.get("reason"),
+                agent_type=row.get("agent_type"),
+                started_at=row.get("started_at"),
+                finished_at=row.get("finished_at"),
+            )
+        return run
+
     @property
     def rank(self) -> tuple[int, int]:
         """Across tasks: priority first, then submission order."""
@@ -95,6 +206,11 @@ class TaskRun:
     @property
     def limit(self) -> int:
         return 1 if self.strategy.approach == "direct" else self.strategy.max_concurrency
+
+    def usable(self, replicas: int) -> int:
+        """How many subtasks could run at once: the limit, the graph's width and `replicas`."""
+        width = planning.max_width(self.graph.levels())
+        return max(1, min(self.limit, width, replicas))
 
     def key(self, nid: str) -> OrderKey:
         node = self.graph.nodes[nid]
@@ -123,6 +239,27 @@ class TaskRun:
 
     def subtask_rows(self) -> list[dict[str, Any]]:
         return [s.row(self.id) for s in self.subs.values()]
+
+
+def node_from_row(row: dict[str, Any]) -> Node:
+    """A subtask's node as its stored row keeps it."""
+    spec = row["spec"]
+    action = _ACTION.validate_python(spec["action"]) if spec.get("action") else None
+    return Node(
+        id=row["id"],
+        seq=row["seq"],
+        action=action,
+        depends_on=tuple(row["depends_on"]),
+        component=row.get("component"),
+        step=row.get("step"),
+        agent=row.get("requested_agent"),
+        description=spec.get("description") or "",
+        timeout_s=spec.get("timeoutSeconds"),
+        retries=spec.get("retries") or 0,
+        estimate_s=spec.get("estimatedSeconds"),
+        idempotent=spec.get("idempotent", True),
+        allow_option_values=spec.get("allowOptionValues", False),
+    )
 
 
 @dataclass(frozen=True, slots=True)

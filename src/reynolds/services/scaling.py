@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from reynolds.core.scaling import Signals, Thresholds, decide
 
 if TYPE_CHECKING:
-    from reynolds.services.engine import Engine
+    from reynolds.services.pool_control import PoolControl
 
 log = logging.getLogger("reynolds.scaling")
 
@@ -19,16 +19,16 @@ log = logging.getLogger("reynolds.scaling")
 class AutoScaler:
     """Evaluates every pool whose `scaling.auto` is on, now or every `interval_s`."""
 
-    def __init__(self, engine: Engine, sample: Callable[[], tuple[float, float]]) -> None:
-        self.engine = engine
+    def __init__(self, control: PoolControl, sample: Callable[[], tuple[float, float]]) -> None:
+        self.control = control
         self.sample = sample  # () -> (cpu %, memory %)
         self._last_change: dict[str, float] = {}
         self._task: asyncio.Task[None] | None = None
 
     def thresholds(self, pool: str) -> Thresholds:
         """The pool's own thresholds, else the settings' (CPU/MEMORY/QUEUE_THRESHOLD_SCALE_UP)."""
-        s = self.engine.settings
-        own = self.engine.pools.pools[pool].scaling
+        s = self.control.settings
+        own = self.control.pools.pools[pool].scaling
         return Thresholds(
             cpu_up_percent=own.cpu_up_percent or s.cpu_threshold_scale_up,
             memory_up_percent=own.memory_up_percent or s.memory_threshold_scale_up,
@@ -42,13 +42,13 @@ class AutoScaler:
         """Auto-scaling never shrinks a pool below its initial replicas, so the capacity the
         contract promises at start (3 + 2 + 3) stays when idle. Manual scaling may go down
         to min, and auto leaves that choice alone rather than undo it."""
-        replicas = self.engine.pools.pools[pool].replicas
-        return max(replicas.min, min(replicas.initial, self.engine.replicas[pool]))
+        replicas = self.control.pools.pools[pool].replicas
+        return max(replicas.min, min(replicas.initial, self.control.replicas[pool]))
 
     def thresholds_view(self) -> list[dict[str, Any]]:
         """Each pool's effective thresholds, as the wire shows them."""
         out = []
-        for key, pool in self.engine.pools.pools.items():
+        for key, pool in self.control.pools.pools.items():
             t = self.thresholds(key)
             out.append(
                 {
@@ -70,21 +70,21 @@ class AutoScaler:
     def evaluate(self, *, apply: bool) -> list[dict[str, Any]]:
         """One evaluation of every auto-scaled pool: the changes decided (applied unless not
         `apply`). Pools with nothing to change are left out."""
-        engine = self.engine
-        remote = engine.remote is not None
+        control = self.control
+        remote = control.remote is not None
         # Celery workers run elsewhere: this machine's CPU and memory say nothing of them, so
         # only queue depth moves a remote pool.
         cpu, memory = (0.0, 0.0) if remote else self.sample()
-        queued = engine.queue_depths()
-        now = engine.clock()
+        queued = control.queue_depths()
+        now = control.clock()
         out = []
-        for key, pool in engine.pools.pools.items():
+        for key, pool in control.pools.pools.items():
             if not pool.scaling.auto:
                 continue
-            replicas = engine.replicas[key]
+            replicas = control.replicas[key]
             if remote and replicas == 0:
                 continue  # no worker serves it: there is no pool to grow
-            signals = Signals(replicas, replicas - engine.free[key], queued[key], cpu, memory)
+            signals = Signals(replicas, replicas - control.free[key], queued[key], cpu, memory)
             decision = decide(
                 signals,
                 min_replicas=self.floor(key),
@@ -96,7 +96,7 @@ class AutoScaler:
             if decision is None:
                 continue
             if apply:
-                engine.scale(key, decision.target, decision.reason, "auto")
+                control.scale(key, decision.target, decision.reason, "auto")
                 self._last_change[key] = now
             out.append(
                 {

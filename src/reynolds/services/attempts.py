@@ -1,0 +1,100 @@
+"""One attempt of a subtask: its action checked against the pool, its argv substituted, then
+run on this server's runners or dispatched to a distributed worker."""
+
+from __future__ import annotations
+
+from reynolds.core.models import ShellAction
+from reynolds.core.pools import PoolSet, resource_limits
+from reynolds.core.substitution import substitute
+from reynolds.errors import ActionDenied
+from reynolds.services.actions import Job, LocalActions, denied
+from reynolds.services.ports import ActionResult, RemoteExecutor
+from reynolds.services.recording import Recorder
+from reynolds.services.runs import SubState, TaskRun
+from reynolds.settings import Settings
+
+
+class Attempts:
+    """Runs attempts: locally through `actions`, or on `remote` workers when it is set."""
+
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        pools: PoolSet,
+        actions: LocalActions,
+        remote: RemoteExecutor | None,
+        recorder: Recorder,
+    ) -> None:
+        self.settings = settings
+        self.pools = pools
+        self.actions = actions
+        self.remote = remote
+        self.recorder = recorder
+        self.limits = {
+            key: resource_limits(
+                pool.limits, settings.agent_memory_limit_soft, settings.agent_memory_limit_hard
+            )
+            for key, pool in pools.pools.items()
+        }
+
+    async def run(self, run: TaskRun, sub: SubState, pool: str) -> ActionResult:
+        """How the attempt `sub.attempts` of `sub` on `pool` ended."""
+        node = sub.node
+        action = node.action
+        spec = self.pools.pools[pool]
+        refused = denied(action, spec, pool)
+        if refused is not None:
+            return refused
+        assert action is not None  # `denied` refuses a subtask without one
+        timeout_s = node.timeout_s or (
+            self.settings.urgent_timeout_s
+            if run.strategy.approach == "parallel_urgent"
+            else self.settings.default_timeout_s
+        )
+        argv = None
+        if isinstance(action, ShellAction):
+            values = {
+                "component": node.component or "",
+                "taskId": run.id,
+                "subtaskId": node.id,
+                "step": node.step or "",
+                "taskType": run.spec.type,
+                "attempt": str(sub.attempts),
+            }
+            try:
+                argv = substitute(action.argv, values, allow_option_values=node.allow_option_values)
+            except ActionDenied as exc:
+                return ActionResult(False, reason="denied", error=exc.message)
+            sub.argv = argv
+        if self.remote is not None:
+            job = Job(
+                dispatch_id="-",
+                task_id=run.id,
+                subtask_id=node.id,
+                attempt=sub.attempts,
+                dispatch=1,
+                pool=pool,
+                action=action,
+                argv=argv,
+                timeout_s=timeout_s,
+                output_cap_bytes=self.settings.output_cap_bytes,
+                lease_s=self.remote.lease_s,
+            )
+            return await self.remote.run(
+                job,
+                idempotent=node.idempotent,
+                on_claim=lambda: self.recorder.running(run, sub, None),
+            )
+        return await self.actions.run(
+            action,
+            spec,
+            task_id=run.id,
+            subtask_id=node.id,
+            attempt=sub.attempts,
+            timeout_s=timeout_s,
+            output_cap_bytes=self.settings.output_cap_bytes,
+            argv=argv,
+            limits=self.limits[pool],
+            on_spawn=lambda pid, start: self.recorder.running(run, sub, pid, start),
+        )

@@ -1,0 +1,352 @@
+"""The dispatch loop: start every ready subtask as soon as its task and a pool have room
+(`pump`), and settle each attempt when it ends (retry, unblock, skip, finish the task)."""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import logging
+from collections.abc import Callable
+
+from reynolds.core import planning
+from reynolds.core.models import FINISHED, Status
+from reynolds.core.reporting import run_metrics
+from reynolds.core.retry import decide_retry
+from reynolds.core.wire_values import encodable
+from reynolds.services.attempts import Attempts
+from reynolds.services.live_runs import LiveRuns
+from reynolds.services.planner import Planner
+from reynolds.services.pool_control import PoolControl
+from reynolds.services.ports import ActionResult, SchedulerMetrics, Store
+from reynolds.services.recording import Recorder
+from reynolds.services.runs import SubState, TaskRun
+from reynolds.settings import Settings
+
+log = logging.getLogger("reynolds.engine")
+
+
+class Dispatcher:
+    """Runs the active tasks' subtasks on the pools' free slots, in priority order."""
+
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        store: Store,
+        metrics: SchedulerMetrics,
+        runs: LiveRuns,
+        control: PoolControl,
+        planner: Planner,
+        attempts: Attempts,
+        recorder: Recorder,
+        clock: Callable[[], float],
+        jitter: Callable[[], float],
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.metrics = metrics
+        self.runs = runs
+        self.control = control
+        self.planner = planner
+        self.attempts = attempts
+        self.record = recorder
+        self.clock = clock
+        self.jitter = jitter
+        self.closing = False
+        self._pumping = False
+        control.on_room = self.pump
+
+    def activate(self, run: TaskRun) -> None:
+        """Take `run` in: its ready subtasks start as room allows."""
+        for nid, sub in run.subs.items():
+            if sub.status is Status.READY:
+                heapq.heappush(run.ready, (run.key(nid), nid))
+        self.runs.activate(run)
+        if run.unfinished == 0:
+            self.finish_run(run)
+        self.pump()
+
+    def pump(self) -> None:
+        """Start whatever can start now, in priority order across tasks."""
+        if self._pumping or self.closing:
+            return
+        self._pumping = True
+        control = self.control
+        free, replicas = control.free, control.replicas
+        stats: planning.PoolStats | None = None  # computed once per pump, when needed
+        try:
+            for run in self.runs.active:
+                if not any(v > 0 for v in free.values()):
+                    break
+                room = run.limit - run.running
+                if room <= 0 or not run.ready or run.cancelling:
+                    continue
+                if stats is None:
+                    stats = control.pool_stats()
+
+                def place(
+                    nid: str, run: TaskRun = run, stats: planning.PoolStats = stats
+                ) -> str | None:
+                    sub = run.subs[nid]
+                    decision = planning.place(
+                        sub.node.agent,
+                        sub.capability,
+                        free,
+                        replicas,
+                        run.strategy.selection,
+                        run.turn,
+                        stats,
+                    )
+                    if decision.pool is not None:
+                        free[decision.pool] -= 1
+                        run.turn += 1
+                        sub.routing = decision
+                    return decision.pool
+
+                for nid, pool in planning.take_startable(run.ready, place, room):
+                    self._start(run, run.subs[nid], pool)
+        finally:
+            self._pumping = False
+
+    def _start(self, run: TaskRun, sub: SubState, pool: str) -> None:
+        now = self.clock()
+        sub.status = Status.RUNNING
+        sub.attempts += 1
+        sub.agent_type = pool
+        sub.started_at = now
+        sub.finished_at = None
+        sub.argv = None
+        run.running += 1
+        if run.status is Status.PENDING:
+            run.status = Status.RUNNING
+            run.started_at = now
+            self.store.put_task({"id": run.id, "status": "running", "started_at": now})
+        # The `running` row is written with the pid once the process exists (one write, not
+        # two); a non-idempotent subtask also has it committed before it starts (_execute).
+        self.record.event(run, sub, "subtask_started", {"attempt": sub.attempts, "agentType": pool})
+        if sub.routing is not None:
+            self.store.add_decision(
+                {
+                    "task_id": run.id,
+                    "subtask_id": sub.node.id,
+                    "attempt": sub.attempts,
+                    "pool": pool,
+                    "selection": sub.routing.selection,
+                    "scores": sub.routing.scores,
+                    "reason": sub.routing.reason,
+                    "at": now,
+                }
+            )
+        sub.handle = asyncio.get_running_loop().create_task(self._execute(run, sub, pool))
+
+    async def _execute(self, run: TaskRun, sub: SubState, pool: str) -> None:
+        try:
+            if not sub.node.idempotent:
+                # "Never run twice" needs the running mark durable before the action starts.
+                self.record.running(run, sub, None)
+                await self.store.flush()
+            result = await self.attempts.run(run, sub, pool)
+        except asyncio.CancelledError:
+            self._release(run, pool)
+            if not self.closing:
+                self.settle(
+                    run, sub, pool, ActionResult(False, reason="cancelled", error="cancelled")
+                )
+            else:
+                # Not settled: the next start runs it again. The audit still sees it end.
+                interrupted = ActionResult(False, reason="interrupted")
+                self.record.audit(run, sub, pool, interrupted, self.clock())
+            return
+        except Exception as exc:  # a runner's bug must not take the scheduler down
+            log.exception("action runner failed for %s/%s", run.id, sub.node.id)
+            result = ActionResult(False, reason="error", error=f"internal error: {exc!r}")
+        self._release(run, pool)
+        self.settle(run, sub, pool, result)
+
+    def _release(self, run: TaskRun, pool: str) -> None:
+        self.control.free[pool] += 1
+        run.running -= 1
+
+    def settle(self, run: TaskRun, sub: SubState, pool: str, result: ActionResult) -> None:
+        """Record how an attempt ended and decide what follows."""
+        now = self.clock()
+        duration = now - sub.started_at if sub.started_at is not None else None
+        sub.exit_code = result.exit_code
+        # Any runner's text (an http answer in a charset the server chose) goes to the store.
+        sub.output = encodable(result.output)
+        sub.error = encodable(result.error)
+        sub.reason = result.reason
+        sub.handle = None
+        delay_s = self._next_status(run, sub, result)
+        attempt_status = (
+            "succeeded"
+            if result.ok
+            else ("cancelled" if sub.status is Status.CANCELLED else "failed")
+        )
+        self.record.attempt(run, sub, pool, attempt_status, result, now)
+        self.record.audit(run, sub, pool, result, now)
+        self.metrics.subtask_ended(pool, attempt_status, duration)
+        if duration is not None and attempt_status != "cancelled" and result.reason != "denied":
+            self.control.record_outcome(pool, result.ok, duration)
+        if duration is not None and result.reason not in ("denied", "cancelled"):
+            self.planner.learn(run, sub.node, duration, result.ok)
+        if sub.status is Status.PENDING:  # a retry after a backoff
+            self.record.subtask(run, sub, None)
+            self.record.event(
+                run,
+                sub,
+                "subtask_retry",
+                {"attempt": sub.attempts, "delaySeconds": delay_s, "reason": result.reason},
+            )
+            sub.retry_timer = asyncio.get_running_loop().call_later(
+                delay_s, self._requeue, run, sub
+            )
+            return
+        sub.finished_at = now
+        self.record.subtask(run, sub, now)
+        self.record.event(
+            run,
+            sub,
+            "subtask_finished",
+            {"status": str(sub.status), "exitCode": result.exit_code, "reason": result.reason},
+        )
+        self._after_finish(run, sub)
+
+    def _next_status(self, run: TaskRun, sub: SubState, result: ActionResult) -> float:
+        """Set the subtask's status after an attempt; the backoff before a retry, in seconds."""
+        if result.ok:
+            sub.status = Status.SUCCEEDED
+        elif result.reason == "cancelled" or run.cancelling:
+            sub.status = Status.CANCELLED
+        else:
+            decision = decide_retry(
+                sub.attempts,
+                sub.node.retries,
+                result.reason,
+                base_s=self.settings.retry_base_s,
+                cap_s=self.settings.retry_cap_s,
+                jitter=self.jitter(),
+            )
+            sub.status = Status.PENDING if decision.retry else Status.FAILED
+            return decision.delay_s
+        return 0.0
+
+    def _requeue(self, run: TaskRun, sub: SubState) -> None:
+        sub.retry_timer = None
+        if run.cancelling or sub.status is not Status.PENDING:
+            return
+        sub.status = Status.READY
+        heapq.heappush(run.ready, (run.key(sub.node.id), sub.node.id))
+        self.pump()
+
+    def _after_finish(self, run: TaskRun, sub: SubState) -> None:
+        run.unfinished -= 1
+        if sub.status is Status.SUCCEEDED:
+            for child_id in run.graph.dependents[sub.node.id]:
+                child = run.subs[child_id]
+                child.remaining -= 1
+                if child.remaining == 0 and child.status is Status.PENDING:
+                    child.status = Status.READY
+                    self.store.put_subtask({"task_id": run.id, "id": child_id, "status": "ready"})
+                    heapq.heappush(run.ready, (run.key(child_id), child_id))
+        elif sub.status is not Status.CANCELLED:
+            self.skip_downstream(run, sub.node.id, f"upstream {sub.node.id} {sub.status}")
+        run.mark = self.store.write_mark()
+        if run.unfinished == 0:
+            self.finish_run(run)
+        self.pump()
+
+    def skip_downstream(self, run: TaskRun, nid: str, why: str) -> None:
+        """Every subtask below `nid` that has not run is skipped: it never can."""
+        now = self.clock()
+        for child_id in run.graph.descendants(nid):
+            child = run.subs[child_id]
+            if child.status in FINISHED or child.status is Status.RUNNING:
+                continue
+            child.status = Status.SKIPPED
+            child.reason = "upstream_failed"
+            child.error = why
+            child.finished_at = now
+            run.unfinished -= 1
+            self.record.subtask(run, child, now)
+
+    def finish_run(self, run: TaskRun) -> None:
+        now = self.clock()
+        statuses = {s.status for s in run.subs.values()}
+        if run.cancelling or Status.CANCELLED in statuses:
+            run.status = Status.CANCELLED
+        elif statuses <= {Status.SUCCEEDED}:
+            run.status = Status.SUCCEEDED
+        else:
+            run.status = Status.FAILED
+        run.finished_at = now
+        rows = run.subtask_rows()
+        replicas = self.control.planning_replicas()
+        run.metrics = run_metrics(
+            run.created_at, now, rows, run.usable(sum(replicas.values())), self._ideal(run)
+        )
+        self.store.put_task(
+            {"id": run.id, "status": str(run.status), "finished_at": now, "metrics": run.metrics}
+        )
+        self.record.event(run, None, "task_finished", {"status": str(run.status)})
+        self.metrics.task_ended(
+            str(run.status),
+            run.metrics["parallelExecutionRatio"],
+            run.metrics["orchestrationOverhead"],
+        )
+        self.runs.finished(run)
+        run.done.set()
+
+    def _ideal(self, run: TaskRun) -> float | None:
+        """What a perfect list scheduler would need with the measured durations."""
+        actual: dict[str, float] = {}
+        for nid, sub in run.subs.items():
+            if sub.started_at is None or sub.finished_at is None:
+                actual[nid] = 0.0
+            else:
+                actual[nid] = sub.finished_at - sub.started_at
+        capability = {nid: s.capability for nid, s in run.subs.items()}
+        control = self.control
+        return planning.simulate(
+            run.graph,
+            actual,
+            run.strategy,
+            control.planning_replicas(),
+            capability,
+            control.pool_stats(),
+        ).makespan_s
+
+    async def cancel(self, run: TaskRun) -> None:
+        """Stop an active task: nothing new starts, running attempts are cancelled."""
+        run.cancelling = True
+        now = self.clock()
+        handles = []
+        for sub in run.subs.values():
+            if sub.status is Status.RUNNING and sub.handle is not None:
+                handles.append(sub.handle)
+                sub.handle.cancel()
+            elif sub.status in (Status.PENDING, Status.READY):
+                if sub.retry_timer is not None:
+                    sub.retry_timer.cancel()
+                sub.status = Status.CANCELLED
+                sub.reason = "cancelled"
+                sub.finished_at = now
+                run.unfinished -= 1
+                self.record.subtask(run, sub, now)
+        run.ready.clear()
+        if handles:
+            await asyncio.gather(*handles, return_exceptions=True)
+        if run.unfinished == 0 and not run.done.is_set():
+            self.finish_run(run)
+
+    async def close(self) -> None:
+        """Stop: cancel running attempts without settling them (the next start runs them
+        again, or fails them as interrupted when not idempotent)."""
+        self.closing = True
+        handles = [
+            s.handle for r in self.runs.active for s in r.subs.values() if s.handle is not None
+        ]
+        for h in handles:
+            h.cancel()
+        if handles:
+            await asyncio.gather(*handles, return_exceptions=True)

@@ -10,7 +10,7 @@ import statistics
 import sys
 import time
 
-from reynolds.adapters.actions.python_worker import PythonRunner
+from reynolds.adapters.actions.python_runner import PythonRunner
 from reynolds.core.models import PythonAction
 from reynolds.services.ports import ActionContext
 

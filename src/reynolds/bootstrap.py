@@ -24,26 +24,26 @@ from reynolds.adapters.actions.identity import (
     resolve_action_user,
 )
 from reynolds.adapters.actions.orphans import ProcessOrphans
-from reynolds.adapters.actions.python_worker import PythonRunner
+from reynolds.adapters.actions.python_runner import PythonRunner
 from reynolds.adapters.actions.shell import ShellRunner, install_child_watcher
 from reynolds.adapters.actions.tags import TAG_NAME, helper_tag
 from reynolds.adapters.cache.memory import MemoryCache
 from reynolds.adapters.event_store.base import Scope, ScopedEventStore, session_scope
 from reynolds.adapters.event_store.memory import MemoryEventStore
 from reynolds.adapters.home import prepare_home, writing
+from reynolds.adapters.machine_load import SystemSampler
 from reynolds.adapters.metrics import Metrics
 from reynolds.adapters.private_dirs import is_reynolds_home, make_private, tighten
 from reynolds.adapters.store.integrity import StoreMarker
 from reynolds.adapters.store.lock import HomeLock
 from reynolds.adapters.store.ownership import home_server_id
 from reynolds.adapters.store.sql import SqlStore
-from reynolds.adapters.system import SystemSampler
 from reynolds.core.pools import PoolSet, resource_limits
 from reynolds.errors import InvalidInput, ReynoldsError
 from reynolds.services.analysis import CachedAnalysis, HistoryVersion
 from reynolds.services.engine import Engine
 from reynolds.services.events import EventBus
-from reynolds.services.ports import Cache, RemoteExecutor
+from reynolds.services.ports import Cache, DistributedExecutor
 from reynolds.settings import Settings
 
 log = logging.getLogger("reynolds")
@@ -104,7 +104,7 @@ def make_private_dirs(settings: Settings) -> None:
     tighten(settings.secrets_dir)
 
 
-def celery_executor(settings: Settings, pools: PoolSet) -> RemoteExecutor:
+def celery_executor(settings: Settings, pools: PoolSet) -> DistributedExecutor:
     """The Celery backend: one queue per pool on the broker at REYNOLDS_REDIS_URL."""
     if not settings.redis_url:
         raise InvalidInput(
@@ -166,8 +166,8 @@ class Container:
         others still run."""
         engine = self.engine
         steps: list[Callable[[], Awaitable[object]]] = [engine.autoscaler.stop, engine.close]
-        if engine.remote is not None:
-            steps.append(engine.remote.aclose)
+        if engine.distributed is not None:
+            steps.append(engine.distributed.aclose)
         steps += [runner.aclose for runner in (engine.python, engine.http) if runner is not None]
         steps.append(engine.shell.aclose)
         if self.analyses is not None:
@@ -209,7 +209,7 @@ async def build(settings: Settings, *, hold_lock: bool = True) -> Container:
         )
         await asyncio.to_thread(store.start)
         metrics = Metrics()
-        remote = celery_executor(settings, pools) if settings.backend == "celery" else None
+        distributed = celery_executor(settings, pools) if settings.backend == "celery" else None
         engine = Engine(
             settings=settings,
             store=store,
@@ -222,7 +222,7 @@ async def build(settings: Settings, *, hold_lock: bool = True) -> Container:
             orphans=ProcessOrphans(),
             new_id=lambda: uuid.uuid4().hex,
             workspace=os.getcwd(),
-            remote=remote,
+            distributed=distributed,
         )
         bus = EventBus(asyncio.get_running_loop())
         store.on_commit(bus.publish_threadsafe)
@@ -235,8 +235,8 @@ async def build(settings: Settings, *, hold_lock: bool = True) -> Container:
             engine, make_cache(settings), version, ttl_s=ANALYSIS_TTL_S
         )
         container.resumed = await engine.resume()
-        if remote is not None:
-            remote.start(engine.observe_capacity)
+        if distributed is not None:
+            distributed.start(engine.observe_capacity)
         engine.autoscaler.start(settings.scale_interval_s)
         if container.resumed:
             log.info("resumed %d unfinished task(s)", len(container.resumed))

@@ -20,7 +20,7 @@ from mcp_types import CallToolResult
 from reynolds.bootstrap import build
 from reynolds.core import wire_values
 from reynolds.entrypoints.http import create_app
-from reynolds.entrypoints.mcp.local import LocalBackend
+from reynolds.entrypoints.mcp.in_process import InProcessHost
 from reynolds.entrypoints.mcp.server import build_server
 from reynolds.settings import Settings
 
@@ -375,7 +375,7 @@ def call_over_mcp(settings: Settings, tool: str, arguments: dict[str, Any]) -> C
     async def scenario() -> CallToolResult:
         container = await build(settings)
         try:
-            async with Client(build_server(LocalBackend(lambda: container))) as mcp:
+            async with Client(build_server(InProcessHost(lambda: container))) as mcp:
                 result = await mcp.call_tool(tool, arguments)
             await container.store.flush()
             return result

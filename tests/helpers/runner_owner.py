@@ -12,7 +12,7 @@ import asyncio
 import sys
 from pathlib import Path
 
-from reynolds.adapters.actions.python_worker import PythonRunner
+from reynolds.adapters.actions.python_runner import PythonRunner
 from reynolds.core.models import PythonAction
 from reynolds.services.ports import ActionContext
 

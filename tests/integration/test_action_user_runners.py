@@ -16,7 +16,7 @@ from tests.helpers.polling import wait_until
 from tests.helpers.processes import descendants, is_running
 
 from reynolds.adapters.actions.identity import ActionUser, resolve_action_user
-from reynolds.adapters.actions.python_worker import PythonRunner
+from reynolds.adapters.actions.python_runner import PythonRunner
 from reynolds.adapters.actions.shell import ShellRunner
 from reynolds.core.models import PythonAction, ShellAction
 from reynolds.services.ports import ActionContext
@@ -29,7 +29,7 @@ OWNER = """
 import asyncio, sys
 from pathlib import Path
 from reynolds.adapters.actions.identity import resolve_action_user
-from reynolds.adapters.actions.python_worker import PythonRunner
+from reynolds.adapters.actions.python_runner import PythonRunner
 from reynolds.core.models import PythonAction
 from reynolds.services.ports import ActionContext
 

@@ -358,7 +358,7 @@ async def test_http_actions_reach_loopback_and_are_denied_elsewhere(app: Contain
                 "subtasks": [
                     {"id": "local", "action": {"kind": "http", "method": "GET", "url": url}},
                     {
-                        "id": "remote",
+                        "id": "distributed",
                         "action": {"kind": "http", "method": "GET", "url": "http://10.1.2.3/"},
                     },
                 ],
@@ -372,7 +372,7 @@ async def test_http_actions_reach_loopback_and_are_denied_elsewhere(app: Contain
         200,
         "hello",
     )
-    assert (s["remote"]["status"], s["remote"]["reason"]) == ("failed", "denied")
+    assert (s["distributed"]["status"], s["distributed"]["reason"]) == ("failed", "denied")
 
 
 async def test_a_pools_resource_limits_reach_its_actions(tmp_path: Path) -> None:

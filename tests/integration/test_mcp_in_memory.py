@@ -17,7 +17,7 @@ from mcp.shared.exceptions import MCPError
 from mcp_types import CallToolResult
 
 from reynolds.bootstrap import build
-from reynolds.entrypoints.mcp.local import LocalBackend
+from reynolds.entrypoints.mcp.in_process import InProcessHost
 from reynolds.entrypoints.mcp.server import build_server
 from reynolds.services.tools import list_tools
 from reynolds.settings import Settings
@@ -33,7 +33,7 @@ async def connected(tmp_path: Path) -> AsyncIterator[Client]:
     settings = Settings(home=tmp_path / "home", secrets_dir=tmp_path / "secrets")
     container = await build(settings)
     try:
-        async with Client(build_server(LocalBackend(lambda: container))) as client:
+        async with Client(build_server(InProcessHost(lambda: container))) as client:
             yield client
     finally:
         await container.aclose()

@@ -17,7 +17,7 @@ import pytest
 from tests.helpers.polling import eventually, wait_until
 from tests.helpers.processes import descendants, is_running
 
-from reynolds.adapters.actions.python_worker import PythonRunner, is_declared
+from reynolds.adapters.actions.python_runner import PythonRunner, is_declared
 from reynolds.adapters.actions.shell import process_identity
 from reynolds.core.models import PythonAction
 from reynolds.services.ports import ActionContext

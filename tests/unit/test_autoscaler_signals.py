@@ -1,5 +1,5 @@
 """Which signals move a pool: the machine's CPU and memory for local pools, queue depth alone
-for pools of remote (Celery) workers."""
+for pools of distributed (Celery) workers."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from reynolds.services.scaling import AutoScaler
 from reynolds.settings import Settings
 
 
-def engine_with_one_waiting_subtask(remote: object | None) -> Any:
+def engine_with_one_waiting_subtask(distributed: object | None) -> Any:
     """devops at 2 of 5 replicas, both busy, one subtask waiting (below its queue threshold)."""
     settings = Settings()
     pools = load_pools(settings)
@@ -25,21 +25,21 @@ def engine_with_one_waiting_subtask(remote: object | None) -> Any:
         pools=pools,
         replicas=replicas,
         free=free,
-        remote=remote,
+        distributed=distributed,
         clock=lambda: 1000.0,
         queue_depths=lambda: dict.fromkeys(pools.pools, 0) | {"devops": 1},
     )
 
 
 @pytest.mark.parametrize(
-    ("remote", "grows"),
+    ("distributed", "grows"),
     [(None, True), (object(), False)],
-    ids=["local pools grow on the machine's CPU", "remote pools ignore it"],
+    ids=["local pools grow on the machine's CPU", "distributed pools ignore it"],
 )
-def test_a_busy_machine_grows_local_pools_but_not_remote_ones(
-    remote: object | None, grows: bool
+def test_a_busy_machine_grows_local_pools_but_not_distributed_ones(
+    distributed: object | None, grows: bool
 ) -> None:
-    engine = engine_with_one_waiting_subtask(remote)
+    engine = engine_with_one_waiting_subtask(distributed)
     scaler = AutoScaler(engine, sample=lambda: (99.0, 99.0))
 
     decisions = {d["agentType"]: d for d in scaler.evaluate(apply=False)}
@@ -50,7 +50,7 @@ def test_a_busy_machine_grows_local_pools_but_not_remote_ones(
         assert decisions["devops"]["cpuPercent"] == 99.0
 
 
-def test_queue_depth_still_grows_a_remote_pool() -> None:
+def test_queue_depth_still_grows_a_distributed_pool() -> None:
     engine = engine_with_one_waiting_subtask(object())
     engine.queue_depths = lambda: dict.fromkeys(engine.pools.pools, 0) | {"devops": 8}
     scaler = AutoScaler(engine, sample=lambda: (0.0, 0.0))

@@ -1,5 +1,5 @@
 """What every client of the Reynolds REST API shares, whatever its I/O: the CLI's synchronous
-client (cli/client.py) and the stdio MCP proxy's asynchronous one (mcp/remote.py).
+client (cli/client.py) and the stdio MCP proxy's asynchronous one (mcp/proxy.py).
 
 Where and as whom to connect, the paths (an id or a name is always one path segment), how an
 error answer reads, and how a tool's answer is unwrapped: its structured result and its text,

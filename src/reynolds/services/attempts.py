@@ -8,14 +8,14 @@ from reynolds.core.pools import PoolSet, resource_limits
 from reynolds.core.substitution import substitute
 from reynolds.errors import ActionDenied
 from reynolds.services.actions import Job, LocalActions, denied
-from reynolds.services.ports import ActionResult, RemoteExecutor
+from reynolds.services.ports import ActionResult, DistributedExecutor
 from reynolds.services.recording import Recorder
 from reynolds.services.runs import SubState, TaskRun
 from reynolds.settings import Settings
 
 
 class Attempts:
-    """Runs attempts: locally through `actions`, or on `remote` workers when it is set."""
+    """Runs attempts: locally through `actions`, or on `distributed` workers when it is set."""
 
     def __init__(
         self,
@@ -23,13 +23,13 @@ class Attempts:
         settings: Settings,
         pools: PoolSet,
         actions: LocalActions,
-        remote: RemoteExecutor | None,
+        distributed: DistributedExecutor | None,
         recorder: Recorder,
     ) -> None:
         self.settings = settings
         self.pools = pools
         self.actions = actions
-        self.remote = remote
+        self.distributed = distributed
         self.recorder = recorder
         self.limits = {
             key: resource_limits(
@@ -67,7 +67,7 @@ class Attempts:
             except ActionDenied as exc:
                 return ActionResult(False, reason="denied", error=exc.message)
             sub.argv = argv
-        if self.remote is not None:
+        if self.distributed is not None:
             job = Job(
                 dispatch_id="-",
                 task_id=run.id,
@@ -79,9 +79,9 @@ class Attempts:
                 argv=argv,
                 timeout_s=timeout_s,
                 output_cap_bytes=self.settings.output_cap_bytes,
-                lease_s=self.remote.lease_s,
+                lease_s=self.distributed.lease_s,
             )
-            return await self.remote.run(
+            return await self.distributed.run(
                 job,
                 idempotent=node.idempotent,
                 on_claim=lambda: self.recorder.running(run, sub, None),

@@ -6,7 +6,7 @@ unfinished task of the store that no live server owns (its own included).
 
 `Engine` is the façade the rest of the server uses; its parts, one job each:
 `Planner` (decompose, estimate, plan), `Dispatcher` (the pump and settling of attempts),
-`Attempts` (one attempt's action, local or remote), `PoolControl` (slots, status, scaling),
+`Attempts` (one attempt's action, local or distributed), `PoolControl` (slots, status, scaling),
 `TaskReads` (results and lists), `Resumption` (tasks a stopped server left), `LiveRuns`
 (the tasks held in memory) and `Recorder` (their writes).
 """
@@ -30,11 +30,11 @@ from reynolds.services.live_runs import LiveRuns
 from reynolds.services.planner import Planner
 from reynolds.services.pool_control import PoolControl
 from reynolds.services.ports import (
+    DistributedExecutor,
     HttpActionRunner,
     IdFactory,
     OrphanKiller,
     PythonActionRunner,
-    RemoteExecutor,
     SchedulerMetrics,
     ShellActionRunner,
     Store,
@@ -51,7 +51,7 @@ __all__ = ["Engine", "Prepared"]
 
 
 class Engine:
-    """Runs tasks on the pools (local slots or remote workers). One per process, on one
+    """Runs tasks on the pools (local slots or distributed workers). One per process, on one
     event loop."""
 
     def __init__(
@@ -70,7 +70,7 @@ class Engine:
         http: HttpActionRunner | None = None,
         clock: Callable[[], float] = time.time,
         jitter: Callable[[], float] = random.random,
-        remote: RemoteExecutor | None = None,
+        distributed: DistributedExecutor | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -81,7 +81,7 @@ class Engine:
         self.http = http
         self.workspace = workspace
         self.clock = clock
-        self.remote = remote
+        self.distributed = distributed
         self._new_id = new_id
         self.runs = LiveRuns()
         self.control = PoolControl(
@@ -89,7 +89,7 @@ class Engine:
             pools=pools,
             store=store,
             metrics=metrics,
-            remote=remote,
+            distributed=distributed,
             clock=clock,
             runs=self.runs,
         )
@@ -102,7 +102,11 @@ class Engine:
         self.record = Recorder(store, clock)
         actions = LocalActions(Runners(shell, python, http), workspace)
         attempts = Attempts(
-            settings=settings, pools=pools, actions=actions, remote=remote, recorder=self.record
+            settings=settings,
+            pools=pools,
+            actions=actions,
+            distributed=distributed,
+            recorder=self.record,
         )
         self.dispatch = Dispatcher(
             settings=settings,

@@ -41,7 +41,7 @@ async def check_health(
     checks: dict[str, Any] = {"store": await _store_check(store, store_url)}
     pools = engine.pool_status()
     replicas = {p["type"]: p["replicas"] for p in pools}
-    if engine.remote is None:
+    if engine.distributed is None:
         checks["pools"] = {
             "status": "ok" if all(replicas.values()) else "failing",
             "replicas": replicas,
@@ -49,7 +49,7 @@ async def check_health(
     else:
         # Workers come and go on their own; the server is healthy while it reaches the
         # broker. A pool no worker serves is reported, and its subtasks wait.
-        error = engine.remote.describe()["brokerError"]
+        error = engine.distributed.describe()["brokerError"]
         checks["broker"] = {"status": "failing", "error": error} if error else {"status": "ok"}
         checks["pools"] = {
             "status": "ok",
@@ -104,5 +104,5 @@ async def server_status(
         "store": store_url.split(":", 1)[0],
         "uptimeSeconds": round(time.time() - started_at, 3),
         "resumedTasks": resumed,
-        **({"celery": engine.remote.describe()} if engine.remote is not None else {}),
+        **({"celery": engine.distributed.describe()} if engine.distributed is not None else {}),
     }

@@ -11,7 +11,7 @@ from typing import Any
 from reynolds.core.pools import PoolSet
 from reynolds.errors import InvalidInput
 from reynolds.services.live_runs import LiveRuns
-from reynolds.services.ports import RemoteExecutor, SchedulerMetrics, Store
+from reynolds.services.ports import DistributedExecutor, SchedulerMetrics, Store
 from reynolds.settings import Settings
 
 log = logging.getLogger("reynolds.engine")
@@ -28,7 +28,7 @@ class PoolControl:
         pools: PoolSet,
         store: Store,
         metrics: SchedulerMetrics,
-        remote: RemoteExecutor | None,
+        distributed: DistributedExecutor | None,
         clock: Callable[[], float],
         runs: LiveRuns,
     ) -> None:
@@ -36,13 +36,13 @@ class PoolControl:
         self.pools = pools
         self.store = store
         self.metrics = metrics
-        self.remote = remote
+        self.distributed = distributed
         self.clock = clock
         self._runs = runs
         self.on_room: Callable[[], None] = lambda: None
         # Remote pools have the slots their connected workers offer, none until one is seen.
         self.configured = pools.capacity()
-        self.replicas = dict.fromkeys(self.configured, 0) if remote else dict(self.configured)
+        self.replicas = dict.fromkeys(self.configured, 0) if distributed else dict(self.configured)
         self.free = dict(self.replicas)
         # Per pool, from finished attempts: [attempts, successes, mean seconds].
         self._outcomes: dict[str, list[float]] = {p: [0, 0, 0.0] for p in self.replicas}
@@ -59,8 +59,9 @@ class PoolControl:
         outcome[2] += (duration_s - outcome[2]) / outcome[0]
 
     def planning_replicas(self) -> dict[str, int]:
-        """The replicas plans assume: remote pools with no worker seen yet count as configured."""
-        if self.remote is not None and not any(self.replicas.values()):
+        """The replicas plans assume: distributed pools with no worker seen yet count as
+        configured."""
+        if self.distributed is not None and not any(self.replicas.values()):
             return self.configured
         return self.replicas
 
@@ -95,11 +96,11 @@ class PoolControl:
         return queued
 
     def observe_capacity(self) -> None:
-        """Take the remote pools' slots from the workers last seen; a change is a scaling
+        """Take the distributed pools' slots from the workers last seen; a change is a scaling
         event of source `workers`."""
-        if self.remote is None:
+        if self.distributed is None:
             return
-        for key, slots in self.remote.capacity(list(self.replicas)).items():
+        for key, slots in self.distributed.capacity(list(self.replicas)).items():
             if slots != self.replicas[key] and key not in self._rescaling:
                 self._set_replicas(key, slots, "workers connected or gone", "workers")
         self.on_room()
@@ -126,14 +127,14 @@ class PoolControl:
                 f"{key} has {busy} busy replicas; scale to {busy} or more, or wait",
                 field="replicas",
             )
-        if self.remote is not None and not self.remote.capacity([key])[key]:
+        if self.distributed is not None and not self.distributed.capacity([key])[key]:
             raise InvalidInput(
                 f"no Celery worker serves the {key} queue; start one with "
                 f"`reynolds agent --type {key}`",
                 field="agentType",
             )
         if replicas != current:
-            if self.remote is not None:
+            if self.distributed is not None:
                 # The workers' pools change; the next look at them records the new slots.
                 task = asyncio.get_running_loop().create_task(
                     self._scale_remote(key, replicas, current, reason, source)
@@ -147,18 +148,18 @@ class PoolControl:
     async def _scale_remote(
         self, key: str, replicas: int, current: int, reason: str, source: str
     ) -> None:
-        assert self.remote is not None
+        assert self.distributed is not None
         # Until it settles, the change is this request's, not workers coming or going.
         self._rescaling.add(key)
         try:
-            await self.remote.scale(key, replicas, current)
-            self._set_replicas(key, self.remote.capacity([key])[key], reason, source)
+            await self.distributed.scale(key, replicas, current)
+            self._set_replicas(key, self.distributed.capacity([key])[key], reason, source)
         finally:
             self._rescaling.discard(key)
         self.on_room()
 
     async def scaled(self) -> None:
-        """Wait for the scaling commands sent to remote workers, then take their new sizes."""
+        """Wait for the scaling commands sent to distributed workers, then take their new sizes."""
         pending = list(self._background)
         if pending:
             await asyncio.gather(*pending, return_exceptions=True)

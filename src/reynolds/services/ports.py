@@ -205,7 +205,7 @@ class Store(Protocol):
         """The newest `limit` scaling events, newest first."""
 
 
-class RemoteExecutor(Protocol):
+class DistributedExecutor(Protocol):
     """Runs jobs on distributed workers (the Celery backend) instead of local runners."""
 
     lease_s: float

@@ -71,10 +71,10 @@ class AutoScaler:
         """One evaluation of every auto-scaled pool: the changes decided (applied unless not
         `apply`). Pools with nothing to change are left out."""
         control = self.control
-        remote = control.remote is not None
+        distributed = control.distributed is not None
         # Celery workers run elsewhere: this machine's CPU and memory say nothing of them, so
-        # only queue depth moves a remote pool.
-        cpu, memory = (0.0, 0.0) if remote else self.sample()
+        # only queue depth moves a distributed pool.
+        cpu, memory = (0.0, 0.0) if distributed else self.sample()
         queued = control.queue_depths()
         now = control.clock()
         out = []
@@ -82,7 +82,7 @@ class AutoScaler:
             if not pool.scaling.auto:
                 continue
             replicas = control.replicas[key]
-            if remote and replicas == 0:
+            if distributed and replicas == 0:
                 continue  # no worker serves it: there is no pool to grow
             signals = Signals(replicas, replicas - control.free[key], queued[key], cpu, memory)
             decision = decide(
@@ -107,8 +107,8 @@ class AutoScaler:
                     "reason": decision.reason,
                     "applied": apply,
                     "queueDepth": signals.queue_depth,
-                    "cpuPercent": None if remote else round(cpu, 1),
-                    "memoryPercent": None if remote else round(memory, 1),
+                    "cpuPercent": None if distributed else round(cpu, 1),
+                    "memoryPercent": None if distributed else round(memory, 1),
                 }
             )
         return out

@@ -148,7 +148,7 @@ def _scaling_view(row: dict[str, Any]) -> dict[str, Any]:
 async def _scale(engine: Engine, req: ScaleRequest, ctx: CallContext) -> dict[str, Any]:
     who = f"by {ctx.token_name}" if ctx.token_name else "by request"
     pool = engine.scale(req.agent_type, req.replicas, f"manual, {who}", "manual")
-    if engine.remote is not None:
+    if engine.distributed is not None:
         # The workers' pools answer the control command; report them as they then stand.
         await engine.scaled()
         pool = next(p for p in engine.pool_status() if p["type"] == pool["type"])

@@ -19,7 +19,7 @@ Why tags, and why this way (measured on the 2-core VM of the benchmarks):
 - Not PR_SET_CHILD_SUBREAPER on the server: adopted orphans would have to be reaped without
   stealing exit statuses asyncio and multiprocessing wait for, and an orphan that has already
   died can no longer be told apart. (The python workers, whose children only the worker
-  waits for, are subreapers; see `_worker_main`.)
+  waits for, are subreapers; see `_python_child`.)
 - A process that clears its environment (`env -i`) before escaping carries no tag; tags
   catch processes that daemonise, not a hostile action (run those in a container).
 """

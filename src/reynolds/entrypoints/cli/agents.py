@@ -194,7 +194,7 @@ def worker_argv(pool: str, concurrency: int, name: str) -> list[str]:
         "-m",
         "celery",
         "--app",
-        "reynolds.entrypoints.worker",
+        "reynolds.entrypoints.celery_agent",
         "worker",
         "--queues",
         pool,

@@ -12,7 +12,7 @@ from reynolds.bootstrap import Container
 from reynolds.entrypoints.http.schemas import answers
 from reynolds.errors import Conflict
 from reynolds.services.actions import JobResult
-from reynolds.services.ports import RemoteExecutor
+from reynolds.services.ports import DistributedExecutor
 
 
 class LeaseRequest(BaseModel):
@@ -48,8 +48,8 @@ def agents_router(container: Callable[[], Container]) -> APIRouter:
     """`POST /agents/leases` and `POST /agents/results`."""
     router = APIRouter()
 
-    def remote() -> RemoteExecutor:
-        executor = container().engine.remote
+    def distributed() -> DistributedExecutor:
+        executor = container().engine.distributed
         if executor is None:
             raise Conflict("this server runs the local backend: it dispatches nothing")
         return executor
@@ -61,7 +61,7 @@ def agents_router(container: Callable[[], Container]) -> APIRouter:
         summary="A worker claims a dispatch or renews its lease (409: stop, it is stale)",
     )
     async def lease(body: LeaseRequest) -> dict[str, object]:
-        executor = remote()
+        executor = distributed()
         if body.kind == "claim":
             seconds = executor.claim(body.dispatchId, body.worker)
         else:
@@ -75,7 +75,7 @@ def agents_router(container: Callable[[], Container]) -> APIRouter:
         summary="A worker reports how a dispatch ended (409: stale, the result is dropped)",
     )
     async def result(body: ResultReport) -> dict[str, object]:
-        remote().report(body.dispatchId, body.worker, body.result)
+        distributed().report(body.dispatchId, body.worker, body.result)
         return {"accepted": True}
 
     return router

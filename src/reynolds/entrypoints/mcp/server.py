@@ -1,4 +1,4 @@
-"""The MCP server (the SDK's low-level `Server`): tools and resources from a Backend.
+"""The MCP server (the SDK's low-level `Server`): tools and resources from a ToolHost.
 
 The low-level server passes each tool's input schema through exactly as the registry
 generates it, so MCP clients see the schemas of `GET /mcp/tools`.
@@ -13,7 +13,7 @@ from mcp.server import Server, ServerRequestContext
 from mcp.shared.exceptions import MCPError
 
 from reynolds import __version__
-from reynolds.entrypoints.mcp.backend import Backend, ResourceFailed, ToolFailed
+from reynolds.entrypoints.mcp.tool_host import ResourceFailed, ToolFailed, ToolHost
 from reynolds.services.progress import ProgressFn
 from reynolds.services.resources import TASK_DESCRIPTION, TASK_TEMPLATE
 
@@ -24,9 +24,9 @@ INSTRUCTIONS = (
 Context = ServerRequestContext[Any, Any]
 
 
-def build_server(backend: Backend) -> Server[Any]:
-    """A server whose tools and resources are the backend's."""
-    handlers = _Handlers(backend)
+def build_server(host: ToolHost) -> Server[Any]:
+    """A server whose tools and resources are the host's."""
+    handlers = _Handlers(host)
     return Server(
         "reynolds",
         version=__version__,
@@ -40,16 +40,16 @@ def build_server(backend: Backend) -> Server[Any]:
 
 
 class _Handlers:
-    """The server's request handlers, each mapping the backend's answer or failure to MCP."""
+    """The server's request handlers, each mapping the host's answer or failure to MCP."""
 
-    def __init__(self, backend: Backend) -> None:
-        self.backend = backend
+    def __init__(self, host: ToolHost) -> None:
+        self.host = host
 
     async def list_tools(
         self, ctx: Context, params: types.PaginatedRequestParams | None
     ) -> types.ListToolsResult:
         try:
-            tools = await self.backend.list_tools()
+            tools = await self.host.list_tools()
         except ToolFailed as exc:
             raise MCPError(types.INTERNAL_ERROR, exc.message, exc.body) from None
         return types.ListToolsResult(
@@ -65,7 +65,7 @@ class _Handlers:
         self, ctx: Context, params: types.CallToolRequestParams
     ) -> types.CallToolResult:
         try:
-            result = await self.backend.call_tool(
+            result = await self.host.call_tool(
                 params.name, params.arguments or {}, _progress(ctx), caller=_caller(ctx)
             )
         except ToolFailed as exc:
@@ -82,7 +82,7 @@ class _Handlers:
         self, ctx: Context, params: types.PaginatedRequestParams | None
     ) -> types.ListResourcesResult:
         try:
-            rows = await self.backend.list_resources()
+            rows = await self.host.list_resources()
         except ResourceFailed as exc:
             raise MCPError(types.INTERNAL_ERROR, exc.message, exc.body) from None
         return types.ListResourcesResult(
@@ -113,7 +113,7 @@ class _Handlers:
         self, ctx: Context, params: types.ReadResourceRequestParams
     ) -> types.ReadResourceResult:
         try:
-            body = await self.backend.read_resource(params.uri)
+            body = await self.host.read_resource(params.uri)
         except ResourceFailed as exc:
             # The SDK's own convention for a resource that cannot be read.
             raise MCPError(types.INVALID_PARAMS, exc.message, exc.body) from None

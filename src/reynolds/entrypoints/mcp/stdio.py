@@ -8,15 +8,15 @@ import sys
 import anyio
 from mcp.server.stdio import stdio_server
 
-from reynolds.entrypoints.mcp.backend import Backend
-from reynolds.entrypoints.mcp.remote import RemoteBackend
+from reynolds.entrypoints.mcp.proxy import ProxyHost
 from reynolds.entrypoints.mcp.server import build_server
+from reynolds.entrypoints.mcp.tool_host import ToolHost
 
 
-async def serve(backend: Backend) -> None:
+async def serve(host: ToolHost) -> None:
     """Serve until the client closes stdin. While serving, the SDK points file descriptor 1
     at stderr, so nothing but MCP frames reaches stdout."""
-    server = build_server(backend)
+    server = build_server(host)
     async with stdio_server() as (read_stream, write_stream):
         await server.run(read_stream, write_stream, server.create_initialization_options())
 
@@ -28,10 +28,10 @@ def run(base_url: str, token: str | None) -> None:
     )
 
     async def main() -> None:
-        backend = RemoteBackend(base_url, token)
+        host = ProxyHost(base_url, token)
         try:
-            await serve(backend)
+            await serve(host)
         finally:
-            await backend.aclose()
+            await host.aclose()
 
     anyio.run(main)

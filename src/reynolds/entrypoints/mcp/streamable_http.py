@@ -17,7 +17,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from reynolds.adapters.event_store.base import SESSION_SCOPE, session_scope
 from reynolds.bootstrap import Container
-from reynolds.entrypoints.mcp.local import LocalBackend
+from reynolds.entrypoints.mcp.in_process import InProcessHost
 from reynolds.entrypoints.mcp.server import build_server
 
 PATH = "/mcp"
@@ -36,7 +36,7 @@ class McpEndpoint:
 
     def __init__(self, container: Callable[[], Container]) -> None:
         self._container = container
-        self._server = build_server(LocalBackend(container))
+        self._server = build_server(InProcessHost(container))
         self.session_manager: StreamableHTTPSessionManager | None = None
         self.sessions = SessionScopes(self._serve)
 

@@ -1,4 +1,4 @@
-"""The MCP backend of `reynolds mcp`: a client of a running server's REST API.
+"""The MCP host of `reynolds mcp`: a client of a running server's REST API.
 
 Tools are `GET /mcp/tools` and `POST /mcp/tools/{name}`, resources `GET /mcp/resources[/…]`;
 progress of a waiting `orchestrate_task` follows `GET /tasks/{taskId}/events`.
@@ -15,7 +15,7 @@ from urllib.parse import quote
 import anyio
 import httpx
 
-from reynolds.entrypoints.mcp.backend import ResourceBody, ResourceFailed, ToolFailed
+from reynolds.entrypoints.mcp.tool_host import ResourceBody, ResourceFailed, ToolFailed
 from reynolds.entrypoints.rest_client import (
     ToolRefused,
     client_options,
@@ -39,7 +39,7 @@ STREAM_SILENCE_S = 45.0
 RECONNECT_S = 0.5
 
 
-class RemoteBackend:
+class ProxyHost:
     """Tools and resources of the server at `base_url`, with the bearer token when set."""
 
     def __init__(

@@ -39,7 +39,7 @@ class ResourceBody:
     text: str
 
 
-class Backend(Protocol):
+class ToolHost(Protocol):
     """The tool and resource registries, wherever they live."""
 
     async def list_tools(self) -> list[dict[str, Any]]:

@@ -1,5 +1,5 @@
 """A Celery worker for one pool: `reynolds agent --type code --concurrency 4` execs
-`celery -A reynolds.entrypoints.worker worker -Q code …`, which imports this module.
+`celery -A reynolds.entrypoints.celery_agent worker -Q code …`, which imports this module.
 
 Each job is claimed from the orchestrator before it runs, its lease renewed by heartbeats
 while it runs, and its result reported back, all over the orchestrator's HTTP API: the
@@ -118,7 +118,7 @@ class Agent:
 
     def __init__(self, settings: Settings, pool_key: str, worker: str) -> None:
         from reynolds.adapters.actions.http import HttpRunner
-        from reynolds.adapters.actions.python_worker import PythonRunner
+        from reynolds.adapters.actions.python_runner import PythonRunner
         from reynolds.adapters.actions.shell import ShellRunner
         from reynolds.bootstrap import action_user, load_pools
 

@@ -12,8 +12,8 @@ from typing import Any, Literal
 
 import pytest
 
-from reynolds.adapters.actions import python_worker
-from reynolds.adapters.actions.python_worker import PythonRunner
+from reynolds.adapters.actions import python_runner
+from reynolds.adapters.actions.python_runner import PythonRunner
 from reynolds.adapters.actions.tags import TAG_NAME, helper_tag
 from reynolds.core.models import PythonAction
 from reynolds.services.ports import ActionContext
@@ -36,9 +36,9 @@ def secret_environment(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     monkeypatch.setenv("REYNOLDS_DATABASE_URL", f"postgresql://app:{PASSWORD}@db/app")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", TOKEN)
     monkeypatch.setenv("PGPASSWORD", PASSWORD)
-    python_worker._stop_forkserver()
+    python_runner._stop_forkserver()
     yield
-    python_worker._stop_forkserver()
+    python_runner._stop_forkserver()
 
 
 def call(function: str, **kwargs: Any) -> PythonAction:

@@ -1,4 +1,4 @@
-"""The MCP backend inside the server process: the tool and resource registries on its engine."""
+"""The MCP host inside the server process: the tool and resource registries on its engine."""
 
 from __future__ import annotations
 
@@ -6,16 +6,16 @@ from collections.abc import Callable
 from typing import Any
 
 from reynolds.bootstrap import Container
-from reynolds.entrypoints.mcp.backend import ResourceBody, ResourceFailed, ToolFailed
+from reynolds.entrypoints.mcp.tool_host import ResourceBody, ResourceFailed, ToolFailed
 from reynolds.errors import ReynoldsError
 from reynolds.services import resources
 from reynolds.services.progress import ProgressFn
 from reynolds.services.tools import CallContext, ToolResult, call_tool, list_tools
 
 
-class LocalBackend:
+class InProcessHost:
     """Tools and resources of this process's engine; `container` is read per call because the
-    app builds it in its lifespan, after this backend exists."""
+    app builds it in its lifespan, after this host exists."""
 
     def __init__(self, container: Callable[[], Container]) -> None:
         self._container = container

@@ -35,7 +35,7 @@ from multiprocessing.process import BaseProcess
 from pathlib import Path
 from typing import Any, Literal, TypeAlias
 
-from reynolds.adapters.actions import _worker_main
+from reynolds.adapters.actions import _python_child
 from reynolds.adapters.actions.helper_processes import start_helpers_without_server_environment
 from reynolds.adapters.actions.identity import ActionUser
 from reynolds.adapters.actions.proc import kill_descendants
@@ -180,7 +180,7 @@ class PythonRunner:
             self._discard(worker)
         if isinstance(self._context, ForkServerContext) and not self._started_any:
             # Preloaded once in the forkserver, so every worker starts with it imported.
-            self._context.set_forkserver_preload(["__main__", _worker_main.__name__])
+            self._context.set_forkserver_preload(["__main__", _python_child.__name__])
         if not self._started_any:
             start_helpers_without_server_environment()
         self._started_any = True
@@ -319,7 +319,7 @@ class _Worker:
         was_alive = self.alive
         self._unwatch()
         # What the callable detached from the group (setsid, double forks) is still below the
-        # worker, a child subreaper (see _worker_main): it goes first, while the worker holds it.
+        # worker, a child subreaper (see _python_child): it goes first, while the worker holds it.
         kill_descendants(self.pid, self.start_ticks)
         # The group outlives its leader while the callable's children remain, so the id is
         # still ours to signal even after the worker itself has died.
@@ -364,7 +364,7 @@ def _spawn(
     """Start one worker (blocking: run it in a thread) and return it with its pipe."""
     ours, theirs = context.Pipe(duplex=True)
     process = context.Process(
-        target=_worker_main.serve,
+        target=_python_child.serve,
         args=(theirs, dict(environment), identity),
         name="reynolds-python-worker",
         daemon=True,

@@ -5,7 +5,8 @@ functions included):
 - services import no adapter and no entrypoint (they depend on ports);
 - adapters import no entrypoint, and the bootstrap none either: entrypoints build the app
   around what the bootstrap wires, never the other way round;
-- no two modules import each other, directly or around a circle.
+- no two modules import each other, directly or around a circle;
+- no source file is over 600 lines and no function over 80 (migrations aside).
 """
 
 from __future__ import annotations
@@ -151,3 +152,36 @@ def test_the_contract_sees_what_it_checks() -> None:
     assert "reynolds.bootstrap" in edges["reynolds.entrypoints.http.server"]
     assert any(d.startswith("reynolds.services") for d in edges["reynolds.bootstrap"])
     assert layer("reynolds.entrypoints.cli.app") == ENTRYPOINTS
+
+
+# -- sizes (STYLE.md): a file a reader can hold, a function that fits on a screen --
+
+MAX_FILE_LINES = 600
+MAX_FUNCTION_LINES = 80
+
+
+def sources() -> Iterator[tuple[str, Path]]:
+    """Every module but the migrations, whose length is the schema's."""
+    for name, path in sorted(modules().items()):
+        if ".migrations." not in f".{name}.":
+            yield name, path
+
+
+def test_no_source_file_is_over_600_lines() -> None:
+    long = {
+        name: lines
+        for name, path in sources()
+        if (lines := len(path.read_text(encoding="utf-8").splitlines())) > MAX_FILE_LINES
+    }
+    assert long == {}
+
+
+def test_no_function_is_over_80_lines() -> None:
+    long = {}
+    for name, path in sources():
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                lines = (node.end_lineno or node.lineno) - node.lineno + 1
+                if lines > MAX_FUNCTION_LINES:
+                    long[f"{name}.{node.name}"] = lines
+    assert long == {}

@@ -11,7 +11,6 @@ import asyncio
 import itertools
 import json
 import logging
-import math
 import queue
 import threading
 import time
@@ -24,11 +23,18 @@ from sqlalchemy.sql.schema import ScalarElementColumnDefault
 
 from reynolds.adapters.store.batch import coalesce, observe, primary_key, required_columns
 from reynolds.adapters.store.ownership import UNFINISHED
+from reynolds.adapters.store.rows import (
+    AUDIT_MAX_LIMIT,
+    audit_row,
+    decision_row,
+    duration,
+    event_row,
+    scaling_row,
+    table_row,
+)
 from reynolds.adapters.store.schema import (
     attempts,
     audit,
-    orchestration_decisions,
-    scaling_events,
     subtasks,
     tasks,
 )
@@ -37,12 +43,6 @@ from reynolds.services.ports import Row
 
 logger = logging.getLogger(__name__)
 
-AUDIT_MAX_LIMIT = 10_000
-_EVENT_COLUMNS = ("task_id", "subtask_id", "kind", "data", "at")
-_AUDIT_COLUMNS = tuple(column.name for column in audit.columns if column.name != "seq")
-_AUDIT_REQUIRED = ("at", "kind", "decision")
-_DECISION_KEYS = frozenset(c.name for c in orchestration_decisions.columns if c.name != "seq")
-_SCALING_KEYS = frozenset(c.name for c in scaling_events.columns if c.name != "id")
 _UPSERTED = (tasks, subtasks, attempts)
 _FLUSH, _STOP = "flush", "stop"
 _Item = tuple[Table | str, Any]
@@ -157,41 +157,22 @@ class MemoryStore:
         self._put(attempts, row)
 
     def add_event(self, row: Row) -> None:
-        unknown = row.keys() - _EVENT_COLUMNS
-        if unknown or "task_id" not in row or "kind" not in row:
-            raise StoreError("an event needs task_id and kind", unknown=sorted(unknown))
-        at = self._clock() if row.get("at") is None else row["at"]
-        self._enqueue("events", {name: row.get(name) for name in _EVENT_COLUMNS} | {"at": at})
+        self._enqueue("events", event_row(row, self._clock))
 
     def add_audit(self, row: Row) -> None:
-        self._enqueue("audit", _audit_row(row))
+        self._enqueue("audit", audit_row(row))
 
     def add_audit_later(self, build: Callable[[], Row]) -> None:
         self._enqueue("audit_later", build)
 
     def add_decision(self, row: Row) -> None:
-        if row.keys() != _DECISION_KEYS:
-            raise StoreError(
-                "a routing decision needs exactly its columns",
-                unknown=sorted(row.keys() - _DECISION_KEYS),
-                missing=sorted(_DECISION_KEYS - row.keys()),
-            )
-        self._enqueue("orchestration_decisions", dict(row))
+        self._enqueue("orchestration_decisions", dict(decision_row(row)))
 
     def add_scaling_event(self, row: Row) -> None:
-        if row.keys() != _SCALING_KEYS:
-            raise StoreError(
-                "a scaling event needs exactly its columns",
-                unknown=sorted(row.keys() - _SCALING_KEYS),
-                missing=sorted(_SCALING_KEYS - row.keys()),
-            )
-        self._enqueue("scaling_events", dict(row))
+        self._enqueue("scaling_events", dict(scaling_row(row)))
 
     def record_duration(self, keys: Sequence[str], seconds: float, ok: bool) -> None:
-        if not math.isfinite(seconds) or seconds < 0:
-            raise StoreError("a duration must be a finite number of seconds", seconds=seconds)
-        names = (keys,) if isinstance(keys, str) else tuple(keys)
-        self._enqueue("durations", (names, float(seconds), bool(ok), self._clock()))
+        self._enqueue("durations", duration(keys, seconds, ok, self._clock))
 
     def on_commit(self, callback: Callable[[list[Row]], None]) -> None:
         self._callbacks.append(callback)
@@ -209,15 +190,7 @@ class MemoryStore:
         self._enqueue_flush().result()
 
     def _put(self, table: Table, row: Row) -> None:
-        unknown = row.keys() - table.columns.keys()
-        missing = [name for name in _KEYS[table.name] if name not in row]
-        if unknown or missing:
-            raise StoreError(
-                f"a {table.name} row needs its key and only known columns",
-                unknown=sorted(unknown),
-                missing=missing,
-            )
-        self._enqueue(table, dict(row))
+        self._enqueue(table, table_row(table, row))
 
     def _enqueue(self, kind: Table | str, payload: Any) -> None:
         if self._closed:
@@ -428,24 +401,10 @@ def _encoded(kind: Table | str, payload: Any) -> tuple[str, Any] | None:
         return kind.name, _stored(kind.name, payload)
     if kind == "audit_later":
         try:
-            return "audit", _stored("audit", _audit_row(payload()))
+            return "audit", _stored("audit", audit_row(payload()))
         except Exception:  # one record's failure must not take its batch down
             logger.exception("an audit record could not be made; it is left out")
             return None
     if kind == "durations":
         return kind, payload
     return kind, _stored(kind, payload)
-
-
-def _audit_row(row: Row) -> Row:
-    """`row` with every audit column, or StoreError naming what is wrong with it."""
-    full = {name: row.get(name) for name in _AUDIT_COLUMNS}
-    unknown = row.keys() - set(_AUDIT_COLUMNS)
-    missing = [name for name in _AUDIT_REQUIRED if full[name] is None]
-    if unknown or missing:
-        raise StoreError(
-            "an audit record needs at, kind and decision, and only known columns",
-            unknown=sorted(unknown),
-            missing=missing,
-        )
-    return full

@@ -22,6 +22,8 @@ logger = logging.getLogger(__name__)
 EVENT, DURATION, AUDIT, AUDIT_LATER = "event", "duration", "audit", "audit_later"
 DECISION, SCALING, FLUSH, STOP = "decision", "scaling", "flush", "stop"
 Item = tuple[Table | str, Any]
+# The most rows one read of the audit log or the scaling events returns.
+AUDIT_MAX_LIMIT = 10_000
 
 _EVENT_COLUMNS = ("task_id", "subtask_id", "kind", "data", "at")
 _AUDIT_COLUMNS = tuple(column.name for column in audit.columns if column.name != "seq")
@@ -47,8 +49,8 @@ def table_row(table: Table, row: Row) -> Row:
     return dict(row)
 
 
-def event_row(row: Row) -> Row:
-    """The event with every column, stamped now when it has no time."""
+def event_row(row: Row, clock: Callable[[], float] = time.time) -> Row:
+    """The event with every column, stamped with `clock` when it has no time."""
     unknown = row.keys() - _EVENT_COLUMNS
     if unknown or "task_id" not in row or "kind" not in row:
         raise StoreError("an event needs task_id and kind", unknown=sorted(unknown))
@@ -57,7 +59,7 @@ def event_row(row: Row) -> Row:
         "subtask_id": row.get("subtask_id"),
         "kind": row["kind"],
         "data": row.get("data"),
-        "at": time.time() if row.get("at") is None else row["at"],
+        "at": clock() if row.get("at") is None else row["at"],
     }
 
 
@@ -90,12 +92,14 @@ def scaling_row(row: Row) -> Row:
     return _exactly(row, _SCALING_KEYS, "a scaling event needs exactly its columns")
 
 
-def duration(keys: Sequence[str], seconds: float, ok: bool) -> tuple[Any, ...]:
-    """One measured duration for each of `keys` (a bare string is one key)."""
+def duration(
+    keys: Sequence[str], seconds: float, ok: bool, clock: Callable[[], float] = time.time
+) -> tuple[Any, ...]:
+    """One measured duration for each of `keys` (a bare string is one key), taken now."""
     if not math.isfinite(seconds) or seconds < 0:
         raise StoreError("a duration must be a finite number of seconds", seconds=seconds)
     names = (keys,) if isinstance(keys, str) else tuple(keys)
-    return (names, float(seconds), bool(ok), time.time())
+    return (names, float(seconds), bool(ok), clock())
 
 
 def to_batch(items: list[Item]) -> Batch:

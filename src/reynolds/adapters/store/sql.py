@@ -50,7 +50,6 @@ logger = logging.getLogger(__name__)
 
 # Bounds one transaction's size; whatever is left waits for the next batch.
 _MAX_BATCH = 20_000
-AUDIT_MAX_LIMIT = 10_000
 
 
 class SqlStore:
@@ -374,8 +373,8 @@ class SqlStore:
     # -- reads --
 
     def get_task(self, task_id: str) -> Row | None:
-        rows = self._fetch(select(tasks).where(tasks.c.id == task_id))
-        return rows[0] if rows else None
+        found = self._fetch(select(tasks).where(tasks.c.id == task_id))
+        return found[0] if found else None
 
     def get_subtasks(self, task_id: str) -> list[Row]:
         return self._fetch(
@@ -439,7 +438,7 @@ class SqlStore:
     ) -> list[Row]:
         """The newest `limit` audit records (of one task, at or after `since`, before the
         `(at, seq)` position `before`), oldest first: ordered by time, then sequence."""
-        limit = max(1, min(int(limit), AUDIT_MAX_LIMIT))
+        limit = max(1, min(int(limit), rows.AUDIT_MAX_LIMIT))
         query = select(audit).order_by(audit.c.at.desc(), audit.c.seq.desc()).limit(limit)
         if task_id is not None:
             query = query.where(audit.c.task_id == task_id)
@@ -448,9 +447,9 @@ class SqlStore:
         if before is not None:
             at, seq = before
             query = query.where(or_(audit.c.at < at, and_(audit.c.at == at, audit.c.seq < seq)))
-        rows = self._fetch(query)
-        rows.reverse()
-        return rows
+        found = self._fetch(query)
+        found.reverse()
+        return found
 
     def decisions(self, task_id: str) -> dict[str, Row]:
         """The latest routing decision of each subtask of a task, by subtask id."""
@@ -460,7 +459,7 @@ class SqlStore:
 
     def scaling_events(self, limit: int = 20) -> list[Row]:
         """The newest `limit` scaling events, newest first."""
-        limit = max(1, min(int(limit), AUDIT_MAX_LIMIT))
+        limit = max(1, min(int(limit), rows.AUDIT_MAX_LIMIT))
         table = scaling_events
         return self._fetch(select(table).order_by(table.c.id.desc()).limit(limit))
 

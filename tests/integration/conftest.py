@@ -67,7 +67,7 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
 
 
 @pytest.fixture
-def make_store(store_url: str) -> Iterator[Callable[..., SqlStore]]:
+def make_sql_store(store_url: str) -> Iterator[Callable[..., SqlStore]]:
     """Build and start stores on the test's database; they are closed afterwards."""
     stores: list[SqlStore] = []
 
@@ -80,6 +80,12 @@ def make_store(store_url: str) -> Iterator[Callable[..., SqlStore]]:
     yield make
     for store in stores:
         store.close()
+
+
+@pytest.fixture
+def make_store(make_sql_store: Callable[..., SqlStore]) -> Callable[..., SqlStore]:
+    """Stores on the test's database (test_store.py widens it to every kind of store)."""
+    return make_sql_store
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ import asyncio
 import math
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
@@ -36,21 +36,6 @@ def make_store(make_any_store: Callable[..., Store]) -> Callable[..., Store]:
 @pytest.fixture
 def store(make_any_store: Callable[..., Store]) -> Store:
     return make_any_store()
-
-
-@pytest.fixture
-def make_sql_store(store_url: str) -> Iterator[Callable[..., SqlStore]]:
-    stores: list[SqlStore] = []
-
-    def make(**options: float) -> SqlStore:
-        store = SqlStore(store_url, **options)
-        stores.append(store)
-        store.start()
-        return store
-
-    yield make
-    for store in stores:
-        store.close()
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ import sys
 
 from celery import signals
 
-from reynolds.entrypoints import worker
+from reynolds.entrypoints import celery_agent
 from reynolds.services.actions import Job
 
 
@@ -25,7 +25,7 @@ def main(args: list[str]) -> None:
         print(json.dumps({"started": True}), flush=True)
         return
     action, timeout_s = json.loads(args[1]), float(args[2])
-    agent = worker.Agent(worker._settings(), "code", "test/1")
+    agent = celery_agent.Agent(celery_agent._settings(), "code", "test/1")
     job = Job.model_validate(
         {
             "dispatchId": "d-1",

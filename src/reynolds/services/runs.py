@@ -12,7 +12,15 @@ from pydantic import TypeAdapter
 
 from reynolds.core import planning
 from reynolds.core.graph import Graph, Node, bottom_levels
-from reynolds.core.models import FINISHED, PRIORITY_RANK, Action, Status, Strategy, TaskSpec
+from reynolds.core.models import (
+    FINISHED,
+    PRIORITY_RANK,
+    SUBTASKS_CEILING,
+    Action,
+    Status,
+    Strategy,
+    TaskSpec,
+)
 from reynolds.core.planning import OrderKey, order_key
 from reynolds.core.routing import RoutingDecision
 
@@ -156,7 +164,8 @@ class TaskRun:
     ) -> TaskRun:
         """A stored task as its rows have it (statuses included); ValidationError when
         today's input rules refuse its spec, strategy or an action."""
-        spec = TaskSpec.model_validate(task["spec"])
+        # Stored under whatever limit the server had then: only today's other rules apply.
+        spec = TaskSpec.model_validate(task["spec"], context={"max_subtasks": SUBTASKS_CEILING})
         strategy = Strategy.model_validate(task["strategy"])
         nodes = [node_from_row(r) for r in rows]
         graph = Graph({n.id: n for n in nodes}, {n.id: [] for n in nodes})

@@ -286,7 +286,9 @@ async def _audited(
             raise InvalidInput(f"unknown tool {name!r}", availableTools=sorted(TOOLS))
         if _depth_over(arguments, MAX_ARGUMENT_DEPTH):
             raise InvalidInput(f"arguments are nested deeper than {MAX_ARGUMENT_DEPTH} levels")
-        req = tool.model.model_validate(arguments)
+        req = tool.model.model_validate(
+            arguments, context={"max_subtasks": engine.settings.max_subtasks}
+        )
         result = await tool.handler(engine, req, ctx)
     except BaseException as exc:  # recorded, then raised as it was (cancellation included)
         decision, outcome, detail = _refusal(exc)

@@ -222,7 +222,9 @@ def test_a_planned_task_prints_its_message_and_exits_3(
     assert server.arguments["strategy"] == {"maxConcurrency": 2}
 
 
-@pytest.mark.parametrize(("status", "code"), [("succeeded", 0), ("failed", 1), ("cancelled", 1)])
+@pytest.mark.parametrize(
+    ("status", "code"), [("succeeded", 0), ("failed", 1), ("cancelled", 1), ("loop_blocked", 4)]
+)
 def test_waiting_ends_with_the_exit_code_of_the_final_status(
     home: Path, monkeypatch: pytest.MonkeyPatch, status: str, code: int
 ) -> None:

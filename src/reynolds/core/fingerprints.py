@@ -3,9 +3,9 @@
 A signature names the call: the pool, the action's kind and its arguments after substitution.
 A fingerprint names the outcome: whether it succeeded, the exit code, and the output and error
 with what changes between two runs of the same failure masked — timestamps, UUIDs, hex ids,
-memory addresses, temporary paths, durations — so that the same failure twice has the same
-fingerprint. Small integers are kept ("attempt 1" and "attempt 2" differ), so an action that
-reports its progress is not mistaken for one that makes none.
+memory addresses, temporary paths, durations, process ids and ports — so that the same failure
+twice has the same fingerprint. Other small integers are kept ("attempt 1" and "attempt 2"
+differ), so an action that reports its progress is not mistaken for one that makes none.
 """
 
 from __future__ import annotations
@@ -36,6 +36,8 @@ _MASKS: tuple[tuple[re.Pattern[str], str], ...] = (
         "<uuid>",
     ),
     (re.compile(r"\b0x[0-9a-fA-F]{4,}\b"), "<addr>"),
+    # Numbers that name a process, thread or port, however short: they change on every run.
+    (re.compile(r"\b(pid|tid|process|thread|port)\b([\s:=#]*)\d+", re.IGNORECASE), r"\1\2<num>"),
     # Temporary paths: /tmp/..., /var/tmp/..., /var/folders/..., /dev/shm/...
     (re.compile(r"(?:/var/tmp|/tmp|/var/folders|/dev/shm)/[^\s'\":,;)\]]*"), "<tmp>"),
     # Hex ids of 8 or more characters holding a digit and a letter (commit ids, container ids).

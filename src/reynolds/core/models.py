@@ -216,6 +216,8 @@ class RunOptions(WireModel):
     estimated_seconds: float | None = Field(None, ge=0, le=86_400 * 7)
     idempotent: bool = True
     allow_option_values: bool = False
+    # False: loop prevention never stops it (a wait-until-ready poll repeats on purpose).
+    loop_prevention: bool = True
 
 
 class Step(RunOptions):

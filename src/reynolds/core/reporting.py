@@ -75,7 +75,15 @@ def subtask_view(row: Mapping[str, Any]) -> dict[str, Any]:
         "startedAt": iso(row.get("started_at")),
         "finishedAt": iso(row.get("finished_at")),
         "routing": row.get("routing"),
+        **_detail(row.get("detail")),
     }
+
+
+def _detail(detail: Any) -> dict[str, Any]:
+    """What a subtask's stored detail adds to its view: `loop` when loop prevention stopped it."""
+    if isinstance(detail, dict) and "loop" in detail:
+        return {"loop": detail["loop"]}
+    return {}
 
 
 def task_result(

@@ -15,6 +15,7 @@ from reynolds.core.retry import decide_retry
 from reynolds.core.wire_values import encodable
 from reynolds.services.attempts import Attempts
 from reynolds.services.live_runs import LiveRuns
+from reynolds.services.loop_guard import LoopGuard
 from reynolds.services.planner import Planner
 from reynolds.services.pool_control import PoolControl
 from reynolds.services.ports import ActionResult, SchedulerMetrics, Store
@@ -50,6 +51,7 @@ class Dispatcher:
         self.planner = planner
         self.attempts = attempts
         self.record = recorder
+        self.loops = LoopGuard(settings.loop_confidence, metrics, recorder)
         self.clock = clock
         self.jitter = jitter
         self.closing = False
@@ -227,6 +229,11 @@ class Dispatcher:
                 cap_s=self.settings.retry_cap_s,
                 jitter=self.jitter(),
             )
+            if decision.retry and sub.node.loop_prevention:
+                verdict = self.loops.judge(sub, result)
+                if verdict is not None:
+                    self.loops.block(run, sub, verdict, self.clock())
+                    return 0.0
             sub.status = Status.PENDING if decision.retry else Status.FAILED
             return decision.delay_s
         return 0.0
@@ -277,6 +284,8 @@ class Dispatcher:
             run.status = Status.CANCELLED
         elif statuses <= {Status.SUCCEEDED}:
             run.status = Status.SUCCEEDED
+        elif Status.LOOP_BLOCKED in statuses:
+            run.status = Status.LOOP_BLOCKED
         else:
             run.status = Status.FAILED
         run.finished_at = now

@@ -116,6 +116,8 @@ class SchedulerMetrics(Protocol):
 
     def pool_load(self, pool: str, utilization: float, queue_depth: int) -> None: ...
 
+    def loop_detected(self, detector: str) -> None: ...
+
     def render(self) -> bytes:
         """The metrics as the Prometheus text format."""
 

@@ -65,6 +65,7 @@ class Recorder:
                 "finished_at": finished_at,
                 "pid": None,
                 "pid_start": None,
+                **({"detail": sub.detail} if sub.detail is not None else {}),
             }
         )
         run.mark = self.store.write_mark()

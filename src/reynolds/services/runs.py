@@ -11,6 +11,7 @@ from typing import Any
 from pydantic import TypeAdapter
 
 from reynolds.core import planning
+from reynolds.core.fingerprints import Outcome
 from reynolds.core.graph import Graph, Node, bottom_levels
 from reynolds.core.models import (
     FINISHED,
@@ -60,6 +61,10 @@ class SubState:
     retry_timer: asyncio.TimerHandle | None = None
     argv: list[str] | None = None  # the running attempt's argv after substitution (audit)
     routing: RoutingDecision | None = None  # why the latest attempt went to its pool
+    # Fingerprints of the failed attempts so far (loop detection reads them); none kept
+    # for a subtask that has not failed.
+    failures: list[Outcome] = field(default_factory=list)
+    detail: dict[str, Any] | None = None  # {"loop": verdict} when loop prevention stopped it
 
     def row(self, task_id: str) -> dict[str, Any]:
         """The full subtasks row."""
@@ -81,6 +86,7 @@ class SubState:
             "reason": self.reason,
             "started_at": self.started_at,
             "finished_at": self.finished_at,
+            **({"detail": self.detail} if self.detail is not None else {}),
         }
 
 
@@ -204,6 +210,7 @@ class TaskRun:
                 agent_type=row.get("agent_type"),
                 started_at=row.get("started_at"),
                 finished_at=row.get("finished_at"),
+                detail=row.get("detail"),
             )
         return run
 
@@ -268,6 +275,7 @@ def node_from_row(row: dict[str, Any]) -> Node:
         estimate_s=spec.get("estimatedSeconds"),
         idempotent=spec.get("idempotent", True),
         allow_option_values=spec.get("allowOptionValues", False),
+        loop_prevention=spec.get("loopPrevention", True),
     )
 
 

@@ -62,6 +62,7 @@ subtasks = Table(
     Column("finished_at", Float, nullable=True),
     Column("pid", Integer, nullable=True),
     Column("pid_start", BigInteger, nullable=True),  # /proc/PID/stat start time, in ticks
+    Column("detail", JSON, nullable=True),  # {"loop": verdict} when loop prevention stopped it
 )
 
 attempts = Table(

@@ -26,7 +26,7 @@ from reynolds.entrypoints.cli.taskfile import (
 
 POLL_S = 0.2
 LIVE_ROWS = 15
-EXIT_BY_STATUS = {"succeeded": 0, "planned": 3}
+EXIT_BY_STATUS = {"succeeded": 0, "planned": 3, "loop_blocked": 4}
 
 
 def orchestrate(

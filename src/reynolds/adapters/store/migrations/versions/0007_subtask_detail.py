@@ -1,0 +1,27 @@
+"""What a subtask's end says beyond its status and reason: loop prevention's verdict (detector,
+confidence, evidence) when it stopped the subtask.
+
+Revision ID: 0007
+Revises: 0006
+Create Date: 2026-12-04
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+
+revision: str = "0007"
+down_revision: str | None = "0006"
+branch_labels: str | None = None
+depends_on: str | None = None
+
+
+def upgrade() -> None:
+    with op.batch_alter_table("subtasks") as batch:
+        batch.add_column(sa.Column("detail", sa.JSON(), nullable=True))
+
+
+def downgrade() -> None:
+    with op.batch_alter_table("subtasks") as batch:
+        batch.drop_column("detail")

@@ -3,6 +3,7 @@ stopped, its verdict is kept with the subtask across a restart, and it is counte
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,7 @@ import pytest
 
 from reynolds.bootstrap import build
 from reynolds.core.models import TaskSpec
+from reynolds.services import resources
 from reynolds.settings import Settings
 
 pytestmark = pytest.mark.anyio
@@ -55,6 +57,7 @@ async def test_a_command_failing_the_same_way_is_stopped_and_its_verdict_is_kept
         assert await app.engine.wait(run, 60)
         live = await app.engine.result(run.id)
         metrics = app.engine.metrics.render().decode()
+        resource = json.loads((await resources.read(app.engine, "loop-prevention")).text)
     finally:
         await app.aclose()
 
@@ -76,6 +79,9 @@ async def test_a_command_failing_the_same_way_is_stopped_and_its_verdict_is_kept
         assert subs["connect"]["loop"]["evidence"]["count"] == 3
         assert subs["after"]["status"] == "skipped"
     assert 'reynolds_loop_prevention_loop_detected_total{reason="repeated"} 1.0' in metrics
+    (detection,) = resource["detections"]
+    assert (detection["taskId"], detection["subtaskId"]) == (run.id, "connect")
+    assert detection["detector"] == "repeated" and detection["evidence"]["count"] == 3
 
 
 async def test_a_step_allowed_to_repeat_its_failure_runs_all_its_retries(

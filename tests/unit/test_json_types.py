@@ -20,6 +20,7 @@ RUN_OPTIONS = {
     "estimatedSeconds": 4.0,
     "idempotent": True,
     "allowOptionValues": False,
+    "loopPrevention": True,
 }
 ORCHESTRATE = {
     "task": {
@@ -59,6 +60,7 @@ FIELDS: list[tuple[str, tuple[Any, ...], str]] = [
             ("estimatedSeconds", FLOAT),
             ("idempotent", BOOL),
             ("allowOptionValues", BOOL),
+            ("loopPrevention", BOOL),
         ]
     ],
     *[
@@ -69,6 +71,7 @@ FIELDS: list[tuple[str, tuple[Any, ...], str]] = [
             ("estimatedSeconds", FLOAT),
             ("idempotent", BOOL),
             ("allowOptionValues", BOOL),
+            ("loopPrevention", BOOL),
         ]
     ],
     ("analyze_orchestration_potential", ("strategy", "maxConcurrency"), INT),

@@ -9,9 +9,10 @@ import logging
 from collections.abc import Callable
 
 from reynolds.core import planning
+from reynolds.core.failures import classify, retryable
 from reynolds.core.models import FINISHED, Status
 from reynolds.core.reporting import run_metrics
-from reynolds.core.retry import decide_retry
+from reynolds.core.retry import RetryDecision, decide_retry
 from reynolds.core.wire_values import encodable
 from reynolds.services.attempts import Attempts
 from reynolds.services.live_runs import LiveRuns
@@ -221,6 +222,7 @@ class Dispatcher:
         elif result.reason == "cancelled" or run.cancelling:
             sub.status = Status.CANCELLED
         else:
+            failure_class = self._classify(sub, result)
             decision = decide_retry(
                 sub.attempts,
                 sub.node.retries,
@@ -229,6 +231,9 @@ class Dispatcher:
                 cap_s=self.settings.retry_cap_s,
                 jitter=self.jitter(),
             )
+            if decision.retry and not retryable(failure_class):
+                # Another attempt would meet the same refusal (a missing file, bad input...).
+                decision = RetryDecision(False)
             if decision.retry and sub.node.loop_prevention:
                 verdict = self.loops.judge(sub, result)
                 if verdict is not None:
@@ -237,6 +242,19 @@ class Dispatcher:
             sub.status = Status.PENDING if decision.retry else Status.FAILED
             return decision.delay_s
         return 0.0
+
+    @staticmethod
+    def _classify(sub: SubState, result: ActionResult) -> str:
+        """The failed attempt's class, kept in the subtask's detail."""
+        http = getattr(sub.node.action, "kind", None) == "http"
+        failure_class = classify(
+            result.reason,
+            None if http else result.exit_code,
+            result.error,
+            result.exit_code if http else None,
+        )
+        sub.detail = {**(sub.detail or {}), "failureClass": failure_class}
+        return failure_class
 
     def _requeue(self, run: TaskRun, sub: SubState) -> None:
         sub.retry_timer = None

@@ -44,7 +44,7 @@ class LoopGuard:
         """End `sub` as `loop_blocked`, saying why, where and how sure."""
         view = verdict.view()
         sub.status = Status.LOOP_BLOCKED
-        sub.detail = {"loop": view}
+        sub.detail = {**(sub.detail or {}), "loop": view}
         sub.reason = "loop_detected"
         said = (
             f"stopped by loop prevention: {verdict.detector}, confidence {verdict.confidence:.4g}"

@@ -91,6 +91,9 @@ class Recorder:
                 "reason": result.reason,
                 "error": result.error[-2000:],
                 "finished_at": now,
+                "failure_class": (sub.detail or {}).get("failureClass")
+                if status == "failed"
+                else None,
             }
         )
 

@@ -64,7 +64,9 @@ class SubState:
     # Fingerprints of the failed attempts so far (loop detection reads them); none kept
     # for a subtask that has not failed.
     failures: list[Outcome] = field(default_factory=list)
-    detail: dict[str, Any] | None = None  # {"loop": verdict} when loop prevention stopped it
+    # {"failureClass": ..., "loop": verdict}: the class of its latest failed attempt, and
+    # loop prevention's verdict when it stopped the subtask.
+    detail: dict[str, Any] | None = None
 
     def row(self, task_id: str) -> dict[str, Any]:
         """The full subtasks row."""

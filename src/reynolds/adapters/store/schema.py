@@ -78,6 +78,8 @@ attempts = Table(
     Column("error", Text, nullable=True),
     Column("started_at", Float, nullable=True),
     Column("finished_at", Float, nullable=True),
+    # A failed attempt's class (core/failures.py): timeout, connection, not_found, ...
+    Column("failure_class", String(32), nullable=True),
 )
 
 events = Table(

@@ -1,5 +1,5 @@
 """What a subtask's end says beyond its status and reason: loop prevention's verdict (detector,
-confidence, evidence) when it stopped the subtask.
+confidence, evidence) when it stopped the subtask, and the class of each failed attempt.
 
 Revision ID: 0007
 Revises: 0006
@@ -20,8 +20,12 @@ depends_on: str | None = None
 def upgrade() -> None:
     with op.batch_alter_table("subtasks") as batch:
         batch.add_column(sa.Column("detail", sa.JSON(), nullable=True))
+    with op.batch_alter_table("attempts") as batch:
+        batch.add_column(sa.Column("failure_class", sa.String(32), nullable=True))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("attempts") as batch:
+        batch.drop_column("failure_class")
     with op.batch_alter_table("subtasks") as batch:
         batch.drop_column("detail")

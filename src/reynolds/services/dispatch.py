@@ -192,7 +192,7 @@ class Dispatcher:
         if duration is not None and attempt_status != "cancelled" and result.reason != "denied":
             self.control.record_outcome(pool, result.ok, duration)
         if duration is not None and result.reason not in ("denied", "cancelled"):
-            self.planner.learn(run, sub.node, duration, result.ok)
+            self.planner.learn(run, sub.node, duration, result.ok, pool)
         if sub.status is Status.PENDING:  # a retry after a backoff
             self.record.subtask(run, sub, None)
             self.record.event(

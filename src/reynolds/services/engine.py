@@ -237,7 +237,8 @@ class Engine:
 
     async def resume(self) -> list[str]:
         """Claim and pick up the unfinished tasks this server left, nobody's, or a dead
-        server's; returns their ids."""
+        server's; returns their ids. What earlier servers learned of the pools comes first."""
+        await self.control.load_outcomes()
         return await self.resumption.resume()
 
     async def close(self) -> None:

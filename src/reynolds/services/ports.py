@@ -188,6 +188,9 @@ class Store(Protocol):
 
     def durations(self, keys: Iterable[str]) -> Mapping[str, float]: ...
 
+    def outcomes(self, keys: Iterable[str]) -> Mapping[str, tuple[int, int, float]]:
+        """(attempts, failures, mean seconds) recorded under each of `keys` that has any."""
+
     def events(self, task_id: str, after_seq: int = 0, limit: int = 1000) -> list[Row]: ...
 
     def audit(

@@ -13,8 +13,9 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 # How much of the end of each stream is fingerprinted: failures say what they are at the end,
 # and a bounded text keeps the masking cheap.
@@ -85,3 +86,21 @@ def outcome(
     err = normalise(error)
     whole = _digest("out", str(ok), str(exit_code), reason or "", out, err)
     return Outcome(ok, whole, _digest("o", out) if out else "", reason)
+
+
+# What makes two submissions the same task: the work, not how it was described or scheduled.
+_TASK_KEYS = ("type", "components", "steps", "subtasks", "decompose")
+
+
+def task_fingerprint(spec: Mapping[str, Any]) -> str:
+    """The task's input as submitted (its camelCase JSON), canonically: type, components,
+    steps or subtasks; not its description, priority, deadline or strategy."""
+    canonical = json.dumps(
+        {key: spec.get(key) for key in _TASK_KEYS}, sort_keys=True, separators=(",", ":")
+    )
+    return _digest("task", canonical)
+
+
+def task_outcome(failures: Iterable[tuple[str, str, str]]) -> str:
+    """How a task failed: each unsucceeded subtask's id, status and outcome fingerprint."""
+    return _digest("ended", *("|".join(parts) for parts in sorted(failures)))

@@ -319,6 +319,8 @@ class OrchestrateRequest(InputModel):
     task: TaskSpec
     strategy: Strategy | None = None
     wait: bool = False
+    # Run it even when loop prevention would refuse it as a resubmission loop.
+    force: bool = False
     timeout_seconds: float = Field(300.0, gt=0, le=3600)
 
 

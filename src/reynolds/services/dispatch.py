@@ -21,6 +21,7 @@ from reynolds.services.planner import Planner
 from reynolds.services.pool_control import PoolControl
 from reynolds.services.ports import ActionResult, SchedulerMetrics, Store
 from reynolds.services.recording import Recorder
+from reynolds.services.resubmissions import Resubmissions
 from reynolds.services.runs import SubState, TaskRun
 from reynolds.settings import Settings
 
@@ -53,6 +54,7 @@ class Dispatcher:
         self.attempts = attempts
         self.record = recorder
         self.loops = LoopGuard(settings.loop_confidence, metrics, recorder)
+        self.resubmissions = Resubmissions(settings.loop_confidence)
         self.clock = clock
         self.jitter = jitter
         self.closing = False
@@ -312,8 +314,10 @@ class Dispatcher:
         run.metrics = run_metrics(
             run.created_at, now, rows, run.usable(sum(replicas.values())), self._ideal(run)
         )
+        ended = {"id": run.id, "status": str(run.status), "finished_at": now}
+        how = self.resubmissions.ended(run)
         self.store.put_task(
-            {"id": run.id, "status": str(run.status), "finished_at": now, "metrics": run.metrics}
+            {**ended, "metrics": run.metrics, **({"outcome": how} if how is not None else {})}
         )
         self.record.event(run, None, "task_finished", {"status": str(run.status)})
         self.metrics.task_ended(

@@ -40,6 +40,12 @@ class LoopGuard:
             del failures[0]
         return first_loop(failures, self.level)
 
+    def resubmission_refused(self, verdict: LoopVerdict) -> None:
+        """Count and remember a submission refused as a resubmission loop."""
+        self.metrics.loop_detected(verdict.detector)
+        at = self.record.clock()
+        self.recent.append({"taskId": None, "subtaskId": None, "at": at, **verdict.view()})
+
     def block(self, run: TaskRun, sub: SubState, verdict: LoopVerdict, now: float) -> None:
         """End `sub` as `loop_blocked`, saying why, where and how sure."""
         view = verdict.view()

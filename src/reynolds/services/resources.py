@@ -81,7 +81,7 @@ async def _loop_prevention(engine: Engine) -> str:
             "detectors": {
                 name: {"rho": rho, "evidenceToStop": loops.evidence_needed(name, level)}
                 for name, rho in loops.CHANCE.items()
-                if name in loops.SUBTASK_DETECTORS
+                if name in loops.ACTIVE_DETECTORS
             },
             "detections": list(reversed(engine.dispatch.loops.recent)),
         }

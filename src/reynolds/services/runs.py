@@ -106,6 +106,7 @@ class TaskRun:
     plan: dict[str, Any]
     created_at: float
     token_name: str | None = None
+    fingerprint: str | None = None  # of its input, for resubmission loops
     history_keys: dict[str, list[str]] = field(default_factory=dict)
     status: Status = Status.PENDING
     started_at: float | None = None
@@ -193,6 +194,7 @@ class TaskRun:
             plan=task.get("plan") or {},
             created_at=task["created_at"],
             token_name=task.get("token_name"),
+            fingerprint=task.get("fingerprint"),
             history_keys=keys,
             status=Status(task["status"]),
             started_at=task.get("started_at"),
@@ -253,6 +255,7 @@ class TaskRun:
             "created_at": self.created_at,
             "started_at": self.started_at,
             "finished_at": self.finished_at,
+            "fingerprint": self.fingerprint,
         }
 
     def subtask_rows(self) -> list[dict[str, Any]]:

@@ -38,6 +38,9 @@ tasks = Table(
     # The server (see `servers`) that runs the task; set when a row is inserted and when a
     # server claims the task to resume it, never by other updates. NULL: written before 0004.
     Column("owner", String(64), nullable=True),
+    # The input's fingerprint, and how the task failed (see services/resubmissions.py).
+    Column("fingerprint", String(64), nullable=True),
+    Column("outcome", String(64), nullable=True),
 )
 
 subtasks = Table(

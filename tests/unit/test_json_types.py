@@ -32,6 +32,7 @@ ORCHESTRATE = {
     },
     "strategy": {"approach": "direct", "maxConcurrency": 3, "selection": "weighted"},
     "wait": False,
+    "force": False,
     "timeoutSeconds": 60.0,
 }
 ANALYZE = {
@@ -51,6 +52,7 @@ INT, FLOAT, BOOL = "integer", "number", "boolean"
 FIELDS: list[tuple[str, tuple[Any, ...], str]] = [
     ("orchestrate_task", ("strategy", "maxConcurrency"), INT),
     ("orchestrate_task", ("wait",), BOOL),
+    ("orchestrate_task", ("force",), BOOL),
     ("orchestrate_task", ("timeoutSeconds",), FLOAT),
     *[
         ("orchestrate_task", ("task", "steps", 0, name), kind)

@@ -11,6 +11,8 @@ from typing import Literal
 from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from reynolds.core.loops import DEFAULT_CONFIDENCE
+from reynolds.core.models import MAX_SUBTASKS, SUBTASKS_CEILING
 from reynolds.core.pools import parse_bytes
 
 _PACKAGE_ROOT = Path(__file__).resolve().parent
@@ -63,6 +65,11 @@ class Settings(BaseSettings):
     retry_cap_s: float = Field(30.0, ge=0)
     output_cap_bytes: int = Field(64 * 1024, ge=1024)
     default_estimate_s: float = Field(1.0, gt=0)
+    # Loop prevention stops work when its confidence that the next attempt repeats reaches
+    # this (see core/loops.py); 1 would never stop anything, so it stays below.
+    loop_confidence: float = Field(DEFAULT_CONFIDENCE, gt=0, lt=1)
+    # The most subtasks one task may expand to (steps × components, or explicit subtasks).
+    max_subtasks: int = Field(MAX_SUBTASKS, ge=1, le=SUBTASKS_CEILING)
     python_workers: int = Field(2, ge=1, le=64)
     # The store commits whatever is queued at most this often (group commit).
     store_batch_interval_s: float = Field(0.025, ge=0)

@@ -229,7 +229,10 @@ def test_resources_over_rest_are_listed_and_read(server: Server) -> None:
     patterns = httpx.get(f"{base}/patterns", headers=auth(), timeout=10.0).json()
     assert {p["name"] for p in patterns["patterns"]} >= {"migration", "deployment", "default"}
 
-    unbuilt = httpx.get(f"{base}/loop-prevention", headers=auth(), timeout=10.0)
+    loops = httpx.get(f"{base}/loop-prevention", headers=auth(), timeout=10.0).json()
+    assert loops["confidence"] == 0.999 and loops["detections"] == []
+    assert loops["detectors"]["repeated"] == {"rho": 0.1, "evidenceToStop": 3}
+    unbuilt = httpx.get(f"{base}/reynolds-personality", headers=auth(), timeout=10.0)
     assert unbuilt.status_code == 501 and "not available yet" in unbuilt.json()["error"]
     unknown_task = httpx.get(f"{base}/tasks/no-such-task", headers=auth(), timeout=10.0)
     assert unknown_task.status_code == 404 and "no-such-task" in unknown_task.json()["error"]

@@ -118,6 +118,7 @@ class QuietMetrics:
     def __init__(self) -> None:
         self.tasks: list[str] = []
         self.subtasks: list[tuple[str, str, float | None]] = []
+        self.loops: list[str] = []
 
     def task_ended(self, status: str, parallel_ratio: float, overhead_ratio: float) -> None:
         self.tasks.append(status)
@@ -133,6 +134,9 @@ class QuietMetrics:
 
     def pool_load(self, pool: str, utilization: float, queue_depth: int) -> None:
         return None
+
+    def loop_detected(self, detector: str) -> None:
+        self.loops.append(detector)
 
     def render(self) -> bytes:
         return b""

@@ -303,6 +303,18 @@ def test_a_single_string_is_one_duration_key(store: Store) -> None:
     assert store.durations(["build", "b"]) == {"build": 2.0}
 
 
+def test_outcomes_count_attempts_and_failures_per_key(store: Store) -> None:
+    store.record_duration(["pool:devops", "step:x"], 1.0, True)
+    store.record_duration(["pool:devops"], 3.0, False)
+    store.record_duration(["pool:devops"], 2.0, True)
+    store.flush_sync()
+
+    assert store.outcomes(["pool:devops", "step:x", "pool:none"]) == {
+        "pool:devops": (3, 1, 2.0),
+        "step:x": (1, 0, 1.0),
+    }
+
+
 def test_a_duration_that_is_not_a_finite_number_is_refused(store: Store) -> None:
     with pytest.raises(StoreError):
         store.record_duration(["k"], math.nan, True)

@@ -222,7 +222,27 @@ def test_a_planned_task_prints_its_message_and_exits_3(
     assert server.arguments["strategy"] == {"maxConcurrency": 2}
 
 
-@pytest.mark.parametrize(("status", "code"), [("succeeded", 0), ("failed", 1), ("cancelled", 1)])
+def test_a_refused_resubmission_prints_why_and_exits_4_and_force_is_passed_on(
+    home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    refused = {
+        "taskId": None,
+        "status": "loop_blocked",
+        "message": "Not run: the same task ended failed the same way 3 times in a row",
+        "loop": {"detector": "resubmission", "confidence": 0.999, "evidence": {"count": 3}},
+    }
+    server = fake_server(monkeypatch, FakeServer(refused))
+
+    result = runner.invoke(app, ["orchestrate", write_task(home), "--force"])
+
+    assert result.exit_code == 4
+    assert "the same way 3 times" in result.output
+    assert server.arguments["force"] is True
+
+
+@pytest.mark.parametrize(
+    ("status", "code"), [("succeeded", 0), ("failed", 1), ("cancelled", 1), ("loop_blocked", 4)]
+)
 def test_waiting_ends_with_the_exit_code_of_the_final_status(
     home: Path, monkeypatch: pytest.MonkeyPatch, status: str, code: int
 ) -> None:

@@ -20,6 +20,7 @@ RUN_OPTIONS = {
     "estimatedSeconds": 4.0,
     "idempotent": True,
     "allowOptionValues": False,
+    "loopPrevention": True,
 }
 ORCHESTRATE = {
     "task": {
@@ -31,6 +32,7 @@ ORCHESTRATE = {
     },
     "strategy": {"approach": "direct", "maxConcurrency": 3, "selection": "weighted"},
     "wait": False,
+    "force": False,
     "timeoutSeconds": 60.0,
 }
 ANALYZE = {
@@ -50,6 +52,7 @@ INT, FLOAT, BOOL = "integer", "number", "boolean"
 FIELDS: list[tuple[str, tuple[Any, ...], str]] = [
     ("orchestrate_task", ("strategy", "maxConcurrency"), INT),
     ("orchestrate_task", ("wait",), BOOL),
+    ("orchestrate_task", ("force",), BOOL),
     ("orchestrate_task", ("timeoutSeconds",), FLOAT),
     *[
         ("orchestrate_task", ("task", "steps", 0, name), kind)
@@ -59,6 +62,7 @@ FIELDS: list[tuple[str, tuple[Any, ...], str]] = [
             ("estimatedSeconds", FLOAT),
             ("idempotent", BOOL),
             ("allowOptionValues", BOOL),
+            ("loopPrevention", BOOL),
         ]
     ],
     *[
@@ -69,6 +73,7 @@ FIELDS: list[tuple[str, tuple[Any, ...], str]] = [
             ("estimatedSeconds", FLOAT),
             ("idempotent", BOOL),
             ("allowOptionValues", BOOL),
+            ("loopPrevention", BOOL),
         ]
     ],
     ("analyze_orchestration_potential", ("strategy", "maxConcurrency"), INT),

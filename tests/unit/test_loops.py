@@ -50,6 +50,11 @@ def test_what_varies_between_identical_failures_is_masked_and_small_numbers_kept
     assert a.fingerprint == b.fingerprint
     assert failed("attempt 1 failed").fingerprint != failed("attempt 2 failed").fingerprint
     assert normalise("took 1.25s, then 340 ms") == "took <duration>, then <duration>"
+    # Short pids and ports too: they change on every run whatever their length.
+    assert (
+        failed("worker pid 731 died; port=8081").fingerprint
+        == failed("worker pid 7345 died; port=41999").fingerprint
+    )
 
 
 def test_a_flaky_step_whose_output_changes_then_succeeds_is_never_stopped() -> None:

@@ -95,5 +95,8 @@ class Metrics:
         self.utilization.labels(pool).set(utilization)
         self.queue_depth.labels(pool).set(queue_depth)
 
+    def loop_detected(self, detector: str) -> None:
+        self.loops_detected.labels(detector).inc()
+
     def render(self) -> bytes:
         return generate_latest(self.registry)

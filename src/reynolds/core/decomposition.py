@@ -64,6 +64,7 @@ def _node(nid: str, seq: int, opts: RunOptions, agent: str | None, **extra: obje
         estimate_s=opts.estimated_seconds,
         idempotent=opts.idempotent,
         allow_option_values=opts.allow_option_values,
+        loop_prevention=opts.loop_prevention,
         **extra,  # type: ignore[arg-type]  # depends_on, component, step: typed on Node
     )
 

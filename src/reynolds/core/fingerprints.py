@@ -3,9 +3,9 @@
 A signature names the call: the pool, the action's kind and its arguments after substitution.
 A fingerprint names the outcome: whether it succeeded, the exit code, and the output and error
 with what changes between two runs of the same failure masked — timestamps, UUIDs, hex ids,
-memory addresses, temporary paths, durations — so that the same failure twice has the same
-fingerprint. Small integers are kept ("attempt 1" and "attempt 2" differ), so an action that
-reports its progress is not mistaken for one that makes none.
+memory addresses, temporary paths, durations, process ids and ports — so that the same failure
+twice has the same fingerprint. Other small integers are kept ("attempt 1" and "attempt 2"
+differ), so an action that reports its progress is not mistaken for one that makes none.
 """
 
 from __future__ import annotations
@@ -13,8 +13,9 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 # How much of the end of each stream is fingerprinted: failures say what they are at the end,
 # and a bounded text keeps the masking cheap.
@@ -36,6 +37,8 @@ _MASKS: tuple[tuple[re.Pattern[str], str], ...] = (
         "<uuid>",
     ),
     (re.compile(r"\b0x[0-9a-fA-F]{4,}\b"), "<addr>"),
+    # Numbers that name a process, thread or port, however short: they change on every run.
+    (re.compile(r"\b(pid|tid|process|thread|port)\b([\s:=#]*)\d+", re.IGNORECASE), r"\1\2<num>"),
     # Temporary paths: /tmp/..., /var/tmp/..., /var/folders/..., /dev/shm/...
     (re.compile(r"(?:/var/tmp|/tmp|/var/folders|/dev/shm)/[^\s'\":,;)\]]*"), "<tmp>"),
     # Hex ids of 8 or more characters holding a digit and a letter (commit ids, container ids).
@@ -83,3 +86,21 @@ def outcome(
     err = normalise(error)
     whole = _digest("out", str(ok), str(exit_code), reason or "", out, err)
     return Outcome(ok, whole, _digest("o", out) if out else "", reason)
+
+
+# What makes two submissions the same task: the work, not how it was described or scheduled.
+_TASK_KEYS = ("type", "components", "steps", "subtasks", "decompose")
+
+
+def task_fingerprint(spec: Mapping[str, Any]) -> str:
+    """The task's input as submitted (its camelCase JSON), canonically: type, components,
+    steps or subtasks; not its description, priority, deadline or strategy."""
+    canonical = json.dumps(
+        {key: spec.get(key) for key in _TASK_KEYS}, sort_keys=True, separators=(",", ":")
+    )
+    return _digest("task", canonical)
+
+
+def task_outcome(failures: Iterable[tuple[str, str, str]]) -> str:
+    """How a task failed: each unsucceeded subtask's id, status and outcome fingerprint."""
+    return _digest("ended", *("|".join(parts) for parts in sorted(failures)))

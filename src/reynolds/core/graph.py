@@ -27,6 +27,7 @@ class Node:
     estimate_s: float | None = None
     idempotent: bool = True
     allow_option_values: bool = False
+    loop_prevention: bool = True
 
     def spec(self) -> dict[str, Any]:
         """The run options as stored and shown (camelCase)."""
@@ -41,6 +42,7 @@ class Node:
             "estimatedSeconds": self.estimate_s,
             "idempotent": self.idempotent,
             "allowOptionValues": self.allow_option_values,
+            "loopPrevention": self.loop_prevention,
         }
 
 

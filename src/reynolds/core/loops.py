@@ -39,6 +39,11 @@ CHANCE = {
     "retry_storm": 0.1,
     "resubmission": 0.1,
 }
+# The detectors judging one subtask's failures (`first_loop`); the others judge a task or
+# its resubmissions.
+SUBTASK_DETECTORS = ("repeated", "oscillation", "no_progress")
+# Those the scheduler runs: the subtask detectors, and resubmissions at submit.
+ACTIVE_DETECTORS = (*SUBTASK_DETECTORS, "resubmission")
 # Retry storms: the window of a task's latest retries, and how many failed retries (net of
 # succeeded ones) make one unit of evidence.
 STORM_WINDOW = 20

@@ -18,6 +18,7 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    ValidationInfo,
     ValidatorFunctionWrapHandler,
     field_validator,
     model_validator,
@@ -29,7 +30,10 @@ from reynolds.core import wire_values
 from reynolds.core.environment import env_name_problem
 
 MAX_COMPONENTS = 10_000
+# The most subtasks one task may expand to: REYNOLDS_MAX_SUBTASKS, given to validation as
+# `context={"max_subtasks": n}` (this default without it), never above the ceiling.
 MAX_SUBTASKS = 10_000
+SUBTASKS_CEILING = 100_000
 _ID = re.compile(r"^[A-Za-z0-9_.:@/\[\]-]{1,200}$")
 _CALLABLE = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
 
@@ -212,6 +216,8 @@ class RunOptions(WireModel):
     estimated_seconds: float | None = Field(None, ge=0, le=86_400 * 7)
     idempotent: bool = True
     allow_option_values: bool = False
+    # False: loop prevention never stops it (a wait-until-ready poll repeats on purpose).
+    loop_prevention: bool = True
 
 
 class Step(RunOptions):
@@ -247,7 +253,7 @@ class TaskSpec(InputModel):
     priority: Priority = "medium"
     deadline: datetime | None = Field(None, strict=False)
     steps: list[Step] | None = Field(None, min_length=1, max_length=100)
-    subtasks: list[SubtaskSpec] | None = Field(None, min_length=1, max_length=MAX_SUBTASKS)
+    subtasks: list[SubtaskSpec] | None = Field(None, min_length=1, max_length=SUBTASKS_CEILING)
     decompose: Literal["patterns", "llm"] = "patterns"
 
     @field_validator("components")
@@ -261,25 +267,39 @@ class TaskSpec(InputModel):
         return components
 
     @model_validator(mode="after")
-    def _one_shape(self) -> TaskSpec:
+    def _one_shape(self, info: ValidationInfo) -> TaskSpec:
         if self.steps is not None and self.subtasks is not None:
             raise ValueError("give either steps or subtasks, not both")
+        limit = subtask_limit(info.context)
         if self.steps is not None:
             dupes = _repeated(s.name for s in self.steps)
             if dupes:
                 raise ValueError(f"step names must be unique; repeated: {', '.join(dupes)}")
             # Each step runs once per component: the product is what the engine would hold.
             count = len(self.steps) * max(len(self.components), 1)
-            if count > MAX_SUBTASKS:
+            if count > limit:
                 raise ValueError(
                     f"{len(self.steps)} steps × {len(self.components)} components would make "
-                    f"{count} subtasks; at most {MAX_SUBTASKS}"
+                    f"{count} subtasks; at most {limit} (REYNOLDS_MAX_SUBTASKS)"
                 )
         if self.subtasks is not None:
+            if len(self.subtasks) > limit:
+                raise ValueError(
+                    f"{len(self.subtasks)} subtasks; at most {limit} (REYNOLDS_MAX_SUBTASKS)"
+                )
             dupes = _repeated(s.id for s in self.subtasks)
             if dupes:
                 raise ValueError(f"subtask ids must be unique; repeated: {', '.join(dupes[:10])}")
         return self
+
+
+def subtask_limit(context: Any) -> int:
+    """The most subtasks a task may expand to under this validation's `context`."""
+    if isinstance(context, dict):
+        given = context.get("max_subtasks")
+        if isinstance(given, int) and 1 <= given <= SUBTASKS_CEILING:
+            return given
+    return MAX_SUBTASKS
 
 
 def _repeated(values: Iterable[str]) -> list[str]:
@@ -299,6 +319,8 @@ class OrchestrateRequest(InputModel):
     task: TaskSpec
     strategy: Strategy | None = None
     wait: bool = False
+    # Run it even when loop prevention would refuse it as a resubmission loop.
+    force: bool = False
     timeout_seconds: float = Field(300.0, gt=0, le=3600)
 
 

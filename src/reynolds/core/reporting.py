@@ -75,7 +75,16 @@ def subtask_view(row: Mapping[str, Any]) -> dict[str, Any]:
         "startedAt": iso(row.get("started_at")),
         "finishedAt": iso(row.get("finished_at")),
         "routing": row.get("routing"),
+        **_detail(row.get("detail")),
     }
+
+
+def _detail(detail: Any) -> dict[str, Any]:
+    """What a subtask's stored detail adds to its view: the class of its latest failed attempt
+    (`failureClass`), and `loop` when loop prevention stopped it."""
+    if not isinstance(detail, dict):
+        return {}
+    return {key: detail[key] for key in ("failureClass", "loop") if key in detail}
 
 
 def task_result(

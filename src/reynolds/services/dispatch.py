@@ -9,16 +9,19 @@ import logging
 from collections.abc import Callable
 
 from reynolds.core import planning
+from reynolds.core.failures import classify, retryable
 from reynolds.core.models import FINISHED, Status
 from reynolds.core.reporting import run_metrics
-from reynolds.core.retry import decide_retry
+from reynolds.core.retry import RetryDecision, decide_retry
 from reynolds.core.wire_values import encodable
 from reynolds.services.attempts import Attempts
 from reynolds.services.live_runs import LiveRuns
+from reynolds.services.loop_guard import LoopGuard
 from reynolds.services.planner import Planner
 from reynolds.services.pool_control import PoolControl
 from reynolds.services.ports import ActionResult, SchedulerMetrics, Store
 from reynolds.services.recording import Recorder
+from reynolds.services.resubmissions import Resubmissions
 from reynolds.services.runs import SubState, TaskRun
 from reynolds.settings import Settings
 
@@ -50,6 +53,8 @@ class Dispatcher:
         self.planner = planner
         self.attempts = attempts
         self.record = recorder
+        self.loops = LoopGuard(settings.loop_confidence, metrics, recorder)
+        self.resubmissions = Resubmissions(settings.loop_confidence)
         self.clock = clock
         self.jitter = jitter
         self.closing = False
@@ -189,7 +194,7 @@ class Dispatcher:
         if duration is not None and attempt_status != "cancelled" and result.reason != "denied":
             self.control.record_outcome(pool, result.ok, duration)
         if duration is not None and result.reason not in ("denied", "cancelled"):
-            self.planner.learn(run, sub.node, duration, result.ok)
+            self.planner.learn(run, sub.node, duration, result.ok, pool)
         if sub.status is Status.PENDING:  # a retry after a backoff
             self.record.subtask(run, sub, None)
             self.record.event(
@@ -219,6 +224,7 @@ class Dispatcher:
         elif result.reason == "cancelled" or run.cancelling:
             sub.status = Status.CANCELLED
         else:
+            failure_class = self._classify(sub, result)
             decision = decide_retry(
                 sub.attempts,
                 sub.node.retries,
@@ -227,9 +233,30 @@ class Dispatcher:
                 cap_s=self.settings.retry_cap_s,
                 jitter=self.jitter(),
             )
+            if decision.retry and not retryable(failure_class):
+                # Another attempt would meet the same refusal (a missing file, bad input...).
+                decision = RetryDecision(False)
+            if decision.retry and sub.node.loop_prevention:
+                verdict = self.loops.judge(sub, result)
+                if verdict is not None:
+                    self.loops.block(run, sub, verdict, self.clock())
+                    return 0.0
             sub.status = Status.PENDING if decision.retry else Status.FAILED
             return decision.delay_s
         return 0.0
+
+    @staticmethod
+    def _classify(sub: SubState, result: ActionResult) -> str:
+        """The failed attempt's class, kept in the subtask's detail."""
+        http = getattr(sub.node.action, "kind", None) == "http"
+        failure_class = classify(
+            result.reason,
+            None if http else result.exit_code,
+            result.error,
+            result.exit_code if http else None,
+        )
+        sub.detail = {**(sub.detail or {}), "failureClass": failure_class}
+        return failure_class
 
     def _requeue(self, run: TaskRun, sub: SubState) -> None:
         sub.retry_timer = None
@@ -277,6 +304,8 @@ class Dispatcher:
             run.status = Status.CANCELLED
         elif statuses <= {Status.SUCCEEDED}:
             run.status = Status.SUCCEEDED
+        elif Status.LOOP_BLOCKED in statuses:
+            run.status = Status.LOOP_BLOCKED
         else:
             run.status = Status.FAILED
         run.finished_at = now
@@ -285,8 +314,10 @@ class Dispatcher:
         run.metrics = run_metrics(
             run.created_at, now, rows, run.usable(sum(replicas.values())), self._ideal(run)
         )
+        ended = {"id": run.id, "status": str(run.status), "finished_at": now}
+        how = self.resubmissions.ended(run)
         self.store.put_task(
-            {"id": run.id, "status": str(run.status), "finished_at": now, "metrics": run.metrics}
+            {**ended, "metrics": run.metrics, **({"outcome": how} if how is not None else {})}
         )
         self.record.event(run, None, "task_finished", {"status": str(run.status)})
         self.metrics.task_ended(

@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from reynolds.core.fingerprints import task_fingerprint
 from reynolds.core.graph import Graph
 from reynolds.core.models import Strategy, TaskSpec
 from reynolds.core.pools import PoolSet
@@ -41,11 +42,15 @@ from reynolds.services.ports import (
     SystemSampler,
 )
 from reynolds.services.recording import Recorder
+from reynolds.services.resubmissions import Refused
 from reynolds.services.resumption import Resumption
 from reynolds.services.runs import Prepared, TaskRun
 from reynolds.services.scaling import AutoScaler
 from reynolds.services.task_reads import TaskReads, check_task_id
 from reynolds.settings import Settings
+
+# Finished tasks read at start for the resubmissions they may show.
+RESUBMISSIONS_SEEN = 500
 
 __all__ = ["Engine", "Prepared"]
 
@@ -178,9 +183,15 @@ class Engine:
         return await self.planner.prepare(spec, strategy)
 
     async def submit(
-        self, spec: TaskSpec, strategy: Strategy | None = None, token_name: str | None = None
+        self,
+        spec: TaskSpec,
+        strategy: Strategy | None = None,
+        token_name: str | None = None,
+        *,
+        force: bool = False,
     ) -> TaskRun:
-        """Accept a task: persist it, start what is ready, return once it is durable."""
+        """Accept a task: persist it, start what is ready, return once it is durable.
+        `Refused` (nothing persisted) when it is a resubmission loop, unless `force`."""
         prep = await self.planner.prepare(spec, strategy)
         run = TaskRun.new(
             self._new_id(),
@@ -190,9 +201,16 @@ class Engine:
             created_at=self.clock(),
             token_name=token_name,
         )
+        row = run.task_row()
+        run.fingerprint = row["fingerprint"] = task_fingerprint(row["spec"])
+        if not force:
+            verdict = self.dispatch.resubmissions.judge(run.fingerprint)
+            if verdict is not None:
+                self.dispatch.loops.resubmission_refused(verdict)
+                raise Refused(verdict)
         if prep.message is not None:
             self.runs.remember(run)
-        self.store.put_task(run.task_row())
+        self.store.put_task(row)
         for row in run.subtask_rows():
             self.store.put_subtask(row)
         self.record.event(
@@ -237,7 +255,11 @@ class Engine:
 
     async def resume(self) -> list[str]:
         """Claim and pick up the unfinished tasks this server left, nobody's, or a dead
-        server's; returns their ids."""
+        server's; returns their ids. What earlier servers learned of the pools, and how
+        recent tasks ended, come first."""
+        await self.control.load_outcomes()
+        recent = await asyncio.to_thread(self.store.list_tasks, None, RESUBMISSIONS_SEEN)
+        self.dispatch.resubmissions.seed(reversed(recent))
         return await self.resumption.resume()
 
     async def close(self) -> None:

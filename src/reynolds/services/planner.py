@@ -10,7 +10,7 @@ from reynolds.core.decomposition import decompose
 from reynolds.core.graph import Graph, Node
 from reynolds.core.models import Approach, Strategy, TaskSpec
 from reynolds.core.pools import PoolSet, action_executable, capability_scores
-from reynolds.services.pool_control import PoolControl
+from reynolds.services.pool_control import PoolControl, pool_key
 from reynolds.services.ports import Store
 from reynolds.services.runs import Prepared, TaskRun
 
@@ -80,10 +80,13 @@ class Planner:
                 self._history[k] = found.get(k)
         return {k: v for k in keys if (v := self._history.get(k)) is not None}
 
-    def learn(self, run: TaskRun, node: Node, duration_s: float, ok: bool) -> None:
-        """Record how long an attempt took, in the store and in the mirror plans read."""
+    def learn(
+        self, run: TaskRun, node: Node, duration_s: float, ok: bool, pool: str | None = None
+    ) -> None:
+        """Record how long an attempt took and whether it succeeded, in the store (under its
+        pool's key too) and in the mirror plans read."""
         keys = run.history_keys.get(node.id) or planning.history_keys(run.spec.type, node)
-        self.store.record_duration(keys, duration_s, ok)
+        self.store.record_duration([*keys, pool_key(pool)] if pool else keys, duration_s, ok)
         for key in keys:
             old = self._history.get(key)
             # The store keeps the exact running mean; this mirror only needs to be close.

@@ -17,6 +17,11 @@ from reynolds.settings import Settings
 log = logging.getLogger("reynolds.engine")
 
 
+def pool_key(pool: str) -> str:
+    """The history key under which a pool's attempts are learned."""
+    return f"pool:{pool}"
+
+
 class PoolControl:
     """Slots per pool: `replicas` each pool has, `free` of them now. `on_room` (the
     dispatch loop's pump) is called whenever slots were added."""
@@ -51,6 +56,13 @@ class PoolControl:
         for pool, n in self.replicas.items():
             metrics.pool_replicas(pool, n)
 
+    async def load_outcomes(self) -> None:
+        """Start from what earlier servers learned of each pool (its `pool:NAME` history)."""
+        keys = {pool_key(pool): pool for pool in self._outcomes}
+        learned = await asyncio.to_thread(self.store.outcomes, keys)
+        for key, (attempts, failures, mean_s) in learned.items():
+            self._outcomes[keys[key]] = [attempts, attempts - failures, mean_s]
+
     def record_outcome(self, pool: str, ok: bool, duration_s: float) -> None:
         """An attempt that ran on `pool` for `duration_s` and succeeded or not."""
         outcome = self._outcomes.setdefault(pool, [0, 0, 0.0])
@@ -71,6 +83,12 @@ class PoolControl:
             pool: (ok / n, mean_s) if n else (None, None)
             for pool, (n, ok, mean_s) in self._outcomes.items()
         }
+
+    def success_rate(self, pool: str) -> float | None:
+        """The share of the pool's finished attempts that succeeded, learned across servers
+        sharing the store; None before its first."""
+        attempts, ok, _ = self._outcomes.get(pool, (0, 0, 0.0))
+        return round(ok / attempts, 4) if attempts else None
 
     def queue_depths(self) -> dict[str, int]:
         """Per pool, ready subtasks that could run there but found no free replica: those
@@ -227,6 +245,7 @@ class PoolControl:
                     "busy": busy,
                     "queueDepth": queued.get(key, 0),
                     "utilization": round(util, 3),
+                    "successRate": self.success_rate(key),
                     "capabilities": pool.capabilities.model_dump(),
                     "circuit": "closed",
                     "description": pool.description,

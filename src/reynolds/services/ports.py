@@ -116,6 +116,8 @@ class SchedulerMetrics(Protocol):
 
     def pool_load(self, pool: str, utilization: float, queue_depth: int) -> None: ...
 
+    def loop_detected(self, detector: str) -> None: ...
+
     def render(self) -> bytes:
         """The metrics as the Prometheus text format."""
 
@@ -185,6 +187,9 @@ class Store(Protocol):
     def task_counts(self) -> dict[str, int]: ...
 
     def durations(self, keys: Iterable[str]) -> Mapping[str, float]: ...
+
+    def outcomes(self, keys: Iterable[str]) -> Mapping[str, tuple[int, int, float]]:
+        """(attempts, failures, mean seconds) recorded under each of `keys` that has any."""
 
     def events(self, task_id: str, after_seq: int = 0, limit: int = 1000) -> list[Row]: ...
 

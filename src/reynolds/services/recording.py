@@ -65,6 +65,7 @@ class Recorder:
                 "finished_at": finished_at,
                 "pid": None,
                 "pid_start": None,
+                **({"detail": sub.detail} if sub.detail is not None else {}),
             }
         )
         run.mark = self.store.write_mark()
@@ -90,6 +91,9 @@ class Recorder:
                 "reason": result.reason,
                 "error": result.error[-2000:],
                 "finished_at": now,
+                "failure_class": (sub.detail or {}).get("failureClass")
+                if status == "failed"
+                else None,
             }
         )
 

@@ -7,6 +7,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from reynolds.core import loops
 from reynolds.core.decomposition import PATTERN_KEYWORDS
 from reynolds.errors import NotAvailableYet, NotFound
 
@@ -71,6 +72,22 @@ async def _patterns(engine: Engine) -> str:
     )
 
 
+async def _loop_prevention(engine: Engine) -> str:
+    level = engine.settings.loop_confidence
+    return _json(
+        {
+            "confidence": level,
+            "formula": "confidence = 1 - rho ** evidence; work stops when it reaches the level",
+            "detectors": {
+                name: {"rho": rho, "evidenceToStop": loops.evidence_needed(name, level)}
+                for name, rho in loops.CHANCE.items()
+                if name in loops.ACTIVE_DETECTORS
+            },
+            "detections": list(reversed(engine.dispatch.loops.recent)),
+        }
+    )
+
+
 def _not_yet(name: str) -> Reader:
     async def reader(engine: Engine) -> str:
         raise NotAvailableYet(f"{SCHEME}{name}: not available yet", resource=name)
@@ -96,9 +113,10 @@ RESOURCES: dict[str, Resource] = {
         ),
         Resource(
             "loop-prevention",
-            "Loop prevention: detected loops and open breakers (not available yet).",
+            "Loop prevention: its level and detectors, and the latest loops it stopped, "
+            "newest first, with their evidence.",
             JSON_TYPE,
-            _not_yet("loop-prevention"),
+            _loop_prevention,
         ),
         Resource(
             "reynolds-personality",

@@ -11,8 +11,17 @@ from typing import Any
 from pydantic import TypeAdapter
 
 from reynolds.core import planning
+from reynolds.core.fingerprints import Outcome
 from reynolds.core.graph import Graph, Node, bottom_levels
-from reynolds.core.models import FINISHED, PRIORITY_RANK, Action, Status, Strategy, TaskSpec
+from reynolds.core.models import (
+    FINISHED,
+    PRIORITY_RANK,
+    SUBTASKS_CEILING,
+    Action,
+    Status,
+    Strategy,
+    TaskSpec,
+)
 from reynolds.core.planning import OrderKey, order_key
 from reynolds.core.routing import RoutingDecision
 
@@ -52,6 +61,12 @@ class SubState:
     retry_timer: asyncio.TimerHandle | None = None
     argv: list[str] | None = None  # the running attempt's argv after substitution (audit)
     routing: RoutingDecision | None = None  # why the latest attempt went to its pool
+    # Fingerprints of the failed attempts so far (loop detection reads them); none kept
+    # for a subtask that has not failed.
+    failures: list[Outcome] = field(default_factory=list)
+    # {"failureClass": ..., "loop": verdict}: the class of its latest failed attempt, and
+    # loop prevention's verdict when it stopped the subtask.
+    detail: dict[str, Any] | None = None
 
     def row(self, task_id: str) -> dict[str, Any]:
         """The full subtasks row."""
@@ -73,6 +88,7 @@ class SubState:
             "reason": self.reason,
             "started_at": self.started_at,
             "finished_at": self.finished_at,
+            **({"detail": self.detail} if self.detail is not None else {}),
         }
 
 
@@ -90,6 +106,7 @@ class TaskRun:
     plan: dict[str, Any]
     created_at: float
     token_name: str | None = None
+    fingerprint: str | None = None  # of its input, for resubmission loops
     history_keys: dict[str, list[str]] = field(default_factory=dict)
     status: Status = Status.PENDING
     started_at: float | None = None
@@ -156,7 +173,8 @@ class TaskRun:
     ) -> TaskRun:
         """A stored task as its rows have it (statuses included); ValidationError when
         today's input rules refuse its spec, strategy or an action."""
-        spec = TaskSpec.model_validate(task["spec"])
+        # Stored under whatever limit the server had then: only today's other rules apply.
+        spec = TaskSpec.model_validate(task["spec"], context={"max_subtasks": SUBTASKS_CEILING})
         strategy = Strategy.model_validate(task["strategy"])
         nodes = [node_from_row(r) for r in rows]
         graph = Graph({n.id: n for n in nodes}, {n.id: [] for n in nodes})
@@ -176,6 +194,7 @@ class TaskRun:
             plan=task.get("plan") or {},
             created_at=task["created_at"],
             token_name=task.get("token_name"),
+            fingerprint=task.get("fingerprint"),
             history_keys=keys,
             status=Status(task["status"]),
             started_at=task.get("started_at"),
@@ -195,6 +214,7 @@ class TaskRun:
                 agent_type=row.get("agent_type"),
                 started_at=row.get("started_at"),
                 finished_at=row.get("finished_at"),
+                detail=row.get("detail"),
             )
         return run
 
@@ -235,6 +255,7 @@ class TaskRun:
             "created_at": self.created_at,
             "started_at": self.started_at,
             "finished_at": self.finished_at,
+            "fingerprint": self.fingerprint,
         }
 
     def subtask_rows(self) -> list[dict[str, Any]]:
@@ -259,6 +280,7 @@ def node_from_row(row: dict[str, Any]) -> Node:
         estimate_s=spec.get("estimatedSeconds"),
         idempotent=spec.get("idempotent", True),
         allow_option_values=spec.get("allowOptionValues", False),
+        loop_prevention=spec.get("loopPrevention", True),
     )
 
 

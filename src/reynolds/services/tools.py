@@ -12,6 +12,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from reynolds.core.audit import redact_text
+from reynolds.core.loops import LoopVerdict
 from reynolds.core.models import (
     AgentStatusRequest,
     AnalyzeRequest,
@@ -20,6 +21,7 @@ from reynolds.core.models import (
     ListTasksRequest,
     OrchestrateRequest,
     ScaleRequest,
+    Status,
     TaskIdRequest,
     format_validation_errors,
 )
@@ -30,6 +32,7 @@ from reynolds.services.analysis import CachedAnalysis, analyze
 from reynolds.services.engine import Engine
 from reynolds.services.events import EventBus
 from reynolds.services.progress import ProgressFn, follow
+from reynolds.services.resubmissions import Refused
 
 # Far deeper than any real task; shallow enough that validating, storing and serialising the
 # arguments never exhausts a recursion limit (which would be a 500, not a 422).
@@ -74,12 +77,36 @@ class Tool:
 
 
 async def _orchestrate(engine: Engine, req: OrchestrateRequest, ctx: CallContext) -> dict[str, Any]:
-    run = await engine.submit(req.task, req.strategy, ctx.token_name)
+    try:
+        run = await engine.submit(req.task, req.strategy, ctx.token_name, force=req.force)
+    except Refused as refused:
+        return _resubmission_refused(engine, refused.verdict)
     if req.wait and ctx.progress is not None and ctx.events is not None:
         await follow(run, ctx.events, req.timeout_seconds, ctx.progress)
     elif req.wait:
         await engine.wait(run, req.timeout_seconds)
     return await engine.result(run.id)
+
+
+def _resubmission_refused(engine: Engine, verdict: LoopVerdict) -> dict[str, Any]:
+    """The answer to a submission loop prevention would not run: the evidence, no task."""
+    runs = verdict.evidence["count"]
+    message = (
+        f"Not run: the same task ended failed the same way {runs} times in a row "
+        f"(confidence {verdict.confidence:.4g}); change it, or pass force: true to run it anyway."
+    )
+    on = engine.settings.personality == "on"
+    return {
+        "success": False,
+        "taskId": None,
+        "status": str(Status.LOOP_BLOCKED),
+        "loop": verdict.view(),
+        "message": message,
+        "reynoldsComment": "Third time wasn't the charm, friend. Let's change something first."
+        if on
+        else message,
+        "timestamp": iso(engine.clock()),
+    }
 
 
 async def _analyze(engine: Engine, req: AnalyzeRequest, ctx: CallContext) -> dict[str, Any]:
@@ -286,7 +313,9 @@ async def _audited(
             raise InvalidInput(f"unknown tool {name!r}", availableTools=sorted(TOOLS))
         if _depth_over(arguments, MAX_ARGUMENT_DEPTH):
             raise InvalidInput(f"arguments are nested deeper than {MAX_ARGUMENT_DEPTH} levels")
-        req = tool.model.model_validate(arguments)
+        req = tool.model.model_validate(
+            arguments, context={"max_subtasks": engine.settings.max_subtasks}
+        )
         result = await tool.handler(engine, req, ctx)
     except BaseException as exc:  # recorded, then raised as it was (cancellation included)
         decision, outcome, detail = _refusal(exc)

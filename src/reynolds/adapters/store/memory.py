@@ -353,6 +353,15 @@ class MemoryStore:
             stats = self._tables.durations
             return {key: stats[key]["mean_s"] for key in set(keys) if key in stats}
 
+    def outcomes(self, keys: Iterable[str]) -> Mapping[str, tuple[int, int, float]]:
+        with self._lock:
+            stats = self._tables.durations
+            return {
+                key: (stats[key]["count"], stats[key]["failures"], stats[key]["mean_s"])
+                for key in set(keys)
+                if key in stats
+            }
+
     def events(self, task_id: str, after_seq: int = 0, limit: int = 1000) -> list[Row]:
         with self._lock:
             found = [

@@ -38,6 +38,9 @@ tasks = Table(
     # The server (see `servers`) that runs the task; set when a row is inserted and when a
     # server claims the task to resume it, never by other updates. NULL: written before 0004.
     Column("owner", String(64), nullable=True),
+    # The input's fingerprint, and how the task failed (see services/resubmissions.py).
+    Column("fingerprint", String(64), nullable=True),
+    Column("outcome", String(64), nullable=True),
 )
 
 subtasks = Table(
@@ -62,6 +65,7 @@ subtasks = Table(
     Column("finished_at", Float, nullable=True),
     Column("pid", Integer, nullable=True),
     Column("pid_start", BigInteger, nullable=True),  # /proc/PID/stat start time, in ticks
+    Column("detail", JSON, nullable=True),  # {"loop": verdict} when loop prevention stopped it
 )
 
 attempts = Table(
@@ -77,6 +81,8 @@ attempts = Table(
     Column("error", Text, nullable=True),
     Column("started_at", Float, nullable=True),
     Column("finished_at", Float, nullable=True),
+    # A failed attempt's class (core/failures.py): timeout, connection, not_found, ...
+    Column("failure_class", String(32), nullable=True),
 )
 
 events = Table(

@@ -421,6 +421,19 @@ class SqlStore:
                 found.update({key: mean_s for key, mean_s in conn.execute(query)})
         return found
 
+    def outcomes(self, keys: Iterable[str]) -> Mapping[str, tuple[int, int, float]]:
+        wanted = sorted(set(keys))
+        found: dict[str, tuple[int, int, float]] = {}
+        columns = (durations.c.key, durations.c.count, durations.c.failures, durations.c.mean_s)
+        with self._guard(), self._engine.connect() as conn:
+            for start in range(0, len(wanted), IN_CHUNK):
+                chunk = wanted[start : start + IN_CHUNK]
+                query = select(*columns).where(durations.c.key.in_(chunk))
+                found.update(
+                    {key: (n, failed, mean) for key, n, failed, mean in conn.execute(query)}
+                )
+        return found
+
     def events(self, task_id: str, after_seq: int = 0, limit: int = 1000) -> list[Row]:
         return self._fetch(
             select(events)

@@ -26,7 +26,7 @@ from reynolds.entrypoints.cli.taskfile import (
 
 POLL_S = 0.2
 LIVE_ROWS = 15
-EXIT_BY_STATUS = {"succeeded": 0, "planned": 3}
+EXIT_BY_STATUS = {"succeeded": 0, "planned": 3, "loop_blocked": 4}
 
 
 def orchestrate(
@@ -50,8 +50,15 @@ def orchestrate(
     as_json: Annotated[
         bool, typer.Option("--json", help="Print only the final result as JSON.")
     ] = False,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force", help="Run it even if loop prevention refuses it as a resubmission loop."
+        ),
+    ] = False,
 ) -> None:
-    """Run a task; exits 0 succeeded, 1 failed or cancelled, 2 invalid input, 3 planned."""
+    """Run a task; exits 0 succeeded, 1 failed or cancelled, 2 invalid input, 3 planned,
+    4 stopped by loop prevention."""
     st = state(ctx)
     try:
         arguments = read_task_file(file, sys.stdin)
@@ -60,7 +67,8 @@ def orchestrate(
         raise typer.Exit(2) from None
     arguments = with_overrides(arguments, approach=approach, max_concurrency=max_concurrency)
     with st.connect() as client:
-        result = client.call_tool("orchestrate_task", {**arguments, "wait": False})
+        forced = {"force": True} if force else {}
+        result = client.call_tool("orchestrate_task", {**arguments, **forced, "wait": False})
         if not as_json:
             render.render_plan(st.out, result)
             st.comment(result.get("reynoldsComment"))
@@ -82,7 +90,8 @@ def finish(st: CliState, result: dict[str, Any], *, as_json: bool, waited: bool)
     status = str(result.get("status"))
     if as_json:
         print_json(result)
-    elif status == "planned":
+    elif status == "planned" or (status == "loop_blocked" and result.get("taskId") is None):
+        # Nothing ran: a plan without steps, or a resubmission loop prevention refused.
         st.out.print(escape(str(result.get("message") or "Nothing to run yet.")))
     elif waited:
         render.render_result(st.out, result)

@@ -224,7 +224,13 @@ def test_the_audit_is_read_a_page_at_a_time_back_from_the_newest(client: TestCli
 
 
 def test_filters_hold_on_every_page(client: TestClient) -> None:
-    step = {"name": "flaky", "retries": 4, "action": {"kind": "shell", "argv": ["false"]}}
+    # The same failure five times: loop prevention would stop it at the third.
+    step = {
+        "name": "flaky",
+        "retries": 4,
+        "loopPrevention": False,
+        "action": {"kind": "shell", "argv": ["false"]},
+    }
     task_id = orchestrate(client, step)["taskId"]
     client.post("/mcp/tools/list_tasks", json={"arguments": {}})
 
@@ -252,7 +258,14 @@ def test_reynolds_audit_reads_every_page_with_all_or_one_from_a_cursor(
 ) -> None:
     task = {
         "type": "x",
-        "steps": [{"name": "f", "retries": 3, "action": {"kind": "shell", "argv": ["false"]}}],
+        "steps": [
+            {
+                "name": "f",
+                "retries": 3,
+                "loopPrevention": False,
+                "action": {"kind": "shell", "argv": ["false"]},
+            }
+        ],
     }
     run = live_server.run("orchestrate", "-", "--json", stdin=json.dumps(task))
     task_id = json.loads(run.stdout)["taskId"]

@@ -82,6 +82,7 @@ async def test_a_command_failing_the_same_way_is_stopped_and_its_verdict_is_kept
     (detection,) = resource["detections"]
     assert (detection["taskId"], detection["subtaskId"]) == (run.id, "connect")
     assert detection["detector"] == "repeated" and detection["evidence"]["count"] == 3
+    assert detection["at"].endswith("Z")  # a timestamp as every answer gives one
 
 
 async def test_a_step_allowed_to_repeat_its_failure_runs_all_its_retries(

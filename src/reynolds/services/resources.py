@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from reynolds.core import loops
 from reynolds.core.decomposition import PATTERN_KEYWORDS
+from reynolds.core.reporting import iso
 from reynolds.errors import NotAvailableYet, NotFound
 
 if TYPE_CHECKING:  # the stdio proxy imports the names below without the server stack
@@ -74,6 +75,7 @@ async def _patterns(engine: Engine) -> str:
 
 async def _loop_prevention(engine: Engine) -> str:
     level = engine.settings.loop_confidence
+    recent = reversed(engine.dispatch.loops.recent)
     return _json(
         {
             "confidence": level,
@@ -83,7 +85,7 @@ async def _loop_prevention(engine: Engine) -> str:
                 for name, rho in loops.CHANCE.items()
                 if name in loops.ACTIVE_DETECTORS
             },
-            "detections": list(reversed(engine.dispatch.loops.recent)),
+            "detections": [{**found, "at": iso(found["at"])} for found in recent],
         }
     )
 

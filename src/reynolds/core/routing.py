@@ -7,8 +7,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from fractions import Fraction
 
 SELECTIONS = ("least_busy", "most_capable", "round_robin", "weighted")
+# The approach whose unmatched subtasks are spread by free share (see `spread_by_free_share`).
+HYBRID = "hybrid_intelligent"
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,13 +41,16 @@ def route(
     pools: Sequence[PoolView],
     selection: str = "least_busy",
     turn: int = 0,
+    approach: str = "parallel_optimized",
 ) -> RoutingDecision:
     """Choose a pool for one subtask.
 
     An explicit `agent` waits for its own pool. Otherwise every pool with a free replica is
     scored; capability match counts in every strategy but `round_robin`, so a subtask whose
     words match one pool goes there when it can, and anything else takes a free slot anywhere
-    rather than waiting (contract section 2).
+    rather than waiting (contract section 2). Under the `hybrid_intelligent` approach a
+    subtask that matches no pool is placed by `spread_by_free_share` instead, whatever the
+    selection.
     """
     if agent is not None:
         free = next((p.free for p in pools if p.name == agent), 0)
@@ -58,6 +64,8 @@ def route(
     if not candidates:
         return RoutingDecision(None, {}, selection, "every pool is busy")
     best_cap = max((capability.get(p.name, 0.0) for p in pools), default=0.0)
+    if approach == HYBRID and best_cap <= 0:
+        return spread_by_free_share(candidates, selection, turn)
     latencies = [p.latency_s for p in candidates if p.latency_s is not None]
     slowest = max(latencies, default=0.0)
     scores: dict[str, float] = {}
@@ -84,3 +92,22 @@ def route(
         else "free replica"
     )
     return RoutingDecision(chosen_name, scores, selection, why)
+
+
+def spread_by_free_share(
+    candidates: Sequence[PoolView], selection: str, turn: int
+) -> RoutingDecision:
+    """An unmatched subtask under `hybrid_intelligent`: the pool whose free share of its
+    replicas (free / replicas) is largest; pools that tie take turns by `turn`.
+
+    History (success rate, latency) is left out, so unmatched work follows free room alone;
+    the turns make subtasks that come one at a time, each finding every pool idle, land on
+    each pool in order instead of always on the first.
+    """
+    shares = {p.name: Fraction(p.free, max(p.replicas, 1)) for p in candidates}
+    largest = max(shares.values())
+    tied = [name for name, share in shares.items() if share == largest]
+    chosen = tied[turn % len(tied)]
+    scores = {name: round(float(share), 4) for name, share in shares.items()}
+    why = f"unmatched: largest free share of replicas ({len(tied)} tied, turn {turn})"
+    return RoutingDecision(chosen, scores, selection, why)

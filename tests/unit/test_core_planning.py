@@ -50,6 +50,19 @@ def test_unmatched_subtasks_use_every_free_slot_across_pools() -> None:
     assert sim.makespan_s == 1.0
 
 
+def test_the_plan_spreads_a_chain_of_unmatched_subtasks_under_hybrid_only() -> None:
+    nodes = [
+        Node(id=f"c{i}", seq=i, action=TRUE, depends_on=[f"c{i - 1}"] if i else [])
+        for i in range(4)
+    ]
+    g = Graph.build(nodes)
+    est = dict.fromkeys(g.nodes, 1.0)
+    hybrid = planning.simulate(g, est, Strategy(approach="hybrid_intelligent"), POOLS, {})
+    optimized = planning.simulate(g, est, Strategy(approach="parallel_optimized"), POOLS, {})
+    assert [hybrid.pool[n] for n in g.nodes] == ["devops", "platform", "code", "devops"]
+    assert set(optimized.pool.values()) == {"devops"}
+
+
 def test_longest_subtasks_start_first_when_estimates_are_known() -> None:
     g = flat(4)
     est = {"c0": 1.0, "c1": 1.0, "c2": 1.0, "c3": 3.0}

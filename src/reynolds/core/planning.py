@@ -87,17 +87,18 @@ def place(
     capability: Mapping[str, float],
     free: Mapping[str, int],
     replicas: Mapping[str, int],
-    selection: str,
+    strategy: Strategy,
     turn: int,
     stats: PoolStats | None = None,
 ) -> RoutingDecision:
-    """Route one ready subtask over the pools as they stand (see `routing.route`)."""
+    """Route one ready subtask over the pools as they stand, by the strategy's selection and
+    approach (see `routing.route`)."""
     known = stats or {}
     views = [
         PoolView(name, slots, replicas.get(name, 0), *known.get(name, (None, None)))
         for name, slots in free.items()
     ]
-    return route(agent, capability, views, selection, turn)
+    return route(agent, capability, views, strategy.selection, turn, strategy.approach)
 
 
 def take_startable(
@@ -159,9 +160,7 @@ def simulate(
     def put(nid: str) -> str | None:
         nonlocal turn
         node = graph.nodes[nid]
-        decision = place(
-            node.agent, capability.get(nid, {}), free, capacity, strategy.selection, turn, stats
-        )
+        decision = place(node.agent, capability.get(nid, {}), free, capacity, strategy, turn, stats)
         if decision.pool is not None:
             free[decision.pool] -= 1  # reserved now, so the next choice sees it taken
             turn += 1

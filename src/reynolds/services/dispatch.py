@@ -98,7 +98,7 @@ class Dispatcher:
                         sub.capability,
                         free,
                         replicas,
-                        run.strategy.selection,
+                        run.strategy,
                         run.turn,
                         stats,
                     )

@@ -178,9 +178,11 @@ async def scheduler(
     store: MemoryStore | None = None,
     clock: FakeClock | None = None,
     replicas: int = 4,
+    pool_set: PoolSet | None = None,
     **settings: Any,
 ) -> AsyncIterator[Scheduler]:
-    """An engine on the fakes; `store` given, it is shared (and left open)."""
+    """An engine on the fakes; `store` given, it is shared (and left open); `pool_set` given,
+    it replaces the one `work` pool of `replicas` slots."""
     clock = clock or FakeClock()
     own_store = store is None
     store = store or MemoryStore(batch_interval_s=0.0, clock=clock)
@@ -193,7 +195,7 @@ async def scheduler(
             **{"retry_base_s": 0.0, "retry_cap_s": 0.0, "personality": "off", **settings}
         ),
         store=store,
-        pools=pools(replicas),
+        pools=pool_set or pools(replicas),
         metrics=metrics,
         shell=shell,
         sampler=_Idle(),

@@ -70,6 +70,13 @@ class Settings(BaseSettings):
     loop_confidence: float = Field(DEFAULT_CONFIDENCE, gt=0, lt=1)
     # The most subtasks one task may expand to (steps × components, or explicit subtasks).
     max_subtasks: int = Field(MAX_SUBTASKS, ge=1, le=SUBTASKS_CEILING)
+    # Circuit breakers (pools and downstreams): open after this many failures in a row that
+    # say the pool or downstream is unwell, let one probe through after the cool-down.
+    breaker_failures: int = Field(5, ge=1, le=1000)
+    breaker_cooldown_s: float = Field(30.0, gt=0, le=3600)
+    # AIMD limits per downstream on overload answers (429/503, configured patterns); off: a
+    # task runs at its maxConcurrency whatever the downstream says.
+    adaptive_concurrency: bool = True
     python_workers: int = Field(2, ge=1, le=64)
     # The store commits whatever is queued at most this often (group commit).
     store_batch_interval_s: float = Field(0.025, ge=0)

@@ -119,6 +119,8 @@ class QuietMetrics:
         self.tasks: list[str] = []
         self.subtasks: list[tuple[str, str, float | None]] = []
         self.loops: list[str] = []
+        self.breakers: dict[str, bool] = {}  # pool or downstream: open now
+        self.limits: dict[str, float | None] = {}
 
     def task_ended(self, status: str, parallel_ratio: float, overhead_ratio: float) -> None:
         self.tasks.append(status)
@@ -137,6 +139,12 @@ class QuietMetrics:
 
     def loop_detected(self, detector: str) -> None:
         self.loops.append(detector)
+
+    def breaker_open(self, agent_type: str | None, downstream: str | None, is_open: bool) -> None:
+        self.breakers[agent_type or downstream or ""] = is_open
+
+    def concurrency_limit(self, downstream: str, limit: float | None) -> None:
+        self.limits[downstream] = limit
 
     def render(self) -> bytes:
         return b""

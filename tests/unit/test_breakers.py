@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from reynolds.core.breakers import Breaker, BreakerRules, BreakerState
+from reynolds.core.breakers import Breaker, BreakerRules, BreakerState, counts_against
 
 RULES = BreakerRules(consecutive=3, window_s=60, window_min=6, window_ratio=0.5, cooldown_s=10)
 
@@ -50,7 +50,7 @@ def test_old_failures_leave_the_window() -> None:
     for t, ok in enumerate([False, True, False, True, False]):
         b = b.record(ok, float(t))[0]
     b = b.record(True, 100.0)[0]  # the earlier attempts are out of the window now
-    assert b.state is BreakerState.CLOSED and len(b.recent) == 1
+    assert b.state is BreakerState.CLOSED and [n for _, n, _ in b.recent] == [1]
 
 
 def test_successes_keep_it_closed_and_reset_the_count() -> None:
@@ -58,3 +58,31 @@ def test_successes_keep_it_closed_and_reset_the_count() -> None:
     for t in range(10):
         b = b.record(t % 3 != 2, float(t))[0]
     assert b.state is BreakerState.CLOSED
+
+
+def test_the_window_costs_the_same_however_many_attempts_end_each_second() -> None:
+    b = Breaker("host", RULES)
+    for i in range(10_000):
+        b = b.record(True, i / 100)[0]
+    # 100 s of attempts at 100 a second: one bucket per second of the 60 s window.
+    assert len(b.recent) <= 61
+    assert sum(n for _, n, _ in b.recent) >= 5_900
+
+
+def test_a_cancelled_probe_lets_another_through() -> None:
+    b = Breaker("code", RULES)
+    for t in range(3):
+        b = fail(b, t)
+    b, _ = b.start(20)
+    assert not b.admits(20)
+    b = b.abandon()
+    assert b.admits(20) and b.state is BreakerState.HALF_OPEN
+
+
+def test_what_counts_against_a_breaker() -> None:
+    assert counts_against("timeout", "timeout")
+    assert counts_against("connection", None)
+    assert counts_against("resource", None)
+    assert counts_against("unknown", "error")  # the runner failed (a lost worker)
+    assert not counts_against("unknown", None)  # the work failed: the pool answered
+    assert not counts_against("not_found", None)

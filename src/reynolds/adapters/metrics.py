@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 1800)
@@ -50,10 +52,17 @@ class Metrics:
         self.loops_detected = Counter(
             "reynolds_loop_prevention_loop_detected", "Loops detected", ["reason"], registry=r
         )
-        self.breaker_open = Gauge(
+        # A pool's breaker has `agent_type` set, a downstream's `downstream` (the other empty).
+        self.breaker_gauge = Gauge(
             "reynolds_loop_prevention_circuit_breaker_open",
-            "1 when a pool's breaker is open",
-            ["agent_type"],
+            "1 when a pool's or a downstream's circuit breaker is open or half-open",
+            ["agent_type", "downstream"],
+            registry=r,
+        )
+        self.limit_gauge = Gauge(
+            "reynolds_loop_prevention_concurrency_limit",
+            "A downstream's adaptive concurrency limit while it has one",
+            ["downstream"],
             registry=r,
         )
         self.scaling_events = Counter(
@@ -97,6 +106,16 @@ class Metrics:
 
     def loop_detected(self, detector: str) -> None:
         self.loops_detected.labels(detector).inc()
+
+    def breaker_open(self, agent_type: str | None, downstream: str | None, is_open: bool) -> None:
+        self.breaker_gauge.labels(agent_type or "", downstream or "").set(1 if is_open else 0)
+
+    def concurrency_limit(self, downstream: str, limit: float | None) -> None:
+        if limit is None:
+            with contextlib.suppress(KeyError):
+                self.limit_gauge.remove(downstream)
+        else:
+            self.limit_gauge.labels(downstream).set(limit)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

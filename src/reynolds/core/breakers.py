@@ -6,8 +6,12 @@ the last `window_s` seconds ended and `window_ratio` of them failed. Open, it le
 through for `cooldown_s`; then it is half-open and lets one probe through: a success closes
 it, a failure opens it again for twice as long (up to `max_cooldown_s`).
 
+What counts as a failure is the caller's choice (`counts_against` is the scheduler's): a
+breaker is about whether the pool or the downstream is well, not whether the work succeeded.
+
 Every method returns a new breaker; `Transition` says what changed, for events, audit and
-metrics. Nothing here reads a clock.
+metrics. The window is kept as one-second buckets, so recording an attempt costs the same at
+one attempt a minute or thousands a second. Nothing here reads a clock.
 """
 
 from __future__ import annotations
@@ -15,6 +19,19 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
+
+# Failure classes (core/failures.py) that say the pool or the downstream is unwell: it did not
+# answer in time, could not be reached, or ran out of something. A failure of the work itself
+# (a test that exits 1, an HTTP 404) shows that it answered.
+TRIPPING_CLASSES = frozenset({"timeout", "connection", "resource"})
+# Bucket width of the failure window, in seconds.
+BUCKET_S = 1.0
+
+
+def counts_against(failure_class: str | None, reason: str | None) -> bool:
+    """Whether a failed attempt counts against its pool's and downstream's breakers: a
+    tripping class, or the runner itself failing (reason `error`: a lost worker, a crash)."""
+    return reason == "error" or failure_class in TRIPPING_CLASSES
 
 
 class BreakerState(StrEnum):
@@ -54,8 +71,8 @@ class Breaker:
     rules: BreakerRules = field(default_factory=BreakerRules)
     state: BreakerState = BreakerState.CLOSED
     failures_in_row: int = 0
-    # (ended at, ok) of the attempts within the window, oldest first.
-    recent: tuple[tuple[float, bool], ...] = ()
+    # (bucket start, attempts, failures) within the window, oldest first.
+    recent: tuple[tuple[float, int, int], ...] = ()
     opened_at: float | None = None
     cooldown_s: float = 0.0
     probing: bool = False
@@ -86,9 +103,10 @@ class Breaker:
 
     def record(self, ok: bool, now: float) -> tuple[Breaker, Transition | None]:
         """An attempt ended: successes close, failures may open."""
-        recent = tuple((t, o) for t, o in self.recent if t > now - self.rules.window_s)
-        recent = (*recent, (now, ok))
+        recent = self._window(ok, now)
         if ok:
+            if self.state is BreakerState.CLOSED and self.failures_in_row == 0:
+                return replace(self, recent=recent), None
             after = replace(
                 self,
                 state=BreakerState.CLOSED,
@@ -111,18 +129,36 @@ class Breaker:
             return self._open(recent, in_row, self.rules.cooldown_s, why, now)
         return replace(self, failures_in_row=in_row, recent=recent), None
 
-    def _why_open(self, in_row: int, recent: Sequence[tuple[float, bool]]) -> str:
+    def abandon(self) -> Breaker:
+        """The probe ended without telling anything (cancelled, denied): another may go."""
+        return replace(self, probing=False) if self.probing else self
+
+    def _window(self, ok: bool, now: float) -> tuple[tuple[float, int, int], ...]:
+        """The window's buckets with this attempt counted, the expired ones dropped."""
+        start = now - now % BUCKET_S
+        recent = self.recent
+        if recent and recent[0][0] + BUCKET_S <= now - self.rules.window_s:
+            horizon = now - self.rules.window_s
+            recent = tuple(b for b in recent if b[0] + BUCKET_S > horizon)
+        failed = 0 if ok else 1
+        if recent and recent[-1][0] == start:
+            _, n, f = recent[-1]
+            return (*recent[:-1], (start, n + 1, f + failed))
+        return (*recent, (start, 1, failed))
+
+    def _why_open(self, in_row: int, recent: Sequence[tuple[float, int, int]]) -> str:
         rules = self.rules
         if in_row >= rules.consecutive:
             return f"{in_row} failures in a row"
-        failed = sum(1 for _, ok in recent if not ok)
-        if len(recent) >= rules.window_min and failed >= rules.window_ratio * len(recent):
-            return f"{failed} of {len(recent)} attempts failed within {rules.window_s:g} s"
+        total = sum(n for _, n, _ in recent)
+        failed = sum(f for _, _, f in recent)
+        if total >= rules.window_min and failed >= rules.window_ratio * total:
+            return f"{failed} of {total} attempts failed within {rules.window_s:g} s"
         return ""
 
     def _open(
         self,
-        recent: tuple[tuple[float, bool], ...],
+        recent: tuple[tuple[float, int, int], ...],
         in_row: int,
         cooldown_s: float,
         why: str,

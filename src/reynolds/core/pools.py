@@ -6,12 +6,13 @@ import posixpath
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
 from reynolds.core import wire_values
+from reynolds.core.downstreams import OverloadRule
 from reynolds.core.models import Action, ShellAction
 from reynolds.errors import InvalidInput
 
@@ -131,6 +132,28 @@ class Scaling(_Config):
     cooldown_seconds: float = Field(30.0, ge=0)
 
 
+class OverloadConfig(_Config):
+    """How an executable says it is overloaded (`overload` in agents.yaml, per executable)."""
+
+    exit_codes: list[int] = Field(default_factory=list, max_length=64)
+    patterns: list[Annotated[str, Field(min_length=1, max_length=500)]] = Field(
+        default_factory=list, max_length=32
+    )
+
+    @field_validator("patterns")
+    @classmethod
+    def _compiles(cls, patterns: list[str]) -> list[str]:
+        for pattern in patterns:
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ValueError(f"{pattern!r} is not a regular expression: {exc}") from None
+        return patterns
+
+    def rule(self) -> OverloadRule:
+        return OverloadRule(frozenset(self.exit_codes), tuple(self.patterns))
+
+
 class PoolSpec(_Config):
     """One specialised pool: what it is good at, what it may run, how many replicas."""
 
@@ -151,6 +174,12 @@ class PoolSpec(_Config):
     executor: Action | None = None
     scaling: Scaling = Field(default_factory=Scaling)
     limits: Limits = Field(default_factory=Limits)
+    # Per executable name: the exit codes and output patterns that mean "overloaded, slow
+    # down" (adaptive concurrency), e.g. {gh: {patterns: ["API rate limit exceeded"]}}.
+    overload: dict[str, OverloadConfig] = Field(default_factory=dict)
+
+    def overload_rules(self) -> dict[str, OverloadRule]:
+        return {name: config.rule() for name, config in self.overload.items()}
 
 
 class PoolsFile(_Config):

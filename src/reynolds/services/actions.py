@@ -127,6 +127,7 @@ class JobResult(WireModel):
     reason: str | None = Field(None, max_length=100)
     output_bytes: int = Field(0, ge=0)
     truncated: bool = False
+    retry_after_s: float | None = Field(None, ge=0, le=3600)
 
     @classmethod
     def of(cls, result: ActionResult) -> JobResult:
@@ -144,6 +145,7 @@ class JobResult(WireModel):
             truncated=result.truncated
             or len(output) > WIRE_TEXT_CHARS
             or len(error) > WIRE_TEXT_CHARS,
+            retry_after_s=result.retry_after_s,
         )
 
     def to_result(self) -> ActionResult:
@@ -155,4 +157,5 @@ class JobResult(WireModel):
             reason=self.reason,
             output_bytes=self.output_bytes,
             truncated=self.truncated,
+            retry_after_s=self.retry_after_s,
         )

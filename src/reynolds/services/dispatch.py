@@ -9,12 +9,16 @@ import logging
 from collections.abc import Callable
 
 from reynolds.core import planning
+from reynolds.core.breakers import counts_against
+from reynolds.core.downstreams import downstream_of, overload
 from reynolds.core.failures import classify, retryable
 from reynolds.core.models import FINISHED, Status
 from reynolds.core.reporting import run_metrics
 from reynolds.core.retry import RetryDecision, decide_retry
+from reynolds.core.routing import RoutingDecision
 from reynolds.core.wire_values import encodable
 from reynolds.services.attempts import Attempts
+from reynolds.services.guards import ANSWERED, Guards, Verdict
 from reynolds.services.live_runs import LiveRuns
 from reynolds.services.loop_guard import LoopGuard
 from reynolds.services.planner import Planner
@@ -55,10 +59,23 @@ class Dispatcher:
         self.record = recorder
         self.loops = LoopGuard(settings.loop_confidence, metrics, recorder)
         self.resubmissions = Resubmissions(settings.loop_confidence)
+        self.guards = Guards(
+            settings=settings,
+            pools=list(control.pools.pools),
+            store=store,
+            metrics=metrics,
+            clock=clock,
+        )
+        control.guards = self.guards
+        self.overload_rules = {
+            key: spec.overload_rules() for key, spec in control.pools.pools.items()
+        }
         self.clock = clock
         self.jitter = jitter
         self.closing = False
         self._pumping = False
+        self._wake: asyncio.TimerHandle | None = None
+        self._wake_at = 0.0
         control.on_room = self.pump
 
     def activate(self, run: TaskRun) -> None:
@@ -76,9 +93,11 @@ class Dispatcher:
         if self._pumping or self.closing:
             return
         self._pumping = True
-        control = self.control
+        control, guards = self.control, self.guards
         free, replicas = control.free, control.replicas
         stats: planning.PoolStats | None = None  # computed once per pump, when needed
+        guarded = bool(guards.guarded or guards.guarded_pools)
+        now = self.clock() if guarded else 0.0
         try:
             for run in self.runs.active:
                 if not any(v > 0 for v in free.values()):
@@ -93,25 +112,82 @@ class Dispatcher:
                     nid: str, run: TaskRun = run, stats: planning.PoolStats = stats
                 ) -> str | None:
                     sub = run.subs[nid]
-                    decision = planning.place(
-                        sub.node.agent,
-                        sub.capability,
-                        free,
-                        replicas,
-                        run.strategy,
-                        run.turn,
-                        stats,
-                    )
-                    if decision.pool is not None:
+                    if guarded:
+                        decision = self._place_guarded(run, sub, stats, now)
+                    else:
+                        decision = planning.place(
+                            sub.node.agent,
+                            sub.capability,
+                            free,
+                            replicas,
+                            run.strategy,
+                            run.turn,
+                            stats,
+                        )
+                    if decision is not None and decision.pool is not None:
                         free[decision.pool] -= 1
                         run.turn += 1
                         sub.routing = decision
-                    return decision.pool
+                        return decision.pool
+                    return None
 
                 for nid, pool in planning.take_startable(run.ready, place, room):
                     self._start(run, run.subs[nid], pool)
         finally:
             self._pumping = False
+        if guarded:
+            self._wake_later(now)
+
+    def _place_guarded(
+        self, run: TaskRun, sub: SubState, stats: planning.PoolStats, now: float
+    ) -> RoutingDecision | None:
+        """Routing while a breaker is not closed or a downstream is limited: work for a
+        downstream that takes nothing now waits; an open pool takes nothing but its probe."""
+        guards, free = self.guards, self.control.free
+        if not guards.downstream_admits(self._downstream(sub), now):
+            return None
+        if not guards.guarded_pools:
+            usable: dict[str, int] = free
+        else:
+            agent = sub.node.agent
+            best = max(sub.capability.values(), default=0.0)
+            for pool in guards.probes_due(now):
+                fits = agent == pool or (agent is None and sub.capability.get(pool, 0.0) >= best)
+                if fits and free.get(pool, 0) > 0:
+                    return RoutingDecision(
+                        pool, {pool: 1.0}, run.strategy.selection, "half-open probe"
+                    )
+            usable = {p: 0 if guards.pool_blocked(p, now) else n for p, n in free.items()}
+        return planning.place(
+            sub.node.agent,
+            sub.capability,
+            usable,
+            self.control.replicas,
+            run.strategy,
+            run.turn,
+            stats,
+        )
+
+    def _wake_later(self, now: float) -> None:
+        """Pump again when a cool-down or a Retry-After that holds work back is over."""
+        at = self.guards.next_wake(now)
+        if at is None or (self._wake is not None and self._wake_at <= at):
+            return
+        if self._wake is not None:
+            self._wake.cancel()
+        self._wake_at = at
+        self._wake = asyncio.get_running_loop().call_later(max(0.0, at - now), self._woken)
+
+    def _woken(self) -> None:
+        self._wake = None
+        self.pump()
+
+    @staticmethod
+    def _downstream(sub: SubState) -> str | None:
+        if not sub.downstream_known:
+            sub.downstream = downstream_of(sub.node.action)
+            sub.downstream_known = True
+        return sub.downstream
 
     def _start(self, run: TaskRun, sub: SubState, pool: str) -> None:
         now = self.clock()
@@ -122,6 +198,7 @@ class Dispatcher:
         sub.finished_at = None
         sub.argv = None
         run.running += 1
+        self.guards.started(pool, self._downstream(sub), now)
         if run.status is Status.PENDING:
             run.status = Status.RUNNING
             run.started_at = now
@@ -160,6 +237,9 @@ class Dispatcher:
             else:
                 # Not settled: the next start runs it again. The audit still sees it end.
                 interrupted = ActionResult(False, reason="interrupted")
+                self.guards.ended(
+                    pool, sub.downstream, Verdict(untold=True), started_at=None, ceiling=1
+                )
                 self.record.audit(run, sub, pool, interrupted, self.clock())
             return
         except Exception as exc:  # a runner's bug must not take the scheduler down
@@ -182,7 +262,11 @@ class Dispatcher:
         sub.error = encodable(result.error)
         sub.reason = result.reason
         sub.handle = None
-        delay_s = self._next_status(run, sub, result)
+        failure_class, verdict = self._judge(run, sub, pool, result)
+        self.guards.ended(
+            pool, sub.downstream, verdict, started_at=sub.started_at, ceiling=run.limit
+        )
+        delay_s = self._next_status(run, sub, result, failure_class, verdict)
         attempt_status = (
             "succeeded"
             if result.ok
@@ -206,6 +290,7 @@ class Dispatcher:
             sub.retry_timer = asyncio.get_running_loop().call_later(
                 delay_s, self._requeue, run, sub
             )
+            self.pump()  # its slot is free for other work meanwhile
             return
         sub.finished_at = now
         self.record.subtask(run, sub, now)
@@ -217,14 +302,44 @@ class Dispatcher:
         )
         self._after_finish(run, sub)
 
-    def _next_status(self, run: TaskRun, sub: SubState, result: ActionResult) -> float:
+    def _judge(
+        self, run: TaskRun, sub: SubState, pool: str, result: ActionResult
+    ) -> tuple[str | None, Verdict]:
+        """A failed attempt's class, and what the attempt says of its pool and downstream."""
+        if result.ok:
+            return None, ANSWERED
+        if result.reason == "cancelled" or run.cancelling:
+            return None, Verdict(untold=True)
+        failure_class = self._classify(sub, result)
+        if result.reason == "denied":  # refused before it ran: it tells nothing of either
+            return failure_class, Verdict(untold=True)
+        signal = overload(
+            sub.node.action,
+            exit_code=result.exit_code,
+            output=result.output,
+            error=result.error,
+            retry_after_s=result.retry_after_s,
+            rules=self.overload_rules.get(pool),
+        )
+        if signal is not None:
+            sub.detail = {**(sub.detail or {}), "overload": signal.signal}
+            return failure_class, Verdict(overload=signal)
+        return failure_class, Verdict(failed=counts_against(failure_class, result.reason))
+
+    def _next_status(
+        self,
+        run: TaskRun,
+        sub: SubState,
+        result: ActionResult,
+        failure_class: str | None,
+        verdict: Verdict,
+    ) -> float:
         """Set the subtask's status after an attempt; the backoff before a retry, in seconds."""
         if result.ok:
             sub.status = Status.SUCCEEDED
         elif result.reason == "cancelled" or run.cancelling:
             sub.status = Status.CANCELLED
         else:
-            failure_class = self._classify(sub, result)
             decision = decide_retry(
                 sub.attempts,
                 sub.node.retries,
@@ -233,13 +348,14 @@ class Dispatcher:
                 cap_s=self.settings.retry_cap_s,
                 jitter=self.jitter(),
             )
-            if decision.retry and not retryable(failure_class):
+            if decision.retry and not retryable(failure_class or "unknown"):
                 # Another attempt would meet the same refusal (a missing file, bad input...).
                 decision = RetryDecision(False)
-            if decision.retry and sub.node.loop_prevention:
-                verdict = self.loops.judge(sub, result)
-                if verdict is not None:
-                    self.loops.block(run, sub, verdict, self.clock())
+            # An overloaded downstream is adaptive concurrency's to answer, not a loop.
+            if decision.retry and sub.node.loop_prevention and verdict.overload is None:
+                loop = self.loops.judge(sub, result)
+                if loop is not None:
+                    self.loops.block(run, sub, loop, self.clock())
                     return 0.0
             sub.status = Status.PENDING if decision.retry else Status.FAILED
             return decision.delay_s

@@ -8,8 +8,10 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from reynolds.core.breakers import BreakerState
 from reynolds.core.pools import PoolSet
 from reynolds.errors import InvalidInput
+from reynolds.services.guards import Guards
 from reynolds.services.live_runs import LiveRuns
 from reynolds.services.ports import DistributedExecutor, SchedulerMetrics, Store
 from reynolds.settings import Settings
@@ -45,6 +47,8 @@ class PoolControl:
         self.clock = clock
         self._runs = runs
         self.on_room: Callable[[], None] = lambda: None
+        # The pools' breakers, set by the dispatch loop that keeps them.
+        self.guards: Guards | None = None
         # Remote pools have the slots their connected workers offer, none until one is seen.
         self.configured = pools.capacity()
         self.replicas = dict.fromkeys(self.configured, 0) if distributed else dict(self.configured)
@@ -230,6 +234,7 @@ class PoolControl:
         """Pools and replicas as they stand."""
         out = []
         queued = self.queue_depths()
+        guards = self.guards
         for key, pool in self.pools.pools.items():
             replicas = self.replicas[key]
             busy = replicas - self.free[key]
@@ -247,11 +252,23 @@ class PoolControl:
                     "utilization": round(util, 3),
                     "successRate": self.success_rate(key),
                     "capabilities": pool.capabilities.model_dump(),
-                    "circuit": "closed",
+                    "circuit": self.circuit(key),
+                    **({"breaker": guards.pool_view(key)} if guards is not None else {}),
                     "description": pool.description,
                 }
             )
         return out
+
+    def circuit(self, pool: str) -> str:
+        """The state of `pool`'s circuit breaker: closed, open or half_open."""
+        return self.guards.pool_state(pool) if self.guards is not None else "closed"
+
+    def healthy(self, pool: str) -> int:
+        """Replicas of `pool` that can take work: all of them while its breaker is closed,
+        none while it is open or probing."""
+        if self.circuit(pool) != BreakerState.CLOSED:
+            return 0
+        return self.replicas.get(pool, 0)
 
     def counts(self) -> dict[str, int]:
         active = self._runs.active

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
@@ -43,7 +43,8 @@ class ActionResult:
     reason: str | None = None
     output_bytes: int = 0
     truncated: bool = False
-    extra: dict[str, Any] = field(default_factory=dict)
+    # What the downstream asked for in a Retry-After header (HTTP 429/503), in seconds.
+    retry_after_s: float | None = None
 
 
 class ShellActionRunner(Protocol):
@@ -117,6 +118,12 @@ class SchedulerMetrics(Protocol):
     def pool_load(self, pool: str, utilization: float, queue_depth: int) -> None: ...
 
     def loop_detected(self, detector: str) -> None: ...
+
+    def breaker_open(self, agent_type: str | None, downstream: str | None, is_open: bool) -> None:
+        """A pool's (`agent_type`) or a downstream's breaker is open (or half-open) or not."""
+
+    def concurrency_limit(self, downstream: str, limit: float | None) -> None:
+        """A downstream's adaptive limit; None once it has none."""
 
     def render(self) -> bytes:
         """The metrics as the Prometheus text format."""

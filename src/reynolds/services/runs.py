@@ -61,6 +61,9 @@ class SubState:
     retry_timer: asyncio.TimerHandle | None = None
     argv: list[str] | None = None  # the running attempt's argv after substitution (audit)
     routing: RoutingDecision | None = None  # why the latest attempt went to its pool
+    # What its action depends on (core/downstreams.py), once it has been asked.
+    downstream: str | None = None
+    downstream_known: bool = False
     # Fingerprints of the failed attempts so far (loop detection reads them); none kept
     # for a subtask that has not failed.
     failures: list[Outcome] = field(default_factory=list)

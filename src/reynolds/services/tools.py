@@ -135,13 +135,22 @@ async def _agents(engine: Engine, req: AgentStatusRequest, ctx: CallContext) -> 
         pools = [p for p in pools if p["type"] == key]
     total = sum(p["replicas"] for p in pools)
     busy = sum(p["busy"] for p in pools)
+    healthy = sum(engine.control.healthy(p["type"]) for p in pools)
     avg = sum(p["utilization"] for p in pools) / len(pools) if pools else 0.0
+    tripped = [p["type"] for p in pools if p["circuit"] != "closed"]
     on = engine.settings.personality == "on"
-    comment = (
-        f"{total} agents standing by, {busy} busy. Everyone's hydrated and ready."
-        if on
-        else f"{total} replicas, {busy} busy."
-    )
+    if tripped:
+        comment = (
+            f"{', '.join(tripped)} tripped a circuit breaker; routing around it while it rests."
+            if on
+            else f"circuit breaker not closed: {', '.join(tripped)}."
+        )
+    else:
+        comment = (
+            f"{total} agents standing by, {busy} busy. Everyone's hydrated and ready."
+            if on
+            else f"{total} replicas, {busy} busy."
+        )
     thresholds = {t["type"]: t for t in engine.autoscaler.thresholds_view()}
     for pool in pools:
         pool["thresholds"] = thresholds[pool["type"]]
@@ -151,9 +160,10 @@ async def _agents(engine: Engine, req: AgentStatusRequest, ctx: CallContext) -> 
     return {
         "pools": pools,
         "recentScaling": [_scaling_view(row) for row in recent],
+        "downstreams": engine.dispatch.guards.downstream_views(),
         "summary": {
             "totalAgents": total,
-            "healthyAgents": total,
+            "healthyAgents": healthy,
             "busyAgents": busy,
             "averageUtilization": round(avg, 3),
         },

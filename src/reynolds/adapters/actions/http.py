@@ -11,9 +11,11 @@ import asyncio
 import codecs
 import ipaddress
 from collections.abc import Collection
+from datetime import UTC, datetime
 
 import httpx
 
+from reynolds.core.downstreams import parse_retry_after
 from reynolds.core.models import HttpAction
 from reynolds.services.ports import ActionContext, ActionResult
 
@@ -100,6 +102,9 @@ class HttpRunner:
             error="" if ok else f"HTTP {response.status_code} {response.reason_phrase}".rstrip(),
             output_bytes=total,
             truncated=truncated,
+            retry_after_s=None
+            if ok
+            else parse_retry_after(response.headers.get("retry-after"), datetime.now(UTC)),
         )
 
 

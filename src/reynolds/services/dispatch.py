@@ -126,6 +126,7 @@ class Dispatcher:
                         )
                     if decision is not None and decision.pool is not None:
                         free[decision.pool] -= 1
+                        guards.placed(self._downstream(sub))
                         run.turn += 1
                         sub.routing = decision
                         return decision.pool

@@ -127,10 +127,14 @@ class Guards:
 
     # -- attempts -------------------------------------------------------------------------
 
-    def started(self, pool: str, key: str | None, now: float) -> None:
-        """An attempt starts on `pool` against `key` (a probe, when a breaker lets one by)."""
+    def placed(self, key: str | None) -> None:
+        """An attempt against `key` was given a slot: it counts as in flight from now, so the
+        next placement in the same pass sees it."""
         if key is not None:
             self.inflight[key] += 1
+
+    def started(self, pool: str, key: str | None, now: float) -> None:
+        """An attempt starts on `pool` against `key` (a probe, when a breaker lets one by)."""
         if pool in self.guarded_pools:
             self.pools[pool] = self._moved(self.pools[pool].start(now), pool=pool)
         if key is not None and key in self.downstreams:

@@ -86,8 +86,31 @@ async def _loop_prevention(engine: Engine) -> str:
                 if name in loops.ACTIVE_DETECTORS
             },
             "detections": [{**found, "at": iso(found["at"])} for found in recent],
+            **_guards_view(engine),
         }
     )
+
+
+def _guards_view(engine: Engine) -> dict[str, Any]:
+    """Breaker states per pool, downstreams with a breaker or a limit, recent transitions."""
+    guards = engine.dispatch.guards
+    rules = guards.rules
+    return {
+        "breakers": {
+            "rules": {
+                "failuresInRow": rules.consecutive,
+                "windowSeconds": rules.window_s,
+                "windowFailureRatio": rules.window_ratio,
+                "windowMinAttempts": rules.window_min,
+                "cooldownSeconds": rules.cooldown_s,
+                "maxCooldownSeconds": rules.max_cooldown_s,
+            },
+            "pools": {pool: guards.pool_view(pool) for pool in guards.pools},
+            "transitions": [{**t, "at": iso(t["at"])} for t in reversed(guards.recent)],
+        },
+        "adaptiveConcurrency": guards.adaptive,
+        "downstreams": guards.downstream_views(),
+    }
 
 
 def _not_yet(name: str) -> Reader:

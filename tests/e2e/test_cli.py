@@ -188,6 +188,36 @@ def test_a_failing_step_exits_1_and_shows_its_error(live_server: Server) -> None
     assert "kaput" in run.stdout
 
 
+def test_patterns_shows_what_failed_as_a_table_and_as_json(live_server: Server) -> None:
+    task = {
+        "type": "patterns-e2e",
+        "subtasks": [
+            {"id": "look", "action": {"kind": "shell", "argv": ["ls", "/no/such/patterns-e2e"]}}
+        ],
+    }
+    failed = live_server.run("orchestrate", "-", stdin=json.dumps(task))
+
+    table = live_server.run("patterns", env={"COLUMNS": "200"})
+    as_json = live_server.run("patterns", "--json")
+
+    assert failed.returncode == 1, output(failed)
+    assert table.returncode == 0, output(table)
+    row = next(line for line in table.stdout.splitlines() if "/no/such/patterns-e2e" in line)
+    assert "not_found" in row and "(no retry)" in row
+    assert "No such file or directory" in row
+    assert as_json.returncode == 0, output(as_json)
+    body = json.loads(as_json.stdout)
+    (pattern,) = [
+        p for p in body["failurePatterns"] if p["signature"] == "shell:ls /no/such/patterns-e2e"
+    ]
+    assert (pattern["failures"], pattern["classes"], pattern["retryable"]) == (
+        1,
+        {"not_found": 1},
+        False,
+    )
+    assert body["window"] >= 1
+
+
 def test_the_reynolds_voice_shows_only_with_the_personality_on(
     live_server: Server, tmp_path: Path
 ) -> None:

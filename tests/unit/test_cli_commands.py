@@ -65,6 +65,7 @@ def test_status_without_a_server_exits_1_saying_it_is_not_running(home: Path) ->
         ["agents", "auto", "--dry-run"],
         ["agents", "watch", "30"],
         ["agents", "thresholds"],
+        ["patterns"],
     ],
 )
 def test_client_commands_without_a_server_exit_1(home: Path, args: list[str]) -> None:
@@ -290,3 +291,21 @@ def test_interrupting_the_watch_says_how_to_cancel(
 
     assert result.exit_code == 130
     assert "reynolds tasks cancel t1" in result.output
+
+
+def test_patterns_with_nothing_failed_says_so_and_asks_for_the_patterns_resource(
+    home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    asked: list[str] = []
+
+    def resource(_client: object, name: str) -> dict[str, Any]:
+        asked.append(name)
+        return {"patterns": [], "failurePatterns": [], "window": 0}
+
+    monkeypatch.setattr(ReynoldsClient, "resource", resource)
+
+    result = runner.invoke(app, ["patterns"])
+
+    assert result.exit_code == 0
+    assert asked == ["patterns"]
+    assert "No failure patterns" in result.output

@@ -33,6 +33,11 @@ def tool_path(name: str) -> str:
     return f"/mcp/tools/{segment(name)}"
 
 
+def resource_path(name: str) -> str:
+    """The REST path of the resource `reynolds://{name}` (`tasks/{taskId}` keeps its slash)."""
+    return f"/mcp/resources/{quote(name, safe='/')}"
+
+
 def task_path(task_id: str, tail: str = "") -> str:
     return f"/tasks/{segment(task_id)}{tail}"
 

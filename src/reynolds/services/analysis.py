@@ -8,7 +8,9 @@ import uuid
 from typing import TYPE_CHECKING, Any
 
 from reynolds.core import planning
+from reynolds.core.failure_patterns import FailurePattern
 from reynolds.core.models import Strategy, TaskSpec
+from reynolds.services.patterns import patterns_for_task, signatures
 from reynolds.services.ports import Cache, Row
 
 if TYPE_CHECKING:
@@ -55,6 +57,11 @@ async def analyze(engine: Engine, spec: TaskSpec, strategy: Strategy | None) -> 
         signals.append(
             "no executor configured for the pattern's pools: the task would be planned only"
         )
+    failures = await patterns_for_task(
+        engine.store, spec.type, signatures(n.action for n in graph.nodes.values())
+    )
+    if failures:
+        signals.append(_failure_signal(failures[0], len(failures)))
     if should:
         recommendation = (
             f"Orchestrate in parallel with {chosen.approach} at maxConcurrency "
@@ -90,7 +97,17 @@ async def analyze(engine: Engine, spec: TaskSpec, strategy: Strategy | None) -> 
         "estimatedParallelSeconds": plan["estimatedParallelSeconds"],
         "estimatedSpeedup": plan["estimatedSpeedup"],
         "plan": plan,
+        "failurePatterns": [p.view() for p in failures],
     }
+
+
+def _failure_signal(worst: FailurePattern, count: int) -> str:
+    retry = "a retry may help" if worst.retryable else "a retry will not help"
+    return (
+        f"{count} failure pattern(s) learned from past runs apply; the most frequent: "
+        f"{worst.signature} failed {worst.failures} time(s) on {worst.pool}, mostly "
+        f"{worst.main_class} ({retry})"
+    )
 
 
 class HistoryVersion:

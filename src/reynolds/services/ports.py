@@ -216,6 +216,13 @@ class Store(Protocol):
     def scaling_events(self, limit: int = 20) -> list[Row]:
         """The newest `limit` scaling events, newest first."""
 
+    def failure_patterns(self, limit_rows: int = 5000) -> list[Row]:
+        """The newest `limit_rows` failed attempts, newest first, with what failure patterns
+        are learned from: task_id, subtask_id, attempt, pool, task_type, failure_class, error,
+        finished_at, `output` (the end of the subtask's, when the attempt is its latest and its
+        error is empty, else None) and `action` (the subtask's, with only kind, argv,
+        callable, method, url, server, tool and model)."""
+
 
 class DistributedExecutor(Protocol):
     """Runs jobs on distributed workers (the Celery backend) instead of local runners."""

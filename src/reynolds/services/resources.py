@@ -11,6 +11,7 @@ from reynolds.core import loops
 from reynolds.core.decomposition import PATTERN_KEYWORDS
 from reynolds.core.reporting import iso
 from reynolds.errors import NotAvailableYet, NotFound
+from reynolds.services.patterns import failure_patterns
 
 if TYPE_CHECKING:  # the stdio proxy imports the names below without the server stack
     from reynolds.services.engine import Engine
@@ -69,6 +70,7 @@ async def _patterns(engine: Engine) -> str:
             "patterns": patterns,
             "matching": "the first pattern with a keyword inside the task type (lower-cased) "
             "wins; no match is default",
+            **await failure_patterns(engine.store),
         }
     )
 
@@ -132,7 +134,8 @@ RESOURCES: dict[str, Resource] = {
         Resource("metrics", "The Prometheus metrics.", PROMETHEUS_TYPE, _metrics),
         Resource(
             "patterns",
-            "The decomposition patterns and the task-type keywords that select them.",
+            "The decomposition patterns and the task-type keywords that select them; the "
+            "failure patterns learned from the newest failed attempts.",
             JSON_TYPE,
             _patterns,
         ),

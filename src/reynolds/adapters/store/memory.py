@@ -21,6 +21,7 @@ from typing import Any
 from sqlalchemy import JSON, Table
 from sqlalchemy.sql.schema import ScalarElementColumnDefault
 
+from reynolds.adapters.store import failed_attempts
 from reynolds.adapters.store.batch import coalesce, observe, primary_key, required_columns
 from reynolds.adapters.store.ownership import UNFINISHED
 from reynolds.adapters.store.rows import (
@@ -402,6 +403,21 @@ class MemoryStore:
         limit = max(1, min(int(limit), AUDIT_MAX_LIMIT))
         with self._lock:
             return [dict(row) for row in reversed(self._tables.scaling[-limit:])]
+
+    def failure_patterns(self, limit_rows: int = 5000) -> list[Row]:
+        with self._lock:
+            rows = self._tables.rows
+            found = [
+                failed_attempts.as_row(
+                    row,
+                    rows["subtasks"].get((row["task_id"], row["subtask_id"])),
+                    rows["tasks"].get((row["task_id"],)),
+                )
+                for row in rows["attempts"].values()
+                if row["status"] == "failed"
+            ]
+        found.sort(key=failed_attempts.sort_key, reverse=True)
+        return found[: max(0, int(limit_rows))]
 
 
 def _encoded(kind: Table | str, payload: Any) -> tuple[str, Any] | None:

@@ -19,7 +19,7 @@ from typing import Any
 from sqlalchemy import Select, Table, and_, func, or_, select
 from sqlalchemy.exc import SQLAlchemyError
 
-from reynolds.adapters.store import rows
+from reynolds.adapters.store import failed_attempts, rows
 from reynolds.adapters.store.batch import IN_CHUNK, Batch, BatchWriter
 from reynolds.adapters.store.connect import describe, make_engine, migrate
 from reynolds.adapters.store.integrity import (
@@ -475,6 +475,14 @@ class SqlStore:
         limit = max(1, min(int(limit), rows.AUDIT_MAX_LIMIT))
         table = scaling_events
         return self._fetch(select(table).order_by(table.c.id.desc()).limit(limit))
+
+    def failure_patterns(self, limit_rows: int = 5000) -> list[Row]:
+        """The newest `limit_rows` failed attempts, newest first, with their subtask's action
+        and output and their task's type (see failed_attempts.py)."""
+        return [
+            failed_attempts.from_query(row)
+            for row in self._fetch(failed_attempts.query(limit_rows))
+        ]
 
     def _fetch(self, query: Select[Any]) -> list[Row]:
         with self._guard(), self._engine.connect() as conn:

@@ -19,6 +19,7 @@ from reynolds.entrypoints import secret_env
 from reynolds.entrypoints.cli import agents, backup, health, lifecycle, render
 from reynolds.entrypoints.cli.audit import audit
 from reynolds.entrypoints.cli.orchestrate import orchestrate
+from reynolds.entrypoints.cli.patterns import patterns
 from reynolds.entrypoints.cli.state import CliState, print_json, state
 from reynolds.entrypoints.cli.tasks import tasks_app
 from reynolds.errors import ReynoldsError
@@ -72,6 +73,7 @@ app.add_typer(agents.agents_app, name="agents")
 app.command()(agents.mcp)
 app.command()(agents.agent)
 app.command()(audit)
+app.command()(patterns)
 app.command()(backup.backup)
 app.command()(backup.restore)
 

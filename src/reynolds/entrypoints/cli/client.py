@@ -16,6 +16,7 @@ from reynolds.entrypoints.rest_client import (
     ToolRefused,
     client_options,
     error_body,
+    resource_path,
     task_path,
     tool_answer,
     tool_path,
@@ -149,6 +150,10 @@ class ReynoldsClient:
             return tool_answer(name, body).structured
         except ToolRefused as exc:
             raise ApiError(200, exc.message) from None
+
+    def resource(self, name: str) -> Any:
+        """GET /mcp/resources/{name}: the JSON resource `reynolds://{name}`, decoded."""
+        return self._json("GET", resource_path(name))
 
     def list_tasks(self, status: str | None = None, limit: int | None = None) -> list[Any]:
         params: dict[str, str | int] = {}

@@ -10,7 +10,6 @@ import json
 import math
 from collections.abc import AsyncIterator
 from typing import Any
-from urllib.parse import quote
 
 import anyio
 import httpx
@@ -20,6 +19,7 @@ from reynolds.entrypoints.rest_client import (
     ToolRefused,
     client_options,
     error_body,
+    resource_path,
     task_path,
     tool_answer,
     tool_path,
@@ -88,8 +88,7 @@ class ProxyHost:
     async def read_resource(self, uri: str) -> ResourceBody:
         if not uri.startswith(SCHEME):
             raise ResourceFailed({"error": f"unknown resource {uri!r}: URIs start with {SCHEME}"})
-        path = "/mcp/resources/" + quote(uri[len(SCHEME) :], safe="/")
-        response = await self._ok("GET", path, ResourceFailed)
+        response = await self._ok("GET", resource_path(uri[len(SCHEME) :]), ResourceFailed)
         mime = response.headers.get("content-type", "text/plain")
         # The server's framework adds a charset the resource itself does not declare.
         mime = "; ".join(p.strip() for p in mime.split(";") if not p.strip().startswith("charset"))

@@ -27,6 +27,13 @@ ORCHESTRATE = {
         "type": "t",
         "priority": "high",
         "deadline": "2030-01-01T00:00:00Z",
+        "budget": {
+            "wallClockSeconds": 600.0,
+            "attempts": 10,
+            "subtasks": 5,
+            "tokens": 1000,
+            "cost": 2.5,
+        },
         "components": ["a"],
         "steps": [{"name": "s", "action": SHELL, **RUN_OPTIONS}],
     },
@@ -36,7 +43,11 @@ ORCHESTRATE = {
     "timeoutSeconds": 60.0,
 }
 ANALYZE = {
-    "task": {"type": "t", "subtasks": [{"id": "x", "action": SHELL, **RUN_OPTIONS}]},
+    "task": {
+        "type": "t",
+        "subtasks": [{"id": "x", "action": SHELL, **RUN_OPTIONS}],
+        "budget": ORCHESTRATE["task"]["budget"],  # type: ignore[index]
+    },
     "strategy": {"maxConcurrency": 2},
 }
 BASES: dict[str, dict[str, Any]] = {
@@ -54,6 +65,17 @@ FIELDS: list[tuple[str, tuple[Any, ...], str]] = [
     ("orchestrate_task", ("wait",), BOOL),
     ("orchestrate_task", ("force",), BOOL),
     ("orchestrate_task", ("timeoutSeconds",), FLOAT),
+    *[
+        (tool_name, ("task", "budget", name), kind)
+        for tool_name in ("orchestrate_task", "analyze_orchestration_potential")
+        for name, kind in [
+            ("wallClockSeconds", FLOAT),
+            ("attempts", INT),
+            ("subtasks", INT),
+            ("tokens", INT),
+            ("cost", FLOAT),
+        ]
+    ],
     *[
         ("orchestrate_task", ("task", "steps", 0, name), kind)
         for name, kind in [

@@ -10,6 +10,9 @@ wall-clock budget with a date. Time is passed in.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from datetime import datetime
+
+from reynolds.core.models import Budget
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +41,19 @@ class Limits:
         )
 
 
+def limits_of(budget: Budget | None, deadline: datetime | None) -> Limits:
+    """A task's `budget` and `deadline` as limits."""
+    b = budget or Budget()
+    return Limits(
+        wall_clock_s=b.wall_clock_seconds,
+        attempts=b.attempts,
+        subtasks=b.subtasks,
+        tokens=b.tokens,
+        cost=b.cost,
+        deadline=deadline.timestamp() if deadline is not None else None,
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class Exceeded:
     """Which budget stops the task, and the figures that say so."""
@@ -63,7 +79,7 @@ class Ledger:
     limits: Limits
     started_at: float
     attempts: int = 0
-    subtasks: frozenset[str] = frozenset()
+    subtasks: int = 0  # subtasks that have had an attempt
     tokens: int = 0
     cost: float = 0.0
 
@@ -77,22 +93,32 @@ class Ledger:
             return Exceeded("wallClockSeconds", limits.wall_clock_s, elapsed)
         return None
 
-    def reserve(self, subtask: str, now: float) -> tuple[Ledger, Exceeded | None]:
-        """One more attempt of `subtask`: the new ledger, or the budget it would exceed."""
+    def reserve(self, first: bool, now: float) -> tuple[Ledger, Exceeded | None]:
+        """One more attempt (the `first` of its subtask or a retry): the new ledger, or the
+        budget it would exceed."""
         limits = self.limits
         late = self.check(now)
         if late is not None:
             return self, late
         if limits.attempts is not None and self.attempts + 1 > limits.attempts:
             return self, Exceeded("attempts", limits.attempts, self.attempts)
-        subtasks = self.subtasks | {subtask}
-        if limits.subtasks is not None and len(subtasks) > limits.subtasks:
-            return self, Exceeded("subtasks", limits.subtasks, len(self.subtasks))
+        subtasks = self.subtasks + (1 if first else 0)
+        if limits.subtasks is not None and subtasks > limits.subtasks:
+            return self, Exceeded("subtasks", limits.subtasks, self.subtasks)
         if limits.tokens is not None and self.tokens >= limits.tokens:
             return self, Exceeded("tokens", limits.tokens, self.tokens)
         if limits.cost is not None and self.cost >= limits.cost:
             return self, Exceeded("cost", limits.cost, self.cost)
         return replace(self, attempts=self.attempts + 1, subtasks=subtasks), None
+
+    def ends_at(self) -> float | None:
+        """When time alone exhausts a budget (the deadline or the wall clock), if ever."""
+        times = [t for t in (self.limits.deadline, self._wall_clock_end()) if t is not None]
+        return min(times, default=None)
+
+    def _wall_clock_end(self) -> float | None:
+        wall = self.limits.wall_clock_s
+        return self.started_at + wall if wall is not None else None
 
     def settle(self, tokens: int = 0, cost: float = 0.0) -> Ledger:
         """Book what an attempt used (tokens and cost are known only when it ends)."""
@@ -101,7 +127,7 @@ class Ledger:
     def view(self) -> dict[str, object]:
         return {
             "attempts": self.attempts,
-            "subtasks": len(self.subtasks),
+            "subtasks": self.subtasks,
             "tokens": self.tokens,
             "cost": round(self.cost, 6),
         }

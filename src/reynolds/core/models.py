@@ -9,7 +9,7 @@ import re
 from collections import Counter
 from collections.abc import Iterable
 from contextvars import ContextVar
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
@@ -242,6 +242,17 @@ class SubtaskSpec(RunOptions):
         return value
 
 
+class Budget(WireModel):
+    """What a task may spend; over it nothing new starts and the task fails
+    (`budget_exceeded`, naming the budget)."""
+
+    wall_clock_seconds: float | None = Field(None, gt=0, le=86_400 * 30)
+    attempts: int | None = Field(None, ge=1, le=10_000_000)
+    subtasks: int | None = Field(None, ge=1, le=SUBTASKS_CEILING)
+    tokens: int | None = Field(None, ge=1)
+    cost: float | None = Field(None, gt=0)
+
+
 class TaskSpec(InputModel):
     """What to do: a type, a description, components, and steps or subtasks."""
 
@@ -252,6 +263,7 @@ class TaskSpec(InputModel):
     )
     priority: Priority = "medium"
     deadline: datetime | None = Field(None, strict=False)
+    budget: Budget | None = None
     steps: list[Step] | None = Field(None, min_length=1, max_length=100)
     subtasks: list[SubtaskSpec] | None = Field(None, min_length=1, max_length=SUBTASKS_CEILING)
     decompose: Literal["patterns", "llm"] = "patterns"
@@ -265,6 +277,14 @@ class TaskSpec(InputModel):
                 raise ValueError(f"component {name!r} is listed twice")
             seen.add(name)
         return components
+
+    @field_validator("deadline")
+    @classmethod
+    def _aware(cls, deadline: datetime | None) -> datetime | None:
+        """A deadline without a time zone is read as UTC."""
+        if deadline is not None and deadline.tzinfo is None:
+            return deadline.replace(tzinfo=UTC)
+        return deadline
 
     @model_validator(mode="after")
     def _one_shape(self, info: ValidationInfo) -> TaskSpec:

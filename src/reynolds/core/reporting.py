@@ -120,6 +120,8 @@ def task_result(
     }
     if task.get("message"):
         out["message"] = task["message"]
+    if task.get("reason"):
+        out["reason"] = task["reason"]
     return out
 
 

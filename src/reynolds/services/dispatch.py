@@ -18,6 +18,7 @@ from reynolds.core.retry import RetryDecision, decide_retry
 from reynolds.core.routing import RoutingDecision
 from reynolds.core.wire_values import encodable
 from reynolds.services.attempts import Attempts
+from reynolds.services.budget_keeper import BudgetKeeper
 from reynolds.services.guards import ANSWERED, Guards, Verdict
 from reynolds.services.live_runs import LiveRuns
 from reynolds.services.loop_guard import LoopGuard
@@ -70,6 +71,7 @@ class Dispatcher:
         self.overload_rules = {
             key: spec.overload_rules() for key, spec in control.pools.pools.items()
         }
+        self.budgets = BudgetKeeper(recorder, clock, self._budget_stopped)
         self.clock = clock
         self.jitter = jitter
         self.closing = False
@@ -80,6 +82,7 @@ class Dispatcher:
 
     def activate(self, run: TaskRun) -> None:
         """Take `run` in: its ready subtasks start as room allows."""
+        self.budgets.open(run)
         for nid, sub in run.subs.items():
             if sub.status is Status.READY:
                 heapq.heappush(run.ready, (run.key(nid), nid))
@@ -103,7 +106,7 @@ class Dispatcher:
                 if not any(v > 0 for v in free.values()):
                     break
                 room = run.limit - run.running
-                if room <= 0 or not run.ready or run.cancelling:
+                if room <= 0 or not run.ready or run.cancelling or run.stopped is not None:
                     continue
                 if stats is None:
                     stats = control.pool_stats()
@@ -124,13 +127,15 @@ class Dispatcher:
                             run.turn,
                             stats,
                         )
-                    if decision is not None and decision.pool is not None:
-                        free[decision.pool] -= 1
-                        guards.placed(self._downstream(sub))
-                        run.turn += 1
-                        sub.routing = decision
-                        return decision.pool
-                    return None
+                    if decision is None or decision.pool is None:
+                        return None
+                    if run.ledger is not None and not self.budgets.reserve(run, sub):
+                        return None
+                    free[decision.pool] -= 1
+                    guards.placed(self._downstream(sub))
+                    run.turn += 1
+                    sub.routing = decision
+                    return decision.pool
 
                 for nid, pool in planning.take_startable(run.ready, place, room):
                     self._start(run, run.subs[nid], pool)
@@ -268,6 +273,10 @@ class Dispatcher:
             pool, sub.downstream, verdict, started_at=sub.started_at, ceiling=run.limit
         )
         delay_s = self._next_status(run, sub, result, failure_class, verdict)
+        if run.stopped is not None and sub.status in (Status.PENDING, Status.CANCELLED):
+            # Stopped by its budget: no retry, and an attempt cut short by the clock failed.
+            sub.status = Status.FAILED
+            self.budgets.mark(sub, run.stopped)
         attempt_status = (
             "succeeded"
             if result.ok
@@ -395,6 +404,8 @@ class Dispatcher:
                     heapq.heappush(run.ready, (run.key(child_id), child_id))
         elif sub.status is not Status.CANCELLED:
             self.skip_downstream(run, sub.node.id, f"upstream {sub.node.id} {sub.status}")
+        if run.stopped is not None:
+            self.budgets.sweep(run)  # what its end would have let start
         run.mark = self.store.write_mark()
         if run.unfinished == 0:
             self.finish_run(run)
@@ -417,7 +428,11 @@ class Dispatcher:
     def finish_run(self, run: TaskRun) -> None:
         now = self.clock()
         statuses = {s.status for s in run.subs.values()}
-        if run.cancelling or Status.CANCELLED in statuses:
+        self.budgets.close(run)
+        if run.stopped is not None:
+            run.status = Status.FAILED
+            run.message = run.stopped.message()
+        elif run.cancelling or Status.CANCELLED in statuses:
             run.status = Status.CANCELLED
         elif statuses <= {Status.SUCCEEDED}:
             run.status = Status.SUCCEEDED
@@ -431,7 +446,11 @@ class Dispatcher:
         run.metrics = run_metrics(
             run.created_at, now, rows, run.usable(sum(replicas.values())), self._ideal(run)
         )
+        if run.ledger is not None:
+            run.metrics["budget"] = self._budget_view(run)
         ended = {"id": run.id, "status": str(run.status), "finished_at": now}
+        if run.stopped is not None:
+            ended |= {"reason": run.stopped.reason, "message": run.message}
         how = self.resubmissions.ended(run)
         self.store.put_task(
             {**ended, "metrics": run.metrics, **({"outcome": how} if how is not None else {})}
@@ -444,6 +463,41 @@ class Dispatcher:
         )
         self.runs.finished(run)
         run.done.set()
+
+    @staticmethod
+    def _budget_view(run: TaskRun) -> dict[str, object]:
+        assert run.ledger is not None
+        limits = run.ledger.limits
+        given = {
+            "wallClockSeconds": limits.wall_clock_s,
+            "attempts": limits.attempts,
+            "subtasks": limits.subtasks,
+            "tokens": limits.tokens,
+            "cost": limits.cost,
+        }
+        out: dict[str, object] = {
+            "limits": {k: v for k, v in given.items() if v is not None},
+            "used": run.ledger.view(),
+        }
+        if run.stopped is not None:
+            out["exceeded"] = run.stopped.budget
+        return out
+
+    def _budget_stopped(self, run: TaskRun, time_up: bool) -> None:
+        """A budget stopped `run`: soon (not inside the pass that found it), cut what runs
+        when time ran out, and end the task once nothing is left."""
+        asyncio.get_running_loop().call_soon(self._after_stop, run, time_up)
+
+    def _after_stop(self, run: TaskRun, time_up: bool) -> None:
+        if run.done.is_set():
+            return
+        if time_up:
+            for sub in run.subs.values():
+                if sub.status is Status.RUNNING and sub.handle is not None:
+                    sub.handle.cancel()
+        if run.unfinished == 0:
+            self.finish_run(run)
+        self.pump()
 
     def _ideal(self, run: TaskRun) -> float | None:
         """What a perfect list scheduler would need with the measured durations."""

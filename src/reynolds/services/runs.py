@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -11,6 +12,7 @@ from typing import Any
 from pydantic import TypeAdapter
 
 from reynolds.core import planning
+from reynolds.core.budgets import Exceeded, Ledger
 from reynolds.core.fingerprints import Outcome
 from reynolds.core.graph import Graph, Node, bottom_levels
 from reynolds.core.models import (
@@ -122,6 +124,11 @@ class TaskRun:
     unfinished: int = 0
     cancelling: bool = False
     turn: int = 0  # placements so far: round_robin's position
+    # What it has spent of its budget and deadline (None: it has neither), and the budget
+    # that stopped it.
+    ledger: Ledger | None = None
+    stopped: Exceeded | None = None
+    budget_timer: asyncio.TimerHandle | None = None
     mark: int = 0  # the store's write mark after this task's latest write
     done: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -222,9 +229,12 @@ class TaskRun:
         return run
 
     @property
-    def rank(self) -> tuple[int, int]:
-        """Across tasks: priority first, then submission order."""
-        return (PRIORITY_RANK[self.spec.priority], self.seq)
+    def rank(self) -> tuple[int, float, int]:
+        """Across tasks: priority first, then the earliest deadline (none: last), then
+        submission order."""
+        deadline = self.spec.deadline
+        due = deadline.timestamp() if deadline is not None else math.inf
+        return (PRIORITY_RANK[self.spec.priority], due, self.seq)
 
     @property
     def limit(self) -> int:
@@ -254,6 +264,7 @@ class TaskRun:
             "plan": self.plan,
             "metrics": self.metrics,
             "message": self.message,
+            "reason": self.stopped.reason if self.stopped is not None else None,
             "token_name": self.token_name,
             "created_at": self.created_at,
             "started_at": self.started_at,

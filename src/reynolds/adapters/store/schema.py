@@ -41,6 +41,8 @@ tasks = Table(
     # The input's fingerprint, and how the task failed (see services/resubmissions.py).
     Column("fingerprint", String(64), nullable=True),
     Column("outcome", String(64), nullable=True),
+    # Why it ended so, beyond its status: budget_exceeded, deadline_exceeded (0008).
+    Column("reason", String(32), nullable=True),
 )
 
 subtasks = Table(

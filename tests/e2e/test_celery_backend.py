@@ -11,107 +11,18 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from cli_support import Server, free_port, make_server, output
+from celery_support import LEASE_S, Cluster, running_cluster
+from cli_support import free_port
 from tests.helpers.polling import wait_for
 from tests.helpers.processes import descendants, is_running
 from tests.helpers.redis_server import RedisServer
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
-
-LEASE_S = 3
-ROOT = Path(__file__).resolve().parents[2]
-# Each subtask prints the pid of the worker process that ran it (its parent).
-REPORT_PARENT = ["import os, sys, time", "time.sleep(float(sys.argv[1]))", "print(os.getppid())"]
-
-
-def work(seconds: float) -> list[str]:
-    return [sys.executable, "-c", "; ".join(REPORT_PARENT), str(seconds)]
-
-
-@dataclass
-class Cluster:
-    server: Server
-    redis: RedisServer
-    env: dict[str, str]
-    workers: list[subprocess.Popen[bytes]] = field(default_factory=list)
-
-    def start_worker(
-        self, pool: str, concurrency: int, health_port: int = 0
-    ) -> subprocess.Popen[bytes]:
-        log = (self.server.home / f"worker-{len(self.workers)}.log").open("wb")
-        proc = subprocess.Popen(
-            [
-                *(sys.executable, "-m", "reynolds", "agent", "--type", pool),
-                *("--concurrency", str(concurrency), "--health-port", str(health_port)),
-            ],
-            env={**self.server.env, **self.env},
-            cwd=self.server.workdir,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # its own process group: the test kills it whole
-        )
-        self.workers.append(proc)
-        return proc
-
-    def client(self) -> httpx.Client:
-        return httpx.Client(base_url=self.server.base_url, timeout=60)
-
-    def slots(self, pool: str) -> int:
-        with self.client() as client:
-            status = client.get("/status").json()
-        return next(p["replicas"] for p in status["pools"] if p["type"] == pool)
-
-    def celery(self) -> dict[str, Any]:
-        with self.client() as client:
-            result: dict[str, Any] = client.get("/status").json()["celery"]
-            return result
-
-    def submit(self, components: int, seconds: float) -> str:
-        return self.submit_task(
-            {
-                "type": "celery-e2e",
-                "components": [f"c{i:02d}" for i in range(components)],
-                "steps": [
-                    {
-                        "name": "work",
-                        "agent": "devops",
-                        "action": {"kind": "shell", "argv": work(seconds)},
-                    }
-                ],
-            }
-        )
-
-    def submit_task(self, task: dict[str, Any]) -> str:
-        with self.client() as client:
-            answer = client.post(
-                "/mcp/tools/orchestrate_task", json={"arguments": {"task": task, "wait": False}}
-            )
-        assert answer.status_code == 200, answer.text
-        task_id: str = answer.json()["structuredContent"]["taskId"]
-        return task_id
-
-    def task(self, task_id: str) -> dict[str, Any]:
-        with self.client() as client:
-            result: dict[str, Any] = client.get(f"/tasks/{task_id}").json()
-            return result
-
-    def finished(self, task_id: str, timeout_s: float) -> dict[str, Any]:
-        def ended() -> dict[str, Any] | None:
-            task = self.task(task_id)
-            return task if task["status"] in ("succeeded", "failed", "cancelled") else None
-
-        return wait_for(ended, timeout_s, interval_s=0.2)
-
-    def logs(self) -> str:
-        return "\n".join(
-            p.read_text(errors="replace")[-3000:] for p in sorted(self.server.home.glob("**/*.log"))
-        )
 
 
 @pytest.fixture
@@ -121,36 +32,9 @@ def lease_s() -> float:
 
 
 @pytest.fixture
-def cluster(tmp_path: Any, redis_broker: RedisServer, lease_s: float) -> Iterator[Cluster]:
-    server = make_server(tmp_path)
-    # The shipped pools, with the test callables declared for devops.
-    config = tmp_path / "config"
-    config.mkdir()
-    pools = (ROOT / "config" / "agents.yaml").read_text()
-    declared = '    callables: ["tests.helpers.callables:*"]'
-    (config / "agents.yaml").write_text(pools.replace("    callables: []", declared, 1))
-    env = {
-        "REYNOLDS_BACKEND": "celery",
-        "REYNOLDS_REDIS_URL": redis_broker.url,
-        "REYNOLDS_LEASE_S": str(lease_s),
-        "REYNOLDS_CONFIG_DIR": str(config),
-        "PYTHONPATH": str(ROOT),
-    }
-    started = server.run("start", env=env)
-    if started.returncode != 0:
-        server.run("stop")  # a server that never became healthy may still be running
-        pytest.fail(output(started))
-    cluster = Cluster(server, redis_broker, env)
-    yield cluster
-    for proc in cluster.workers:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
-    server.run("stop")
+def cluster(tmp_path: Path, redis_broker: RedisServer, lease_s: float) -> Iterator[Cluster]:
+    with running_cluster(tmp_path, redis_broker, lease_s) as cluster:
+        yield cluster
 
 
 def ran_on(task: dict[str, Any], worker: subprocess.Popen[bytes]) -> int:

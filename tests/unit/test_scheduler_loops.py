@@ -142,3 +142,39 @@ async def test_fifty_healthy_tasks_with_retries_have_no_false_positive() -> None
 
     assert result["status"] == "succeeded"
     assert s.metrics.loops == []
+
+
+async def test_a_retry_storm_stops_the_tasks_retries_and_counts_once() -> None:
+    """Twenty subtasks failing differently on every attempt: no single subtask repeats
+    itself, but across the task the retries keep failing."""
+    async with scheduler(replicas=4) as s:
+        for i in range(20):
+            s.shell.outcomes[f"t{i}"] = [
+                failed(f"t{i} error {n}", output=f"t{i} step {n}") for n in range(1, 4)
+            ]
+        result = await s.run(
+            {"type": "storm", "subtasks": [shell_step(f"t{i}", retries=2) for i in range(20)]},
+            {"maxConcurrency": 4},
+        )
+
+    subs = by_id(result)
+    blocked = [sub for sub in subs.values() if sub["status"] == "loop_blocked"]
+    assert result["status"] == "loop_blocked"
+    assert blocked and {sub["loop"]["detector"] for sub in blocked} == {"retry_storm"}
+    assert all(sub["loop"]["confidence"] >= 0.999 for sub in blocked)
+    assert blocked[0]["loop"]["evidence"]["failedRetries"] >= 15
+    # Without the storm, 20 subtasks × 3 attempts would have run.
+    assert len(s.shell.started) < 60
+    assert s.metrics.loops == ["retry_storm"]
+
+
+async def test_retries_that_keep_succeeding_are_no_storm() -> None:
+    async with scheduler(replicas=4) as s:
+        for i in range(40):
+            s.shell.outcomes[f"t{i}"] = [failed(f"t{i} transient", output=f"t{i}"), ok()]
+        result = await s.run(
+            {"type": "calm", "subtasks": [shell_step(f"t{i}", retries=2) for i in range(40)]},
+            {"maxConcurrency": 4},
+        )
+    assert result["status"] == "succeeded"
+    assert s.metrics.loops == []

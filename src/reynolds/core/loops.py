@@ -16,6 +16,11 @@ The detectors:
 - `no_progress`: failing attempts whose output stopped changing, though their errors differ.
 - `retry_storm`: across a task, retries keep failing (the balance over a sliding window).
 - `resubmission`: the same task submitted again after ending the same failed way.
+- `runaway_depth`: tasks started by tasks' actions, nested deeper and deeper (an agent whose
+  step orchestrates a task whose step orchestrates another …): each generation past
+  DEPTH_FREE is a unit of evidence.
+- `runaway_fanout`: one subtask's action starting task after task: each one past FANOUT_FREE
+  is a unit of evidence.
 
 A flaky step whose output changes from attempt to attempt, then succeeds, gives none of them
 evidence. All of it is pure: the history goes in, a `LoopVerdict` (or None) comes out.
@@ -38,16 +43,29 @@ CHANCE = {
     "no_progress": 0.25,
     "retry_storm": 0.1,
     "resubmission": 0.1,
+    "runaway_depth": 0.1,
+    "runaway_fanout": 0.25,
 }
 # The detectors judging one subtask's failures (`first_loop`); the others judge a task or
 # its resubmissions.
 SUBTASK_DETECTORS = ("repeated", "oscillation", "no_progress")
-# Those the scheduler runs: the subtask detectors, and resubmissions at submit.
-ACTIVE_DETECTORS = (*SUBTASK_DETECTORS, "resubmission")
+# Those the scheduler runs: the subtask detectors, retry storms per task, and resubmissions
+# at submit.
+ACTIVE_DETECTORS = (
+    *SUBTASK_DETECTORS,
+    "retry_storm",
+    "resubmission",
+    "runaway_depth",
+    "runaway_fanout",
+)
 # Retry storms: the window of a task's latest retries, and how many failed retries (net of
 # succeeded ones) make one unit of evidence.
 STORM_WINDOW = 20
 STORM_UNIT = 5
+# Runaway orchestration: the generations of nested tasks, and the tasks one subtask may start,
+# that are no evidence at all.
+DEPTH_FREE = 2
+FANOUT_FREE = 5
 # Float arithmetic: 1 − 0.1³ is 0.9989999…; the confidence levels compared are whole choices.
 _TOLERANCE = 1e-9
 
@@ -173,3 +191,13 @@ def resubmission(
             break
         count += 1
     return _verdict("resubmission", count, level, fingerprint=last)
+
+
+def runaway_depth(depth: int, level: float) -> LoopVerdict | None:
+    """A task `depth` generations below a task submitted by hand (0: by hand)."""
+    return _verdict("runaway_depth", depth - DEPTH_FREE, level, depth=depth)
+
+
+def runaway_fanout(children: int, level: float) -> LoopVerdict | None:
+    """`children` tasks (this one included) started by one subtask's action."""
+    return _verdict("runaway_fanout", children - FANOUT_FREE, level, children=children)

@@ -341,6 +341,10 @@ class OrchestrateRequest(InputModel):
     wait: bool = False
     # Run it even when loop prevention would refuse it as a resubmission loop.
     force: bool = False
+    # The task and subtask whose action submits this one (REYNOLDS_TASK_ID and
+    # REYNOLDS_SUBTASK_ID in an action's environment): runaway orchestration is judged on it.
+    parent_task_id: str | None = Field(None, min_length=1, max_length=64)
+    parent_subtask_id: str | None = Field(None, min_length=1, max_length=1000)
     timeout_seconds: float = Field(300.0, gt=0, le=3600)
 
 

@@ -122,6 +122,9 @@ def task_result(
         out["message"] = task["message"]
     if task.get("reason"):
         out["reason"] = task["reason"]
+    if task.get("parent_id"):
+        out["parentTaskId"] = task["parent_id"]
+        out["depth"] = task.get("depth")
     return out
 
 

@@ -114,6 +114,26 @@ class BudgetKeeper:
         sub.reason = exceeded.reason
         sub.error = f"{why}\n{sub.error}" if sub.error else why
 
+    @staticmethod
+    def view(run: TaskRun) -> dict[str, object]:
+        """What `run` was allowed and spent, and the budget that stopped it."""
+        assert run.ledger is not None
+        limits = run.ledger.limits
+        given = {
+            "wallClockSeconds": limits.wall_clock_s,
+            "attempts": limits.attempts,
+            "subtasks": limits.subtasks,
+            "tokens": limits.tokens,
+            "cost": limits.cost,
+        }
+        out: dict[str, object] = {
+            "limits": {k: v for k, v in given.items() if v is not None},
+            "used": run.ledger.view(),
+        }
+        if run.stopped is not None:
+            out["exceeded"] = run.stopped.budget
+        return out
+
     def close(self, run: TaskRun) -> None:
         """`run` ended: its timer is no longer needed."""
         if run.budget_timer is not None:

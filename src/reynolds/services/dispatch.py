@@ -12,6 +12,7 @@ from reynolds.core import planning
 from reynolds.core.breakers import counts_against
 from reynolds.core.downstreams import downstream_of, overload
 from reynolds.core.failures import classify, retryable
+from reynolds.core.loops import LoopVerdict
 from reynolds.core.models import FINISHED, Status
 from reynolds.core.reporting import run_metrics
 from reynolds.core.retry import RetryDecision, decide_retry
@@ -272,6 +273,9 @@ class Dispatcher:
         self.guards.ended(
             pool, sub.downstream, verdict, started_at=sub.started_at, ceiling=run.limit
         )
+        storm_before = run.storm
+        if verdict.overload is None and not verdict.untold:
+            self.loops.storm(run, sub, result.ok)
         delay_s = self._next_status(run, sub, result, failure_class, verdict)
         if run.stopped is not None and sub.status in (Status.PENDING, Status.CANCELLED):
             # Stopped by its budget: no retry, and an attempt cut short by the clock failed.
@@ -302,15 +306,29 @@ class Dispatcher:
             )
             self.pump()  # its slot is free for other work meanwhile
             return
+        self._finished(run, sub, result.exit_code, now)
+        if run.storm is not None and storm_before is None:
+            self._stop_retries(run, run.storm, now)
+
+    def _finished(self, run: TaskRun, sub: SubState, exit_code: int | None, now: float) -> None:
         sub.finished_at = now
         self.record.subtask(run, sub, now)
         self.record.event(
             run,
             sub,
             "subtask_finished",
-            {"status": str(sub.status), "exitCode": result.exit_code, "reason": result.reason},
+            {"status": str(sub.status), "exitCode": exit_code, "reason": sub.reason},
         )
         self._after_finish(run, sub)
+
+    def _stop_retries(self, run: TaskRun, storm: LoopVerdict, now: float) -> None:
+        """A retry storm: every subtask of `run` waiting for a retry is stopped too."""
+        for other in run.subs.values():
+            if other.status is Status.PENDING and other.retry_timer is not None:
+                other.retry_timer.cancel()
+                other.retry_timer = None
+                self.loops.block(run, other, storm, now, count=False)
+                self._finished(run, other, other.exit_code, now)
 
     def _judge(
         self, run: TaskRun, sub: SubState, pool: str, result: ActionResult
@@ -334,7 +352,9 @@ class Dispatcher:
         if signal is not None:
             sub.detail = {**(sub.detail or {}), "overload": signal.signal}
             return failure_class, Verdict(overload=signal)
-        return failure_class, Verdict(failed=counts_against(failure_class, result.reason))
+        # Under Celery, `interrupted` is a worker that stopped answering mid-attempt: the pool's.
+        lost = result.reason == "interrupted" and self.attempts.distributed is not None
+        return failure_class, Verdict(failed=lost or counts_against(failure_class, result.reason))
 
     def _next_status(
         self,
@@ -366,6 +386,9 @@ class Dispatcher:
                 loop = self.loops.judge(sub, result)
                 if loop is not None:
                     self.loops.block(run, sub, loop, self.clock())
+                    return 0.0
+                if run.storm is not None:  # the task's retries keep failing: no more
+                    self.loops.block(run, sub, run.storm, self.clock(), count=False)
                     return 0.0
             sub.status = Status.PENDING if decision.retry else Status.FAILED
             return decision.delay_s
@@ -447,7 +470,7 @@ class Dispatcher:
             run.created_at, now, rows, run.usable(sum(replicas.values())), self._ideal(run)
         )
         if run.ledger is not None:
-            run.metrics["budget"] = self._budget_view(run)
+            run.metrics["budget"] = self.budgets.view(run)
         ended = {"id": run.id, "status": str(run.status), "finished_at": now}
         if run.stopped is not None:
             ended |= {"reason": run.stopped.reason, "message": run.message}
@@ -463,25 +486,6 @@ class Dispatcher:
         )
         self.runs.finished(run)
         run.done.set()
-
-    @staticmethod
-    def _budget_view(run: TaskRun) -> dict[str, object]:
-        assert run.ledger is not None
-        limits = run.ledger.limits
-        given = {
-            "wallClockSeconds": limits.wall_clock_s,
-            "attempts": limits.attempts,
-            "subtasks": limits.subtasks,
-            "tokens": limits.tokens,
-            "cost": limits.cost,
-        }
-        out: dict[str, object] = {
-            "limits": {k: v for k, v in given.items() if v is not None},
-            "used": run.ledger.view(),
-        }
-        if run.stopped is not None:
-            out["exceeded"] = run.stopped.budget
-        return out
 
     def _budget_stopped(self, run: TaskRun, time_up: bool) -> None:
         """A budget stopped `run`: soon (not inside the pass that found it), cut what runs

@@ -27,6 +27,7 @@ from reynolds.errors import Conflict
 from reynolds.services.actions import LocalActions, Runners
 from reynolds.services.attempts import Attempts
 from reynolds.services.dispatch import Dispatcher
+from reynolds.services.lineage import Lineage, Parent
 from reynolds.services.live_runs import LiveRuns
 from reynolds.services.planner import Planner
 from reynolds.services.pool_control import PoolControl
@@ -89,6 +90,7 @@ class Engine:
         self.distributed = distributed
         self._new_id = new_id
         self.runs = LiveRuns()
+        self.lineage = Lineage(settings.loop_confidence, store, self.runs)
         self.control = PoolControl(
             settings=settings,
             pools=pools,
@@ -189,9 +191,19 @@ class Engine:
         token_name: str | None = None,
         *,
         force: bool = False,
+        parent: Parent | None = None,
     ) -> TaskRun:
         """Accept a task: persist it, start what is ready, return once it is durable.
-        `Refused` (nothing persisted) when it is a resubmission loop, unless `force`."""
+        `Refused` (nothing persisted) when it is a resubmission loop or runaway orchestration
+        (submitted by `parent`'s action), unless `force`."""
+        depth = 0
+        if parent is not None:
+            # A parent this server's store does not know counts as submitted by hand.
+            depth = (await self.lineage.depth_of(parent.task_id) or 0) + 1
+            verdict = None if force else self.lineage.judge(parent, depth)
+            if verdict is not None:
+                self.dispatch.loops.resubmission_refused(verdict)
+                raise Refused(verdict)
         prep = await self.planner.prepare(spec, strategy)
         run = TaskRun.new(
             self._new_id(),
@@ -201,6 +213,8 @@ class Engine:
             created_at=self.clock(),
             token_name=token_name,
         )
+        if parent is not None:
+            run.parent_id, run.depth = parent.task_id, depth
         row = run.task_row()
         run.fingerprint = row["fingerprint"] = task_fingerprint(row["spec"])
         if not force:
@@ -208,6 +222,8 @@ class Engine:
             if verdict is not None:
                 self.dispatch.loops.resubmission_refused(verdict)
                 raise Refused(verdict)
+        if parent is not None:
+            self.lineage.started(parent)
         if prep.message is not None:
             self.runs.remember(run)
         self.store.put_task(row)

@@ -8,7 +8,7 @@ from collections import deque
 from typing import Any
 
 from reynolds.core.fingerprints import outcome
-from reynolds.core.loops import LoopVerdict, first_loop
+from reynolds.core.loops import LoopVerdict, first_loop, retry_storm
 from reynolds.core.models import Status
 from reynolds.services.ports import ActionResult, SchedulerMetrics
 from reynolds.services.recording import Recorder
@@ -40,14 +40,29 @@ class LoopGuard:
             del failures[0]
         return first_loop(failures, self.level)
 
+    def storm(self, run: TaskRun, sub: SubState, ok: bool) -> LoopVerdict | None:
+        """Count a retry of `sub` that ended (`ok` or not) against its task; the task's retry
+        storm, once its retries fail far more than they succeed. Only steps that loop
+        prevention watches count; the storm, once found, stays."""
+        if run.storm is None and sub.attempts > 1 and sub.node.loop_prevention:
+            run.retry_outcomes.append(ok)
+            if not ok:
+                run.storm = retry_storm(list(run.retry_outcomes), self.level)
+                if run.storm is not None:
+                    self.metrics.loop_detected(run.storm.detector)
+        return run.storm
+
     def resubmission_refused(self, verdict: LoopVerdict) -> None:
         """Count and remember a submission refused as a resubmission loop."""
         self.metrics.loop_detected(verdict.detector)
         at = self.record.clock()
         self.recent.append({"taskId": None, "subtaskId": None, "at": at, **verdict.view()})
 
-    def block(self, run: TaskRun, sub: SubState, verdict: LoopVerdict, now: float) -> None:
-        """End `sub` as `loop_blocked`, saying why, where and how sure."""
+    def block(
+        self, run: TaskRun, sub: SubState, verdict: LoopVerdict, now: float, count: bool = True
+    ) -> None:
+        """End `sub` as `loop_blocked`, saying why, where and how sure (`count`: a detection
+        of its own, not one already counted for its task)."""
         view = verdict.view()
         sub.status = Status.LOOP_BLOCKED
         sub.detail = {**(sub.detail or {}), "loop": view}
@@ -56,7 +71,8 @@ class LoopGuard:
             f"stopped by loop prevention: {verdict.detector}, confidence {verdict.confidence:.4g}"
         )
         sub.error = f"{said}\n{sub.error}" if sub.error else said
-        self.metrics.loop_detected(verdict.detector)
+        if count:
+            self.metrics.loop_detected(verdict.detector)
         self.record.event(run, sub, "loop_detected", {"attempt": sub.attempts, **view})
         self.recent.append(
             {

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import math
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -15,6 +15,7 @@ from reynolds.core import planning
 from reynolds.core.budgets import Exceeded, Ledger
 from reynolds.core.fingerprints import Outcome
 from reynolds.core.graph import Graph, Node, bottom_levels
+from reynolds.core.loops import STORM_WINDOW, LoopVerdict
 from reynolds.core.models import (
     FINISHED,
     PRIORITY_RANK,
@@ -112,6 +113,8 @@ class TaskRun:
     created_at: float
     token_name: str | None = None
     fingerprint: str | None = None  # of its input, for resubmission loops
+    parent_id: str | None = None  # the task whose action submitted it
+    depth: int = 0  # generations below a task submitted by hand
     history_keys: dict[str, list[str]] = field(default_factory=dict)
     status: Status = Status.PENDING
     started_at: float | None = None
@@ -129,6 +132,10 @@ class TaskRun:
     ledger: Ledger | None = None
     stopped: Exceeded | None = None
     budget_timer: asyncio.TimerHandle | None = None
+    # Whether each of its latest retries succeeded, and the retry storm that stopped its
+    # retries (loop prevention).
+    retry_outcomes: deque[bool] = field(default_factory=lambda: deque(maxlen=STORM_WINDOW))
+    storm: LoopVerdict | None = None
     mark: int = 0  # the store's write mark after this task's latest write
     done: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -205,6 +212,8 @@ class TaskRun:
             created_at=task["created_at"],
             token_name=task.get("token_name"),
             fingerprint=task.get("fingerprint"),
+            parent_id=task.get("parent_id"),
+            depth=task.get("depth") or 0,
             history_keys=keys,
             status=Status(task["status"]),
             started_at=task.get("started_at"),
@@ -270,6 +279,8 @@ class TaskRun:
             "started_at": self.started_at,
             "finished_at": self.finished_at,
             "fingerprint": self.fingerprint,
+            "parent_id": self.parent_id,
+            "depth": self.depth if self.parent_id is not None else None,
         }
 
     def subtask_rows(self) -> list[dict[str, Any]]:

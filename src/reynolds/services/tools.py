@@ -31,6 +31,7 @@ from reynolds.errors import InvalidInput, NotAvailableYet, ReynoldsError
 from reynolds.services.analysis import CachedAnalysis, analyze
 from reynolds.services.engine import Engine
 from reynolds.services.events import EventBus
+from reynolds.services.lineage import Parent
 from reynolds.services.progress import ProgressFn, follow
 from reynolds.services.resubmissions import Refused
 
@@ -77,10 +78,17 @@ class Tool:
 
 
 async def _orchestrate(engine: Engine, req: OrchestrateRequest, ctx: CallContext) -> dict[str, Any]:
+    parent = (
+        Parent(req.parent_task_id, req.parent_subtask_id)
+        if req.parent_task_id is not None
+        else None
+    )
     try:
-        run = await engine.submit(req.task, req.strategy, ctx.token_name, force=req.force)
+        run = await engine.submit(
+            req.task, req.strategy, ctx.token_name, force=req.force, parent=parent
+        )
     except Refused as refused:
-        return _resubmission_refused(engine, refused.verdict)
+        return _refused(engine, refused.verdict)
     if req.wait and ctx.progress is not None and ctx.events is not None:
         await follow(run, ctx.events, req.timeout_seconds, ctx.progress)
     elif req.wait:
@@ -88,12 +96,25 @@ async def _orchestrate(engine: Engine, req: OrchestrateRequest, ctx: CallContext
     return await engine.result(run.id)
 
 
-def _resubmission_refused(engine: Engine, verdict: LoopVerdict) -> dict[str, Any]:
+_REFUSED_COMMENT = {
+    "runaway_depth": "Tasks starting tasks starting tasks: a hall of mirrors. Let's step out.",
+    "runaway_fanout": "One step launching task after task? Let's catch our breath first.",
+    "": "Third time wasn't the charm, friend. Let's change something first.",
+}
+
+
+def _refused(engine: Engine, verdict: LoopVerdict) -> dict[str, Any]:
     """The answer to a submission loop prevention would not run: the evidence, no task."""
-    runs = verdict.evidence["count"]
+    seen = verdict.evidence
+    if verdict.detector == "runaway_depth":
+        why = f"it would be the {seen['depth']}th generation of tasks started by tasks"
+    elif verdict.detector == "runaway_fanout":
+        why = f"subtask {seen['parentSubtaskId']} would have started {seen['children']} tasks"
+    else:
+        why = f"the same task ended failed the same way {seen['count']} times in a row"
     message = (
-        f"Not run: the same task ended failed the same way {runs} times in a row "
-        f"(confidence {verdict.confidence:.4g}); change it, or pass force: true to run it anyway."
+        f"Not run: {why} (confidence {verdict.confidence:.4g}); change it, or pass "
+        "force: true to run it anyway."
     )
     on = engine.settings.personality == "on"
     return {
@@ -102,7 +123,7 @@ def _resubmission_refused(engine: Engine, verdict: LoopVerdict) -> dict[str, Any
         "status": str(Status.LOOP_BLOCKED),
         "loop": verdict.view(),
         "message": message,
-        "reynoldsComment": "Third time wasn't the charm, friend. Let's change something first."
+        "reynoldsComment": _REFUSED_COMMENT.get(verdict.detector, _REFUSED_COMMENT[""])
         if on
         else message,
         "timestamp": iso(engine.clock()),

@@ -380,8 +380,13 @@ class ShellRunner:
         env = child_environment(self._parent_env, action.env) if action.env else self._base_env
         tag = self._tags.begin()
         try:
-            # Last, so that a step's own env cannot change it.
-            return await self._run(action, ctx, args, cwd, {**env, TAG_NAME: tag}, limits, tag)
+            # Last, so that a step's own env cannot change them.
+            ours = {
+                "REYNOLDS_TASK_ID": ctx.task_id,
+                "REYNOLDS_SUBTASK_ID": ctx.subtask_id,
+                TAG_NAME: tag,
+            }
+            return await self._run(action, ctx, args, cwd, {**env, **ours}, limits, tag)
         finally:
             self._tags.end(tag)
 

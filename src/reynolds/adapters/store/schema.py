@@ -43,6 +43,10 @@ tasks = Table(
     Column("outcome", String(64), nullable=True),
     # Why it ended so, beyond its status: budget_exceeded, deadline_exceeded (0008).
     Column("reason", String(32), nullable=True),
+    # The task whose action submitted it, and how many such generations it is below a task
+    # submitted by hand (0008; NULL: by hand).
+    Column("parent_id", String(64), nullable=True),
+    Column("depth", Integer, nullable=True),
 )
 
 subtasks = Table(

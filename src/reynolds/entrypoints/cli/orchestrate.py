@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import time
+from collections.abc import Mapping
 from typing import Annotated, Any
 
 import typer
@@ -68,7 +70,10 @@ def orchestrate(
     arguments = with_overrides(arguments, approach=approach, max_concurrency=max_concurrency)
     with st.connect() as client:
         forced = {"force": True} if force else {}
-        result = client.call_tool("orchestrate_task", {**arguments, **forced, "wait": False})
+        parent = parent_of(os.environ)
+        result = client.call_tool(
+            "orchestrate_task", {**arguments, **forced, **parent, "wait": False}
+        )
         if not as_json:
             render.render_plan(st.out, result)
             st.comment(result.get("reynoldsComment"))
@@ -83,6 +88,15 @@ def orchestrate(
                 )
                 raise typer.Exit(130) from None
     finish(st, result, as_json=as_json, waited=wait)
+
+
+def parent_of(environ: Mapping[str, str]) -> dict[str, str]:
+    """Inside an action (REYNOLDS_TASK_ID set), the task and subtask submitting this one."""
+    task_id = environ.get("REYNOLDS_TASK_ID")
+    if not task_id:
+        return {}
+    subtask_id = environ.get("REYNOLDS_SUBTASK_ID")
+    return {"parentTaskId": task_id, **({"parentSubtaskId": subtask_id} if subtask_id else {})}
 
 
 def finish(st: CliState, result: dict[str, Any], *, as_json: bool, waited: bool) -> None:

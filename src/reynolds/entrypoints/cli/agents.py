@@ -40,6 +40,9 @@ def status(
         return
     pools = [p for p in result.get("pools") or [] if isinstance(p, dict)]
     st.out.print(render.pools_table(pools))
+    downstreams = [d for d in result.get("downstreams") or [] if isinstance(d, dict)]
+    if downstreams:
+        st.out.print(render.downstreams_table(downstreams))
     summary = result.get("summary") or {}
     if summary:
         st.out.print(

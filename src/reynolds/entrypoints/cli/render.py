@@ -98,7 +98,38 @@ def pools_table(pools: list[dict[str, Any]]) -> Table:
             cell(pool.get("queueDepth")),
             percent(pool.get("utilization")),
             percent(pool.get("successRate")),
-            cell(pool.get("circuit")),
+            circuit(pool.get("circuit"), pool.get("breaker")),
+        )
+    return table
+
+
+def circuit(state: Any, breaker: Any) -> str:
+    """A breaker's state, with the seconds left before its probe while it is open."""
+    text = cell(state)
+    wait = breaker.get("reopensInSeconds") if isinstance(breaker, dict) else None
+    return f"{text} (probe in {wait:g} s)" if isinstance(wait, int | float) else text
+
+
+def downstreams_table(downstreams: list[dict[str, Any]]) -> Table:
+    """Downstreams with a breaker that saw failures or an adaptive limit."""
+    table = Table(title="Downstreams", title_justify="left")
+    for column in ("downstream", "circuit", "failures in a row", "limit", "in flight"):
+        table.add_column(column, justify="right" if column == "in flight" else "left")
+    for row in downstreams:
+        given, held = row.get("breaker"), row.get("limiter")
+        breaker: dict[str, Any] = given if isinstance(given, dict) else {}
+        limiter: dict[str, Any] | None = held if isinstance(held, dict) else None
+        limit = "-"
+        if limiter:
+            limit = f"{limiter.get('limit')} of {limiter.get('ceiling')}"
+            if limiter.get("heldForSeconds"):
+                limit += f", held {limiter['heldForSeconds']:g} s"
+        table.add_row(
+            cell(row.get("downstream")),
+            circuit(breaker.get("state"), breaker),
+            cell(breaker.get("failuresInRow")),
+            escape(limit),
+            cell(row.get("inFlight")),
         )
     return table
 

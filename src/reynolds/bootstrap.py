@@ -34,6 +34,7 @@ from reynolds.adapters.home import prepare_home, writing
 from reynolds.adapters.machine_load import SystemSampler
 from reynolds.adapters.metrics import Metrics
 from reynolds.adapters.private_dirs import is_reynolds_home, make_private, tighten
+from reynolds.adapters.secret_files import SecretFiles
 from reynolds.adapters.store.integrity import StoreMarker
 from reynolds.adapters.store.lock import HomeLock
 from reynolds.adapters.store.ownership import home_server_id
@@ -218,6 +219,7 @@ async def build(settings: Settings, *, hold_lock: bool = True) -> Container:
             shell=ShellRunner(action_user=user),
             python=PythonRunner(settings.python_workers, action_user=user),
             http=HttpRunner(),
+            secrets=SecretFiles(settings.secrets_dir).read,
             sampler=SystemSampler(),
             orphans=ProcessOrphans(),
             new_id=lambda: uuid.uuid4().hex,

@@ -55,3 +55,45 @@ def test_the_deployment_example_sets_up_deploys_in_parallel_and_validates(
     assert result["status"] == "succeeded", result
     groups = result["plan"]["parallelGroups"]
     assert len(groups) == 3 and len(groups[1]) >= 5
+
+
+def test_the_migration_by_agents_stays_planned_without_an_executor(
+    example_server: Server,
+) -> None:
+    done = example_server.run("orchestrate", "examples/tool-migration/agent-task.yaml", "--json")
+    assert done.returncode == 3, output(done)  # planned
+    result = json.loads(done.stdout)
+    assert result["status"] == "planned"
+    assert "needs an executor for the code pool" in result["message"]
+
+
+def test_the_migration_by_agents_runs_each_tool_s_agent_on_its_instruction(
+    tmp_path: Path,
+) -> None:
+    """The seed's example: a migration of 17 tools with no steps; each `migrate` subtask's
+    agent (the pool's executor) is told its part through {instruction} and edits the work
+    folder; `validate` checks them all."""
+    server = make_server(tmp_path)
+    shutil.copytree(
+        ROOT / "examples",
+        server.workdir / "examples",
+        ignore=shutil.ignore_patterns("work", "__pycache__"),
+    )
+    env = {"REYNOLDS_CONFIG_DIR": str(server.workdir / "examples/tool-migration/agent-config")}
+    started = server.run("start", env=env)
+    assert started.returncode == 0, output(started)
+    try:
+        done = server.run(
+            "orchestrate", "examples/tool-migration/agent-task.yaml", "--json", env=env
+        )
+    finally:
+        server.run("stop", env=env)
+    assert done.returncode == 0, output(done)
+    result = json.loads(done.stdout)
+    subtasks = {s["id"]: s for s in result["subtasks"]}
+    assert len(subtasks) == 18 and result["status"] == "succeeded"
+    assert result["plan"]["pattern"] == "migration"
+    assert "agent: migrating CreateIssueTool" in subtasks["migrate:CreateIssueTool"]["output"]
+    assert "validated 17 migrated tool(s), 0 failed" in subtasks["validate"]["output"]
+    migrated = (server.workdir / "examples/tool-migration/work/sdk_tools").glob("*_tool.py")
+    assert len(list(migrated)) == 17

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import AsyncIterator, Callable, Collection
+from collections.abc import AsyncIterator, Callable, Collection, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -61,6 +61,7 @@ class ScriptedShell:
         argv: list[str] | None = None,
         executables: Collection[str] = (),
         limits: ResourceLimits | None = None,
+        secret_env: Mapping[str, str] | None = None,
     ) -> ActionResult:
         sid = ctx.subtask_id
         self.started.append(sid)

@@ -72,16 +72,20 @@ _UNITS_S = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 _RELATIVE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
 
 
-def describe_action(action: object, argv: Sequence[str] | None = None) -> dict[str, Any]:
+def describe_action(
+    action: object, argv: Sequence[str] | None = None, secret_names: Sequence[str] = ()
+) -> dict[str, Any]:
     """The audit columns that say what an action was asked to do: argv (redacted; `argv`
     is the shell action's after substitution), cwd and the names, never the values, of its
-    environment variables. Python kwargs, request bodies and prompts are left out. Each is
-    bounded (ELEMENT_MAX_BYTES, ARGV_MAX_BYTES, ...), what is cut marked as such."""
+    environment variables (its pool's `secret_names` among them). Python kwargs, request
+    bodies and prompts are left out. Each is bounded (ELEMENT_MAX_BYTES, ARGV_MAX_BYTES, ...),
+    what is cut marked as such."""
     if isinstance(action, ShellAction):
+        names = sorted({*action.env, *secret_names})
         return {
             "argv": recorded_argv(action.argv if argv is None else argv),
             "cwd": None if action.cwd is None else _bounded(action.cwd, ELEMENT_MAX_BYTES, _same),
-            "env_names": _recorded_names(sorted(action.env)) if action.env else None,
+            "env_names": _recorded_names(names) if names else None,
         }
     if isinstance(action, PythonAction):
         return {

@@ -13,6 +13,7 @@ from pydantic.alias_generators import to_camel
 
 from reynolds.core import wire_values
 from reynolds.core.downstreams import OverloadRule
+from reynolds.core.environment import env_name_problem
 from reynolds.core.models import Action, ShellAction
 from reynolds.errors import InvalidInput
 
@@ -174,12 +175,44 @@ class PoolSpec(_Config):
     executor: Action | None = None
     scaling: Scaling = Field(default_factory=Scaling)
     limits: Limits = Field(default_factory=Limits)
+    # Credentials its actions get as environment variables: {ENV_NAME: file in secrets/}.
+    secrets: dict[str, str] = Field(default_factory=dict, max_length=64)
     # Per executable name: the exit codes and output patterns that mean "overloaded, slow
     # down" (adaptive concurrency), e.g. {gh: {patterns: ["API rate limit exceeded"]}}.
     overload: dict[str, OverloadConfig] = Field(default_factory=dict)
 
+    @field_validator("secrets")
+    @classmethod
+    def _secrets(cls, secrets: dict[str, str]) -> dict[str, str]:
+        problem = secrets_problem(secrets)
+        if problem is not None:
+            raise ValueError(problem)
+        return secrets
+
     def overload_rules(self) -> dict[str, OverloadRule]:
         return {name: config.rule() for name, config in self.overload.items()}
+
+
+# The server's own secrets: never handed to an action.
+SERVER_SECRET_FILES = frozenset(
+    {"api_token.txt", "api_tokens.txt", "db_password.txt", "llm_api_key.txt", "redis_password.txt"}
+)
+_SECRET_FILE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
+
+
+def secrets_problem(secrets: Mapping[str, str]) -> str | None:
+    """Why a pool's `secrets` mapping is refused, or None."""
+    for variable, name in secrets.items():
+        problem = env_name_problem(variable)
+        if problem is not None:
+            return problem
+        if variable.upper().startswith("REYNOLDS_"):
+            return f"{variable!r}: REYNOLDS_ variables are Reynolds' own"
+        if not _SECRET_FILE.match(name):
+            return f"{name!r} is not a file name in the secrets directory (no / or ..)"
+        if name in SERVER_SECRET_FILES:
+            return f"{name!r} is the server's own secret: it is never given to an action"
+    return None
 
 
 class PoolsFile(_Config):

@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 
 from reynolds.errors import ActionDenied
 
-PLACEHOLDER = re.compile(r"\{(component|taskId|subtaskId|step|taskType|attempt)\}")
+PLACEHOLDER = re.compile(r"\{(component|taskId|subtaskId|step|taskType|attempt|instruction)\}")
 # Linux runs no program with an argument of more than 128 KiB (MAX_ARG_STRLEN, its NUL
 # included); argv and environment share about 2 MiB. A request of 1 MiB that repeats
 # `{component}` could otherwise build tens of megabytes for each running subtask.

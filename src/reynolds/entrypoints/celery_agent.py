@@ -120,6 +120,7 @@ class Agent:
         from reynolds.adapters.actions.http import HttpRunner
         from reynolds.adapters.actions.python_runner import PythonRunner
         from reynolds.adapters.actions.shell import ShellRunner
+        from reynolds.adapters.secret_files import SecretFiles
         from reynolds.bootstrap import action_user, load_pools
 
         # A Celery pool process is daemonic and multiprocessing gives such processes no
@@ -144,7 +145,7 @@ class Agent:
             PythonRunner(settings.python_workers, action_user=user),
             HttpRunner(),
         )
-        self.actions = LocalActions(runners, os.getcwd())
+        self.actions = LocalActions(runners, os.getcwd(), SecretFiles(settings.secrets_dir).read)
         self.orchestrator = Orchestrator(settings.report_url, settings.token(), worker)
 
     def run(self, payload: dict[str, Any]) -> str:

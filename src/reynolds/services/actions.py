@@ -6,7 +6,7 @@ A dispatch to a distributed worker travels as a `Job` and its outcome comes back
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from pydantic import Field
@@ -14,6 +14,7 @@ from pydantic import Field
 from reynolds.core.models import Action, HttpAction, PythonAction, ShellAction, WireModel
 from reynolds.core.pools import PoolSpec, ResourceLimits
 from reynolds.core.wire_values import encodable
+from reynolds.errors import ActionDenied
 from reynolds.services.ports import (
     ActionContext,
     ActionResult,
@@ -54,6 +55,8 @@ class LocalActions:
 
     runners: Runners
     workspace: str
+    # Reads a pool's `secrets` ({ENV_NAME: file}); None: pools may declare none.
+    secrets: Callable[[Mapping[str, str]], dict[str, str]] | None = None
 
     async def run(
         self,
@@ -82,8 +85,18 @@ class LocalActions:
         )
         runners = self.runners
         if isinstance(action, ShellAction):
+            try:
+                secret_env = self._secrets(pool)
+            except ActionDenied as exc:
+                reason = str(exc.details.get("reason", "denied"))
+                return ActionResult(False, reason=reason, error=exc.message)
             return await runners.shell.run(
-                action, ctx, argv=argv, executables=pool.executables, limits=limits
+                action,
+                ctx,
+                argv=argv,
+                executables=pool.executables,
+                limits=limits,
+                secret_env=secret_env,
             )
         if isinstance(action, PythonAction) and runners.python is not None:
             return await runners.python.run(action, ctx, allowed=pool.callables)
@@ -92,6 +105,14 @@ class LocalActions:
         return ActionResult(
             False, reason="not_available", error=f"{action.kind} actions: not available yet"
         )
+
+    def _secrets(self, pool: PoolSpec) -> dict[str, str] | None:
+        """The pool's credentials as environment variables (ActionDenied when unreadable)."""
+        if not pool.secrets:
+            return None
+        if self.secrets is None:
+            raise ActionDenied("this process reads no secrets for agents", reason="denied")
+        return self.secrets(pool.secrets)
 
 
 class Job(WireModel):

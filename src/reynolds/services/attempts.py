@@ -3,6 +3,7 @@ run on this server's runners or dispatched to a distributed worker."""
 
 from __future__ import annotations
 
+from reynolds.core.instructions import instruction
 from reynolds.core.models import ShellAction
 from reynolds.core.pools import PoolSet, resource_limits
 from reynolds.core.substitution import substitute
@@ -38,6 +39,20 @@ class Attempts:
             for key, pool in pools.pools.items()
         }
 
+    @staticmethod
+    def instruction(run: TaskRun, sub: SubState) -> str:
+        """`{instruction}`: the subtask's part of the task, in words an agent can act on."""
+        node, spec = sub.node, run.spec
+        return instruction(
+            task_type=spec.type,
+            description=spec.description,
+            step=node.step,
+            component=node.component,
+            pattern=run.plan.get("pattern"),
+            components=len(spec.components),
+            own=node.description,
+        )
+
     async def run(self, run: TaskRun, sub: SubState, pool: str) -> ActionResult:
         """How the attempt `sub.attempts` of `sub` on `pool` ended."""
         node = sub.node
@@ -62,6 +77,8 @@ class Attempts:
                 "taskType": run.spec.type,
                 "attempt": str(sub.attempts),
             }
+            if any("{instruction}" in element for element in action.argv):
+                values["instruction"] = self.instruction(run, sub)
             try:
                 argv = substitute(action.argv, values, allow_option_values=node.allow_option_values)
             except ActionDenied as exc:

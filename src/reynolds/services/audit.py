@@ -16,15 +16,19 @@ from reynolds.services.ports import Row, Store
 
 
 def record_attempt(
-    store: Store, fields: Row, action: object, argv: Sequence[str] | None = None
+    store: Store,
+    fields: Row,
+    action: object,
+    argv: Sequence[str] | None = None,
+    secret_names: Sequence[str] = (),
 ) -> None:
     """Append one attempt's audit record: `fields`, and what describe_action says of the
     action. Describing a long argv means masking up to 64 KiB of text, milliseconds of CPU
     that would hold every other request: that is done on the store's writer thread."""
     if cheap_to_describe(action, argv):
-        store.add_audit(fields | describe_action(action, argv))
+        store.add_audit(fields | describe_action(action, argv, secret_names))
     else:
-        store.add_audit_later(lambda: fields | describe_action(action, argv))
+        store.add_audit_later(lambda: fields | describe_action(action, argv, secret_names))
 
 
 @dataclass(frozen=True, slots=True)

@@ -189,6 +189,11 @@ class Dispatcher:
         self._wake = None
         self.pump()
 
+    def _secret_names(self, pool: str) -> list[str]:
+        """The credentials (names only) `pool`'s actions are given, for the audit."""
+        spec = self.control.pools.pools.get(pool)
+        return list(spec.secrets) if spec is not None else []
+
     @staticmethod
     def _downstream(sub: SubState) -> str | None:
         if not sub.downstream_known:
@@ -247,7 +252,9 @@ class Dispatcher:
                 self.guards.ended(
                     pool, sub.downstream, Verdict(untold=True), started_at=None, ceiling=1
                 )
-                self.record.audit(run, sub, pool, interrupted, self.clock())
+                self.record.audit(
+                    run, sub, pool, interrupted, self.clock(), self._secret_names(pool)
+                )
             return
         except Exception as exc:  # a runner's bug must not take the scheduler down
             log.exception("action runner failed for %s/%s", run.id, sub.node.id)
@@ -287,7 +294,7 @@ class Dispatcher:
             else ("cancelled" if sub.status is Status.CANCELLED else "failed")
         )
         self.record.attempt(run, sub, pool, attempt_status, result, now)
-        self.record.audit(run, sub, pool, result, now)
+        self.record.audit(run, sub, pool, result, now, self._secret_names(pool))
         self.metrics.subtask_ended(pool, attempt_status, duration)
         if duration is not None and attempt_status != "cancelled" and result.reason != "denied":
             self.control.record_outcome(pool, result.ok, duration)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from reynolds.core.fingerprints import task_fingerprint
@@ -73,6 +73,7 @@ class Engine:
         new_id: IdFactory,
         workspace: str,
         python: PythonActionRunner | None = None,
+        secrets: Callable[[Mapping[str, str]], dict[str, str]] | None = None,
         http: HttpActionRunner | None = None,
         clock: Callable[[], float] = time.time,
         jitter: Callable[[], float] = random.random,
@@ -107,7 +108,7 @@ class Engine:
             default_estimate_s=settings.default_estimate_s,
         )
         self.record = Recorder(store, clock)
-        actions = LocalActions(Runners(shell, python, http), workspace)
+        actions = LocalActions(Runners(shell, python, http), workspace, secrets)
         attempts = Attempts(
             settings=settings,
             pools=pools,

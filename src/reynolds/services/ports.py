@@ -58,6 +58,7 @@ class ShellActionRunner(Protocol):
         argv: list[str] | None = None,
         executables: Collection[str] = (),
         limits: ResourceLimits | None = None,
+        secret_env: Mapping[str, str] | None = None,
     ) -> ActionResult:
         """Run `argv` (the action's, already substituted) within the pool's executables."""
 

@@ -3,7 +3,7 @@ audit records, each leaving the task's write mark on the run."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from reynolds.core.audit import redact_text
@@ -98,7 +98,13 @@ class Recorder:
         )
 
     def audit(
-        self, run: TaskRun, sub: SubState, pool: str, result: ActionResult, now: float
+        self,
+        run: TaskRun,
+        sub: SubState,
+        pool: str,
+        result: ActionResult,
+        now: float,
+        secret_names: Sequence[str] = (),
     ) -> None:
         """One audit record per attempt, small: no output text, argv redacted and bounded."""
         denied = result.reason == "denied"
@@ -119,4 +125,4 @@ class Recorder:
             "duration_s": now - started,
             "output_bytes": result.output_bytes,
         }
-        record_attempt(self.store, fields, sub.node.action, sub.argv)
+        record_attempt(self.store, fields, sub.node.action, sub.argv, secret_names)

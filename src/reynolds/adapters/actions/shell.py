@@ -363,6 +363,7 @@ class ShellRunner:
         argv: list[str] | None = None,
         executables: Collection[str] = (),
         limits: ResourceLimits | None = None,
+        secret_env: Mapping[str, str] | None = None,
     ) -> ActionResult:
         """Run `argv` (the action's, already substituted) within the pool's executables."""
         args = argv if argv is not None else list(action.argv)
@@ -377,7 +378,8 @@ class ShellRunner:
             return ActionResult(
                 ok=False, reason="denied", error=f"cwd {action.cwd!r} is outside the workspace"
             )
-        env = child_environment(self._parent_env, action.env) if action.env else self._base_env
+        given = {**action.env, **secret_env} if secret_env else action.env
+        env = child_environment(self._parent_env, given) if given else self._base_env
         tag = self._tags.begin()
         try:
             # Last, so that a step's own env cannot change them.

@@ -16,8 +16,8 @@ from reynolds.services.runs import SubState, TaskRun
 
 # Detections kept for the loop-prevention resource, newest last.
 RECENT_DETECTIONS = 100
-# A subtask's failures judged: more than any detector needs at the highest confidence a
-# setting may ask for, so memory stays bounded whatever `retries` says.
+# A subtask's failures kept for judging. `retries` allows at most 11 attempts, so the
+# detectors never meet this bound; it keeps memory bounded should that limit ever grow.
 KEPT_FAILURES = 32
 
 

@@ -169,8 +169,9 @@ class Container:
         steps: list[Callable[[], Awaitable[object]]] = [engine.autoscaler.stop, engine.close]
         if engine.distributed is not None:
             steps.append(engine.distributed.aclose)
-        steps += [runner.aclose for runner in (engine.python, engine.http) if runner is not None]
-        steps.append(engine.shell.aclose)
+        runners = engine.runners
+        steps += [runner.aclose for runner in (runners.python, runners.http) if runner is not None]
+        steps.append(runners.shell.aclose)
         if self.analyses is not None:
             steps.append(self.analyses.cache.aclose)
         steps.append(self.event_store.aclose)

@@ -83,9 +83,7 @@ class Engine:
         self.store = store
         self.pools = pools
         self.metrics = metrics
-        self.shell = shell
-        self.python = python
-        self.http = http
+        self.runners = Runners(shell, python, http)
         self.workspace = workspace
         self.clock = clock
         self.distributed = distributed
@@ -108,7 +106,7 @@ class Engine:
             default_estimate_s=settings.default_estimate_s,
         )
         self.record = Recorder(store, clock)
-        actions = LocalActions(Runners(shell, python, http), workspace, secrets)
+        actions = LocalActions(self.runners, workspace, secrets)
         attempts = Attempts(
             settings=settings,
             pools=pools,

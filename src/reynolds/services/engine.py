@@ -35,6 +35,7 @@ from reynolds.services.ports import (
     DistributedExecutor,
     HttpActionRunner,
     IdFactory,
+    McpActionRunner,
     OrphanKiller,
     PythonActionRunner,
     SchedulerMetrics,
@@ -74,6 +75,7 @@ class Engine:
         workspace: str,
         python: PythonActionRunner | None = None,
         http: HttpActionRunner | None = None,
+        mcp: McpActionRunner | None = None,
         clock: Callable[[], float] = time.time,
         jitter: Callable[[], float] = random.random,
         distributed: DistributedExecutor | None = None,
@@ -82,9 +84,8 @@ class Engine:
         self.store = store
         self.pools = pools
         self.metrics = metrics
-        self.shell = shell
-        self.python = python
-        self.http = http
+        # This process's runners, closed by whoever built them.
+        self.runners = Runners(shell, python, http, mcp)
         self.workspace = workspace
         self.clock = clock
         self.distributed = distributed
@@ -107,7 +108,7 @@ class Engine:
             default_estimate_s=settings.default_estimate_s,
         )
         self.record = Recorder(store, clock)
-        actions = LocalActions(Runners(shell, python, http), workspace)
+        actions = LocalActions(self.runners, workspace)
         attempts = Attempts(
             settings=settings,
             pools=pools,

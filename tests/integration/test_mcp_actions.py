@@ -298,3 +298,21 @@ async def test_closing_the_server_stops_the_servers_it_started(tmp_path: Path, r
 
     assert result["status"] == "succeeded", failures(result)
     assert not is_running(structured(by_id(result)["w"])["pid"])
+
+
+async def test_a_call_past_its_timeout_fails_and_the_session_serves_the_next(
+    app: Container,
+) -> None:
+    slow = {"id": "slow", "timeoutSeconds": 0.5, **call("downstream", "overlap", seconds=30)}
+    first = await run_task(
+        app, {"type": "slow", "subtasks": [slow, {"id": "who", **call("downstream", "whoami")}]}
+    )
+    then = await run_task(
+        app, {"type": "then", "subtasks": [{"id": "who", **call("downstream", "whoami")}]}
+    )
+
+    timed_out = by_id(first)["slow"]
+    assert timed_out["status"] == "failed" and timed_out["reason"] == "timeout"
+    assert "within 0.5 s" in timed_out["error"]
+    assert then["status"] == "succeeded", failures(then)
+    assert structured(by_id(then)["who"])["pid"] == structured(by_id(first)["who"])["pid"]

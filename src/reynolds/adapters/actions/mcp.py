@@ -92,6 +92,7 @@ class McpRunner:
         self._links: dict[tuple[str, str], _Link] = {}
         self._limits: dict[tuple[str, str], asyncio.Semaphore] = {}
         self._closing: set[asyncio.Task[None]] = set()
+        self._devnull: TextIO | None = None
 
     async def run(
         self,
@@ -177,9 +178,24 @@ class McpRunner:
                 env=child_environment(os.environ, server.env),
                 cwd=workspace,
             )
-            return lambda: _stdio_session(params, self._errlog or sys.stderr)
+            return lambda: _stdio_session(params, self._errlog or self._stderr())
         assert isinstance(server, McpHttpServer)
         return lambda: _http_session(server.url, self._token(server))
+
+    def _stderr(self) -> TextIO:
+        """Where a stdio server's stderr goes: this process's, when it is a file (a Celery
+        worker's `sys.stderr` is a logging proxy; its original stream is the file), else
+        nowhere."""
+        for stream in (sys.stderr, sys.__stderr__):
+            try:
+                if stream is not None and stream.fileno() >= 0:
+                    return stream
+            except (AttributeError, OSError, ValueError):
+                continue
+        if self._devnull is None:
+            # Kept open for the servers started later (no `with`): aclose closes it.
+            self._devnull = open(os.devnull, "w", encoding="utf-8")  # noqa: SIM115
+        return self._devnull
 
     def _token(self, server: McpHttpServer) -> str | None:
         if server.token_file is None:
@@ -193,6 +209,8 @@ class McpRunner:
     async def aclose(self) -> None:
         links, self._links = list(self._links.values()), {}
         await asyncio.gather(*(link.close() for link in links), *self._closing)
+        if self._devnull is not None:
+            self._devnull.close()
 
 
 @asynccontextmanager

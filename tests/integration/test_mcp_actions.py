@@ -233,12 +233,13 @@ async def test_an_undeclared_server_and_a_tool_outside_its_list_are_denied(
     assert records["inside"]["decision"] == "allowed"
 
 
-async def test_an_error_result_fails_the_attempt_and_is_retried(app: Container) -> None:
+async def test_an_error_result_or_a_protocol_error_fails_the_attempt(app: Container) -> None:
     task = {
         "type": "failing",
         "subtasks": [
             {"id": "bad", "retries": 1, **call("downstream", "refuse", why="the build broke")},
             {"id": "zone", "retries": 1, **call("time", "get_current_time", timezone="Not/AZone")},
+            {"id": "unknown", **call("time", "no_such_tool")},
         ],
     }
 
@@ -252,6 +253,10 @@ async def test_an_error_result_fails_the_attempt_and_is_retried(app: Container) 
     assert subtasks["zone"]["status"] == "failed"
     assert subtasks["zone"]["attempts"] == 1
     assert "Not/AZone" in subtasks["zone"]["error"]
+    # A protocol error: the server answered, so it is not counted against its health.
+    assert subtasks["unknown"]["status"] == "failed"
+    assert "Unknown tool: no_such_tool" in subtasks["unknown"]["error"]
+    assert subtasks["unknown"]["reason"] is None
 
 
 async def test_a_server_killed_mid_task_is_started_again_and_the_task_finishes(

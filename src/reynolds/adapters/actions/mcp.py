@@ -136,13 +136,14 @@ class McpRunner:
                 ok=False, reason="error", error=f"MCP server {action.server!r}: {exc}"
             )
         except MCPError as exc:
-            # The server answered with an error (an unknown tool, bad arguments) and is still
-            # there, unless the error is that the connection closed.
-            if exc.code == CONNECTION_CLOSED:
+            # The server answered with an error (an unknown tool, bad arguments): it is there
+            # and well, as after an error result; unless the error is that the connection closed.
+            gone = exc.code == CONNECTION_CLOSED
+            if gone:
                 self._drop(key, link)
             return ActionResult(
                 ok=False,
-                reason="error",
+                reason="error" if gone else None,
                 error=f"MCP server {action.server!r}: {exc.message} (code {exc.code})",
             )
         except Exception as exc:

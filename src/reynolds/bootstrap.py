@@ -23,6 +23,7 @@ from reynolds.adapters.actions.identity import (
     check_private,
     resolve_action_user,
 )
+from reynolds.adapters.actions.mcp import McpRunner
 from reynolds.adapters.actions.orphans import ProcessOrphans
 from reynolds.adapters.actions.python_runner import PythonRunner
 from reynolds.adapters.actions.shell import ShellRunner, install_child_watcher
@@ -170,7 +171,11 @@ class Container:
         if engine.distributed is not None:
             steps.append(engine.distributed.aclose)
         runners = engine.runners
-        steps += [runner.aclose for runner in (runners.python, runners.http) if runner is not None]
+        steps += [
+            runner.aclose
+            for runner in (runners.python, runners.http, runners.mcp)
+            if runner is not None
+        ]
         steps.append(runners.shell.aclose)
         if self.analyses is not None:
             steps.append(self.analyses.cache.aclose)
@@ -221,6 +226,7 @@ async def build(settings: Settings, *, hold_lock: bool = True) -> Container:
             python=PythonRunner(settings.python_workers, action_user=user),
             http=HttpRunner(),
             secrets=SecretFiles(settings.secrets_dir).read,
+            mcp=McpRunner(secrets_dir=settings.secrets_dir),
             sampler=SystemSampler(),
             orphans=ProcessOrphans(),
             new_id=lambda: uuid.uuid4().hex,

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -22,6 +23,7 @@ from tests.helpers.redis_server import RedisServer
 LEASE_S = 3
 ROOT = Path(__file__).resolve().parents[2]
 # Each subtask prints the pid of the worker process that ran it (its parent).
+MCP_DOWNSTREAM = ROOT / "tests" / "helpers" / "mcp_downstream.py"
 REPORT_PARENT = ["import os, sys, time", "time.sleep(float(sys.argv[1]))", "print(os.getppid())"]
 
 
@@ -124,11 +126,15 @@ def running_cluster(
     """A server on the Celery backend in `root`, with `env` on top of the cluster's own;
     its workers are killed and the server stopped at the end."""
     server = make_server(root)
-    # The shipped pools, with the test callables declared for devops.
+    # The shipped pools, with the test callables and the test MCP server declared for devops.
     config = root / "config"
     config.mkdir()
     pools = (ROOT / "config" / "agents.yaml").read_text()
-    declared = '    callables: ["tests.helpers.callables:*"]'
+    downstream = json.dumps({"command": sys.executable, "args": [str(MCP_DOWNSTREAM)]})
+    declared = (
+        '    callables: ["tests.helpers.callables:*"]\n'
+        f"    mcpServers: {{downstream: {downstream}}}"
+    )
     (config / "agents.yaml").write_text(pools.replace("    callables: []", declared, 1))
     cluster_env = {
         "REYNOLDS_BACKEND": "celery",

@@ -134,6 +134,45 @@ def test_python_actions_run_on_a_worker_within_its_declared_callables(cluster: C
     assert by_id["refused"]["reason"] == "denied"
 
 
+def test_mcp_actions_run_on_a_worker_over_its_own_session(cluster: Cluster) -> None:
+    worker = cluster.start_worker("devops", 2)
+    wait_for(lambda: cluster.slots("devops") == 2, 60)
+    echo = {"kind": "mcp", "server": "downstream", "tool": "echo"}
+    task_id = cluster.submit_task(
+        {
+            "type": "celery-mcp",
+            "components": ["api", "web"],
+            "steps": [
+                {
+                    "name": "echo",
+                    "agent": "devops",
+                    "action": {**echo, "arguments": {"value": "{component}/{taskType}"}},
+                },
+                {
+                    "name": "who",
+                    "agent": "devops",
+                    "action": {"kind": "mcp", "server": "downstream", "tool": "whoami"},
+                },
+                {
+                    "name": "elsewhere",
+                    "agent": "devops",
+                    "action": {"kind": "mcp", "server": "jira", "tool": "search"},
+                },
+            ],
+        }
+    )
+    task = cluster.finished(task_id, 90)
+    steps = {(s["component"], s["step"]): s for s in task["subtasks"]}
+    for component in ("api", "web"):
+        echoed = steps[(component, "echo")]
+        assert echoed["status"] == "succeeded", (echoed["error"], cluster.logs()[-3000:])
+        assert json.loads(echoed["output"].splitlines()[-1]) == {"value": f"{component}/celery-mcp"}
+        assert steps[(component, "elsewhere")]["reason"] == "denied"
+    # The stdio server is a child of a process of the worker, not of the orchestrator.
+    pids = {json.loads(steps[(c, "who")]["output"].splitlines()[-1])["pid"] for c in ("api", "web")}
+    assert pids <= set(descendants(worker.pid))
+
+
 def test_cancelling_a_task_stops_its_action_on_the_worker(cluster: Cluster) -> None:
     worker = cluster.start_worker("devops", 1)
     wait_for(lambda: cluster.slots("devops") == 1, 60)

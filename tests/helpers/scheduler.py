@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import time
 from collections.abc import AsyncIterator, Callable, Collection, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -227,12 +228,19 @@ class _Idle:
         return (0.0, 0.0)
 
 
-async def until(condition: Callable[[], bool], turns: int = 200) -> bool:
-    """Let the event loop run until `condition` holds, at most `turns` turns; whether it held."""
+async def until(condition: Callable[[], bool], turns: int = 200, patience_s: float = 5.0) -> bool:
+    """Let the event loop run until `condition` holds, at most `turns` turns, then (for work
+    that waits on the store's writer thread, slow on a busy machine) at most `patience_s`
+    more seconds; whether it held. A test expecting it not to hold passes `patience_s=0`."""
     for _ in range(turns):
         if condition():
             return True
         await asyncio.sleep(0)
+    deadline = time.monotonic() + patience_s
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        await asyncio.sleep(0.002)
     return condition()
 
 

@@ -103,7 +103,7 @@ def test_the_action_keeps_only_what_its_signature_reads(store: Store) -> None:
         "py": {"kind": "python", "callable": "m:f", "kwargs": {"secret": "s"}},
         "web": {"kind": "http", "method": "POST", "url": "http://h/p", "json": {"big": "body"}},
         "llm": {"kind": "llm", "prompt": "a long prompt", "model": "m1"},
-        "tool": {"kind": "mcp", "server": {"url": "http://h/mcp"}, "tool": "t", "arguments": {}},
+        "tool": {"kind": "mcp", "server": "tracker", "tool": "t", "arguments": {"k": "s"}},
     }
     for at, (sid, action) in enumerate(actions.items()):
         put_subtask(store, "t", sid, action, attempts=1)
@@ -116,7 +116,7 @@ def test_the_action_keeps_only_what_its_signature_reads(store: Store) -> None:
         "py": {"kind": "python", "callable": "m:f"},
         "web": {"kind": "http", "method": "POST", "url": "http://h/p"},
         "llm": {"kind": "llm", "model": "m1"},
-        "tool": {"kind": "mcp", "server": {"url": "http://h/mcp"}, "tool": "t"},
+        "tool": {"kind": "mcp", "server": "tracker", "tool": "t"},
     }
 
 

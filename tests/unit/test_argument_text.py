@@ -29,7 +29,7 @@ HTTP = {
     "json": {"body": {"k": "v"}},
     "headers": {"X-Name": "v"},
 }
-MCP = {"kind": "mcp", "server": {"command": "srv", "args": ["-v"]}, "tool": "t", "arguments": {}}
+MCP = {"kind": "mcp", "server": "srv", "tool": "t", "arguments": {"path": "{component}"}}
 LLM = {"kind": "llm", "prompt": "say hi", "model": "m"}
 
 # One call of each tool with a string in every place its arguments can hold one.

@@ -44,6 +44,7 @@ from reynolds.core.failure_patterns import (
             {"kind": "mcp", "server": {"url": "http://127.0.0.1:9000/mcp"}, "tool": "t"},
             "mcp:127.0.0.1:9000/mcp/t",
         ),
+        ({"kind": "mcp", "server": "git", "tool": "git_log"}, "mcp:git/git_log"),
         ({"kind": "llm", "prompt": "summarise {component}", "model": "small"}, "llm:small"),
         ({"kind": "llm", "prompt": "summarise"}, "llm:default"),
         (None, "none"),

@@ -101,7 +101,9 @@ async def test_work_pinned_to_an_open_pool_waits_for_the_probe_instead_of_failin
             await run_task(s, [step("f1", agent="a"), step("f2", agent="a")]), 5
         )
         pinned = await run_task(s, [step("w", agent="a")])
-        assert not await until(lambda: pinned.subs["w"].status is not Status.READY, turns=50)
+        assert not await until(
+            lambda: pinned.subs["w"].status is not Status.READY, turns=50, patience_s=0
+        )
         s.clock.advance(COOLDOWN_S)
         s.engine.dispatch.pump()  # what the cool-down's timer does
         assert await s.engine.wait(pinned, 5)

@@ -77,7 +77,7 @@ async def test_a_cancelled_retry_waiting_for_its_backoff_does_not_run_again() ->
         assert await until(lambda: "end flaky" in s.shell.log)
 
         result = await s.engine.cancel(run.id)
-        await until(lambda: False, turns=20)
+        await until(lambda: False, turns=20, patience_s=0)
 
     assert result["status"] == "cancelled"
     assert s.shell.started == ["flaky"]

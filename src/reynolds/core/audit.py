@@ -14,7 +14,6 @@ from typing import Any
 from reynolds.core.models import (
     HttpAction,
     McpAction,
-    McpServerCommand,
     PythonAction,
     ShellAction,
 )
@@ -100,12 +99,9 @@ def describe_action(
             "env_names": None,
         }
     if isinstance(action, McpAction):
-        server = action.server
-        target = (
-            [server.command, *server.args] if isinstance(server, McpServerCommand) else [server.url]
-        )
+        # The server's name and the tool; arguments are left out, like python kwargs.
         return {
-            "argv": recorded_argv([*target, action.tool], plain_last=True),
+            "argv": recorded_argv([action.server, action.tool], redact=False),
             "cwd": None,
             "env_names": None,
         }
@@ -122,31 +118,24 @@ def cheap_to_describe(action: object, argv: Sequence[str] | None = None) -> bool
         return chars + sum(map(len, action.env)) <= CHEAP_DESCRIBE_MAX_CHARS
     if isinstance(action, HttpAction):
         return len(action.url) <= CHEAP_DESCRIBE_MAX_CHARS
-    if isinstance(action, McpAction):
-        server = action.server
-        target = [server.command, *server.args] if isinstance(server, McpServerCommand) else []
-        return sum(map(len, target)) <= CHEAP_DESCRIBE_MAX_CHARS
     return True
 
 
-def recorded_argv(
-    argv: Sequence[str], *, redact: bool = True, plain_last: bool = False
-) -> list[str]:
-    """argv as the audit keeps it: each element redacted (unless `redact` is false, or it is
-    the last and `plain_last` is set) in at most ELEMENT_MAX_BYTES, its beginning and
-    `…[cut from N bytes]` when longer (N: its whole length); and the list in at most
-    ARGV_MAX_BYTES, the elements that no longer fit left out and counted by a last element
-    `…[K more elements cut]`. The work is bounded too: what is left out is not read."""
+def recorded_argv(argv: Sequence[str], *, redact: bool = True) -> list[str]:
+    """argv as the audit keeps it: each element redacted (unless `redact` is false) in at most
+    ELEMENT_MAX_BYTES, its beginning and `…[cut from N bytes]` when longer (N: its whole
+    length); and the list in at most ARGV_MAX_BYTES, the elements that no longer fit left out
+    and counted by a last element `…[K more elements cut]`. The work is bounded too: what is
+    left out is not read."""
     short = sum(map(len, argv)) <= ELEMENT_MAX_BYTES
-    if redact and not plain_last and short and "".join(argv).isascii():
+    if redact and short and "".join(argv).isascii():
         # The usual command line, short as a whole: redacted at once, it is only checked.
         redacted = redact_argv(argv)
         if sum(map(len, redacted)) <= ELEMENT_MAX_BYTES:
             return redacted
-    last = len(argv) - 1
 
     def shown(index: int, element: str, room: int) -> str | None:
-        if not redact or (plain_last and index == last):
+        if not redact:
             return _bounded(element, room, _same)
         previous = argv[index - 1] if index else None
         return _bounded(element, room, lambda text: redact_after(previous, text))

@@ -37,11 +37,7 @@ def downstream_of(action: Action | None) -> str | None:
     if isinstance(action, HttpAction):
         return "http:" + _origin(action.url)
     if isinstance(action, McpAction):
-        server = action.server
-        named = getattr(server, "url", None)
-        if isinstance(named, str):
-            return "mcp:" + _origin(named)
-        return "mcp:" + posixpath.basename(getattr(server, "command", "?"))
+        return "mcp:" + action.server
     if isinstance(action, LlmAction):
         return "llm:" + (action.model or "default")
     return None

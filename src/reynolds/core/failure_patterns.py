@@ -54,6 +54,9 @@ def _text(value: Any) -> str:
 
 
 def _mcp_server(server: Any) -> str:
+    if isinstance(server, str):  # a server's name, as the pool declares it
+        return _cut(server, _MCP_SERVER_MAX_CHARS)
+    # Tasks recorded before servers were declared by name carry the command or the URL.
     if not isinstance(server, Mapping):
         return "?"
     if isinstance(server.get("url"), str):

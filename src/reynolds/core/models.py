@@ -28,6 +28,7 @@ from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from reynolds.core import wire_values
 from reynolds.core.environment import env_name_problem
+from reynolds.core.mcp_servers import SERVER_NAME
 
 MAX_COMPONENTS = 10_000
 # The most subtasks one task may expand to: REYNOLDS_MAX_SUBTASKS, given to validation as
@@ -174,20 +175,13 @@ class HttpAction(WireModel):
     headers: dict[str, str] = Field(default_factory=dict)
 
 
-class McpServerCommand(WireModel):
-    command: str = Field(min_length=1)
-    args: list[str] = Field(default_factory=list)
-
-
-class McpServerUrl(WireModel):
-    url: str = Field(pattern=r"^https?://")
-
-
 class McpAction(WireModel):
-    """Call a tool on another MCP server declared for the pool."""
+    """Call `tool` on an MCP server the pool declares (`mcpServers` in agents.yaml), by name.
+
+    `{component}`, `{taskId}`, ... are substituted inside every string of `arguments`."""
 
     kind: Literal["mcp"]
-    server: McpServerCommand | McpServerUrl
+    server: str = Field(pattern=SERVER_NAME)
     tool: str = Field(min_length=1, max_length=200)
     arguments: dict[str, Any] = Field(default_factory=dict)
 

@@ -14,6 +14,7 @@ from pydantic.alias_generators import to_camel
 from reynolds.core import wire_values
 from reynolds.core.downstreams import OverloadRule
 from reynolds.core.environment import env_name_problem
+from reynolds.core.mcp_servers import McpServer, check_server_names
 from reynolds.core.models import Action, ShellAction
 from reynolds.errors import InvalidInput
 
@@ -167,7 +168,8 @@ class PoolSpec(_Config):
     # Empty means any executable on PATH (contract section 2); otherwise names or paths.
     executables: list[str] = Field(default_factory=list)
     callables: list[str] = Field(default_factory=list)
-    mcp_servers: list[dict[str, Any]] = Field(default_factory=list)
+    # By name: the MCP servers `mcp` actions of this pool may call (none by default).
+    mcp_servers: dict[str, McpServer] = Field(default_factory=dict)
     http_hosts: list[str] = Field(default_factory=list)
     # The action kinds this pool may run at all; an empty list denies every action.
     action_kinds: list[ActionKind] = Field(default_factory=lambda: list(ACTION_KINDS))
@@ -188,6 +190,12 @@ class PoolSpec(_Config):
         if problem is not None:
             raise ValueError(problem)
         return secrets
+
+    @field_validator("mcp_servers")
+    @classmethod
+    def _server_names(cls, servers: dict[str, McpServer]) -> dict[str, McpServer]:
+        check_server_names(servers)
+        return servers
 
     def overload_rules(self) -> dict[str, OverloadRule]:
         return {name: config.rule() for name, config in self.overload.items()}

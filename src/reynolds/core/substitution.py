@@ -1,9 +1,11 @@
-"""Placeholders inside argv elements, with the rule that values never become options."""
+"""Placeholders inside argv elements, with the rule that values never become options, and
+inside the strings of an mcp action's arguments."""
 
 from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 from reynolds.errors import ActionDenied
 
@@ -70,3 +72,51 @@ def _check_sizes(argv: Sequence[str], values: Mapping[str, str]) -> None:
             f"at most {MAX_ARGV_BYTES:,} bytes in all",
             reason="too_long",
         )
+
+
+# The most text the strings of one mcp action's arguments may hold after substitution.
+MAX_ARGUMENTS_BYTES = 1024 * 1024
+
+
+def substitute_arguments(arguments: Mapping[str, Any], values: Mapping[str, str]) -> dict[str, Any]:
+    """`arguments` with `{component}`, `{taskId}`, ... replaced inside every string value, at
+    any depth of dicts and lists (keys are left as written). A value may start with `-` here:
+    it is a JSON value, never read as an option. ActionDenied (`too_long`) when the strings
+    would hold more than MAX_ARGUMENTS_BYTES, refused before they are built."""
+    lengths = {name: len(value.encode()) for name, value in values.items()}
+    total = _substituted_size(arguments, lengths)
+    if total > MAX_ARGUMENTS_BYTES:
+        raise ActionDenied(
+            f"the arguments would hold {total:,} bytes of text after substitution; "
+            f"at most {MAX_ARGUMENTS_BYTES:,}",
+            reason="too_long",
+        )
+    replaced = _replaced(dict(arguments), values)
+    assert isinstance(replaced, dict)
+    return replaced
+
+
+def _substituted_size(value: Any, lengths: Mapping[str, int]) -> int:
+    if isinstance(value, str):
+        size = len(value.encode())
+        if "{" in value:
+            for match in PLACEHOLDER.finditer(value):
+                size += lengths.get(match.group(1), len(match.group(0))) - len(match.group(0))
+        return size
+    if isinstance(value, Mapping):
+        return sum(_substituted_size(item, lengths) for item in value.values())
+    if isinstance(value, list | tuple):
+        return sum(_substituted_size(item, lengths) for item in value)
+    return 0
+
+
+def _replaced(value: Any, values: Mapping[str, str]) -> Any:
+    if isinstance(value, str):
+        if "{" not in value:
+            return value
+        return PLACEHOLDER.sub(lambda m: values.get(m.group(1), m.group(0)), value)
+    if isinstance(value, Mapping):
+        return {key: _replaced(item, values) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_replaced(item, values) for item in value]
+    return value

@@ -118,6 +118,7 @@ class Agent:
 
     def __init__(self, settings: Settings, pool_key: str, worker: str) -> None:
         from reynolds.adapters.actions.http import HttpRunner
+        from reynolds.adapters.actions.mcp import McpRunner
         from reynolds.adapters.actions.python_runner import PythonRunner
         from reynolds.adapters.actions.shell import ShellRunner
         from reynolds.adapters.secret_files import SecretFiles
@@ -144,6 +145,7 @@ class Agent:
             ShellRunner(action_user=user),
             PythonRunner(settings.python_workers, action_user=user),
             HttpRunner(),
+            McpRunner(secrets_dir=settings.secrets_dir),
         )
         self.actions = LocalActions(runners, os.getcwd(), SecretFiles(settings.secrets_dir).read)
         self.orchestrator = Orchestrator(settings.report_url, settings.token(), worker)
@@ -189,6 +191,8 @@ class Agent:
             timeout_s=job.timeout_s,
             output_cap_bytes=job.output_cap_bytes,
             argv=job.argv,
+            arguments=job.arguments,
+            pool_key=self.pool_key,
             limits=self.limits,
         )
 

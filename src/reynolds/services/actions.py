@@ -8,10 +8,19 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from pydantic import Field
 
-from reynolds.core.models import Action, HttpAction, PythonAction, ShellAction, WireModel
+from reynolds.core.mcp_servers import refusal
+from reynolds.core.models import (
+    Action,
+    HttpAction,
+    McpAction,
+    PythonAction,
+    ShellAction,
+    WireModel,
+)
 from reynolds.core.pools import PoolSpec, ResourceLimits
 from reynolds.core.wire_values import encodable
 from reynolds.errors import ActionDenied
@@ -19,6 +28,7 @@ from reynolds.services.ports import (
     ActionContext,
     ActionResult,
     HttpActionRunner,
+    McpActionRunner,
     PythonActionRunner,
     ShellActionRunner,
 )
@@ -26,25 +36,31 @@ from reynolds.services.ports import (
 
 @dataclass(frozen=True, slots=True)
 class Runners:
-    """The runners of one process; `python` and `http` may be absent."""
+    """The runners of one process; `python`, `http` and `mcp` may be absent."""
 
     shell: ShellActionRunner
     python: PythonActionRunner | None = None
     http: HttpActionRunner | None = None
+    mcp: McpActionRunner | None = None
 
     async def aclose(self) -> None:
-        for runner in (self.python, self.http):
+        for runner in (self.python, self.http, self.mcp):
             if runner is not None:
                 await runner.aclose()
 
 
 def denied(action: Action | None, pool: PoolSpec, pool_key: str) -> ActionResult | None:
-    """The result of an action `pool` does not permit (its kind), or None when it may run."""
+    """The result of an action `pool` does not permit (its kind; for mcp, a server it does not
+    declare or a tool outside that server's list), or None when it may run."""
     if action is None or action.kind not in pool.action_kinds:
         kind = getattr(action, "kind", "none")
         return ActionResult(
             False, reason="denied", error=f"{kind} actions are not permitted in the {pool_key} pool"
         )
+    if isinstance(action, McpAction):
+        why = refusal(pool.mcp_servers, action.server, action.tool, pool_key)
+        if why is not None:
+            return ActionResult(False, reason="denied", error=why)
     return None
 
 
@@ -69,11 +85,14 @@ class LocalActions:
         timeout_s: float,
         output_cap_bytes: int,
         argv: list[str] | None = None,
+        arguments: dict[str, Any] | None = None,
+        pool_key: str,
         limits: ResourceLimits | None = None,
         on_spawn: Callable[[int, int | None], None] | None = None,
     ) -> ActionResult:
-        """Run `action` (a shell action's `argv` already substituted) under `pool`'s rules
-        for executables, callables and hosts; its kind was checked with `denied`."""
+        """Run `action` (a shell action's `argv`, an mcp action's `arguments`, already
+        substituted) under `pool`'s rules for executables, callables, hosts and servers; it
+        was checked with `denied`."""
         ctx = ActionContext(
             task_id=task_id,
             subtask_id=subtask_id,
@@ -102,6 +121,17 @@ class LocalActions:
             return await runners.python.run(action, ctx, allowed=pool.callables)
         if isinstance(action, HttpAction) and runners.http is not None:
             return await runners.http.run(action, ctx, allowed_hosts=pool.http_hosts)
+        if isinstance(action, McpAction) and runners.mcp is not None:
+            server = pool.mcp_servers.get(action.server)
+            if server is None:  # `denied` refuses it first; kept for a caller that did not ask
+                return ActionResult(False, reason="denied", error="MCP server not declared")
+            return await runners.mcp.run(
+                action,
+                ctx,
+                pool=pool_key,
+                server=server,
+                arguments=action.arguments if arguments is None else arguments,
+            )
         return ActionResult(
             False, reason="not_available", error=f"{action.kind} actions: not available yet"
         )
@@ -129,6 +159,8 @@ class Job(WireModel):
     pool: str = Field(min_length=1, max_length=100)
     action: Action
     argv: list[str] | None = None
+    # An mcp action's arguments after substitution.
+    arguments: dict[str, Any] | None = None
     timeout_s: float = Field(gt=0, alias="timeoutSeconds")
     output_cap_bytes: int = Field(ge=1)
     lease_s: float = Field(gt=0, alias="leaseSeconds")

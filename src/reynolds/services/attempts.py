@@ -3,10 +3,12 @@ run on this server's runners or dispatched to a distributed worker."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from reynolds.core.instructions import instruction
-from reynolds.core.models import ShellAction
+from reynolds.core.models import McpAction, ShellAction
 from reynolds.core.pools import PoolSet, resource_limits
-from reynolds.core.substitution import substitute
+from reynolds.core.substitution import substitute, substitute_arguments
 from reynolds.errors import ActionDenied
 from reynolds.services.actions import Job, LocalActions, denied
 from reynolds.services.ports import ActionResult, DistributedExecutor
@@ -67,23 +69,28 @@ class Attempts:
             if run.strategy.approach == "parallel_urgent"
             else self.settings.default_timeout_s
         )
-        argv = None
-        if isinstance(action, ShellAction):
-            values = {
-                "component": node.component or "",
-                "taskId": run.id,
-                "subtaskId": node.id,
-                "step": node.step or "",
-                "taskType": run.spec.type,
-                "attempt": str(sub.attempts),
-            }
-            if any("{instruction}" in element for element in action.argv):
-                values["instruction"] = self.instruction(run, sub)
-            try:
+        argv: list[str] | None = None
+        arguments: dict[str, Any] | None = None
+        values = {
+            "component": node.component or "",
+            "taskId": run.id,
+            "subtaskId": node.id,
+            "step": node.step or "",
+            "taskType": run.spec.type,
+            "attempt": str(sub.attempts),
+        }
+        if isinstance(action, McpAction) or (
+            isinstance(action, ShellAction) and any("{instruction}" in a for a in action.argv)
+        ):
+            values["instruction"] = self.instruction(run, sub)
+        try:
+            if isinstance(action, ShellAction):
                 argv = substitute(action.argv, values, allow_option_values=node.allow_option_values)
-            except ActionDenied as exc:
-                return ActionResult(False, reason="denied", error=exc.message)
-            sub.argv = argv
+                sub.argv = argv
+            elif isinstance(action, McpAction):
+                arguments = substitute_arguments(action.arguments, values)
+        except ActionDenied as exc:
+            return ActionResult(False, reason="denied", error=exc.message)
         if self.distributed is not None:
             job = Job(
                 dispatch_id="-",
@@ -94,6 +101,7 @@ class Attempts:
                 pool=pool,
                 action=action,
                 argv=argv,
+                arguments=arguments,
                 timeout_s=timeout_s,
                 output_cap_bytes=self.settings.output_cap_bytes,
                 lease_s=self.distributed.lease_s,
@@ -112,6 +120,8 @@ class Attempts:
             timeout_s=timeout_s,
             output_cap_bytes=self.settings.output_cap_bytes,
             argv=argv,
+            arguments=arguments,
+            pool_key=pool,
             limits=self.limits[pool],
             on_spawn=lambda pid, start: self.recorder.running(run, sub, pid, start),
         )

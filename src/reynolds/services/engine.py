@@ -35,6 +35,7 @@ from reynolds.services.ports import (
     DistributedExecutor,
     HttpActionRunner,
     IdFactory,
+    McpActionRunner,
     OrphanKiller,
     PythonActionRunner,
     SchedulerMetrics,
@@ -75,6 +76,7 @@ class Engine:
         python: PythonActionRunner | None = None,
         secrets: Callable[[Mapping[str, str]], dict[str, str]] | None = None,
         http: HttpActionRunner | None = None,
+        mcp: McpActionRunner | None = None,
         clock: Callable[[], float] = time.time,
         jitter: Callable[[], float] = random.random,
         distributed: DistributedExecutor | None = None,
@@ -83,7 +85,7 @@ class Engine:
         self.store = store
         self.pools = pools
         self.metrics = metrics
-        self.runners = Runners(shell, python, http)
+        self.runners = Runners(shell, python, http, mcp)
         self.workspace = workspace
         self.clock = clock
         self.distributed = distributed

@@ -7,7 +7,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
-    from reynolds.core.models import HttpAction, PythonAction, ShellAction
+    from reynolds.core.mcp_servers import McpServer
+    from reynolds.core.models import HttpAction, McpAction, PythonAction, ShellAction
     from reynolds.core.pools import ResourceLimits
 
 Row = dict[str, Any]
@@ -83,6 +84,25 @@ class HttpActionRunner(Protocol):
     ) -> ActionResult: ...
 
     async def aclose(self) -> None: ...
+
+
+class McpActionRunner(Protocol):
+    """Runs `mcp` actions: one tool call on a server the pool declares, over a session kept
+    open per (pool, server) and opened again once the server has gone away."""
+
+    async def run(
+        self,
+        action: McpAction,
+        ctx: ActionContext,
+        *,
+        pool: str,
+        server: McpServer,
+        arguments: dict[str, Any],
+    ) -> ActionResult:
+        """Call `action.tool` with `arguments` (the action's, already substituted)."""
+
+    async def aclose(self) -> None:
+        """Close every session, and stop the servers it started."""
 
 
 class OrphanKiller(Protocol):

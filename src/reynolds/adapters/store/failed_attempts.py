@@ -19,7 +19,8 @@ from reynolds.adapters.store.schema import attempts, subtasks, tasks
 from reynolds.services.ports import Row
 
 OUTPUT_TAIL_CHARS = 2000
-# The action's fields a signature reads; `argv` and `server` are JSON, the rest strings.
+# The action's fields a signature reads; `argv` and `server` are JSON (`server` a name, or the
+# command or URL an older task gave), the rest strings.
 ACTION_FIELDS = ("kind", "argv", "callable", "method", "url", "server", "tool", "model")
 _JSON_FIELDS = frozenset({"argv", "server"})
 

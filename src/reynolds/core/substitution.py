@@ -70,3 +70,9 @@ def _check_sizes(argv: Sequence[str], values: Mapping[str, str]) -> None:
             f"at most {MAX_ARGV_BYTES:,} bytes in all",
             reason="too_long",
         )
+
+
+def fill(text: str, values: Mapping[str, str]) -> str:
+    """Replace `{component}`, `{taskId}`, ... in a prompt, in one pass: a prompt is text, never
+    an argv, so no option rule applies; unknown braces are left as written."""
+    return PLACEHOLDER.sub(lambda m: values.get(m.group(1), m.group(0)), text)

@@ -120,7 +120,7 @@ class Agent:
         from reynolds.adapters.actions.http import HttpRunner
         from reynolds.adapters.actions.python_runner import PythonRunner
         from reynolds.adapters.actions.shell import ShellRunner
-        from reynolds.bootstrap import action_user, load_pools
+        from reynolds.bootstrap import action_user, llm_runner, load_pools
 
         # A Celery pool process is daemonic and multiprocessing gives such processes no
         # children; python actions need theirs (daemonic, so they end with this process).
@@ -143,6 +143,7 @@ class Agent:
             ShellRunner(action_user=user),
             PythonRunner(settings.python_workers, action_user=user),
             HttpRunner(),
+            llm_runner(settings),
         )
         self.actions = LocalActions(runners, os.getcwd())
         self.orchestrator = Orchestrator(settings.report_url, settings.token(), worker)

@@ -11,13 +11,21 @@ from dataclasses import dataclass
 
 from pydantic import Field
 
-from reynolds.core.models import Action, HttpAction, PythonAction, ShellAction, WireModel
+from reynolds.core.models import (
+    Action,
+    HttpAction,
+    LlmAction,
+    PythonAction,
+    ShellAction,
+    WireModel,
+)
 from reynolds.core.pools import PoolSpec, ResourceLimits
 from reynolds.core.wire_values import encodable
 from reynolds.services.ports import (
     ActionContext,
     ActionResult,
     HttpActionRunner,
+    LlmActionRunner,
     PythonActionRunner,
     ShellActionRunner,
 )
@@ -25,14 +33,15 @@ from reynolds.services.ports import (
 
 @dataclass(frozen=True, slots=True)
 class Runners:
-    """The runners of one process; `python` and `http` may be absent."""
+    """The runners of one process; all but `shell` may be absent."""
 
     shell: ShellActionRunner
     python: PythonActionRunner | None = None
     http: HttpActionRunner | None = None
+    llm: LlmActionRunner | None = None
 
     async def aclose(self) -> None:
-        for runner in (self.python, self.http):
+        for runner in (self.python, self.http, self.llm):
             if runner is not None:
                 await runner.aclose()
 
@@ -89,6 +98,8 @@ class LocalActions:
             return await runners.python.run(action, ctx, allowed=pool.callables)
         if isinstance(action, HttpAction) and runners.http is not None:
             return await runners.http.run(action, ctx, allowed_hosts=pool.http_hosts)
+        if isinstance(action, LlmAction) and runners.llm is not None:
+            return await runners.llm.run(action, ctx)
         return ActionResult(
             False, reason="not_available", error=f"{action.kind} actions: not available yet"
         )
@@ -128,6 +139,9 @@ class JobResult(WireModel):
     output_bytes: int = Field(0, ge=0)
     truncated: bool = False
     retry_after_s: float | None = Field(None, ge=0, le=3600)
+    prompt_tokens: int | None = Field(None, ge=0)
+    completion_tokens: int | None = Field(None, ge=0)
+    cost: float | None = Field(None, ge=0)
 
     @classmethod
     def of(cls, result: ActionResult) -> JobResult:
@@ -146,6 +160,9 @@ class JobResult(WireModel):
             or len(output) > WIRE_TEXT_CHARS
             or len(error) > WIRE_TEXT_CHARS,
             retry_after_s=result.retry_after_s,
+            prompt_tokens=result.prompt_tokens,
+            completion_tokens=result.completion_tokens,
+            cost=result.cost,
         )
 
     def to_result(self) -> ActionResult:
@@ -158,4 +175,7 @@ class JobResult(WireModel):
             output_bytes=self.output_bytes,
             truncated=self.truncated,
             retry_after_s=self.retry_after_s,
+            prompt_tokens=self.prompt_tokens,
+            completion_tokens=self.completion_tokens,
+            cost=self.cost,
         )

@@ -3,15 +3,18 @@ run on this server's runners or dispatched to a distributed worker."""
 
 from __future__ import annotations
 
-from reynolds.core.models import ShellAction
+from reynolds.core.models import LlmAction, ShellAction
 from reynolds.core.pools import PoolSet, resource_limits
-from reynolds.core.substitution import substitute
+from reynolds.core.substitution import fill, substitute
 from reynolds.errors import ActionDenied
 from reynolds.services.actions import Job, LocalActions, denied
 from reynolds.services.ports import ActionResult, DistributedExecutor
 from reynolds.services.recording import Recorder
 from reynolds.services.runs import SubState, TaskRun
 from reynolds.settings import Settings
+
+# A prompt of 200,000 characters could grow 45-fold with long component names.
+MAX_PROMPT_CHARS = 1_000_000
 
 
 class Attempts:
@@ -53,15 +56,24 @@ class Attempts:
             else self.settings.default_timeout_s
         )
         argv = None
+        values = {
+            "component": node.component or "",
+            "taskId": run.id,
+            "subtaskId": node.id,
+            "step": node.step or "",
+            "taskType": run.spec.type,
+            "attempt": str(sub.attempts),
+        }
+        if isinstance(action, LlmAction):
+            action = _filled(action, values)
+            if len(action.prompt) + len(action.system or "") > MAX_PROMPT_CHARS:
+                return ActionResult(
+                    False,
+                    reason="denied",
+                    error=f"the prompt would be longer than {MAX_PROMPT_CHARS:,} characters "
+                    "after substitution",
+                )
         if isinstance(action, ShellAction):
-            values = {
-                "component": node.component or "",
-                "taskId": run.id,
-                "subtaskId": node.id,
-                "step": node.step or "",
-                "taskType": run.spec.type,
-                "attempt": str(sub.attempts),
-            }
             try:
                 argv = substitute(action.argv, values, allow_option_values=node.allow_option_values)
             except ActionDenied as exc:
@@ -98,3 +110,9 @@ class Attempts:
             limits=self.limits[pool],
             on_spawn=lambda pid, start: self.recorder.running(run, sub, pid, start),
         )
+
+
+def _filled(action: LlmAction, values: dict[str, str]) -> LlmAction:
+    """The action with its prompt and system text substituted."""
+    system = fill(action.system, values) if action.system is not None else None
+    return action.model_copy(update={"prompt": fill(action.prompt, values), "system": system})

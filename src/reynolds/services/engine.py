@@ -35,6 +35,7 @@ from reynolds.services.ports import (
     DistributedExecutor,
     HttpActionRunner,
     IdFactory,
+    LlmActionRunner,
     OrphanKiller,
     PythonActionRunner,
     SchedulerMetrics,
@@ -56,6 +57,15 @@ RESUBMISSIONS_SEEN = 500
 __all__ = ["Engine", "Prepared"]
 
 
+def _planner(settings: Settings, store: Store, pools: PoolSet, control: PoolControl) -> Planner:
+    return Planner(
+        store=store,
+        pools=pools,
+        control=control,
+        default_estimate_s=settings.default_estimate_s,
+    )
+
+
 class Engine:
     """Runs tasks on the pools (local slots or distributed workers). One per process, on one
     event loop."""
@@ -74,6 +84,7 @@ class Engine:
         workspace: str,
         python: PythonActionRunner | None = None,
         http: HttpActionRunner | None = None,
+        llm: LlmActionRunner | None = None,
         clock: Callable[[], float] = time.time,
         jitter: Callable[[], float] = random.random,
         distributed: DistributedExecutor | None = None,
@@ -85,6 +96,7 @@ class Engine:
         self.shell = shell
         self.python = python
         self.http = http
+        self.llm = llm
         self.workspace = workspace
         self.clock = clock
         self.distributed = distributed
@@ -100,14 +112,9 @@ class Engine:
             clock=clock,
             runs=self.runs,
         )
-        self.planner = Planner(
-            store=store,
-            pools=pools,
-            control=self.control,
-            default_estimate_s=settings.default_estimate_s,
-        )
+        self.planner = _planner(settings, store, pools, self.control)
         self.record = Recorder(store, clock)
-        actions = LocalActions(Runners(shell, python, http), workspace)
+        actions = LocalActions(Runners(shell, python, http, llm), workspace)
         attempts = Attempts(
             settings=settings,
             pools=pools,

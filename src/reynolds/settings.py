@@ -63,6 +63,12 @@ class Settings(BaseSettings):
     llm_base_url: str | None = Field(None, pattern=r"^https?://")
     llm_model: str | None = None
     llm_api_key: SecretStr | None = None
+    # The LLM planner's answer is cut at this many tokens, and waited for this long.
+    llm_plan_max_tokens: int = Field(1024, ge=64, le=100_000)
+    llm_plan_timeout_s: float = Field(120.0, gt=0, le=3600)
+    # How the planner asks for its JSON schema: OpenAI's `json_schema` response format, or
+    # `{"type": "json_object", "schema": ...}` as llama-cpp-python's server takes it.
+    llm_schema_format: Literal["json_schema", "json_object"] = "json_schema"
 
     # Execution defaults (a step's own values win).
     default_timeout_s: float = Field(1800.0, gt=0)

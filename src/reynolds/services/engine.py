@@ -57,12 +57,22 @@ RESUBMISSIONS_SEEN = 500
 __all__ = ["Engine", "Prepared"]
 
 
-def _planner(settings: Settings, store: Store, pools: PoolSet, control: PoolControl) -> Planner:
+def _planner(
+    settings: Settings,
+    store: Store,
+    pools: PoolSet,
+    control: PoolControl,
+    llm: LlmActionRunner | None,
+) -> Planner:
     return Planner(
         store=store,
         pools=pools,
         control=control,
         default_estimate_s=settings.default_estimate_s,
+        llm=llm,
+        llm_plan_max_tokens=settings.llm_plan_max_tokens,
+        llm_plan_timeout_s=settings.llm_plan_timeout_s,
+        llm_schema_format=settings.llm_schema_format,
     )
 
 
@@ -112,7 +122,7 @@ class Engine:
             clock=clock,
             runs=self.runs,
         )
-        self.planner = _planner(settings, store, pools, self.control)
+        self.planner = _planner(settings, store, pools, self.control, llm)
         self.record = Recorder(store, clock)
         actions = LocalActions(Runners(shell, python, http, llm), workspace)
         attempts = Attempts(

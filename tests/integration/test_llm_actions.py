@@ -3,13 +3,15 @@ scripted endpoint on a real socket (timeouts, 503s and their retries)."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
 from tests.helpers.llm_server import LlmServer
 from tests.helpers.llm_stub import Answer, LlmStub, serve_stub
-from tests.helpers.scheduler import Scheduler, by_id, scheduler
+from tests.helpers.polling import eventually
+from tests.helpers.scheduler import FakeClock, Scheduler, by_id, scheduler
 
 from reynolds.adapters.actions.llm import LlmRunner
 from reynolds.adapters.store.memory import MemoryStore
@@ -70,6 +72,12 @@ async def test_an_llm_action_answers_from_the_local_model_with_its_tokens_counte
     assert row["cost"] == pytest.approx(
         (row["prompt_tokens"] * 1.0 + row["completion_tokens"] * 2.0) / 1_000_000
     )
+    assert result["subtasks"][0]["usage"] == {
+        "promptTokens": row["prompt_tokens"],
+        "completionTokens": row["completion_tokens"],
+        "cost": row["cost"],
+        "calls": 1,
+    }
     tokens = result["metrics"]["tokens"]
     assert tokens["prompt"] == row["prompt_tokens"]
     assert tokens["completion"] == row["completion_tokens"]
@@ -165,3 +173,34 @@ async def test_without_an_endpoint_an_llm_action_fails_saying_what_to_set() -> N
     assert sub["status"] == "failed"
     assert sub["attempts"] == 1
     assert "REYNOLDS_LLM_BASE_URL" in sub["error"]
+
+
+async def test_a_resumed_task_keeps_the_tokens_its_stopped_server_spent(stub: LlmStub) -> None:
+    clock = FakeClock()
+    store = MemoryStore(batch_interval_s=0.0, clock=clock)
+    shell = {"kind": "shell", "argv": ["echo", "wait"]}
+    subtasks = [llm("hello"), {"id": "wait", "action": shell}, llm("more", "more", "ask", "wait")]
+    task = {"type": "ask", "budget": {"tokens": 5}, "subtasks": subtasks}  # a call is 5 tokens
+    runner = LlmRunner(base_url=stub.base_url, model="stub")
+    try:
+        async with scheduler(store=store, clock=clock, llm=runner) as first:
+            first.shell.gates["wait"] = asyncio.Event()
+            run = await first.submit(task)
+            assert await eventually(lambda: run.subs["ask"].status == "succeeded")
+        # Stopped with `wait` running; `ask` had spent the whole budget.
+        async with scheduler(store=store, clock=clock, llm=runner) as second:
+            assert await second.engine.resume() == [run.id]
+            resumed = second.engine.find(run.id)
+            assert resumed is not None and await second.engine.wait(resumed, 10)
+            result = await second.engine.result(run.id)
+    finally:
+        store.close()
+        await runner.aclose()
+
+    subs = by_id(result)
+    assert result["status"] == "failed"
+    assert result["metrics"]["budget"]["exceeded"] == "tokens"
+    assert result["metrics"]["tokens"]["total"] == 5
+    assert second.shell.started == []
+    assert subs["more"]["status"] == "skipped"
+    assert len(stub.requests) == 1

@@ -41,3 +41,11 @@ def test_tokens_and_cost_come_back_from_a_worker() -> None:
 
     assert (back.prompt_tokens, back.completion_tokens, back.cost) == (7, 2, 0.5)
     assert back.tokens == 9
+
+
+def test_a_resumed_task_adds_up_what_its_subtasks_kept() -> None:
+    kept = [{"usage": Usage().add(10, 5, 0.25).detail()}, None, {"failureClass": "timeout"}]
+
+    usage = Usage.from_details([*kept, {"usage": Usage().add(1, 1, None).detail()}])
+
+    assert usage == Usage(calls=2, prompt_tokens=11, completion_tokens=6, cost=0.25)

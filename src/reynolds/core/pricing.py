@@ -8,7 +8,7 @@ A model without a price costs nothing as far as budgets go; its tokens still cou
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -80,3 +80,28 @@ class Usage:
             },
             "cost": round(self.cost, 6),
         }
+
+    def detail(self) -> dict[str, Any]:
+        """As a subtask's stored detail keeps it (read back by `from_details` on resume)."""
+        return {
+            "promptTokens": self.prompt_tokens,
+            "completionTokens": self.completion_tokens,
+            "cost": self.cost,
+            "calls": self.calls,
+        }
+
+    @classmethod
+    def from_details(cls, details: Iterable[Any]) -> Usage:
+        """The sum of the `usage` kept in subtasks' details (what a stopped server had spent)."""
+        total = cls()
+        for detail in details:
+            usage = detail.get("usage") if isinstance(detail, dict) else None
+            if not isinstance(usage, dict):
+                continue
+            total = Usage(
+                total.calls + int(usage.get("calls") or 0),
+                total.prompt_tokens + int(usage.get("promptTokens") or 0),
+                total.completion_tokens + int(usage.get("completionTokens") or 0),
+                total.cost + float(usage.get("cost") or 0.0),
+            )
+        return total

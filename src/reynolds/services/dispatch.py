@@ -14,6 +14,7 @@ from reynolds.core.downstreams import downstream_of, overload
 from reynolds.core.failures import classify, retryable
 from reynolds.core.loops import LoopVerdict
 from reynolds.core.models import FINISHED, Status
+from reynolds.core.pricing import Usage
 from reynolds.core.reporting import run_metrics
 from reynolds.core.retry import RetryDecision, decide_retry
 from reynolds.core.routing import RoutingDecision
@@ -269,7 +270,7 @@ class Dispatcher:
         sub.error = encodable(result.error)
         sub.reason = result.reason
         sub.handle = None
-        self._spend(run, result)
+        self._spend(run, sub, result)
         failure_class, verdict = self._judge(run, sub, pool, result)
         self.guards.ended(
             pool, sub.downstream, verdict, started_at=sub.started_at, ceiling=run.limit
@@ -312,12 +313,16 @@ class Dispatcher:
             self._stop_retries(run, run.storm, now)
 
     @staticmethod
-    def _spend(run: TaskRun, result: ActionResult) -> None:
-        """Book the tokens and cost of an llm attempt on the task and on its budget, which
-        stops further work once they are spent."""
+    def _spend(run: TaskRun, sub: SubState, result: ActionResult) -> None:
+        """Book the tokens and cost of an llm attempt on the subtask (its stored detail, which
+        a resumed task adds up again), the task and its budget, which stops further work once
+        they are spent."""
         if result.prompt_tokens is None and result.completion_tokens is None:
             return
-        run.usage = run.usage.add(result.prompt_tokens, result.completion_tokens, result.cost)
+        tokens = (result.prompt_tokens, result.completion_tokens, result.cost)
+        own = Usage.from_details([sub.detail]).add(*tokens)
+        sub.detail = {**(sub.detail or {}), "usage": own.detail()}
+        run.usage = run.usage.add(*tokens)
         if run.ledger is not None:
             run.ledger = run.ledger.settle(result.tokens, result.cost or 0.0)
 

@@ -237,6 +237,7 @@ class TaskRun:
                 finished_at=row.get("finished_at"),
                 detail=row.get("detail"),
             )
+        run.usage = Usage.from_details(sub.detail for sub in run.subs.values())
         return run
 
     @property

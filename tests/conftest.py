@@ -13,6 +13,9 @@ import pytest
 from tests.helpers.redis_keys import delete_redis_keys
 from tests.helpers.redis_server import RedisServer
 
+# The `llm_server` fixture: the local model server the llm tests run against.
+pytest_plugins = ["tests.helpers.llm_server"]
+
 # Redis tests use their own database number and touch only keys under their own prefix.
 REDIS_URL = os.environ.get("REYNOLDS_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 

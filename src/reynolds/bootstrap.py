@@ -23,6 +23,7 @@ from reynolds.adapters.actions.identity import (
     check_private,
     resolve_action_user,
 )
+from reynolds.adapters.actions.llm import LlmRunner
 from reynolds.adapters.actions.mcp import McpRunner
 from reynolds.adapters.actions.orphans import ProcessOrphans
 from reynolds.adapters.actions.python_runner import PythonRunner
@@ -41,6 +42,7 @@ from reynolds.adapters.store.lock import HomeLock
 from reynolds.adapters.store.ownership import home_server_id
 from reynolds.adapters.store.sql import SqlStore
 from reynolds.core.pools import PoolSet, resource_limits
+from reynolds.core.pricing import Price, prices_from
 from reynolds.errors import InvalidInput, ReynoldsError
 from reynolds.services.analysis import CachedAnalysis, HistoryVersion
 from reynolds.services.engine import Engine
@@ -68,6 +70,28 @@ def load_pools(settings: Settings) -> PoolSet:
     except (yaml.YAMLError, ValueError) as exc:  # ValueError: a number too long to read
         raise InvalidInput(f"{path}: not valid YAML: {exc}") from exc
     return PoolSet.from_mapping(data, source=str(path))
+
+
+def load_prices(settings: Settings) -> dict[str, Price]:
+    """The llm prices in `config/llm.yaml`, none when it does not exist."""
+    path = settings.llm_file
+    try:
+        data: Any = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return {}
+    except (OSError, UnicodeDecodeError, yaml.YAMLError, ValueError) as exc:
+        raise InvalidInput(f"cannot read the llm configuration {path}: {exc}") from exc
+    return prices_from(data, str(path))
+
+
+def llm_runner(settings: Settings) -> LlmRunner:
+    """The runner of llm actions (and the LLM planner's client) on the configured endpoint."""
+    return LlmRunner(
+        base_url=settings.llm_base_url,
+        model=settings.llm_model,
+        api_key=settings.llm_key(),
+        prices=load_prices(settings),
+    )
 
 
 def action_user(settings: Settings, pools: PoolSet) -> ActionUser | None:
@@ -173,7 +197,7 @@ class Container:
         runners = engine.runners
         steps += [
             runner.aclose
-            for runner in (runners.python, runners.http, runners.mcp)
+            for runner in (runners.python, runners.http, runners.mcp, runners.llm)
             if runner is not None
         ]
         steps.append(runners.shell.aclose)
@@ -227,6 +251,7 @@ async def build(settings: Settings, *, hold_lock: bool = True) -> Container:
             http=HttpRunner(),
             secrets=SecretFiles(settings.secrets_dir).read,
             mcp=McpRunner(secrets_dir=settings.secrets_dir),
+            llm=llm_runner(settings),
             sampler=SystemSampler(),
             orphans=ProcessOrphans(),
             new_id=lambda: uuid.uuid4().hex,

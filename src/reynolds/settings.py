@@ -19,7 +19,7 @@ _PACKAGE_ROOT = Path(__file__).resolve().parent
 
 # Settings that are secrets or may hold one (a URL's password): never kept in a process's
 # environment (see entrypoints/secret_env.py). Every SecretStr setting belongs here.
-SECRET_SETTINGS = ("api_token", "database_url", "redis_url")
+SECRET_SETTINGS = ("api_token", "database_url", "redis_url", "llm_api_key")
 
 
 def _project_config_dir() -> Path:
@@ -57,6 +57,18 @@ class Settings(BaseSettings):
     # The user (`name`, `uid`, `user:group`) shell and python actions run as; unset: the
     # server's own. See adapters/actions/identity.py.
     action_user: str | None = None
+
+    # An OpenAI-compatible endpoint (its `/v1` URL) for llm actions and the LLM planner, the
+    # model asked when an action names none, and its key (else `secrets/llm_api_key.txt`).
+    llm_base_url: str | None = Field(None, pattern=r"^https?://")
+    llm_model: str | None = None
+    llm_api_key: SecretStr | None = None
+    # The LLM planner's answer is cut at this many tokens, and waited for this long.
+    llm_plan_max_tokens: int = Field(1024, ge=64, le=100_000)
+    llm_plan_timeout_s: float = Field(120.0, gt=0, le=3600)
+    # How the planner asks for its JSON schema: OpenAI's `json_schema` response format, or
+    # `{"type": "json_object", "schema": ...}` as llama-cpp-python's server takes it.
+    llm_schema_format: Literal["json_schema", "json_object"] = "json_schema"
 
     # Execution defaults (a step's own values win).
     default_timeout_s: float = Field(1800.0, gt=0)
@@ -130,6 +142,11 @@ class Settings(BaseSettings):
         return self.config_dir / "agents.yaml"
 
     @property
+    def llm_file(self) -> Path:
+        """Prices per model (core/pricing.py); optional."""
+        return self.config_dir / "llm.yaml"
+
+    @property
     def pid_file(self) -> Path:
         return self.home / "reynolds.pid"
 
@@ -184,6 +201,16 @@ class Settings(BaseSettings):
         if self.api_token is not None:
             return self.api_token.get_secret_value()
         path = self.secrets_dir / "api_token.txt"
+        if path.is_file():
+            value = path.read_text(encoding="utf-8").strip()
+            return value or None
+        return None
+
+    def llm_key(self) -> str | None:
+        """The llm endpoint's key, from the environment or `secrets/llm_api_key.txt`."""
+        if self.llm_api_key is not None:
+            return self.llm_api_key.get_secret_value()
+        path = self.secrets_dir / "llm_api_key.txt"
         if path.is_file():
             value = path.read_text(encoding="utf-8").strip()
             return value or None

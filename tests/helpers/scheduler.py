@@ -15,7 +15,7 @@ from reynolds.adapters.store.memory import MemoryStore
 from reynolds.core.models import ShellAction, Strategy, TaskSpec
 from reynolds.core.pools import PoolSet, ResourceLimits
 from reynolds.services.engine import Engine
-from reynolds.services.ports import ActionContext, ActionResult
+from reynolds.services.ports import ActionContext, ActionResult, LlmActionRunner
 from reynolds.services.runs import TaskRun
 from reynolds.settings import Settings
 
@@ -189,10 +189,11 @@ async def scheduler(
     clock: FakeClock | None = None,
     replicas: int = 4,
     pool_set: PoolSet | None = None,
+    llm: LlmActionRunner | None = None,
     **settings: Any,
 ) -> AsyncIterator[Scheduler]:
     """An engine on the fakes; `store` given, it is shared (and left open); `pool_set` given,
-    it replaces the one `work` pool of `replicas` slots."""
+    it replaces the one `work` pool of `replicas` slots; `llm` runs llm actions and plans."""
     clock = clock or FakeClock()
     own_store = store is None
     store = store or MemoryStore(batch_interval_s=0.0, clock=clock)
@@ -212,6 +213,7 @@ async def scheduler(
         orphans=orphans,
         new_id=lambda: f"task-{next(ids)}",
         workspace="/nowhere",
+        llm=llm,
         clock=clock,
         jitter=lambda: 0.0,
     )

@@ -14,6 +14,7 @@ from reynolds.core.models import TaskSpec
 from reynolds.services.tools import TOOLS
 
 SHELL = {"kind": "shell", "argv": ["true"]}
+LLM = {"kind": "llm", "prompt": "p", "maxTokens": 16}
 RUN_OPTIONS = {
     "timeoutSeconds": 30.5,
     "retries": 2,
@@ -35,7 +36,7 @@ ORCHESTRATE = {
             "cost": 2.5,
         },
         "components": ["a"],
-        "steps": [{"name": "s", "action": SHELL, **RUN_OPTIONS}],
+        "steps": [{"name": "s", "action": SHELL, **RUN_OPTIONS}, {"name": "l", "action": LLM}],
     },
     "strategy": {"approach": "direct", "maxConcurrency": 3, "selection": "weighted"},
     "wait": False,
@@ -45,7 +46,7 @@ ORCHESTRATE = {
 ANALYZE = {
     "task": {
         "type": "t",
-        "subtasks": [{"id": "x", "action": SHELL, **RUN_OPTIONS}],
+        "subtasks": [{"id": "x", "action": SHELL, **RUN_OPTIONS}, {"id": "y", "action": LLM}],
         "budget": ORCHESTRATE["task"]["budget"],  # type: ignore[index]
     },
     "strategy": {"maxConcurrency": 2},
@@ -98,6 +99,8 @@ FIELDS: list[tuple[str, tuple[Any, ...], str]] = [
             ("loopPrevention", BOOL),
         ]
     ],
+    ("orchestrate_task", ("task", "steps", 1, "action", "maxTokens"), INT),
+    ("analyze_orchestration_potential", ("task", "subtasks", 1, "action", "maxTokens"), INT),
     ("analyze_orchestration_potential", ("strategy", "maxConcurrency"), INT),
     ("list_tasks", ("limit",), INT),
     ("scale_agents", ("replicas",), INT),
@@ -156,7 +159,9 @@ def test_a_number_or_boolean_of_another_json_type_is_refused_naming_the_field(
     tool: str, path: tuple[Any, ...], kind: str, bad: Any
 ) -> None:
     fields = refused_fields(tool, with_value(BASES[tool], path, bad))
-    assert fields == [path] or fields == [(*path[:-2], "shell", *path[-2:])], fields
+    # A field inside an action is named with the action's kind too.
+    tagged = [(*path[:-2], "shell", *path[-2:]), (*path[:-1], "llm", path[-1])]
+    assert fields == [path] or (len(fields) == 1 and fields[0] in tagged), fields
 
 
 @pytest.mark.parametrize(("tool", "path", "kind"), [f for f in FIELDS if f[2] == FLOAT])

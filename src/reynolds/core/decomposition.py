@@ -149,12 +149,23 @@ def _from_pattern(spec: TaskSpec, pools: PoolSet) -> Decomposition:
     if fallback is None:
         with_executor = [k for k, p in pools.pools.items() if p.executor is not None]
         fallback = with_executor[0] if with_executor else next(iter(pools.pools), "")
-    rows = _pattern_shape(pattern, spec.components)
+    return from_rows(_pattern_shape(pattern, spec.components), pools, pattern, fallback)
+
+
+def from_rows(
+    rows: list[tuple[str, str | None, str, list[str]]],
+    pools: PoolSet,
+    pattern: str,
+    agent_fallback: str,
+) -> Decomposition:
+    """The graph of (step, component, pool, [upstream steps]) rows, each subtask running its
+    pool's executor (`agent_fallback` for a pool not configured). A subtask of a component
+    waits for the same component's subtask of an upstream step, or for all of that step's."""
     nodes: list[Node] = []
     ids_by_step: dict[str, list[str]] = {}
     lacking: set[str] = set()
     for step, component, pool_name, upstream in rows:
-        pool_key = pool_name if pool_name in pools.pools else fallback
+        pool_key = pool_name if pool_name in pools.pools else agent_fallback
         pool = pools.pools.get(pool_key)
         nid = step if component is None else f"{step}:{component}"
         deps: list[str] = []
@@ -184,9 +195,9 @@ def _from_pattern(spec: TaskSpec, pools: PoolSet) -> Decomposition:
     message = None
     if lacking:
         message = (
-            f"Nothing to run: the {pattern} pattern needs an executor for the "
-            f"{', '.join(sorted(lacking))} pool(s). Add `executor:` (an action with "
-            "{component} and {step} placeholders) to that pool in config/agents.yaml, "
-            "or give the task `steps` or `subtasks`."
+            f"Nothing to run: the {pattern} {'plan' if pattern == 'llm' else 'pattern'} needs "
+            f"an executor for the {', '.join(sorted(lacking))} pool(s). Add `executor:` (an "
+            "action with {component} and {step} placeholders) to that pool in "
+            "config/agents.yaml, or give the task `steps` or `subtasks`."
         )
     return Decomposition(graph, pattern, message)

@@ -187,11 +187,16 @@ class McpAction(WireModel):
 
 
 class LlmAction(WireModel):
-    """A prompt to the configured OpenAI-compatible endpoint."""
+    """A prompt to the configured OpenAI-compatible endpoint; `{component}`, `{taskId}`, ...
+    are substituted in `prompt` and `system`. `responseFormat` is passed as the endpoint's
+    `response_format` (e.g. `{"type": "json_object"}` or a JSON schema)."""
 
     kind: Literal["llm"]
     prompt: str = Field(min_length=1, max_length=200_000)
-    model: str | None = None
+    system: str | None = Field(None, max_length=200_000)
+    model: str | None = Field(None, min_length=1, max_length=200)
+    max_tokens: int | None = Field(None, ge=1, le=1_000_000)
+    response_format: dict[str, Any] | None = None
 
 
 Action = Annotated[

@@ -81,10 +81,11 @@ def subtask_view(row: Mapping[str, Any]) -> dict[str, Any]:
 
 def _detail(detail: Any) -> dict[str, Any]:
     """What a subtask's stored detail adds to its view: the class of its latest failed attempt
-    (`failureClass`), and `loop` when loop prevention stopped it."""
+    (`failureClass`), `loop` when loop prevention stopped it, and the `usage` of its llm
+    attempts."""
     if not isinstance(detail, dict):
         return {}
-    return {key: detail[key] for key in ("failureClass", "loop") if key in detail}
+    return {key: detail[key] for key in ("failureClass", "loop", "usage") if key in detail}
 
 
 def task_result(

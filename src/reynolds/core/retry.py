@@ -5,7 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 # Reasons that another attempt cannot change.
-NOT_RETRYABLE = frozenset({"denied", "option_value", "cancelled", "interrupted", "invalid"})
+NOT_RETRYABLE = frozenset(
+    {"denied", "option_value", "cancelled", "interrupted", "invalid", "not_configured"}
+)
 
 
 @dataclass(frozen=True, slots=True)

@@ -120,3 +120,9 @@ def _replaced(value: Any, values: Mapping[str, str]) -> Any:
     if isinstance(value, list | tuple):
         return [_replaced(item, values) for item in value]
     return value
+
+
+def fill(text: str, values: Mapping[str, str]) -> str:
+    """Replace `{component}`, `{taskId}`, ... in a prompt, in one pass: a prompt is text, never
+    an argv, so no option rule applies; unknown braces are left as written."""
+    return PLACEHOLDER.sub(lambda m: values.get(m.group(1), m.group(0)), text)

@@ -122,7 +122,7 @@ class Agent:
         from reynolds.adapters.actions.python_runner import PythonRunner
         from reynolds.adapters.actions.shell import ShellRunner
         from reynolds.adapters.secret_files import SecretFiles
-        from reynolds.bootstrap import action_user, load_pools
+        from reynolds.bootstrap import action_user, llm_runner, load_pools
 
         # A Celery pool process is daemonic and multiprocessing gives such processes no
         # children; python actions need theirs (daemonic, so they end with this process).
@@ -146,6 +146,7 @@ class Agent:
             PythonRunner(settings.python_workers, action_user=user),
             HttpRunner(),
             McpRunner(secrets_dir=settings.secrets_dir),
+            llm_runner(settings),
         )
         self.actions = LocalActions(runners, os.getcwd(), SecretFiles(settings.secrets_dir).read)
         self.orchestrator = Orchestrator(settings.report_url, settings.token(), worker)

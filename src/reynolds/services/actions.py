@@ -16,6 +16,7 @@ from reynolds.core.mcp_servers import refusal
 from reynolds.core.models import (
     Action,
     HttpAction,
+    LlmAction,
     McpAction,
     PythonAction,
     ShellAction,
@@ -28,6 +29,7 @@ from reynolds.services.ports import (
     ActionContext,
     ActionResult,
     HttpActionRunner,
+    LlmActionRunner,
     McpActionRunner,
     PythonActionRunner,
     ShellActionRunner,
@@ -36,15 +38,16 @@ from reynolds.services.ports import (
 
 @dataclass(frozen=True, slots=True)
 class Runners:
-    """The runners of one process; `python`, `http` and `mcp` may be absent."""
+    """The runners of one process; all but `shell` may be absent."""
 
     shell: ShellActionRunner
     python: PythonActionRunner | None = None
     http: HttpActionRunner | None = None
     mcp: McpActionRunner | None = None
+    llm: LlmActionRunner | None = None
 
     async def aclose(self) -> None:
-        for runner in (self.python, self.http, self.mcp):
+        for runner in (self.python, self.http, self.mcp, self.llm):
             if runner is not None:
                 await runner.aclose()
 
@@ -132,6 +135,8 @@ class LocalActions:
                 server=server,
                 arguments=action.arguments if arguments is None else arguments,
             )
+        if isinstance(action, LlmAction) and runners.llm is not None:
+            return await runners.llm.run(action, ctx)
         return ActionResult(
             False, reason="not_available", error=f"{action.kind} actions: not available yet"
         )
@@ -181,6 +186,9 @@ class JobResult(WireModel):
     output_bytes: int = Field(0, ge=0)
     truncated: bool = False
     retry_after_s: float | None = Field(None, ge=0, le=3600)
+    prompt_tokens: int | None = Field(None, ge=0)
+    completion_tokens: int | None = Field(None, ge=0)
+    cost: float | None = Field(None, ge=0)
 
     @classmethod
     def of(cls, result: ActionResult) -> JobResult:
@@ -199,6 +207,9 @@ class JobResult(WireModel):
             or len(output) > WIRE_TEXT_CHARS
             or len(error) > WIRE_TEXT_CHARS,
             retry_after_s=result.retry_after_s,
+            prompt_tokens=result.prompt_tokens,
+            completion_tokens=result.completion_tokens,
+            cost=result.cost,
         )
 
     def to_result(self) -> ActionResult:
@@ -211,4 +222,7 @@ class JobResult(WireModel):
             output_bytes=self.output_bytes,
             truncated=self.truncated,
             retry_after_s=self.retry_after_s,
+            prompt_tokens=self.prompt_tokens,
+            completion_tokens=self.completion_tokens,
+            cost=self.cost,
         )

@@ -6,15 +6,18 @@ from __future__ import annotations
 from typing import Any
 
 from reynolds.core.instructions import instruction
-from reynolds.core.models import McpAction, ShellAction
+from reynolds.core.models import Action, LlmAction, McpAction, ShellAction
 from reynolds.core.pools import PoolSet, resource_limits
-from reynolds.core.substitution import substitute, substitute_arguments
+from reynolds.core.substitution import fill, substitute, substitute_arguments
 from reynolds.errors import ActionDenied
 from reynolds.services.actions import Job, LocalActions, denied
 from reynolds.services.ports import ActionResult, DistributedExecutor
 from reynolds.services.recording import Recorder
 from reynolds.services.runs import SubState, TaskRun
 from reynolds.settings import Settings
+
+# A prompt of 200,000 characters could grow 45-fold with long component names.
+MAX_PROMPT_CHARS = 1_000_000
 
 
 class Attempts:
@@ -79,10 +82,17 @@ class Attempts:
             "taskType": run.spec.type,
             "attempt": str(sub.attempts),
         }
-        if isinstance(action, McpAction) or (
-            isinstance(action, ShellAction) and any("{instruction}" in a for a in action.argv)
-        ):
+        if _wants_instruction(action):
             values["instruction"] = self.instruction(run, sub)
+        if isinstance(action, LlmAction):
+            action = _filled(action, values)
+            if len(action.prompt) + len(action.system or "") > MAX_PROMPT_CHARS:
+                return ActionResult(
+                    False,
+                    reason="denied",
+                    error=f"the prompt would be longer than {MAX_PROMPT_CHARS:,} characters "
+                    "after substitution",
+                )
         try:
             if isinstance(action, ShellAction):
                 argv = substitute(action.argv, values, allow_option_values=node.allow_option_values)
@@ -125,3 +135,21 @@ class Attempts:
             limits=self.limits[pool],
             on_spawn=lambda pid, start: self.recorder.running(run, sub, pid, start),
         )
+
+
+def _filled(action: LlmAction, values: dict[str, str]) -> LlmAction:
+    """The action with its prompt and system text substituted."""
+    system = fill(action.system, values) if action.system is not None else None
+    return action.model_copy(update={"prompt": fill(action.prompt, values), "system": system})
+
+
+def _wants_instruction(action: Action) -> bool:
+    """Whether the action's text asks for `{instruction}` (an mcp action's arguments may hold
+    it anywhere: it is always given)."""
+    if isinstance(action, McpAction):
+        return True
+    if isinstance(action, ShellAction):
+        return any("{instruction}" in element for element in action.argv)
+    if isinstance(action, LlmAction):
+        return "{instruction}" in action.prompt or "{instruction}" in (action.system or "")
+    return False

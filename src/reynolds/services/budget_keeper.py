@@ -37,12 +37,14 @@ class BudgetKeeper:
         limits = limits_of(run.spec.budget, run.spec.deadline)
         if not limits.any:
             return
-        # A resumed task has spent what its subtasks' attempts say.
+        # A resumed task has spent what its subtasks' attempts and llm usage say.
         run.ledger = Ledger(
             limits,
             started_at=run.created_at,
             attempts=sum(s.attempts for s in run.subs.values()),
             subtasks=sum(1 for s in run.subs.values() if s.attempts),
+            tokens=run.usage.prompt_tokens + run.usage.completion_tokens,
+            cost=run.usage.cost,
         )
         ends = run.ledger.ends_at()
         if ends is not None:

@@ -14,6 +14,7 @@ from reynolds.core.downstreams import downstream_of, overload
 from reynolds.core.failures import classify, retryable
 from reynolds.core.loops import LoopVerdict
 from reynolds.core.models import FINISHED, Status
+from reynolds.core.pricing import Usage
 from reynolds.core.reporting import run_metrics
 from reynolds.core.retry import RetryDecision, decide_retry
 from reynolds.core.routing import RoutingDecision
@@ -276,6 +277,7 @@ class Dispatcher:
         sub.error = encodable(result.error)
         sub.reason = result.reason
         sub.handle = None
+        self._spend(run, sub, result)
         failure_class, verdict = self._judge(run, sub, pool, result)
         self.guards.ended(
             pool, sub.downstream, verdict, started_at=sub.started_at, ceiling=run.limit
@@ -316,6 +318,20 @@ class Dispatcher:
         self._finished(run, sub, result.exit_code, now)
         if run.storm is not None and storm_before is None:
             self._stop_retries(run, run.storm, now)
+
+    @staticmethod
+    def _spend(run: TaskRun, sub: SubState, result: ActionResult) -> None:
+        """Book the tokens and cost of an llm attempt on the subtask (its stored detail, which
+        a resumed task adds up again), the task and its budget, which stops further work once
+        they are spent."""
+        if result.prompt_tokens is None and result.completion_tokens is None:
+            return
+        tokens = (result.prompt_tokens, result.completion_tokens, result.cost)
+        own = Usage.from_details([sub.detail]).add(*tokens)
+        sub.detail = {**(sub.detail or {}), "usage": own.detail()}
+        run.usage = run.usage.add(*tokens)
+        if run.ledger is not None:
+            run.ledger = run.ledger.settle(result.tokens, result.cost or 0.0)
 
     def _finished(self, run: TaskRun, sub: SubState, exit_code: int | None, now: float) -> None:
         sub.finished_at = now
@@ -404,7 +420,8 @@ class Dispatcher:
     @staticmethod
     def _classify(sub: SubState, result: ActionResult) -> str:
         """The failed attempt's class, kept in the subtask's detail."""
-        http = getattr(sub.node.action, "kind", None) == "http"
+        # An http or llm action's exit code is the HTTP status of the answer.
+        http = getattr(sub.node.action, "kind", None) in ("http", "llm")
         failure_class = classify(
             result.reason,
             None if http else result.exit_code,
@@ -476,6 +493,8 @@ class Dispatcher:
         run.metrics = run_metrics(
             run.created_at, now, rows, run.usable(sum(replicas.values())), self._ideal(run)
         )
+        if run.usage.calls:
+            run.metrics |= run.usage.view()
         if run.ledger is not None:
             run.metrics["budget"] = self.budgets.view(run)
         ended = {"id": run.id, "status": str(run.status), "finished_at": now}

@@ -35,6 +35,7 @@ from reynolds.services.ports import (
     DistributedExecutor,
     HttpActionRunner,
     IdFactory,
+    LlmActionRunner,
     McpActionRunner,
     OrphanKiller,
     PythonActionRunner,
@@ -57,6 +58,25 @@ RESUBMISSIONS_SEEN = 500
 __all__ = ["Engine", "Prepared"]
 
 
+def _planner(
+    settings: Settings,
+    store: Store,
+    pools: PoolSet,
+    control: PoolControl,
+    llm: LlmActionRunner | None,
+) -> Planner:
+    return Planner(
+        store=store,
+        pools=pools,
+        control=control,
+        default_estimate_s=settings.default_estimate_s,
+        llm=llm,
+        llm_plan_max_tokens=settings.llm_plan_max_tokens,
+        llm_plan_timeout_s=settings.llm_plan_timeout_s,
+        llm_schema_format=settings.llm_schema_format,
+    )
+
+
 class Engine:
     """Runs tasks on the pools (local slots or distributed workers). One per process, on one
     event loop."""
@@ -77,6 +97,7 @@ class Engine:
         secrets: Callable[[Mapping[str, str]], dict[str, str]] | None = None,
         http: HttpActionRunner | None = None,
         mcp: McpActionRunner | None = None,
+        llm: LlmActionRunner | None = None,
         clock: Callable[[], float] = time.time,
         jitter: Callable[[], float] = random.random,
         distributed: DistributedExecutor | None = None,
@@ -85,7 +106,7 @@ class Engine:
         self.store = store
         self.pools = pools
         self.metrics = metrics
-        self.runners = Runners(shell, python, http, mcp)
+        self.runners = Runners(shell, python, http, mcp, llm)
         self.workspace = workspace
         self.clock = clock
         self.distributed = distributed
@@ -101,12 +122,7 @@ class Engine:
             clock=clock,
             runs=self.runs,
         )
-        self.planner = Planner(
-            store=store,
-            pools=pools,
-            control=self.control,
-            default_estimate_s=settings.default_estimate_s,
-        )
+        self.planner = _planner(settings, store, pools, self.control, llm)
         self.record = Recorder(store, clock)
         actions = LocalActions(self.runners, workspace, secrets)
         attempts = Attempts(

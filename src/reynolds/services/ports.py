@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from reynolds.core.mcp_servers import McpServer
-    from reynolds.core.models import HttpAction, McpAction, PythonAction, ShellAction
+    from reynolds.core.models import HttpAction, LlmAction, McpAction, PythonAction, ShellAction
     from reynolds.core.pools import ResourceLimits
 
 Row = dict[str, Any]
@@ -46,6 +46,15 @@ class ActionResult:
     truncated: bool = False
     # What the downstream asked for in a Retry-After header (HTTP 429/503), in seconds.
     retry_after_s: float | None = None
+    # What an llm action used: tokens as the endpoint counted them, cost from the configured
+    # prices (None: no price for its model). None for other actions.
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    cost: float | None = None
+
+    @property
+    def tokens(self) -> int:
+        return (self.prompt_tokens or 0) + (self.completion_tokens or 0)
 
 
 class ShellActionRunner(Protocol):
@@ -103,6 +112,15 @@ class McpActionRunner(Protocol):
 
     async def aclose(self) -> None:
         """Close every session, and stop the servers it started."""
+
+
+class LlmActionRunner(Protocol):
+    """Runs `llm` actions against an OpenAI-compatible chat-completions endpoint: the answer's
+    text is the output, an HTTP error's status the exit code, usage and cost on the result."""
+
+    async def run(self, action: LlmAction, ctx: ActionContext) -> ActionResult: ...
+
+    async def aclose(self) -> None: ...
 
 
 class OrphanKiller(Protocol):

@@ -94,6 +94,9 @@ class Recorder:
                 "failure_class": (sub.detail or {}).get("failureClass")
                 if status == "failed"
                 else None,
+                "prompt_tokens": result.prompt_tokens,
+                "completion_tokens": result.completion_tokens,
+                "cost": result.cost,
             }
         )
 

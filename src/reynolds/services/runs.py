@@ -26,6 +26,7 @@ from reynolds.core.models import (
     TaskSpec,
 )
 from reynolds.core.planning import OrderKey, order_key
+from reynolds.core.pricing import Usage
 from reynolds.core.routing import RoutingDecision
 
 _ACTION: TypeAdapter[Action] = TypeAdapter(Action)
@@ -131,6 +132,7 @@ class TaskRun:
     # that stopped it.
     ledger: Ledger | None = None
     stopped: Exceeded | None = None
+    usage: Usage = field(default_factory=Usage)  # of its llm attempts
     budget_timer: asyncio.TimerHandle | None = None
     # Whether each of its latest retries succeeded, and the retry storm that stopped its
     # retries (loop prevention).
@@ -235,6 +237,7 @@ class TaskRun:
                 finished_at=row.get("finished_at"),
                 detail=row.get("detail"),
             )
+        run.usage = Usage.from_details(sub.detail for sub in run.subs.values())
         return run
 
     @property

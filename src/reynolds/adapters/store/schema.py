@@ -89,6 +89,10 @@ attempts = Table(
     Column("finished_at", Float, nullable=True),
     # A failed attempt's class (core/failures.py): timeout, connection, not_found, ...
     Column("failure_class", String(32), nullable=True),
+    # What an llm attempt used, as its endpoint counted, and its cost by the prices (0009).
+    Column("prompt_tokens", Integer, nullable=True),
+    Column("completion_tokens", Integer, nullable=True),
+    Column("cost", Float, nullable=True),
 )
 
 events = Table(

@@ -15,6 +15,7 @@ from tests.helpers.scheduler import FakeClock, Scheduler, by_id, scheduler
 
 from reynolds.adapters.actions.llm import LlmRunner
 from reynolds.adapters.store.memory import MemoryStore
+from reynolds.core.pools import PoolSet
 from reynolds.core.pricing import Price
 
 pytestmark = pytest.mark.anyio
@@ -204,3 +205,36 @@ async def test_a_resumed_task_keeps_the_tokens_its_stopped_server_spent(stub: Ll
     assert second.shell.started == []
     assert subs["more"]["status"] == "skipped"
     assert len(stub.requests) == 1
+
+
+SEED_TOOLS = [f"Tool{i:02d}" for i in range(17)]
+
+
+async def test_the_seeds_migration_runs_with_an_llm_executor_and_tokens_per_subtask(
+    llm_server: LlmServer,
+) -> None:
+    """The seed's example, no steps: each pattern subtask's agent is the local model, asked
+    its {instruction}; every subtask records what it spent."""
+    executor = {"kind": "llm", "prompt": "{instruction}", "maxTokens": 4}
+    spec = {"name": "code", "replicas": {"min": 1, "max": 8, "initial": 5}, "executor": executor}
+    pools = PoolSet.from_mapping({"pools": {"code": spec}}, source="test")
+    runner = LlmRunner(base_url=llm_server.base_url, model=llm_server.model, prices=PRICES)
+    task = {
+        "type": "migration",
+        "description": "Migrate 17 MCP tools from controller pattern to SDK pattern",
+        "components": SEED_TOOLS,
+    }
+    try:
+        async with scheduler(pool_set=pools, llm=runner) as s:
+            result = await s.run(task, {"maxConcurrency": 5})
+            await s.store.flush()
+            rows = attempt_rows(s.store, result["taskId"])
+    finally:
+        await runner.aclose()
+
+    assert result["status"] == "succeeded", result["subtasks"][:2]
+    assert result["plan"]["pattern"] == "migration"
+    assert len(result["subtasks"]) == 18 and len(rows) == 18
+    assert all(row["prompt_tokens"] > 20 for row in rows)  # the instruction, not a bare word
+    assert all(sub["usage"]["calls"] == 1 for sub in result["subtasks"])
+    assert result["metrics"]["tokens"]["prompt"] == sum(r["prompt_tokens"] for r in rows)

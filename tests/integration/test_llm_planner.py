@@ -99,3 +99,19 @@ async def test_without_a_model_the_patterns_plan_with_a_warning() -> None:
 
     assert prepared.plan["pattern"] == "migration"
     assert "REYNOLDS_LLM_BASE_URL" in prepared.plan["warning"]
+
+
+async def test_the_tokens_spent_on_the_plan_count_against_the_task_s_budget(
+    llm_server: LlmServer,
+) -> None:
+    runner = LlmRunner(base_url=llm_server.base_url, model=llm_server.model)
+    settings = {"llm_plan_max_tokens": 3000, "llm_schema_format": "json_object"}
+    async with scheduler(pool_set=pools_with_executors(), llm=runner, **settings) as s:
+        result = await s.run(TASK | {"budget": {"tokens": 1}})
+    await runner.aclose()
+
+    assert result["plan"]["pattern"] == "llm", result["plan"].get("warning")
+    assert result["status"] == "failed" and result["reason"] == "budget_exceeded"
+    assert s.shell.started == []  # the plan alone spent the budget: nothing ran
+    spent = result["plan"]["llm"]["promptTokens"] + result["plan"]["llm"]["completionTokens"]
+    assert result["metrics"]["tokens"]["total"] == spent

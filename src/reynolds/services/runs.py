@@ -168,6 +168,8 @@ class TaskRun:
             token_name=token_name,
             history_keys=prep.keys,
         )
+        # The model's plan is the task's first spending (on its budget too).
+        run.usage = Usage.from_details([_planning_usage(prep.plan)])
         for nid, node in graph.nodes.items():
             status = Status.READY if not node.depends_on else Status.PENDING
             run.subs[nid] = SubState(node, status, len(node.depends_on), prep.capability[nid])
@@ -237,7 +239,9 @@ class TaskRun:
                 finished_at=row.get("finished_at"),
                 detail=row.get("detail"),
             )
-        run.usage = Usage.from_details(sub.detail for sub in run.subs.values())
+        run.usage = Usage.from_details(
+            [_planning_usage(run.plan), *(sub.detail for sub in run.subs.values())]
+        )
         return run
 
     @property
@@ -342,3 +346,11 @@ def refused_writes(
             "at": now,
         },
     )
+
+
+def _planning_usage(plan: dict[str, Any]) -> dict[str, Any]:
+    """What asking the model for the plan spent (`plan.llm`), as a subtask's usage detail."""
+    spent = plan.get("llm")
+    if not isinstance(spent, dict):
+        return {}
+    return {"usage": {**spent, "calls": 1}}

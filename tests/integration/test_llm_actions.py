@@ -11,7 +11,7 @@ import pytest
 from tests.helpers.llm_server import LlmServer
 from tests.helpers.llm_stub import Answer, LlmStub, serve_stub
 from tests.helpers.polling import eventually
-from tests.helpers.scheduler import FakeClock, Scheduler, by_id, scheduler
+from tests.helpers.scheduler import FakeClock, Scheduler, by_id, scheduler, until
 
 from reynolds.adapters.actions.llm import LlmRunner
 from reynolds.adapters.store.memory import MemoryStore
@@ -238,3 +238,16 @@ async def test_the_seeds_migration_runs_with_an_llm_executor_and_tokens_per_subt
     assert all(row["prompt_tokens"] > 20 for row in rows)  # the instruction, not a bare word
     assert all(sub["usage"]["calls"] == 1 for sub in result["subtasks"])
     assert result["metrics"]["tokens"]["prompt"] == sum(r["prompt_tokens"] for r in rows)
+
+
+async def test_a_running_task_shows_the_tokens_spent_so_far(on_stub: Scheduler) -> None:
+    on_stub.shell.gates = {"wait": asyncio.Event()}
+    waiting = {"id": "wait", "action": {"kind": "shell", "argv": ["true"]}}
+    run = await on_stub.submit({"type": "t", "subtasks": [llm("Say hi"), waiting]})
+    assert await until(lambda: run.subs["ask"].status.finished)
+
+    live = await on_stub.engine.result(run.id)
+    assert live["status"] == "running"
+    assert live["metrics"]["tokens"]["calls"] == 1 and live["metrics"]["tokens"]["total"] > 0
+    on_stub.shell.gates["wait"].set()
+    assert await on_stub.engine.wait(run, 10)

@@ -68,7 +68,11 @@ class TaskReads:
     def _from_memory(self, run: TaskRun) -> dict[str, Any]:
         rows = run.subtask_rows()
         replicas = sum(self.control.planning_replicas().values())
-        metrics = run.metrics or run_metrics(run.created_at, None, rows, run.usable(replicas), None)
+        metrics = run.metrics
+        if metrics is None:  # still running: what it has spent so far, too
+            metrics = run_metrics(run.created_at, None, rows, run.usable(replicas), None)
+            if run.usage.calls:
+                metrics |= run.usage.view()
         comment = task_comment(str(run.status), metrics, len(rows), self._personality())
         for row in rows:
             routing = run.subs[row["id"]].routing

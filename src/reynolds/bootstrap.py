@@ -32,6 +32,7 @@ from reynolds.adapters.actions.tags import TAG_NAME, helper_tag
 from reynolds.adapters.cache.memory import MemoryCache
 from reynolds.adapters.event_store.base import Scope, ScopedEventStore, session_scope
 from reynolds.adapters.event_store.memory import MemoryEventStore
+from reynolds.adapters.git_worktrees import GitWorktrees
 from reynolds.adapters.home import prepare_home, writing
 from reynolds.adapters.machine_load import SystemSampler
 from reynolds.adapters.metrics import Metrics
@@ -257,6 +258,7 @@ async def build(settings: Settings, *, hold_lock: bool = True) -> Container:
             new_id=lambda: uuid.uuid4().hex,
             workspace=os.getcwd(),
             distributed=distributed,
+            git=GitWorktrees(settings.worktrees_dir),
         )
         bus = EventBus(asyncio.get_running_loop())
         store.on_commit(bus.publish_threadsafe)

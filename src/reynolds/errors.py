@@ -15,6 +15,7 @@ ReynoldsError
 │   └── StoreUnavailable (503) the database did not answer, or failed what was asked
 │       └── StoreDamaged     it is corrupt, or not the store this home had
 ├── CannotListen        the server's address is taken or not permitted
+├── WorkspaceError      git could not do what a task's workspace needed
 ├── NotAvailableYet     (501) a contract feature that is not built yet
 └── TransientError      worth retrying
 """
@@ -103,6 +104,10 @@ class StoreDamaged(StoreUnavailable):
 
 class CannotListen(ReynoldsError):
     """The server cannot listen on its host and port (in use, or not permitted)."""
+
+
+class WorkspaceError(ReynoldsError):
+    """Git could not do what a task's workspace needed (the message is git's own words)."""
 
 
 class BackupError(StoreError):

@@ -57,6 +57,9 @@ class Settings(BaseSettings):
     # The user (`name`, `uid`, `user:group`) shell and python actions run as; unset: the
     # server's own. See adapters/actions/identity.py.
     action_user: str | None = None
+    # Comma-separated absolute paths: the git repositories (and directories holding them) a
+    # task's `workspace.repo` may name, besides those inside the server's working directory.
+    workspace_repos: str = ""
 
     # An OpenAI-compatible endpoint (its `/v1` URL) for llm actions and the LLM planner, the
     # model asked when an action names none, and its key (else `secrets/llm_api_key.txt`).
@@ -131,6 +134,23 @@ class Settings(BaseSettings):
         if value is not None:
             parse_bytes(value)
         return value
+
+    @field_validator("workspace_repos")
+    @classmethod
+    def _absolute_repos(cls, value: str) -> str:
+        for path in filter(None, (p.strip() for p in value.split(","))):
+            if not path.startswith("/"):
+                raise ValueError(f"{path!r} is not an absolute path")
+        return value
+
+    @property
+    def allowed_repos(self) -> list[str]:
+        return [p.strip() for p in self.workspace_repos.split(",") if p.strip()]
+
+    @property
+    def worktrees_dir(self) -> Path:
+        """Where task workspaces' worktrees live, one directory per task."""
+        return self.home / "worktrees"
 
     @field_validator("home", "config_dir", "secrets_dir")
     @classmethod

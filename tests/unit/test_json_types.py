@@ -37,6 +37,11 @@ ORCHESTRATE = {
         },
         "components": ["a"],
         "steps": [{"name": "s", "action": SHELL, **RUN_OPTIONS}, {"name": "l", "action": LLM}],
+        "workspace": {
+            "repo": "/srv/repo",
+            "keepBranches": True,
+            "merge": {"into": "merged", "timeoutSeconds": 30.0},
+        },
     },
     "strategy": {"approach": "direct", "maxConcurrency": 3, "selection": "weighted"},
     "wait": False,
@@ -48,6 +53,7 @@ ANALYZE = {
         "type": "t",
         "subtasks": [{"id": "x", "action": SHELL, **RUN_OPTIONS}, {"id": "y", "action": LLM}],
         "budget": ORCHESTRATE["task"]["budget"],  # type: ignore[index]
+        "workspace": ORCHESTRATE["task"]["workspace"],  # type: ignore[index]
     },
     "strategy": {"maxConcurrency": 2},
 }
@@ -98,6 +104,11 @@ FIELDS: list[tuple[str, tuple[Any, ...], str]] = [
             ("allowOptionValues", BOOL),
             ("loopPrevention", BOOL),
         ]
+    ],
+    *[
+        (tool_name, ("task", "workspace", *path), kind)
+        for tool_name in ("orchestrate_task", "analyze_orchestration_potential")
+        for path, kind in [(("keepBranches",), BOOL), (("merge", "timeoutSeconds"), FLOAT)]
     ],
     ("orchestrate_task", ("task", "steps", 1, "action", "maxTokens"), INT),
     ("analyze_orchestration_potential", ("task", "subtasks", 1, "action", "maxTokens"), INT),

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from reynolds.core.graph import Graph, Node
 from reynolds.core.models import RunOptions, TaskSpec
 from reynolds.core.pools import PoolSet, capability_scores, preferred_pool
+from reynolds.core.worktrees import INTEGRATE_ID
 from reynolds.errors import InvalidInput, UnknownDependency
 
 # Keywords as users write task types ("db-migration", "release", "audit"), first match wins.
@@ -201,3 +202,26 @@ def from_rows(
             "config/agents.yaml, or give the task `steps` or `subtasks`."
         )
     return Decomposition(graph, pattern, message)
+
+
+def with_integration(dec: Decomposition, spec: TaskSpec, pools: PoolSet) -> Decomposition:
+    """The graph with the workspace's merge step last, after every other subtask whatever
+    their status (`integrate`, or `integrate:branches` when a subtask has that id)."""
+    workspace = spec.workspace
+    if workspace is None or workspace.merge is None:
+        return dec
+    merge = workspace.merge
+    nodes = list(dec.graph.nodes.values())
+    nid = INTEGRATE_ID if INTEGRATE_ID not in dec.graph.nodes else f"{INTEGRATE_ID}:branches"
+    step = Node(
+        id=nid,
+        seq=len(nodes),
+        action=merge.check,
+        depends_on=tuple(n.id for n in nodes),
+        step=INTEGRATE_ID,
+        agent=_agent(pools, merge.agent, "task.workspace.merge.agent"),
+        description=f"merge the subtasks' branches into {merge.into}",
+        timeout_s=merge.timeout_seconds,
+        always=True,
+    )
+    return Decomposition(Graph.build([*nodes, step]), dec.pattern, dec.message)

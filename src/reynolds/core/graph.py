@@ -28,6 +28,8 @@ class Node:
     idempotent: bool = True
     allow_option_values: bool = False
     loop_prevention: bool = True
+    # Runs once its dependencies have ended, whatever their status (a workspace's merge step).
+    always: bool = False
 
     def spec(self) -> dict[str, Any]:
         """The run options as stored and shown (camelCase)."""
@@ -43,6 +45,7 @@ class Node:
             "idempotent": self.idempotent,
             "allowOptionValues": self.allow_option_values,
             "loopPrevention": self.loop_prevention,
+            **({"always": True} if self.always else {}),
         }
 
 

@@ -29,6 +29,7 @@ from pydantic_core import InitErrorDetails, PydanticCustomError
 from reynolds.core import wire_values
 from reynolds.core.environment import env_name_problem
 from reynolds.core.mcp_servers import SERVER_NAME
+from reynolds.core.refnames import branch_problem
 
 MAX_COMPONENTS = 10_000
 # The most subtasks one task may expand to: REYNOLDS_MAX_SUBTASKS, given to validation as
@@ -252,6 +253,42 @@ class Budget(WireModel):
     cost: float | None = Field(None, gt=0)
 
 
+class Merge(WireModel):
+    """Merge the subtasks' branches into a new branch `into` once they have ended, running
+    `check` in the merged tree after each merge (`checkAfter: each`) or once at the end."""
+
+    into: str = Field(min_length=1, max_length=200)
+    check: Action | None = None
+    check_after: Literal["each", "end"] = "each"
+    agent: str | None = Field(None, max_length=100)
+    timeout_seconds: float | None = Field(None, gt=0, le=86_400)
+
+    @field_validator("into")
+    @classmethod
+    def _branch(cls, into: str) -> str:
+        why = branch_problem(into)
+        if why is not None:
+            raise ValueError(f"branch {into!r} {why}")
+        return into
+
+
+class Workspace(WireModel):
+    """The git repository a task works on; with `isolate: worktree` each subtask works in its
+    own worktree on its own branch (see services/workspaces.py)."""
+
+    repo: str = Field(min_length=1, max_length=4096)
+    base: str = Field("HEAD", min_length=1, max_length=200, pattern=r"^[^-\s][^\s]*$")
+    isolate: Literal["worktree", "none"] = "worktree"
+    merge: Merge | None = None
+    keep_branches: bool = True
+
+    @model_validator(mode="after")
+    def _merge_needs_branches(self) -> Workspace:
+        if self.merge is not None and self.isolate != "worktree":
+            raise ValueError("merge needs isolate: worktree (there are no branches to merge)")
+        return self
+
+
 class TaskSpec(InputModel):
     """What to do: a type, a description, components, and steps or subtasks."""
 
@@ -266,6 +303,7 @@ class TaskSpec(InputModel):
     steps: list[Step] | None = Field(None, min_length=1, max_length=100)
     subtasks: list[SubtaskSpec] | None = Field(None, min_length=1, max_length=SUBTASKS_CEILING)
     decompose: Literal["patterns", "llm"] = "patterns"
+    workspace: Workspace | None = None
 
     @field_validator("components")
     @classmethod

@@ -81,11 +81,17 @@ def subtask_view(row: Mapping[str, Any]) -> dict[str, Any]:
 
 def _detail(detail: Any) -> dict[str, Any]:
     """What a subtask's stored detail adds to its view: the class of its latest failed attempt
-    (`failureClass`), `loop` when loop prevention stopped it, and the `usage` of its llm
-    attempts."""
+    (`failureClass`), `loop` when loop prevention stopped it, the `usage` of its llm
+    attempts, and in a task's workspace its `branch`, `commit`, `filesChanged` and `diffstat`
+    (the merge step: `workspace.integration`)."""
     if not isinstance(detail, dict):
         return {}
-    return {key: detail[key] for key in ("failureClass", "loop", "usage") if key in detail}
+    out = {key: detail[key] for key in ("failureClass", "loop", "usage") if key in detail}
+    workspace = detail.get("workspace")
+    if isinstance(workspace, dict):
+        # A subtask's branch, commit, filesChanged and diffstat; the merge step's integration.
+        out |= {"workspace": workspace} if "integration" in workspace else workspace
+    return out
 
 
 def task_result(

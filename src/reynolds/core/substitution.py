@@ -9,7 +9,9 @@ from typing import Any
 
 from reynolds.errors import ActionDenied
 
-PLACEHOLDER = re.compile(r"\{(component|taskId|subtaskId|step|taskType|attempt|instruction)\}")
+PLACEHOLDER = re.compile(
+    r"\{(component|taskId|subtaskId|step|taskType|attempt|instruction|workspace)\}"
+)
 # Linux runs no program with an argument of more than 128 KiB (MAX_ARG_STRLEN, its NUL
 # included); argv and environment share about 2 MiB. A request of 1 MiB that repeats
 # `{component}` could otherwise build tens of megabytes for each running subtask.

@@ -92,17 +92,19 @@ class LocalActions:
         pool_key: str,
         limits: ResourceLimits | None = None,
         on_spawn: Callable[[int, int | None], None] | None = None,
+        workspace: str | None = None,
     ) -> ActionResult:
         """Run `action` (a shell action's `argv`, an mcp action's `arguments`, already
         substituted) under `pool`'s rules for executables, callables, hosts and servers; it
-        was checked with `denied`."""
+        was checked with `denied`. It runs in `workspace` (a task's worktree) when given,
+        else in this process's."""
         ctx = ActionContext(
             task_id=task_id,
             subtask_id=subtask_id,
             attempt=attempt,
             timeout_s=timeout_s,
             output_cap_bytes=output_cap_bytes,
-            workspace=self.workspace,
+            workspace=self.workspace if workspace is None else workspace,
             on_spawn=on_spawn,
         )
         runners = self.runners

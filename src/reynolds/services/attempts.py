@@ -9,11 +9,12 @@ from reynolds.core.instructions import instruction
 from reynolds.core.models import Action, LlmAction, McpAction, ShellAction
 from reynolds.core.pools import PoolSet, resource_limits
 from reynolds.core.substitution import fill, substitute, substitute_arguments
-from reynolds.errors import ActionDenied
+from reynolds.errors import ActionDenied, WorkspaceError
 from reynolds.services.actions import Job, LocalActions, denied
 from reynolds.services.ports import ActionResult, DistributedExecutor
 from reynolds.services.recording import Recorder
 from reynolds.services.runs import SubState, TaskRun
+from reynolds.services.workspaces import Workspaces
 from reynolds.settings import Settings
 
 # A prompt of 200,000 characters could grow 45-fold with long component names.
@@ -31,8 +32,10 @@ class Attempts:
         actions: LocalActions,
         distributed: DistributedExecutor | None,
         recorder: Recorder,
+        workspaces: Workspaces | None = None,
     ) -> None:
         self.settings = settings
+        self.workspaces = workspaces
         self.pools = pools
         self.actions = actions
         self.distributed = distributed
@@ -59,7 +62,56 @@ class Attempts:
         )
 
     async def run(self, run: TaskRun, sub: SubState, pool: str) -> ActionResult:
-        """How the attempt `sub.attempts` of `sub` on `pool` ended."""
+        """How the attempt `sub.attempts` of `sub` on `pool` ended: in the task's workspace
+        when it has one (its worktree, then its changes committed), else where actions run."""
+        if self.workspaces is None or "workspace" not in run.plan:
+            return await self._attempt(run, sub, pool, None)
+        workspaces = self.workspaces
+        plan = workspaces.plan_of(run)
+        if plan is not None and sub.node.id == plan.get("integrate"):
+            return await self._integrate(run, sub, pool)
+        try:
+            path, start = await workspaces.enter(run, sub)
+        except WorkspaceError as exc:
+            return ActionResult(False, reason="workspace", error=exc.message)
+        result = await self._attempt(run, sub, pool, path)
+        if not result.ok or start is None:
+            return result
+        return await workspaces.commit(run, sub, path, start, result)
+
+    async def _integrate(self, run: TaskRun, sub: SubState, pool: str) -> ActionResult:
+        """The merge step: the branches merged, its action (the check) run on the result."""
+        assert self.workspaces is not None and run.spec.workspace is not None
+        merge = run.spec.workspace.merge
+        assert merge is not None
+        if sub.node.action is None:
+            return await self.workspaces.integrate(run, sub, None, merge.check_after)
+
+        async def check(path: str) -> ActionResult:
+            return await self._attempt(run, sub, pool, path)
+
+        return await self.workspaces.integrate(run, sub, check, merge.check_after)
+
+    def _values(self, run: TaskRun, sub: SubState, workspace: str | None) -> dict[str, str]:
+        """What the action's placeholders stand for in this attempt."""
+        node = sub.node
+        values = {
+            "component": node.component or "",
+            "taskId": run.id,
+            "subtaskId": node.id,
+            "step": node.step or "",
+            "taskType": run.spec.type,
+            "attempt": str(sub.attempts),
+        }
+        if self.distributed is None:  # a worker's directory is its own, unknown here
+            values["workspace"] = workspace if workspace is not None else self.actions.workspace
+        if node.action is not None and _wants_instruction(node.action):
+            values["instruction"] = self.instruction(run, sub)
+        return values
+
+    async def _attempt(
+        self, run: TaskRun, sub: SubState, pool: str, workspace: str | None
+    ) -> ActionResult:
         node = sub.node
         action = node.action
         spec = self.pools.pools[pool]
@@ -74,16 +126,7 @@ class Attempts:
         )
         argv: list[str] | None = None
         arguments: dict[str, Any] | None = None
-        values = {
-            "component": node.component or "",
-            "taskId": run.id,
-            "subtaskId": node.id,
-            "step": node.step or "",
-            "taskType": run.spec.type,
-            "attempt": str(sub.attempts),
-        }
-        if _wants_instruction(action):
-            values["instruction"] = self.instruction(run, sub)
+        values = self._values(run, sub, workspace)
         if isinstance(action, LlmAction):
             action = _filled(action, values)
             if len(action.prompt) + len(action.system or "") > MAX_PROMPT_CHARS:
@@ -134,6 +177,7 @@ class Attempts:
             pool_key=pool,
             limits=self.limits[pool],
             on_spawn=lambda pid, start: self.recorder.running(run, sub, pid, start),
+            workspace=workspace,
         )
 
 

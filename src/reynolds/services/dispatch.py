@@ -30,6 +30,7 @@ from reynolds.services.ports import ActionResult, SchedulerMetrics, Store
 from reynolds.services.recording import Recorder
 from reynolds.services.resubmissions import Resubmissions
 from reynolds.services.runs import SubState, TaskRun
+from reynolds.services.workspaces import Workspaces
 from reynolds.settings import Settings
 
 log = logging.getLogger("reynolds.engine")
@@ -80,6 +81,7 @@ class Dispatcher:
         self._pumping = False
         self._wake: asyncio.TimerHandle | None = None
         self._wake_at = 0.0
+        self._workspaces_closing: set[asyncio.Task[None]] = set()
         control.on_room = self.pump
 
     def activate(self, run: TaskRun) -> None:
@@ -441,15 +443,11 @@ class Dispatcher:
 
     def _after_finish(self, run: TaskRun, sub: SubState) -> None:
         run.unfinished -= 1
-        if sub.status is Status.SUCCEEDED:
-            for child_id in run.graph.dependents[sub.node.id]:
-                child = run.subs[child_id]
-                child.remaining -= 1
-                if child.remaining == 0 and child.status is Status.PENDING:
-                    child.status = Status.READY
-                    self.store.put_subtask({"task_id": run.id, "id": child_id, "status": "ready"})
-                    heapq.heappush(run.ready, (run.key(child_id), child_id))
-        elif sub.status is not Status.CANCELLED:
+        succeeded = sub.status is Status.SUCCEEDED
+        for child_id in run.graph.dependents[sub.node.id]:
+            if succeeded or run.subs[child_id].node.always:
+                self._upstream_ended(run, child_id)
+        if not succeeded and sub.status is not Status.CANCELLED:
             self.skip_downstream(run, sub.node.id, f"upstream {sub.node.id} {sub.status}")
         if run.stopped is not None:
             self.budgets.sweep(run)  # what its end would have let start
@@ -458,12 +456,21 @@ class Dispatcher:
             self.finish_run(run)
         self.pump()
 
+    def _upstream_ended(self, run: TaskRun, child_id: str) -> None:
+        child = run.subs[child_id]
+        child.remaining -= 1
+        if child.remaining == 0 and child.status is Status.PENDING:
+            child.status = Status.READY
+            self.store.put_subtask({"task_id": run.id, "id": child_id, "status": "ready"})
+            heapq.heappush(run.ready, (run.key(child_id), child_id))
+
     def skip_downstream(self, run: TaskRun, nid: str, why: str) -> None:
-        """Every subtask below `nid` that has not run is skipped: it never can."""
+        """Every subtask below `nid` that has not run is skipped: it never can. One that runs
+        whatever its upstream did (`always`) is not, and counts each skipped upstream as ended."""
         now = self.clock()
         for child_id in run.graph.descendants(nid):
             child = run.subs[child_id]
-            if child.status in FINISHED or child.status is Status.RUNNING:
+            if child.status in FINISHED or child.status is Status.RUNNING or child.node.always:
                 continue
             child.status = Status.SKIPPED
             child.reason = "upstream_failed"
@@ -471,8 +478,19 @@ class Dispatcher:
             child.finished_at = now
             run.unfinished -= 1
             self.record.subtask(run, child, now)
+            for after in run.graph.dependents[child_id]:
+                if run.subs[after].node.always:
+                    self._upstream_ended(run, after)
 
     def finish_run(self, run: TaskRun) -> None:
+        workspaces = self.attempts.workspaces
+        if workspaces is not None and not run.workspace_closed and "workspace" in run.plan:
+            # Its worktrees go before its end is told: nothing of it is left once it has.
+            run.workspace_closed = True
+            closing = asyncio.get_running_loop().create_task(self._close_workspace(run, workspaces))
+            self._workspaces_closing.add(closing)
+            closing.add_done_callback(self._workspaces_closing.discard)
+            return
         now = self.clock()
         statuses = {s.status for s in run.subs.values()}
         self.budgets.close(run)
@@ -491,7 +509,11 @@ class Dispatcher:
         rows = run.subtask_rows()
         replicas = self.control.planning_replicas()
         run.metrics = run_metrics(
-            run.created_at, now, rows, run.usable(sum(replicas.values())), self._ideal(run)
+            run.created_at,
+            now,
+            rows,
+            run.usable(sum(replicas.values())),
+            run.ideal_makespan(replicas, self.control.pool_stats()),
         )
         if run.usage.calls:
             run.metrics |= run.usage.view()
@@ -513,6 +535,12 @@ class Dispatcher:
         self.runs.finished(run)
         run.done.set()
 
+    async def _close_workspace(self, run: TaskRun, workspaces: Workspaces) -> None:
+        try:
+            await workspaces.close(run)
+        finally:
+            self.finish_run(run)
+
     def _budget_stopped(self, run: TaskRun, time_up: bool) -> None:
         """A budget stopped `run`: soon (not inside the pass that found it), cut what runs
         when time ran out, and end the task once nothing is left."""
@@ -528,25 +556,6 @@ class Dispatcher:
         if run.unfinished == 0:
             self.finish_run(run)
         self.pump()
-
-    def _ideal(self, run: TaskRun) -> float | None:
-        """What a perfect list scheduler would need with the measured durations."""
-        actual: dict[str, float] = {}
-        for nid, sub in run.subs.items():
-            if sub.started_at is None or sub.finished_at is None:
-                actual[nid] = 0.0
-            else:
-                actual[nid] = sub.finished_at - sub.started_at
-        capability = {nid: s.capability for nid, s in run.subs.items()}
-        control = self.control
-        return planning.simulate(
-            run.graph,
-            actual,
-            run.strategy,
-            control.planning_replicas(),
-            capability,
-            control.pool_stats(),
-        ).makespan_s
 
     async def cancel(self, run: TaskRun) -> None:
         """Stop an active task: nothing new starts, running attempts are cancelled."""
@@ -570,6 +579,7 @@ class Dispatcher:
             await asyncio.gather(*handles, return_exceptions=True)
         if run.unfinished == 0 and not run.done.is_set():
             self.finish_run(run)
+            await run.done.wait()  # its worktrees removed first, when it has any
 
     async def close(self) -> None:
         """Stop: cancel running attempts without settling them (the next start runs them
@@ -582,3 +592,5 @@ class Dispatcher:
             h.cancel()
         if handles:
             await asyncio.gather(*handles, return_exceptions=True)
+        if self._workspaces_closing:  # tasks that have ended, their worktrees being removed
+            await asyncio.gather(*self._workspaces_closing, return_exceptions=True)

@@ -23,7 +23,7 @@ from reynolds.core.fingerprints import task_fingerprint
 from reynolds.core.graph import Graph
 from reynolds.core.models import Strategy, TaskSpec
 from reynolds.core.pools import PoolSet
-from reynolds.errors import Conflict
+from reynolds.errors import Conflict, InvalidInput
 from reynolds.services.actions import LocalActions, Runners
 from reynolds.services.attempts import Attempts
 from reynolds.services.dispatch import Dispatcher
@@ -43,6 +43,7 @@ from reynolds.services.ports import (
     ShellActionRunner,
     Store,
     SystemSampler,
+    WorktreeGit,
 )
 from reynolds.services.recording import Recorder
 from reynolds.services.resubmissions import Refused
@@ -50,6 +51,7 @@ from reynolds.services.resumption import Resumption
 from reynolds.services.runs import Prepared, TaskRun
 from reynolds.services.scaling import AutoScaler
 from reynolds.services.task_reads import TaskReads, check_task_id
+from reynolds.services.workspaces import Workspaces
 from reynolds.settings import Settings
 
 # Finished tasks read at start for the resubmissions they may show.
@@ -101,6 +103,7 @@ class Engine:
         clock: Callable[[], float] = time.time,
         jitter: Callable[[], float] = random.random,
         distributed: DistributedExecutor | None = None,
+        git: WorktreeGit | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -124,13 +127,16 @@ class Engine:
         )
         self.planner = _planner(settings, store, pools, self.control, llm)
         self.record = Recorder(store, clock)
-        actions = LocalActions(self.runners, workspace, secrets)
+        self.workspaces = Workspaces(
+            git, root=settings.worktrees_dir, allowed=settings.allowed_repos, project=workspace
+        )
         attempts = Attempts(
             settings=settings,
             pools=pools,
-            actions=actions,
+            actions=LocalActions(self.runners, workspace, secrets),
             distributed=distributed,
             recorder=self.record,
+            workspaces=self.workspaces,
         )
         self.dispatch = Dispatcher(
             settings=settings,
@@ -222,14 +228,18 @@ class Engine:
                 self.dispatch.loops.resubmission_refused(verdict)
                 raise Refused(verdict)
         prep = await self.planner.prepare(spec, strategy)
+        task_id = self._new_id()
+        workspace = await self._workspace(spec, prep, task_id)
         run = TaskRun.new(
-            self._new_id(),
+            task_id,
             self.runs.next_seq(),
             spec,
             prep,
             created_at=self.clock(),
             token_name=token_name,
         )
+        if workspace is not None:
+            run.plan["workspace"] = workspace
         if parent is not None:
             run.parent_id, run.depth = parent.task_id, depth
         row = run.task_row()
@@ -239,6 +249,7 @@ class Engine:
             if verdict is not None:
                 self.dispatch.loops.resubmission_refused(verdict)
                 raise Refused(verdict)
+        await self.workspaces.reserve(workspace)
         if parent is not None:
             self.lineage.started(parent)
         if prep.message is not None:
@@ -253,6 +264,22 @@ class Engine:
             self.dispatch.activate(run)
         await self.store.flush()
         return run
+
+    async def _workspace(
+        self, spec: TaskSpec, prep: Prepared, task_id: str
+    ) -> dict[str, Any] | None:
+        """The task's `plan.workspace` (InvalidInput when it cannot have it)."""
+        if spec.workspace is None:
+            return None
+        if self.distributed is not None and spec.workspace.isolate == "worktree":
+            raise InvalidInput(
+                "isolate: worktree is not available under the Celery backend: its workers "
+                "do not share this server's disk",
+                field="task.workspace.isolate",
+            )
+        if prep.message is not None:
+            return None  # planned only: nothing will run in it
+        return await self.workspaces.open(spec, prep.graph, task_id)
 
     # -- queries and control --------------------------------------------------------------
 
@@ -293,7 +320,10 @@ class Engine:
         await self.control.load_outcomes()
         recent = await asyncio.to_thread(self.store.list_tasks, None, RESUBMISSIONS_SEEN)
         self.dispatch.resubmissions.seed(reversed(recent))
-        return await self.resumption.resume()
+        resumed = await self.resumption.resume()
+        # Worktrees of tasks that ended (or were lost) while no server ran are removed.
+        await self.workspaces.sweep({run.id for run in self.runs.active})
+        return resumed
 
     async def close(self) -> None:
         """Stop: kill running actions; their subtasks stay `running` in the store, so the

@@ -7,7 +7,7 @@ import asyncio
 from typing import Any
 
 from reynolds.core import planning
-from reynolds.core.decomposition import Decomposition, decompose
+from reynolds.core.decomposition import Decomposition, decompose, with_integration
 from reynolds.core.graph import Graph, Node
 from reynolds.core.llm_plan import SYSTEM, parse_plan, plan_prompt, plan_schema
 from reynolds.core.models import Approach, LlmAction, Strategy, TaskSpec
@@ -62,6 +62,7 @@ class Planner:
     async def prepare(self, spec: TaskSpec, strategy: Strategy | None) -> Prepared:
         """Decompose and plan without running."""
         dec, asked = await self._decompose(spec)
+        dec = with_integration(dec, spec, self.pools)
         strategy = strategy or self.default_strategy(spec, dec.graph)
         keys = {nid: planning.history_keys(spec.type, n) for nid, n in dec.graph.nodes.items()}
         history = await self._history_for(keys)

@@ -139,6 +139,7 @@ class TaskRun:
     retry_outcomes: deque[bool] = field(default_factory=lambda: deque(maxlen=STORM_WINDOW))
     storm: LoopVerdict | None = None
     mark: int = 0  # the store's write mark after this task's latest write
+    workspace_closed: bool = False  # its worktrees removed (or being removed) as it ends
     done: asyncio.Event = field(default_factory=asyncio.Event)
 
     @classmethod
@@ -261,6 +262,21 @@ class TaskRun:
         width = planning.max_width(self.graph.levels())
         return max(1, min(self.limit, width, replicas))
 
+    def ideal_makespan(
+        self, replicas: Mapping[str, int], stats: planning.PoolStats
+    ) -> float | None:
+        """What a perfect list scheduler would need with the measured durations."""
+        actual: dict[str, float] = {}
+        for nid, sub in self.subs.items():
+            if sub.started_at is None or sub.finished_at is None:
+                actual[nid] = 0.0
+            else:
+                actual[nid] = sub.finished_at - sub.started_at
+        capability = {nid: s.capability for nid, s in self.subs.items()}
+        return planning.simulate(
+            self.graph, actual, self.strategy, replicas, capability, stats
+        ).makespan_s
+
     def key(self, nid: str) -> OrderKey:
         node = self.graph.nodes[nid]
         return order_key(self.strategy.approach, node, self.bottom_s[nid], self.estimate_s[nid])
@@ -313,6 +329,7 @@ def node_from_row(row: dict[str, Any]) -> Node:
         idempotent=spec.get("idempotent", True),
         allow_option_values=spec.get("allowOptionValues", False),
         loop_prevention=spec.get("loopPrevention", True),
+        always=spec.get("always", False),
     )
 
 

@@ -266,3 +266,18 @@ def _parent(pid: int) -> int | None:
     except OSError:
         return None
     return int(stat.rpartition(")")[2].split()[1])
+
+
+def test_a_task_in_worktrees_is_refused_with_422_under_celery(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    task = {
+        "type": "celery-worktrees",
+        "subtasks": [{"id": "a", "action": {"kind": "shell", "argv": ["true"]}}],
+        "workspace": {"repo": str(tmp_path)},
+    }
+    with cluster.client() as client:
+        r = client.post("/mcp/tools/orchestrate_task", json={"arguments": {"task": task}})
+    assert r.status_code == 422, r.text
+    assert r.json()["field"] == "task.workspace.isolate"
+    assert "Celery" in r.json()["error"]

@@ -359,3 +359,21 @@ def test_events_of_an_ended_task_are_its_state_and_the_end(client: TestClient) -
     assert [k for k, _ in events] == ["snapshot", "end"]
     assert events[0][1]["status"] == "succeeded"
     assert client.get("/tasks/nope/events").status_code == 404
+
+
+def test_a_workspace_outside_the_allowed_repositories_is_refused_with_422(
+    client: TestClient, tmp_path: Path
+) -> None:
+    r = call(
+        client,
+        "orchestrate_task",
+        task={
+            "type": "x",
+            "subtasks": [{"id": "a", "action": {"kind": "shell", "argv": ["true"]}}],
+            "workspace": {"repo": str(tmp_path), "merge": {"into": "merged"}},
+        },
+    )
+    assert r.status_code == 422
+    assert r.json()["field"] == "task.workspace.repo"
+    assert "REYNOLDS_WORKSPACE_REPOS" in r.json()["error"]
+    assert client.get("/tasks").json()["tasks"] == []

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 from tests.helpers.git_repos import branches, git, make_repo, show, state, worktrees
+from tests.helpers.polling import wait_for_async
 
 from reynolds.bootstrap import Container, build
 from reynolds.core.models import Strategy, TaskSpec
@@ -314,3 +315,63 @@ async def test_a_merge_branch_cannot_be_taken_by_two_tasks(app: Container, repos
         await app.engine.submit(task_with(str(repo), merge={"into": "mine"}))
     assert caught.value.details.get("field") == "task.workspace.merge.into"
     assert await app.engine.wait(first, 30)
+
+
+async def test_the_merge_step_runs_after_failures_and_merges_what_succeeded(
+    app: Container, repos: Path
+) -> None:
+    repo = make_repo(repos / "partial", {"f.txt": "f\n"})
+    result = await run_task(
+        app,
+        {
+            "type": "partial",
+            "subtasks": [
+                {"id": "broken", "action": shell(PY, "-c", "import sys; sys.exit(2)")},
+                {"id": "after-broken", "dependsOn": ["broken"], "action": shell("true")},
+                {"id": "fine", "action": shell(PY, "-c", REPLACE, "fine.txt", "fine")},
+            ],
+            "workspace": {"repo": str(repo), "merge": {"into": "partial"}},
+        },
+    )
+    subs = by_id(result)
+    assert (subs["broken"]["status"], subs["after-broken"]["status"]) == ("failed", "skipped")
+    assert subs["integrate"]["status"] == "succeeded"
+    assert subs["integrate"]["workspace"]["integration"]["merged"] == [subs["fine"]["branch"]]
+    assert show(repo, "partial", "fine.txt") == "fine\n"
+    assert result["status"] == "failed"  # a subtask failed, whatever merged
+    assert worktrees(repo) == [str(repo)]
+
+
+async def test_a_cancelled_task_leaves_no_worktree(app: Container, repos: Path) -> None:
+    repo = make_repo(repos / "cancelled", {"f.txt": "f\n"})
+    spec = TaskSpec.model_validate(
+        {
+            "type": "cancelled",
+            "components": ["a", "b"],
+            "steps": [{"name": "wait", "action": shell("sleep", "30")}],
+            "workspace": {"repo": str(repo), "merge": {"into": "never"}},
+        }
+    )
+    run = await app.engine.submit(spec)
+    await wait_for_async(lambda: len(worktrees(repo)) == 3, 20, "the worktrees were not made")
+    await wait_for_async(lambda: run.counts().get("running") == 2, 20, "the subtasks did not start")
+    result = await app.engine.cancel(run.id)
+    assert result["status"] == "cancelled"
+    assert worktrees(repo) == [str(repo)]
+
+
+async def test_a_start_removes_worktrees_no_unfinished_task_owns(
+    tmp_path: Path, repos: Path
+) -> None:
+    repo = make_repo(repos / "stale", {"f.txt": "f\n"})
+    settings = Settings(home=tmp_path / "home", workspace_repos=str(repos))
+    stale = settings.worktrees_dir / ("f" * 32) / "left-over"
+    stale.parent.mkdir(parents=True)
+    git(repo, "worktree", "add", "-q", "-b", "reynolds/left/over", str(stale))
+    assert len(worktrees(repo)) == 2
+    container = await build(settings)
+    try:
+        assert worktrees(repo) == [str(repo)]
+        assert not stale.exists()
+    finally:
+        await container.aclose()

@@ -16,7 +16,9 @@ Usage: ./start-orchestration.sh COMMAND [ARGS]
   restart [--production] stop, then start
   status                 pools and task counts of the running server
   logs [COMPONENT] [-f]  the end of a log (reynolds = the server)
-  cleanup                stop the server and remove its state (.reynolds/)
+  cleanup                stop the server, prune its git worktrees in every repository tasks
+                         worked on and in REYNOLDS_WORKSPACE_REPOS, and remove its state
+                         (.reynolds/)
   test [PYTEST ARGS]     lint, format check, type check, then the test suite
 TXT
 }
@@ -28,6 +30,7 @@ step() {
 
 cleanup() {
   .venv/bin/reynolds stop
+  .venv/bin/reynolds worktrees prune
   local home=.reynolds
   if [[ -n "${REYNOLDS_HOME:-}" && "$(realpath -m "$REYNOLDS_HOME")" != "$PWD/.reynolds" ]]; then
     echo "REYNOLDS_HOME is $REYNOLDS_HOME: leaving it in place (remove it yourself if you mean to)"

@@ -178,6 +178,13 @@ class GitWorktrees:
         if repo is not None and os.path.isdir(repo):
             self._run(["-C", repo, "worktree", "prune"])
 
+    def prune(self, repo: str) -> list[str]:
+        """Forget the repository's worktrees under `root` whose directory is gone; returns
+        what it still lists under `root` (none, unless a server is using them)."""
+        self._ok(["-C", repo, "worktree", "prune"])
+        root = os.path.realpath(self.root)
+        return [p for p in self.worktrees(repo) if os.path.commonpath([p, root]) == root]
+
     def task_dirs(self) -> dict[str, list[str]]:
         """Task id → the repositories its worktrees (still on disk) belong to."""
         out: dict[str, list[str]] = {}

@@ -271,6 +271,24 @@ class Workspaces:
                 await asyncio.to_thread(git.remove_task, repo, task)
         return gone
 
+    async def prune(self, repos: list[str]) -> tuple[list[str], list[str]]:
+        """Remove every worktree under `root` (the server must be stopped) and git's records
+        of them in their repositories and in `repos`; returns the tasks whose worktrees went
+        and the repositories pruned."""
+        if self.git is None:
+            return [], []
+        git = self.git
+        tasks = await asyncio.to_thread(git.task_dirs)
+        gone = await self.sweep(set())
+        found = {repo for listed in tasks.values() for repo in listed}
+        for path in repos:
+            top = await asyncio.to_thread(git.toplevel, path)
+            if top is not None:
+                found.add(top)
+        for repo in sorted(found):
+            await asyncio.to_thread(git.prune, repo)
+        return gone, sorted(found)
+
     async def _call(self, task_id: str, fn: Callable[..., T], *args: Any) -> T:
         """`fn(*args)` in a thread, finished even when the attempt is cancelled (git must not
         be interrupted halfway), and awaited by `close`."""

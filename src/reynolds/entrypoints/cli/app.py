@@ -22,6 +22,7 @@ from reynolds.entrypoints.cli.orchestrate import orchestrate
 from reynolds.entrypoints.cli.patterns import patterns
 from reynolds.entrypoints.cli.state import CliState, print_json, state
 from reynolds.entrypoints.cli.tasks import tasks_app
+from reynolds.entrypoints.cli.worktrees import worktrees_app
 from reynolds.errors import ReynoldsError
 
 HEALTH_TIMEOUT_S = 5.0
@@ -70,6 +71,7 @@ app.command()(lifecycle.logs)
 app.command()(orchestrate)
 app.add_typer(tasks_app, name="tasks")
 app.add_typer(agents.agents_app, name="agents")
+app.add_typer(worktrees_app, name="worktrees")
 app.command()(agents.mcp)
 app.command()(agents.agent)
 app.command()(audit)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import threading
 from pathlib import Path
 
 from reynolds.core.worktrees import Change, Identity
@@ -37,6 +38,14 @@ class GitWorktrees:
         self.root = root
         self.git = git
         self._env = {**os.environ, **_ENV}
+        self._locks: dict[str, threading.Lock] = {}
+        self._locks_lock = threading.Lock()
+
+    def _lock(self, repo: str) -> threading.Lock:
+        """The lock of one repository's worktree records (adding, pruning, deleting branches
+        read or write them all)."""
+        with self._locks_lock:
+            return self._locks.setdefault(os.path.realpath(repo), threading.Lock())
 
     # -- reading ------------------------------------------------------------------------
 
@@ -105,7 +114,8 @@ class GitWorktrees:
     def delete_branches(self, repo: str, names: list[str]) -> None:
         existing = [n for n in names if self.branch_exists(repo, n)]
         if existing:
-            self._ok(["-C", repo, "branch", "-D", "--", *existing])
+            with self._lock(repo):
+                self._ok(["-C", repo, "branch", "-D", "--", *existing])
 
     # -- worktrees ------------------------------------------------------------------------
 
@@ -116,11 +126,18 @@ class GitWorktrees:
             if os.path.exists(path):
                 shutil.rmtree(path)  # a directory a crash left before git wrote its `.git`
             os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
-            self._ok(["-C", repo, "worktree", "add", "--force", "-B", branch, path, start])
+            # Only the records, under the repository's lock: git reads every worktree's
+            # records while it adds one, and fails on one another add is writing.
+            with self._lock(repo):
+                self._ok(["-C", repo, "worktree", "add", "--no-checkout", "--force", "-B",
+                          branch, path, start])  # fmt: skip
+            self._ok(["-C", path, "reset", "--hard", "--quiet"])  # the files, in parallel
             return
         self._run(["-C", path, "merge", "--abort"])  # a merge a crash left half-done
-        self._ok(["-C", path, "checkout", "--force", "-B", branch, start])
-        self._ok(["-C", path, "clean", "-ffdx", "--quiet"])
+        # Back on `branch` (an action may have switched), then moved to `start`: neither
+        # reads another worktree's records, so no lock is needed.
+        self._ok(["-C", path, "symbolic-ref", "HEAD", f"refs/heads/{branch}"])
+        self.reset(path, start)
 
     def merge(self, path: str, branch: str, message: str, identity: Identity) -> list[str] | None:
         """Merge `branch` into the worktree's branch: None when it merged, else the files
@@ -176,12 +193,14 @@ class GitWorktrees:
         """Remove every worktree of the task (its directory, then git's records of it)."""
         shutil.rmtree(self.root / task_id, ignore_errors=True)
         if repo is not None and os.path.isdir(repo):
-            self._run(["-C", repo, "worktree", "prune"])
+            with self._lock(repo):
+                self._run(["-C", repo, "worktree", "prune"])
 
     def prune(self, repo: str) -> list[str]:
         """Forget the repository's worktrees under `root` whose directory is gone; returns
         what it still lists under `root` (none, unless a server is using them)."""
-        self._ok(["-C", repo, "worktree", "prune"])
+        with self._lock(repo):
+            self._ok(["-C", repo, "worktree", "prune"])
         root = os.path.realpath(self.root)
         return [p for p in self.worktrees(repo) if os.path.commonpath([p, root]) == root]
 

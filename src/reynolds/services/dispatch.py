@@ -30,7 +30,6 @@ from reynolds.services.ports import ActionResult, SchedulerMetrics, Store
 from reynolds.services.recording import Recorder
 from reynolds.services.resubmissions import Resubmissions
 from reynolds.services.runs import SubState, TaskRun
-from reynolds.services.workspaces import Workspaces
 from reynolds.settings import Settings
 
 log = logging.getLogger("reynolds.engine")
@@ -81,7 +80,6 @@ class Dispatcher:
         self._pumping = False
         self._wake: asyncio.TimerHandle | None = None
         self._wake_at = 0.0
-        self._workspaces_closing: set[asyncio.Task[None]] = set()
         control.on_room = self.pump
 
     def activate(self, run: TaskRun) -> None:
@@ -484,13 +482,8 @@ class Dispatcher:
 
     def finish_run(self, run: TaskRun) -> None:
         workspaces = self.attempts.workspaces
-        if workspaces is not None and not run.workspace_closed and "workspace" in run.plan:
-            # Its worktrees go before its end is told: nothing of it is left once it has.
-            run.workspace_closed = True
-            closing = asyncio.get_running_loop().create_task(self._close_workspace(run, workspaces))
-            self._workspaces_closing.add(closing)
-            closing.add_done_callback(self._workspaces_closing.discard)
-            return
+        if workspaces is not None and workspaces.close_before_end(run, self.finish_run):
+            return  # its worktrees go first: nothing of it is left once its end is told
         now = self.clock()
         statuses = {s.status for s in run.subs.values()}
         self.budgets.close(run)
@@ -534,12 +527,6 @@ class Dispatcher:
         )
         self.runs.finished(run)
         run.done.set()
-
-    async def _close_workspace(self, run: TaskRun, workspaces: Workspaces) -> None:
-        try:
-            await workspaces.close(run)
-        finally:
-            self.finish_run(run)
 
     def _budget_stopped(self, run: TaskRun, time_up: bool) -> None:
         """A budget stopped `run`: soon (not inside the pass that found it), cut what runs
@@ -592,5 +579,5 @@ class Dispatcher:
             h.cancel()
         if handles:
             await asyncio.gather(*handles, return_exceptions=True)
-        if self._workspaces_closing:  # tasks that have ended, their worktrees being removed
-            await asyncio.gather(*self._workspaces_closing, return_exceptions=True)
+        if self.attempts.workspaces is not None:  # ended tasks' worktrees being removed
+            await self.attempts.workspaces.drain()

@@ -139,7 +139,9 @@ class TaskRun:
     retry_outcomes: deque[bool] = field(default_factory=lambda: deque(maxlen=STORM_WINDOW))
     storm: LoopVerdict | None = None
     mark: int = 0  # the store's write mark after this task's latest write
-    workspace_closed: bool = False  # its worktrees removed (or being removed) as it ends
+    # Its worktrees being removed as it ends, and removed.
+    workspace_closing: asyncio.Task[None] | None = None
+    workspace_closed: bool = False
     done: asyncio.Event = field(default_factory=asyncio.Event)
 
     @classmethod

@@ -47,6 +47,7 @@ class Workspaces:
         self.allowed = [os.path.realpath(p) for p in allowed]
         self.project = os.path.realpath(project)
         self._busy: dict[str, set[asyncio.Future[Any]]] = {}
+        self._closing: set[asyncio.Task[None]] = set()
 
     # -- submission -----------------------------------------------------------------------
 
@@ -239,6 +240,30 @@ class Workspaces:
         return done
 
     # -- the end --------------------------------------------------------------------------
+
+    def close_before_end(self, run: TaskRun, end: Callable[[TaskRun], None]) -> bool:
+        """Whether `run`'s end must wait for its worktrees to be removed; if so their removal
+        is started (once, however often this is asked) and calls `end(run)` when done."""
+        if run.workspace_closed or "workspace" not in run.plan:
+            return False
+        if run.workspace_closing is None:
+            closing = asyncio.get_running_loop().create_task(self._close_then(run, end))
+            run.workspace_closing = closing
+            self._closing.add(closing)
+            closing.add_done_callback(self._closing.discard)
+        return True
+
+    async def _close_then(self, run: TaskRun, end: Callable[[TaskRun], None]) -> None:
+        try:
+            await self.close(run)
+        finally:
+            run.workspace_closed = True
+            end(run)
+
+    async def drain(self) -> None:
+        """Wait for the removals under way (a server stopping)."""
+        if self._closing:
+            await asyncio.gather(*self._closing, return_exceptions=True)
 
     async def close(self, run: TaskRun) -> None:
         """Remove the task's worktrees (and its subtasks' branches unless kept), once the git

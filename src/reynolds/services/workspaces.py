@@ -187,13 +187,21 @@ class Workspaces:
         plan = self.plan_of(run)
         assert plan is not None and self.git is not None
         path = self.path(run, sub.node.id)
+        last: list[ActionResult] = []  # the check's latest run, whose output the step shows
+
+        async def checked(where: str) -> ActionResult:
+            assert check is not None
+            last[:] = [await check(where)]
+            return last[0]
+
         try:
             await self._call(
                 run.id, self.git.enter, plan["repo"], path, plan["into"], plan["baseCommit"]
             )
-            done = await self._merge_each(run, plan, path, check if check_after == "each" else None)
+            each = checked if check is not None and check_after == "each" else None
+            done = await self._merge_each(run, plan, path, each)
             if check is not None and check_after == "end" and done.merged:
-                ended = await check(path)
+                ended = await checked(path)
                 if not ended.ok:
                     done.check_failed = _tail(ended)
             done.commit = await self._call(run.id, self.git.head, path)
@@ -201,6 +209,9 @@ class Workspaces:
             return ActionResult(False, reason="workspace", error=exc.message)
         sub.detail = {**(sub.detail or {}), "workspace": {"integration": done.view()}}
         summary = done.summary()
+        if last:
+            shown = (last[0].output or last[0].error).strip()[-CHECK_OUTPUT_CHARS:]
+            summary += f"\n--- the check's output (its latest run) ---\n{shown}"
         if done.ok:
             return ActionResult(True, exit_code=0, output=summary)
         return ActionResult(False, exit_code=1, output=summary, error=summary, reason="merge")

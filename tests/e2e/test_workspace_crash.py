@@ -18,6 +18,8 @@ PY = sys.executable
 STEP = (
     "import os, sys, time\n"
     "name, marks = sys.argv[1], sys.argv[2]\n"
+    "if name == 'broken':\n"
+    "    sys.exit(1)\n"
     "litter = 'litter-' + name\n"
     "assert not os.path.exists(litter), 'a resumed attempt found the first one\\'s litter'\n"
     "open(litter, 'w').write('half-done')\n"
@@ -52,7 +54,8 @@ def test_sigkill_with_worktrees_in_use_then_restart_finishes_and_leaves_no_workt
         "orchestrate_task",
         task={
             "type": "crash-in-worktrees",
-            "components": names,
+            # `broken` fails before the crash: the merge step still runs after the restart.
+            "components": ["broken", *names],
             "steps": [
                 {
                     "name": "edit",
@@ -64,13 +67,21 @@ def test_sigkill_with_worktrees_in_use_then_restart_finishes_and_leaves_no_workt
             ],
             "workspace": {"repo": str(repo), "merge": {"into": "after-crash"}},
         },
-        strategy={"maxConcurrency": 4},
+        strategy={"maxConcurrency": 5},
         wait=False,
     )
     task_id = task["taskId"]
     wait_for(lambda: all((marks / n).exists() for n in names), 30, "the subtasks did not all start")
+    wait_for(
+        lambda: any(
+            s["id"] == "edit:broken" and s["status"] == "failed"
+            for s in server.task(task_id)["subtasks"]
+        ),
+        30,
+        "the broken subtask did not fail",
+    )
     in_use = worktrees(repo)
-    assert len(in_use) == 5, in_use  # the repository and one worktree per subtask
+    assert len(in_use) == 6, in_use  # the repository and one worktree per subtask
     server.kill()
     for n in names:
         (marks / n).unlink()
@@ -82,7 +93,10 @@ def test_sigkill_with_worktrees_in_use_then_restart_finishes_and_leaves_no_workt
         return result if result["status"] not in ("pending", "running") else None
 
     result = wait_for(finished, 60, "the resumed task did not finish")
-    assert result["status"] == "succeeded", result["results"]
+    assert result["status"] == "failed"  # edit:broken
+    subs = {s["id"]: s for s in result["subtasks"]}
+    assert subs["integrate"]["status"] == "succeeded", subs["integrate"]["error"]
+    assert len(subs["integrate"]["workspace"]["integration"]["merged"]) == 4
     for n in names:
         assert show(repo, "after-crash", f"{n}.txt") == f"{n}\ndone {n}\n"
     assert worktrees(repo) == [str(repo)]

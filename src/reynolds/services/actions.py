@@ -104,7 +104,10 @@ class LocalActions:
             attempt=attempt,
             timeout_s=timeout_s,
             output_cap_bytes=output_cap_bytes,
-            workspace=self.workspace if workspace is None else workspace,
+            # Only a shell action runs in a task's worktree: an mcp stdio server, say, outlives it.
+            workspace=workspace
+            if workspace is not None and isinstance(action, ShellAction)
+            else self.workspace,
             on_spawn=on_spawn,
         )
         runners = self.runners

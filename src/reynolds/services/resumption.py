@@ -88,9 +88,9 @@ class Resumption:
             elif sub.status not in FINISHED:
                 sub.status = Status.PENDING
         for sub in run.subs.values():
-            sub.remaining = sum(
-                1 for d in sub.node.depends_on if run.subs[d].status is not Status.SUCCEEDED
-            )
+            # An `always` subtask waits for its upstream to end, the others for it to succeed.
+            done = FINISHED if sub.node.always else {Status.SUCCEEDED}
+            sub.remaining = sum(1 for d in sub.node.depends_on if run.subs[d].status not in done)
         run.unfinished = sum(1 for s in run.subs.values() if s.status not in FINISHED)
         for nid, sub in run.subs.items():
             if sub.status in (Status.FAILED, Status.SKIPPED, Status.LOOP_BLOCKED):

@@ -151,6 +151,8 @@ class Workspaces:
         upstream = [branches[d] for d in sub.node.depends_on]
         start = upstream[0] if upstream else plan["baseCommit"]
         await self._call(run.id, git.enter, repo, path, branches[sub.node.id], start)
+        if not upstream:
+            return path, start
         if len(upstream) > 1:
             message = f"Merge the upstream branches of {sub.node.id}"
             files = await self._call(

@@ -121,6 +121,10 @@ async def test_eight_components_edit_their_own_files_in_parallel_and_all_eight_m
             == 0
         )
     assert most_at_once([subs[f"migrate:{n}"] for n in names]) >= 2
+    made = git(repo, "log", "-1", "--format=%an <%ae>%n%B", subs["migrate:tool3"]["commit"])
+    assert made.startswith(f"Reynolds (task {task_id}) <reynolds+{task_id}@localhost>\n")
+    assert "tool-migration: migrate tool3" in made
+    assert f"Reynolds-Task: {task_id}" in made and "Reynolds-Component: tool3" in made
     integration = subs["integrate"]["workspace"]["integration"]
     assert integration["into"] == "migrated-tools" and integration["skipped"] == []
     assert len(integration["merged"]) == 8

@@ -210,13 +210,13 @@ class Workspaces:
         except WorkspaceError as exc:
             return ActionResult(False, reason="workspace", error=exc.message)
         sub.detail = {**(sub.detail or {}), "workspace": {"integration": done.view()}}
-        summary = done.summary()
+        summary = text = done.summary()
         if last:
             shown = (last[0].output or last[0].error).strip()[-CHECK_OUTPUT_CHARS:]
-            summary += f"\n--- the check's output (its latest run) ---\n{shown}"
+            text += f"\n--- the check's output (its latest run) ---\n{shown}"
         if done.ok:
-            return ActionResult(True, exit_code=0, output=summary)
-        return ActionResult(False, exit_code=1, output=summary, error=summary, reason="merge")
+            return ActionResult(True, exit_code=0, output=text)
+        return ActionResult(False, exit_code=1, output=text, error=summary, reason="merge")
 
     async def _merge_each(
         self, run: TaskRun, plan: dict[str, Any], path: str, check: CheckRunner | None

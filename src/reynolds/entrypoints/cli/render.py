@@ -159,6 +159,8 @@ def render_plan(console: Console, result: dict[str, Any]) -> None:
 
 
 def subtasks_table(subtasks: list[dict[str, Any]], title: str = "Subtasks") -> Table:
+    """One row per subtask; in a task workspace, its branch and how many files it changed."""
+    branches = any("branch" in sub for sub in subtasks)
     table = Table(title=title, title_justify="left")
     table.add_column("subtask", overflow="fold")
     table.add_column("agent")
@@ -166,16 +168,43 @@ def subtasks_table(subtasks: list[dict[str, Any]], title: str = "Subtasks") -> T
     table.add_column("attempts", justify="right")
     table.add_column("exit code", justify="right")
     table.add_column("duration", justify="right")
+    if branches:
+        table.add_column("branch", overflow="fold")
+        table.add_column("files", justify="right")
     for sub in subtasks:
-        table.add_row(
+        row = [
             cell(sub.get("id")),
             cell(sub.get("agentType")),
             styled(sub.get("status")),
             cell(sub.get("attempts")),
             cell(sub.get("exitCode")),
             duration(sub),
-        )
+        ]
+        if branches:
+            files = sub.get("filesChanged")
+            row += [cell(sub.get("branch")), cell(len(files) if isinstance(files, list) else None)]
+        table.add_row(*row)
     return table
+
+
+def render_integration(console: Console, subtasks: list[dict[str, Any]]) -> None:
+    """What a task workspace's merge step merged and left out."""
+    for sub in subtasks:
+        workspace = sub.get("workspace")
+        done = workspace.get("integration") if isinstance(workspace, dict) else None
+        if not isinstance(done, dict):
+            continue
+        merged, skipped = done.get("merged") or [], done.get("skipped") or []
+        console.print(
+            f"Merged {len(merged)} branch(es) into {cell(done.get('into'))} "
+            f"(at {cell(str(done.get('commit') or '')[:12])}); {len(skipped)} left out"
+        )
+        for left in skipped:
+            files = ", ".join(left.get("files") or []) or "-"
+            console.print(
+                f"  [red]{cell(left.get('branch'))}[/]: {cell(left.get('reason'))} in "
+                f"{escape(files)}"
+            )
 
 
 def render_result(console: Console, result: dict[str, Any]) -> None:
@@ -183,6 +212,7 @@ def render_result(console: Console, result: dict[str, Any]) -> None:
     subtasks = [s for s in result.get("subtasks") or [] if isinstance(s, dict)]
     if subtasks:
         console.print(subtasks_table(subtasks))
+        render_integration(console, subtasks)
     for sub in subtasks:
         if sub.get("status") in ("failed", "loop_blocked") and sub.get("error"):
             first = str(sub["error"]).strip().splitlines()

@@ -268,7 +268,7 @@ def _parent(pid: int) -> int | None:
     return int(stat.rpartition(")")[2].split()[1])
 
 
-def test_a_task_in_worktrees_is_refused_with_422_under_celery(
+def test_a_task_workspace_is_refused_with_422_under_celery(
     cluster: Cluster, tmp_path: Path
 ) -> None:
     task = {
@@ -279,5 +279,5 @@ def test_a_task_in_worktrees_is_refused_with_422_under_celery(
     with cluster.client() as client:
         r = client.post("/mcp/tools/orchestrate_task", json={"arguments": {"task": task}})
     assert r.status_code == 422, r.text
-    assert r.json()["field"] == "task.workspace.isolate"
+    assert r.json()["field"] == "task.workspace"
     assert "Celery" in r.json()["error"]

@@ -271,11 +271,11 @@ class Engine:
         """The task's `plan.workspace` (InvalidInput when it cannot have it)."""
         if spec.workspace is None:
             return None
-        if self.distributed is not None and spec.workspace.isolate == "worktree":
+        if self.distributed is not None:
             raise InvalidInput(
-                "isolate: worktree is not available under the Celery backend: its workers "
-                "do not share this server's disk",
-                field="task.workspace.isolate",
+                "task workspaces are not available under the Celery backend: its workers do "
+                "not share this server's disk",
+                field="task.workspace",
             )
         if prep.message is not None:
             return None  # planned only: nothing will run in it

@@ -173,7 +173,7 @@ async def assert_bad_calls_are_error_results_naming_the_problem(session: ClientS
     unknown = await session.call_tool("no_such_tool", {})
     assert unknown.is_error and "no_such_tool" in text_of(unknown)
     assert "orchestrate_task" in text_of(unknown)  # and what there is instead
-    unbuilt = await session.call_tool("run_experiment", {"scenario": {}})
+    unbuilt = await session.call_tool("get_reynolds_wisdom", {"situation": "stuck"})
     assert unbuilt.is_error and "not available yet" in text_of(unbuilt)
 
 

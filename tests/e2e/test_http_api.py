@@ -269,9 +269,36 @@ def test_task_detail_shows_each_subtasks_routing_decision(client: TestClient) ->
 
 
 def test_unbuilt_tools_say_not_available_yet(client: TestClient) -> None:
-    r = call(client, "run_experiment", scenario={})
+    r = call(client, "get_reynolds_wisdom", situation="stuck")
     assert r.status_code == 501
     assert "not available yet" in r.json()["error"]
+
+
+def test_an_experiment_is_run_stored_and_read_back(client: TestClient) -> None:
+    scenario = {
+        "name": "how wide",
+        "task": {**shell_task("true"), "components": ["a", "b", "c", "d"]},
+        "strategies": [
+            {"name": "one", "approach": "direct"},
+            {"name": "four", "maxConcurrency": 4},
+        ],
+        "seed": 1,
+    }
+    r = call(client, "run_experiment", scenario=scenario)
+    assert r.status_code == 200, r.text
+    report = r.json()["structuredContent"]
+    assert [v["name"] for v in report["variants"]] == ["one", "four"]
+    assert report["winner"] == "four"
+    assert client.get(f"/experiments/{report['experimentId']}").json() == report
+    listed = client.get("/experiments").json()["experiments"]
+    assert [e["experimentId"] for e in listed] == [report["experimentId"]]
+    resource = client.get("/mcp/resources/experiments").json()
+    assert resource["experiments"] == listed
+    assert client.get("/experiments/nope").status_code == 404
+    assert client.get("/experiments?limit=0").status_code == 422
+    assert (
+        call(client, "run_experiment", scenario={**scenario, "mode": "execute"}).status_code == 501
+    )
 
 
 def test_metrics_expose_the_contract_names(client: TestClient) -> None:

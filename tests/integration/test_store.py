@@ -758,3 +758,46 @@ def test_subtasks_stored_before_ids_grew_survive_the_upgrade(store_url: str) -> 
         assert [row["id"] for row in upgraded.get_subtasks("t1")] == ["a:old", long_id]
     finally:
         upgraded.close()
+
+
+def test_distributions_give_count_failures_mean_and_the_sum_of_squares(store: Store) -> None:
+    store.record_duration(["step:x"], 1.0, True)
+    store.record_duration(["step:x"], 3.0, False)
+    store.record_duration(["step:x"], 5.0, True)
+    store.flush_sync()
+    found = store.distributions(["step:x", "step:none"])
+    assert list(found) == ["step:x"]
+    count, failures, mean, m2 = found["step:x"]
+    assert (count, failures) == (3, 1)
+    assert math.isclose(mean, 3.0) and math.isclose(m2, 8.0)
+
+
+# -- experiments --
+
+
+def test_experiments_are_stored_with_their_scenario_and_report_newest_first(
+    store: Store,
+) -> None:
+    for i, created in enumerate((10.0, 30.0, 20.0)):
+        store.put_experiment(
+            {
+                "id": f"e{i}",
+                "name": f"trial {i}",
+                "mode": "simulate",
+                "status": "running",
+                "scenario": {"name": f"trial {i}", "strategies": [{"name": "a"}]},
+                "created_at": created,
+            }
+        )
+    store.flush_sync()
+    store.put_experiment({"id": "e1", "status": "completed", "report": {"winner": None}})
+    store.flush_sync()
+    done = store.get_experiment("e1")
+    assert done is not None
+    assert (done["status"], done["report"], done["scenario"]["strategies"]) == (
+        "completed",
+        {"winner": None},
+        [{"name": "a"}],
+    )
+    assert [row["id"] for row in store.list_experiments(limit=2)] == ["e1", "e2"]
+    assert store.get_experiment("nope") is None

@@ -379,3 +379,25 @@ async def test_a_start_removes_worktrees_no_unfinished_task_owns(
         assert not stale.exists()
     finally:
         await container.aclose()
+
+
+async def test_a_dependent_whose_upstream_branches_conflict_fails_once_naming_the_files(
+    app: Container, repos: Path
+) -> None:
+    repo = make_repo(repos / "upstream-clash", {"shared.txt": "original\n"})
+    result = await run_task(
+        app,
+        {
+            "type": "upstream-clash",
+            "subtasks": [
+                {"id": "a", "action": shell(PY, "-c", REPLACE, "shared.txt", "from a")},
+                {"id": "b", "action": shell(PY, "-c", REPLACE, "shared.txt", "from b")},
+                {"id": "both", "dependsOn": ["a", "b"], "retries": 2, "action": shell("true")},
+            ],
+            "workspace": {"repo": str(repo)},
+        },
+    )
+    both = by_id(result)["both"]
+    assert (both["status"], both["reason"], both["attempts"]) == ("failed", "conflict", 1)
+    assert "shared.txt" in both["error"]
+    assert worktrees(repo) == [str(repo)]

@@ -66,7 +66,16 @@ CALLS: dict[str, dict[str, Any]] = {
     "scale_agents": {"agentType": "devops", "replicas": 2},
     "autoscale_agents": {},
     "get_reynolds_wisdom": {"situation": "stuck", "context": {"notes": ["n"]}},
-    "run_experiment": {"scenario": {"name": "s", "strategies": [{"name": "a"}]}},
+    "run_experiment": {
+        "scenario": {
+            "name": "s",
+            "task": {
+                "type": "t",
+                "steps": [{"name": "x", "action": {"kind": "shell", "argv": ["true"]}}],
+            },
+            "strategies": [{"name": "a"}],
+        }
+    },
 }
 
 

@@ -57,9 +57,22 @@ ANALYZE = {
     },
     "strategy": {"maxConcurrency": 2},
 }
+EXPERIMENT = {
+    "scenario": {
+        "name": "e",
+        "task": ANALYZE["task"],
+        "strategies": [
+            {"name": "a", "maxConcurrency": 2, "retries": 1, "failureRate": 0.1},
+            {"name": "b"},
+        ],
+        "repetitions": 3,
+        "seed": 1,
+    }
+}
 BASES: dict[str, dict[str, Any]] = {
     "orchestrate_task": ORCHESTRATE,
     "analyze_orchestration_potential": ANALYZE,
+    "run_experiment": EXPERIMENT,
     "list_tasks": {"status": "running", "limit": 10},
     "scale_agents": {"agentType": "code", "replicas": 2},
     "autoscale_agents": {"dryRun": True},
@@ -110,6 +123,30 @@ FIELDS: list[tuple[str, tuple[Any, ...], str]] = [
         for tool_name in ("orchestrate_task", "analyze_orchestration_potential")
         for path, kind in [(("keepBranches",), BOOL), (("merge", "timeoutSeconds"), FLOAT)]
     ],
+    *[
+        ("run_experiment", ("scenario", "task", "subtasks", 0, name), kind)
+        for name, kind in [
+            ("timeoutSeconds", FLOAT),
+            ("retries", INT),
+            ("estimatedSeconds", FLOAT),
+            ("idempotent", BOOL),
+            ("allowOptionValues", BOOL),
+            ("loopPrevention", BOOL),
+        ]
+    ],
+    ("run_experiment", ("scenario", "task", "subtasks", 1, "action", "maxTokens"), INT),
+    ("run_experiment", ("scenario", "task", "budget", "attempts"), INT),
+    ("run_experiment", ("scenario", "task", "budget", "subtasks"), INT),
+    ("run_experiment", ("scenario", "task", "budget", "tokens"), INT),
+    ("run_experiment", ("scenario", "task", "budget", "wallClockSeconds"), FLOAT),
+    ("run_experiment", ("scenario", "task", "budget", "cost"), FLOAT),
+    ("run_experiment", ("scenario", "task", "workspace", "keepBranches"), BOOL),
+    ("run_experiment", ("scenario", "task", "workspace", "merge", "timeoutSeconds"), FLOAT),
+    ("run_experiment", ("scenario", "strategies", 0, "maxConcurrency"), INT),
+    ("run_experiment", ("scenario", "strategies", 0, "retries"), INT),
+    ("run_experiment", ("scenario", "strategies", 0, "failureRate"), FLOAT),
+    ("run_experiment", ("scenario", "repetitions"), INT),
+    ("run_experiment", ("scenario", "seed"), INT),
     ("orchestrate_task", ("task", "steps", 1, "action", "maxTokens"), INT),
     ("analyze_orchestration_potential", ("task", "subtasks", 1, "action", "maxTokens"), INT),
     ("analyze_orchestration_potential", ("strategy", "maxConcurrency"), INT),
@@ -177,7 +214,8 @@ def test_a_number_or_boolean_of_another_json_type_is_refused_naming_the_field(
 
 @pytest.mark.parametrize(("tool", "path", "kind"), [f for f in FIELDS if f[2] == FLOAT])
 def test_an_integer_is_a_number(tool: str, path: tuple[Any, ...], kind: str) -> None:
-    TOOLS[tool].model.model_validate(with_value(BASES[tool], path, 7))
+    whole = 1 if path[-1] == "failureRate" else 7  # a chance: 0 to 1
+    TOOLS[tool].model.model_validate(with_value(BASES[tool], path, whole))
 
 
 @pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf])

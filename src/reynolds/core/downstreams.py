@@ -44,7 +44,10 @@ def downstream_of(action: Action | None) -> str | None:
 
 
 def _origin(url: str) -> str:
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # refused on input; kept for a URL stored by an older version
+        return "invalid-url"
     scheme = parts.scheme.lower()
     try:
         port = parts.port

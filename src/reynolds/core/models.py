@@ -12,6 +12,7 @@ from contextvars import ContextVar
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import (
     BaseModel,
@@ -174,6 +175,17 @@ class HttpAction(WireModel):
     url: str = Field(max_length=8192, pattern=r"^https?://")
     json_body: Any = Field(None, alias="json")
     headers: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("url")
+    @classmethod
+    def _parses(cls, url: str) -> str:
+        try:
+            host = urlsplit(url).hostname
+        except ValueError as exc:  # "Invalid IPv6 URL": a "]" with no "[", say
+            raise ValueError(f"not a URL that can be read: {exc}") from None
+        if not host:
+            raise ValueError("names no host")
+        return url
 
 
 class McpAction(WireModel):

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 # Reasons that another attempt cannot change.
 NOT_RETRYABLE = frozenset(
-    {"denied", "option_value", "cancelled", "interrupted", "invalid", "not_configured"}
+    {"denied", "option_value", "cancelled", "interrupted", "invalid", "not_configured", "conflict"}
 )
 
 

@@ -73,7 +73,8 @@ class Attempts:
         try:
             path, start = await workspaces.enter(run, sub)
         except WorkspaceError as exc:
-            return ActionResult(False, reason="workspace", error=exc.message)
+            reason = str(exc.details.get("reason", "workspace"))
+            return ActionResult(False, reason=reason, error=exc.message)
         result = await self._attempt(run, sub, pool, path)
         if not result.ok or start is None:
             return result

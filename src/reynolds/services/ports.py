@@ -264,6 +264,17 @@ class Store(Protocol):
     def outcomes(self, keys: Iterable[str]) -> Mapping[str, tuple[int, int, float]]:
         """(attempts, failures, mean seconds) recorded under each of `keys` that has any."""
 
+    def distributions(self, keys: Iterable[str]) -> Mapping[str, tuple[int, int, float, float]]:
+        """(attempts, failures, mean seconds, Welford's sum of squared deviations) recorded
+        under each of `keys` that has any."""
+
+    def put_experiment(self, row: Row) -> None: ...
+
+    def get_experiment(self, experiment_id: str) -> Row | None: ...
+
+    def list_experiments(self, limit: int = 50) -> list[Row]:
+        """The newest experiments first."""
+
     def events(self, task_id: str, after_seq: int = 0, limit: int = 1000) -> list[Row]: ...
 
     def audit(

@@ -11,6 +11,7 @@ from reynolds.core import loops
 from reynolds.core.decomposition import PATTERN_KEYWORDS
 from reynolds.core.reporting import iso
 from reynolds.errors import NotAvailableYet, NotFound
+from reynolds.services.experiments import Experiments
 from reynolds.services.patterns import failure_patterns
 
 if TYPE_CHECKING:  # the stdio proxy imports the names below without the server stack
@@ -115,6 +116,10 @@ def _guards_view(engine: Engine) -> dict[str, Any]:
     }
 
 
+async def _experiments(engine: Engine) -> str:
+    return _json({"experiments": await Experiments(engine).list()})
+
+
 def _not_yet(name: str) -> Reader:
     async def reader(engine: Engine) -> str:
         raise NotAvailableYet(f"{SCHEME}{name}: not available yet", resource=name)
@@ -145,6 +150,13 @@ RESOURCES: dict[str, Resource] = {
             "newest first, with their evidence.",
             JSON_TYPE,
             _loop_prevention,
+        ),
+        Resource(
+            "experiments",
+            "The experiments run (run_experiment), newest first: name, mode, status, winner "
+            "and speed-up; GET /experiments/{id} has each report.",
+            JSON_TYPE,
+            _experiments,
         ),
         Resource(
             "reynolds-personality",

@@ -25,7 +25,7 @@ from reynolds.core.models import (
     Strategy,
     TaskSpec,
 )
-from reynolds.core.planning import OrderKey, order_key
+from reynolds.core.planning import OrderKey
 from reynolds.core.pricing import Usage
 from reynolds.core.routing import RoutingDecision
 
@@ -281,7 +281,10 @@ class TaskRun:
 
     def key(self, nid: str) -> OrderKey:
         node = self.graph.nodes[nid]
-        return order_key(self.strategy.approach, node, self.bottom_s[nid], self.estimate_s[nid])
+        # Looked up at each call: the simulator reads the same policy (core/simulator.py).
+        return planning.order_key(
+            self.strategy.approach, node, self.bottom_s[nid], self.estimate_s[nid]
+        )
 
     def counts(self) -> dict[str, int]:
         return dict(Counter(str(s.status) for s in self.subs.values()))

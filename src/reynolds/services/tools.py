@@ -12,6 +12,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from reynolds.core.audit import redact_text
+from reynolds.core.experiments import Scenario
 from reynolds.core.loops import LoopVerdict
 from reynolds.core.models import (
     AgentStatusRequest,
@@ -31,6 +32,7 @@ from reynolds.errors import InvalidInput, NotAvailableYet, ReynoldsError
 from reynolds.services.analysis import CachedAnalysis, analyze
 from reynolds.services.engine import Engine
 from reynolds.services.events import EventBus
+from reynolds.services.experiments import Experiments
 from reynolds.services.lineage import Parent
 from reynolds.services.progress import ProgressFn, follow
 from reynolds.services.resubmissions import Refused
@@ -218,6 +220,14 @@ async def _autoscale(engine: Engine, req: AutoscaleRequest, ctx: CallContext) ->
     return {"dryRun": req.dry_run, "decisions": decisions, "pools": engine.pool_status()}
 
 
+class ExperimentRequest(InputModel):
+    scenario: Scenario
+
+
+async def _experiment(engine: Engine, req: ExperimentRequest, ctx: CallContext) -> dict[str, Any]:
+    return await Experiments(engine, clock=engine.clock).run(req.scenario)
+
+
 class _Open(InputModel):
     """Arguments of a tool that is not built yet; accepted as given."""
 
@@ -276,9 +286,11 @@ TOOLS: dict[str, Tool] = {
         ),
         Tool(
             "run_experiment",
-            "Compare strategies on a task, simulated or executed.",
-            _Open,
-            _not_yet("run_experiment"),
+            "Compare strategies on a task: simulated on the scheduler's own policy with "
+            "durations learned from history (or executed for real), with intervals, a "
+            "Mann-Whitney U p-value and a winner only when the difference is significant.",
+            ExperimentRequest,
+            _experiment,
         ),
         Tool(
             "scale_agents",

@@ -99,9 +99,12 @@ class Workspaces:
         if plan is None or "into" not in plan:
             return
         git = self._git_or_refuse()
-        taken = not await asyncio.to_thread(
-            git.reserve_branch, plan["repo"], plan["into"], plan["baseCommit"]
-        )
+        try:
+            taken = not await asyncio.to_thread(
+                git.reserve_branch, plan["repo"], plan["into"], plan["baseCommit"]
+            )
+        except WorkspaceError as exc:  # a name git refuses that our rules let through
+            raise InvalidInput(exc.message, field=f"{FIELD}.merge.into") from None
         if taken:
             raise self._taken(plan["into"])
 
@@ -160,7 +163,8 @@ class Workspaces:
             )
             if files:
                 raise WorkspaceError(
-                    f"the upstream branches of {sub.node.id} conflict in {', '.join(files)}"
+                    f"the upstream branches of {sub.node.id} conflict in {', '.join(files)}",
+                    reason="conflict",  # another attempt would meet the same conflict
                 )
         return path, await self._call(run.id, git.head, path)
 

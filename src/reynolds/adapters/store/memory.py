@@ -36,6 +36,7 @@ from reynolds.adapters.store.rows import (
 from reynolds.adapters.store.schema import (
     attempts,
     audit,
+    experiments,
     subtasks,
     tasks,
 )
@@ -44,7 +45,7 @@ from reynolds.services.ports import Row
 
 logger = logging.getLogger(__name__)
 
-_UPSERTED = (tasks, subtasks, attempts)
+_UPSERTED = (tasks, subtasks, attempts, experiments)
 _FLUSH, _STOP = "flush", "stop"
 _Item = tuple[Table | str, Any]
 
@@ -156,6 +157,9 @@ class MemoryStore:
 
     def put_attempt(self, row: Row) -> None:
         self._put(attempts, row)
+
+    def put_experiment(self, row: Row) -> None:
+        self._put(experiments, row)
 
     def add_event(self, row: Row) -> None:
         self._enqueue("events", event_row(row, self._clock))
@@ -353,6 +357,24 @@ class MemoryStore:
         with self._lock:
             stats = self._tables.durations
             return {key: stats[key]["mean_s"] for key in set(keys) if key in stats}
+
+    def get_experiment(self, experiment_id: str) -> Row | None:
+        found = self._select("experiments", lambda row: row["id"] == experiment_id)
+        return found[0] if found else None
+
+    def list_experiments(self, limit: int = 50) -> list[Row]:
+        found = self._select("experiments", lambda row: True)
+        found.sort(key=lambda row: (row["created_at"], row["id"]), reverse=True)
+        return found[:limit]
+
+    def distributions(self, keys: Iterable[str]) -> Mapping[str, tuple[int, int, float, float]]:
+        with self._lock:
+            stats = self._tables.durations
+            return {
+                key: (s["count"], s["failures"], s["mean_s"], s["m2"])
+                for key in set(keys)
+                if (s := stats.get(key)) is not None
+            }
 
     def outcomes(self, keys: Iterable[str]) -> Mapping[str, tuple[int, int, float]]:
         with self._lock:

@@ -192,6 +192,21 @@ servers = Table(
 
 # One row: the store's identity, made when the store is created. A REYNOLDS_HOME remembers it,
 # so that a database emptied, recreated or swapped for another is noticed at start.
+# One row per experiment (services/experiments.py): its scenario as asked, and its report.
+experiments = Table(
+    "experiments",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("mode", String(20), nullable=False),
+    Column("status", String(20), nullable=False),
+    Column("scenario", JSON, nullable=False),
+    Column("report", JSON, nullable=True),
+    Column("created_at", Float, nullable=False),
+    Column("finished_at", Float, nullable=True),
+    Index("ix_experiments_created", "created_at"),
+)
+
 store_identity = Table(
     "store_identity",
     metadata,
@@ -205,6 +220,7 @@ __all__ = [
     "audit",
     "durations",
     "events",
+    "experiments",
     "metadata",
     "orchestration_decisions",
     "scaling_events",

@@ -38,6 +38,7 @@ from reynolds.adapters.store.schema import (
     audit,
     durations,
     events,
+    experiments,
     orchestration_decisions,
     scaling_events,
     subtasks,
@@ -186,6 +187,9 @@ class SqlStore:
 
     def put_attempt(self, row: Row) -> None:
         self._put(attempts, row)
+
+    def put_experiment(self, row: Row) -> None:
+        self._put(experiments, row)
 
     def add_event(self, row: Row) -> None:
         self._enqueue(rows.EVENT, rows.event_row(row))
@@ -419,6 +423,28 @@ class SqlStore:
                     durations.c.key.in_(chunk)
                 )
                 found.update({key: mean_s for key, mean_s in conn.execute(query)})
+        return found
+
+    def get_experiment(self, experiment_id: str) -> Row | None:
+        found = self._fetch(select(experiments).where(experiments.c.id == experiment_id))
+        return found[0] if found else None
+
+    def list_experiments(self, limit: int = 50) -> list[Row]:
+        order = (experiments.c.created_at.desc(), experiments.c.id.desc())
+        return self._fetch(select(experiments).order_by(*order).limit(limit))
+
+    def distributions(self, keys: Iterable[str]) -> Mapping[str, tuple[int, int, float, float]]:
+        wanted = sorted(set(keys))
+        found: dict[str, tuple[int, int, float, float]] = {}
+        c = durations.c
+        with self._guard(), self._engine.connect() as conn:
+            for start in range(0, len(wanted), IN_CHUNK):
+                query = select(c.key, c.count, c.failures, c.mean_s, c.m2).where(
+                    c.key.in_(wanted[start : start + IN_CHUNK])
+                )
+                found.update(
+                    {key: (n, bad, mean, m2) for key, n, bad, mean, m2 in conn.execute(query)}
+                )
         return found
 
     def outcomes(self, keys: Iterable[str]) -> Mapping[str, tuple[int, int, float]]:

@@ -18,6 +18,7 @@ from reynolds import __version__
 from reynolds.entrypoints import secret_env
 from reynolds.entrypoints.cli import agents, backup, health, lifecycle, render
 from reynolds.entrypoints.cli.audit import audit
+from reynolds.entrypoints.cli.experiment import experiment_app
 from reynolds.entrypoints.cli.orchestrate import orchestrate
 from reynolds.entrypoints.cli.patterns import patterns
 from reynolds.entrypoints.cli.state import CliState, print_json, state
@@ -72,6 +73,7 @@ app.command()(orchestrate)
 app.add_typer(tasks_app, name="tasks")
 app.add_typer(agents.agents_app, name="agents")
 app.add_typer(worktrees_app, name="worktrees")
+app.add_typer(experiment_app, name="experiment")
 app.command()(agents.mcp)
 app.command()(agents.agent)
 app.command()(audit)

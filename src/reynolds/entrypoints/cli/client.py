@@ -17,6 +17,7 @@ from reynolds.entrypoints.rest_client import (
     client_options,
     error_body,
     resource_path,
+    segment,
     task_path,
     tool_answer,
     tool_path,
@@ -150,6 +151,10 @@ class ReynoldsClient:
             return tool_answer(name, body).structured
         except ToolRefused as exc:
             raise ApiError(200, exc.message) from None
+
+    def experiment(self, experiment_id: str) -> dict[str, Any]:
+        result: dict[str, Any] = self._json("GET", f"/experiments/{segment(experiment_id)}")
+        return result
 
     def resource(self, name: str) -> Any:
         """GET /mcp/resources/{name}: the JSON resource `reynolds://{name}`, decoded."""

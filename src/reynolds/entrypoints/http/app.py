@@ -15,6 +15,7 @@ from reynolds.entrypoints.http.audit import audit_router
 from reynolds.entrypoints.http.cross_site import CrossSiteGuard, SiteRules
 from reynolds.entrypoints.http.errors import ErrorsAsJson, add_error_handlers
 from reynolds.entrypoints.http.events import events_router
+from reynolds.entrypoints.http.experiments import experiments_router
 from reynolds.entrypoints.http.health import health_router
 from reynolds.entrypoints.http.resources import resources_router
 from reynolds.entrypoints.http.security import (
@@ -64,6 +65,7 @@ def create_app(
     app.include_router(tools_router(c))
     app.include_router(resources_router(c))
     app.include_router(tasks_router(c))
+    app.include_router(experiments_router(c))
     app.include_router(events_router(c))
     app.include_router(dashboard.router)
     # MCP Streamable HTTP at exactly /mcp, after the REST routes (and under their middleware).

@@ -138,6 +138,29 @@ class TaskList(_Open):
     tasks: list[TaskSummary]
 
 
+class ExperimentSummary(_Open):
+    experiment_id: str
+    name: str
+    mode: str
+    status: str
+    winner: str | None
+    speedup: float | None
+    created_at: str | None
+    finished_at: str | None
+
+
+class ExperimentList(_Open):
+    experiments: list[ExperimentSummary]
+
+
+class ExperimentReport(_Open):
+    """`run_experiment`'s result, as stored (a report still running: its summary)."""
+
+    experiment_id: str
+    name: str
+    status: str
+
+
 _REASONS: dict[int, str] = {
     400: "The body is not valid JSON.",
     401: "Missing or invalid bearer token (when a token is configured).",

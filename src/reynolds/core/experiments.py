@@ -1,0 +1,205 @@
+"""Experiments (pure): the scenario a caller asks for, how each subtask's time is modelled, and
+the report's statistics — which variant is faster, by how much, and whether that is more than
+chance."""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from pydantic import Field, field_validator
+
+from reynolds.core import statistics as stats
+from reynolds.core.models import Approach, InputModel, Selection, Strategy, TaskSpec, WireModel
+from reynolds.core.planning import effective_concurrency
+from reynolds.core.simulator import Outcome, SimulatedRun
+
+DEFAULT_REPETITIONS = {"simulate": 30, "execute": 5}
+MAX_VARIANTS = 10
+
+
+class Variant(WireModel):
+    """One strategy to try: the contract's `{name, approach, maxConcurrency}`, and what else a
+    what-if may change: the pool selection, replicas per pool, retries of every subtask, and
+    the chance that an attempt fails."""
+
+    name: str = Field(min_length=1, max_length=100)
+    approach: Approach = "parallel_optimized"
+    max_concurrency: int = Field(5, ge=1, le=1024)
+    selection: Selection = "least_busy"
+    replicas: dict[str, int] | None = None
+    retries: int | None = Field(None, ge=0, le=20)
+    failure_rate: float | None = Field(None, ge=0, le=1)
+
+    @field_validator("replicas")
+    @classmethod
+    def _counts(cls, replicas: dict[str, int] | None) -> dict[str, int] | None:
+        for pool, count in (replicas or {}).items():
+            if not 0 <= count <= 1000:
+                raise ValueError(f"replicas of {pool!r} must be 0 to 1000")
+        return replicas
+
+    def strategy(self) -> Strategy:
+        return Strategy(
+            approach=self.approach, max_concurrency=self.max_concurrency, selection=self.selection
+        )
+
+
+class Scenario(InputModel):
+    """What `run_experiment` compares: one task under each strategy, `repetitions` times."""
+
+    name: str = Field(min_length=1, max_length=200)
+    task: TaskSpec
+    strategies: list[Variant] = Field(min_length=1, max_length=MAX_VARIANTS)
+    repetitions: int | None = Field(None, ge=1, le=1000)
+    mode: Literal["simulate", "execute"] = "simulate"
+    # Simulate mode: the same seed gives the same report.
+    seed: int | None = Field(None, ge=0, le=2**32 - 1)
+
+    @field_validator("strategies")
+    @classmethod
+    def _unique(cls, strategies: list[Variant]) -> list[Variant]:
+        names = [s.name for s in strategies]
+        if len(set(names)) != len(names):
+            raise ValueError("strategy names must be unique")
+        return strategies
+
+    @property
+    def runs(self) -> int:
+        return self.repetitions or DEFAULT_REPETITIONS[self.mode]
+
+
+@dataclass(frozen=True, slots=True)
+class DurationModel:
+    """How long a subtask's attempt takes and how often it fails: a log-normal with the
+    mean and spread history measured (a fixed time when there is no spread), and a failure
+    chance. `source` says where it came from: history, estimate or default."""
+
+    mean_s: float
+    sd_s: float = 0.0
+    failure_rate: float = 0.0
+    source: str = "default"
+
+    @classmethod
+    def learned(cls, count: int, failures: int, mean_s: float, m2: float) -> DurationModel:
+        sd = math.sqrt(m2 / (count - 1)) if count > 1 and m2 > 0 else 0.0
+        return cls(mean_s, sd, failures / count if count else 0.0, "history")
+
+    def sample(self, rng: stats.Draws, failure_rate: float | None = None) -> Outcome:
+        duration = self.mean_s
+        if self.sd_s > 0 and self.mean_s > 0:
+            sigma2 = math.log1p((self.sd_s / self.mean_s) ** 2)
+            duration = rng.lognormvariate(math.log(self.mean_s) - sigma2 / 2, math.sqrt(sigma2))
+        chance = self.failure_rate if failure_rate is None else failure_rate
+        return Outcome(duration, ok=rng.random() >= chance)
+
+    def view(self) -> dict[str, Any]:
+        return {
+            "meanSeconds": round(self.mean_s, 4),
+            "sdSeconds": round(self.sd_s, 4),
+            "failureRate": round(self.failure_rate, 4),
+            "source": self.source,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class VariantRuns:
+    """What repeated runs of one variant measured."""
+
+    variant: Variant
+    makespans: list[float]
+    success_rates: list[float]
+    utilisations: list[float]
+    overheads: list[float] | None = None  # execute mode only
+
+    @classmethod
+    def of(cls, variant: Variant, runs: Sequence[SimulatedRun], slots: int) -> VariantRuns:
+        return cls(
+            variant,
+            [r.makespan_s for r in runs],
+            [r.success_rate for r in runs],
+            [r.utilisation(slots) for r in runs],
+        )
+
+
+def compare(results: Sequence[VariantRuns], rng: stats.Draws) -> dict[str, Any]:
+    """The report's figures: each variant's summary, each against the first (the baseline),
+    and the winner — the fastest variant when it beats every other significantly (Mann–Whitney
+    U, α = 0.05), else None."""
+    base = results[0]
+    variants = []
+    for result in results:
+        summary = stats.summarise(result.makespans, rng)
+        view: dict[str, Any] = {
+            "name": result.variant.name,
+            "strategy": result.variant.strategy().model_dump(mode="json", by_alias=True),
+            # What it may run at once: `direct` is one at a time whatever its maxConcurrency.
+            "concurrency": effective_concurrency(result.variant.strategy()),
+            "runs": summary.runs,
+            "makespanSeconds": summary.view(),
+            "successRate": round(statistics.fmean(result.success_rates), 4),
+            "utilisation": round(statistics.fmean(result.utilisations), 4),
+            "overhead": None
+            if result.overheads is None
+            else round(statistics.fmean(result.overheads), 4),
+        }
+        if result is not base:
+            ratio, low, high = stats.ratio_interval(base.makespans, result.makespans, rng)
+            view["speedupOverBaseline"] = {
+                "ratio": round(ratio, 4),
+                "ci95": [round(low, 4), round(high, 4)],
+                "pValue": float(f"{stats.mann_whitney_p(base.makespans, result.makespans):.3g}"),
+            }
+        variants.append(view)
+    best = min(results, key=lambda r: statistics.fmean(r.makespans))
+    against = {
+        r.variant.name: stats.mann_whitney_p(best.makespans, r.makespans)
+        for r in results
+        if r is not best
+    }
+    winner = best.variant.name if all(p < stats.ALPHA for p in against.values()) else None
+    speedup = statistics.fmean(base.makespans) / statistics.fmean(best.makespans)
+    return {
+        "variants": variants,
+        "winner": winner,
+        "speedup": round(speedup, 4),
+        "conclusion": _conclusion(best.variant.name, winner, against, speedup, base),
+    }
+
+
+def _conclusion(
+    best: str, winner: str | None, against: Mapping[str, float], speedup: float, base: VariantRuns
+) -> str:
+    if not against:
+        return f"one variant only: {best}; nothing to compare it with"
+    if winner is None:
+        close = ", ".join(f"{name} (p = {p:.3g})" for name, p in against.items() if p >= 0.05)
+        return f"no significant difference between {best} and {close} at α = {stats.ALPHA}"
+    over = "" if best == base.variant.name else f", {speedup:.2f}× the baseline {base.variant.name}"
+    worst = max(against.values())
+    return f"{best} is faster than every other variant (p ≤ {worst:.3g}){over}"
+
+
+def markdown(report: Mapping[str, Any]) -> str:
+    """The variants as a Markdown table."""
+    lines = [
+        "| variant | approach | at once | runs | mean (s) | median (s) | 95 % CI (s) | "
+        "success | speed-up vs first | p |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for v in report["variants"]:
+        span = v["makespanSeconds"]
+        up = v.get("speedupOverBaseline")
+        versus = "— | — |"
+        if up:
+            low, high = up["ci95"]
+            versus = f"{up['ratio']:.2f}× ({low:.2f}–{high:.2f}) | {up['pValue']:.3g} |"
+        lines.append(
+            f"| {v['name']} | {v['strategy']['approach']} | {v['concurrency']} | "
+            f"{v['runs']} | {span['mean']:.3f} | {span['median']:.3f} | "
+            f"{span['ci95'][0]:.3f}–{span['ci95'][1]:.3f} | {v['successRate']:.0%} | {versus}"
+        )
+    return "\n".join(lines)

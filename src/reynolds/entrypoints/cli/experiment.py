@@ -1,0 +1,122 @@
+"""`reynolds experiment run FILE | list | show ID`: compare strategies on a task."""
+
+from __future__ import annotations
+
+import json
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+import yaml
+from rich.markup import escape
+
+from reynolds.entrypoints.cli import render
+from reynolds.entrypoints.cli.state import CliState, print_json, state
+
+experiment_app = typer.Typer(
+    help="Compare strategies on a task: simulated, or executed for real.", no_args_is_help=True
+)
+
+
+class Mode(StrEnum):
+    SIMULATE = "simulate"
+    EXECUTE = "execute"
+
+
+def read_scenario(path: Path) -> dict[str, Any]:
+    """The scenario FILE holds (JSON or YAML; the scenario itself or `{scenario: ...}`)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+        document = json.loads(text) if path.suffix.lower() == ".json" else yaml.safe_load(text)
+    except (OSError, UnicodeDecodeError, ValueError, yaml.YAMLError) as exc:
+        raise ValueError(f"{path}: {exc}") from exc
+    if isinstance(document, dict) and set(document) == {"scenario"}:
+        document = document["scenario"]
+    if not isinstance(document, dict):
+        raise ValueError(f"{path}: expected a scenario (a mapping with name, task, strategies)")
+    return document
+
+
+@experiment_app.command("run")
+def run(
+    ctx: typer.Context,
+    file: Annotated[Path, typer.Argument(help="A scenario, JSON or YAML.")],
+    mode: Annotated[Mode | None, typer.Option("--mode", help="simulate or execute.")] = None,
+    seed: Annotated[int | None, typer.Option("--seed", min=0, help="Simulation seed.")] = None,
+    repetitions: Annotated[
+        int | None, typer.Option("--repetitions", min=1, help="Runs per variant.")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+) -> None:
+    """Run an experiment and print its report: each variant's makespan with its 95 % interval,
+    the speed-up and p-value against the first, and the winner (only when significant)."""
+    st = state(ctx)
+    try:
+        scenario = read_scenario(file)
+    except ValueError as exc:
+        st.err.print(f"[red]error:[/] {escape(str(exc))}")
+        raise typer.Exit(2) from None
+    overrides = {"mode": mode, "seed": seed, "repetitions": repetitions}
+    scenario |= {
+        k: str(v) if isinstance(v, Mode) else v for k, v in overrides.items() if v is not None
+    }
+    with st.connect() as client:
+        report = client.call_tool("run_experiment", {"scenario": scenario})
+    show(st, report, as_json=as_json)
+
+
+@experiment_app.command("list")
+def list_experiments(
+    ctx: typer.Context,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """The experiments run, newest first."""
+    st = state(ctx)
+    with st.connect() as client:
+        body = client.resource("experiments")
+    found = body.get("experiments", []) if isinstance(body, dict) else []
+    if as_json:
+        print_json({"experiments": found})
+        return
+    if not found:
+        st.out.print("No experiments yet: reynolds experiment run FILE")
+        return
+    for e in found:
+        st.out.print(
+            f"{render.cell(e.get('experimentId'))}  {render.cell(e.get('name'))}  "
+            f"{render.cell(e.get('mode'))}  {render.styled(e.get('status'))}  "
+            f"winner {render.cell(e.get('winner'))}  {render.cell(e.get('createdAt'))}"
+        )
+
+
+@experiment_app.command("show")
+def show_experiment(
+    ctx: typer.Context,
+    experiment_id: Annotated[str, typer.Argument(help="The experiment's id.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """An experiment's report."""
+    st = state(ctx)
+    with st.connect() as client:
+        report = client.experiment(experiment_id)
+    show(st, report, as_json=as_json)
+
+
+def show(st: CliState, report: dict[str, Any], *, as_json: bool) -> None:
+    if as_json:
+        print_json(report)
+        return
+    details = report.get("report") or {}
+    st.out.print(
+        f"Experiment {render.cell(report.get('experimentId'))} "
+        f"({render.cell(report.get('name'))}): {render.styled(report.get('status'))}"
+    )
+    if details.get("markdown"):
+        st.out.print(escape(str(details["markdown"])), soft_wrap=True)
+    st.out.print(escape(str(details.get("conclusion") or "")))
+    st.out.print(
+        f"winner: {render.cell(report.get('winner'))}; {render.cell(details.get('mode'))} "
+        f"mode, {render.cell(details.get('repetitions'))} runs per variant, "
+        f"α = {render.cell(details.get('alpha'))}, seed {render.cell(details.get('seed'))}"
+    )

@@ -1,0 +1,55 @@
+"""`reynolds experiment run | list | show` against a running server."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import yaml
+from cli_support import Server, output
+
+SCENARIO = {
+    "name": "seventeen tools",
+    "task": {
+        "type": "tool-migration",
+        "components": [f"tool{i:02d}" for i in range(17)],
+        "steps": [
+            {
+                "name": "migrate",
+                "estimatedSeconds": 1,
+                "action": {"kind": "shell", "argv": ["sleep", "1"]},
+            }
+        ],
+    },
+    "strategies": [
+        {"name": "one at a time", "approach": "direct"},
+        {"name": "parallel", "maxConcurrency": 5},
+    ],
+}
+
+
+def test_a_scenario_file_is_run_shown_as_a_table_and_stored(
+    live_server: Server, tmp_path: Path
+) -> None:
+    path = tmp_path / "seventeen.yaml"
+    path.write_text(yaml.safe_dump({"scenario": SCENARIO}))
+    done = live_server.run("experiment", "run", str(path), "--seed", "42")
+    assert done.returncode == 0, output(done)
+    text = done.stdout
+    assert "| parallel | parallel_optimized | 5 | 30 | 4.000 |" in text
+    assert "| one at a time | direct | 1 | 30 | 17.000 |" in text
+    assert "parallel is faster than every other variant" in text
+    assert "winner: parallel; simulate mode, 30 runs per variant, α = 0.05, seed 42" in text
+    shown = live_server.run("experiment", "list", "--json")
+    found = json.loads(shown.stdout)["experiments"]
+    mine = next(e for e in found if e["name"] == "seventeen tools")
+    again = live_server.run("experiment", "show", mine["experimentId"], "--json")
+    assert json.loads(again.stdout)["winner"] == "parallel"
+
+
+def test_a_file_without_a_scenario_exits_2_saying_why(live_server: Server, tmp_path: Path) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text("- just a list\n")
+    done = live_server.run("experiment", "run", str(path))
+    assert done.returncode == 2
+    assert "expected a scenario" in output(done)

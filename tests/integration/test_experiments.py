@@ -1,0 +1,184 @@
+"""Experiments on the real engine: simulated on the scheduler's own policy, with statistics,
+persisted; and the executor and the simulator following one policy."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import AsyncIterator
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from reynolds.bootstrap import Container, build
+from reynolds.core import planning, simulator
+from reynolds.core.experiments import Scenario
+from reynolds.core.models import Strategy, TaskSpec
+from reynolds.errors import InvalidInput, NotAvailableYet
+from reynolds.services.experiments import Experiments
+from reynolds.settings import Settings
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture
+async def app(tmp_path: Path) -> AsyncIterator[Container]:
+    container = await build(Settings(home=tmp_path / "home"))
+    try:
+        yield container
+    finally:
+        await container.aclose()
+
+
+def seventeen(**step: Any) -> dict[str, Any]:
+    return {
+        "type": "tool-migration",
+        "components": [f"tool{i:02d}" for i in range(17)],
+        "steps": [{"name": "migrate", "action": {"kind": "shell", "argv": ["sleep", "1"]}, **step}],
+    }
+
+
+def scenario(task: dict[str, Any], *strategies: dict[str, Any], **extra: Any) -> Scenario:
+    return Scenario.model_validate(
+        {"name": "trial", "task": task, "strategies": list(strategies), **extra}
+    )
+
+
+async def test_seventeen_one_second_tools_simulated_run_about_17_over_4_faster_at_five(
+    app: Container,
+) -> None:
+    report = await Experiments(app.engine).run(
+        scenario(
+            seventeen(estimatedSeconds=1),
+            {"name": "one at a time", "approach": "direct", "maxConcurrency": 1},
+            {"name": "parallel", "approach": "parallel_optimized", "maxConcurrency": 5},
+            seed=7,
+        )
+    )
+    one, parallel = report["variants"]
+    assert one["makespanSeconds"]["mean"] == pytest.approx(17.0)
+    assert parallel["makespanSeconds"]["mean"] == pytest.approx(4.0)
+    assert report["speedup"] == pytest.approx(17 / 4)
+    assert report["winner"] == "parallel"
+    assert parallel["speedupOverBaseline"]["pValue"] < 0.05
+    assert report["report"]["repetitions"] == 30 and report["report"]["alpha"] == 0.05
+    assert report["report"]["durations"] == {"history": 0, "estimate": 17, "default": 0}
+    stored = await Experiments(app.engine).get(report["experimentId"])
+    assert stored == report
+    listed = await Experiments(app.engine).list()
+    assert [e["experimentId"] for e in listed] == [report["experimentId"]]
+    assert listed[0]["winner"] == "parallel" and listed[0]["status"] == "completed"
+
+
+async def learn(app: Container, spec: TaskSpec, durations: list[float]) -> None:
+    """Durations history would have measured for every subtask of `spec`."""
+    prep = await app.engine.prepare(spec, None)
+    for keys in prep.keys.values():
+        for seconds in durations:
+            app.store.record_duration(keys, seconds, True)
+    await app.store.flush()
+
+
+async def test_two_identical_variants_show_no_significant_difference_and_a_seed_repeats(
+    app: Container,
+) -> None:
+    task = seventeen()
+    await learn(app, TaskSpec.model_validate(task), [0.6, 1.0, 1.4, 0.8, 1.2])
+    same = {"approach": "parallel_optimized", "maxConcurrency": 5}
+    trial = scenario(task, {"name": "A", **same}, {"name": "B", **same}, seed=42)
+    first = await Experiments(app.engine).run(trial)
+    again = await Experiments(app.engine).run(trial)
+    a, b = first["variants"]
+    assert first["winner"] is None
+    assert "no significant difference" in first["report"]["conclusion"]
+    assert b["speedupOverBaseline"]["pValue"] >= 0.05
+    assert first["report"]["durations"]["history"] == 17
+    low, high = a["makespanSeconds"]["ci95"]
+    assert low < a["makespanSeconds"]["mean"] < high  # the learned spread makes runs vary
+    assert again["variants"] == first["variants"] and again["report"]["seed"] == 42
+
+
+async def test_more_replicas_and_concurrency_are_a_what_if_on_the_same_draws(
+    app: Container,
+) -> None:
+    task = seventeen()
+    await learn(app, TaskSpec.model_validate(task), [0.5, 1.0, 1.5])
+    report = await Experiments(app.engine).run(
+        scenario(
+            task,
+            {"name": "now", "maxConcurrency": 2},
+            {
+                "name": "wider",
+                "maxConcurrency": 8,
+                "replicas": {"devops": 8, "platform": 8, "code": 8},
+            },
+            seed=3,
+        )
+    )
+    now, wider = report["variants"]
+    # 17 one-second subtasks: 9 rounds two at a time, 3 rounds eight at a time.
+    assert wider["makespanSeconds"]["mean"] < now["makespanSeconds"]["mean"] / 2.5
+    assert report["winner"] == "wider"
+
+
+async def test_execute_mode_says_it_is_not_available_yet(app: Container) -> None:
+    with pytest.raises(NotAvailableYet):
+        await Experiments(app.engine).run(scenario(seventeen(), {"name": "x"}, mode="execute"))
+
+
+async def test_the_executor_and_the_simulator_follow_one_ordering_policy(
+    app: Container, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    estimates = {"a": 0.05, "b": 0.2, "c": 0.1, "d": 0.15}
+    spec = TaskSpec.model_validate(
+        {
+            "type": "policy",
+            "subtasks": [
+                {"id": nid, "estimatedSeconds": s, "action": {"kind": "shell", "argv": ["true"]}}
+                for nid, s in estimates.items()
+            ],
+        }
+    )
+    one = Strategy(approach="parallel_optimized", max_concurrency=1)
+
+    async def executed() -> list[str]:
+        run = await app.engine.submit(spec, one, force=True)
+        assert await app.engine.wait(run, 30)
+        subs = (await app.engine.result(run.id))["subtasks"]
+        return [s["id"] for s in sorted(subs, key=lambda s: datetime.fromisoformat(s["startedAt"]))]
+
+    async def simulated() -> list[str]:
+        prep = await app.engine.prepare(spec, one)
+        done = simulator.run(
+            prep.graph, one, app.engine.planning_replicas(), prep.capability, prep.estimate_s,
+            lambda nid, n: simulator.Outcome(estimates[nid]), jitter=random.Random(0).random,
+        )  # fmt: skip
+        return [a.subtask for a in done.attempts]
+
+    assert await executed() == await simulated() == ["b", "d", "c", "a"]  # longest first
+    monkeypatch.setattr(
+        planning, "order_key", lambda approach, node, bottom, est: (est, float(node.seq))
+    )
+    assert await executed() == await simulated() == ["a", "c", "d", "b"]  # shortest first
+
+
+async def test_a_simulation_too_large_to_answer_promptly_is_refused_naming_the_field(
+    app: Container,
+) -> None:
+    big = {
+        "type": "big",
+        "components": [f"c{i}" for i in range(5000)],
+        "steps": [{"name": "s", "action": {"kind": "shell", "argv": ["true"]}}],
+    }
+    with pytest.raises(InvalidInput) as caught:
+        await Experiments(app.engine).run(
+            scenario(big, {"name": "a"}, {"name": "b"}, repetitions=100)
+        )
+    assert caught.value.details["field"] == "scenario.repetitions"
+    assert await Experiments(app.engine).list() == []

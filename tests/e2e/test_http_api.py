@@ -294,7 +294,11 @@ def test_an_experiment_is_run_stored_and_read_back(client: TestClient) -> None:
     assert [e["experimentId"] for e in listed] == [report["experimentId"]]
     resource = client.get("/mcp/resources/experiments").json()
     assert resource["experiments"] == listed
+    png = client.get(f"/experiments/{report['experimentId']}/report.png")
+    assert png.status_code == 200 and png.headers["content-type"] == "image/png"
+    assert png.content.startswith(b"\x89PNG\r\n\x1a\n")
     assert client.get("/experiments/nope").status_code == 404
+    assert client.get("/experiments/nope/report.png").status_code == 404
     assert client.get("/experiments?limit=0").status_code == 422
     assert (
         call(client, "run_experiment", scenario={**scenario, "mode": "execute"}).status_code == 501

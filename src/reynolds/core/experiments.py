@@ -15,10 +15,11 @@ from pydantic import Field, field_validator
 from reynolds.core import statistics as stats
 from reynolds.core.models import Approach, InputModel, Selection, Strategy, TaskSpec, WireModel
 from reynolds.core.planning import effective_concurrency
-from reynolds.core.simulator import Outcome, SimulatedRun
+from reynolds.core.simulator import Attempt, Outcome, SimulatedRun
 
 DEFAULT_REPETITIONS = {"simulate": 30, "execute": 5}
 MAX_VARIANTS = 10
+GANTT_MAX = 500  # bars in a variant's Gantt chart
 
 
 class Variant(WireModel):
@@ -114,6 +115,8 @@ class VariantRuns:
     success_rates: list[float]
     utilisations: list[float]
     overheads: list[float] | None = None  # execute mode only
+    # The attempts of its first run, for the report's Gantt chart (at most GANTT_MAX).
+    gantt: Sequence[Attempt] = ()
 
     @classmethod
     def of(cls, variant: Variant, runs: Sequence[SimulatedRun], slots: int) -> VariantRuns:
@@ -122,6 +125,7 @@ class VariantRuns:
             [r.makespan_s for r in runs],
             [r.success_rate for r in runs],
             [r.utilisation(slots) for r in runs],
+            gantt=runs[0].attempts[:GANTT_MAX] if runs else (),
         )
 
 
@@ -146,6 +150,18 @@ def compare(results: Sequence[VariantRuns], rng: stats.Draws) -> dict[str, Any]:
             if result.overheads is None
             else round(statistics.fmean(result.overheads), 4),
         }
+        view["makespans"] = [round(m, 4) for m in result.makespans]
+        view["gantt"] = [
+            {
+                "subtask": a.subtask,
+                "attempt": a.attempt,
+                "pool": a.pool,
+                "start": round(a.start_s, 4),
+                "end": round(a.end_s, 4),
+                "ok": a.ok,
+            }
+            for a in result.gantt
+        ]
         if result is not base:
             ratio, low, high = stats.ratio_interval(base.makespans, result.makespans, rng)
             view["speedupOverBaseline"] = {

@@ -1,16 +1,25 @@
-"""`GET /experiments`, `GET /experiments/{id}` (the report as JSON); errors go through the
-app's ReynoldsError handler (404 unknown experiment)."""
+"""`GET /experiments`, `GET /experiments/{id}` (the report as JSON) and
+`GET /experiments/{id}/report.png`; errors go through the app's ReynoldsError handler (404
+unknown experiment, 409 no report yet)."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from typing import Any
 
 from fastapi import APIRouter, Query
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 
+from reynolds.adapters import charts
 from reynolds.bootstrap import Container
-from reynolds.entrypoints.http.schemas import ExperimentList, ExperimentReport, answers
+from reynolds.entrypoints.http.schemas import (
+    ExperimentList,
+    ExperimentReport,
+    answers,
+    error_responses,
+)
+from reynolds.errors import Conflict
 from reynolds.services.experiments import LIST_LIMIT, Experiments
 
 
@@ -36,5 +45,21 @@ def experiments_router(container: Callable[[], Container]) -> APIRouter:
     )
     async def get_experiment(experiment_id: str) -> dict[str, Any]:
         return await Experiments(container().engine).get(experiment_id)
+
+    @router.get(
+        "/experiments/{experiment_id}/report.png",
+        response_model=None,
+        response_class=Response,
+        responses={200: {"content": {"image/png": {}}}, **error_responses(404, 409, 422)},
+    )
+    async def report_png(experiment_id: str) -> Response:
+        report = await Experiments(container().engine).get(experiment_id)
+        if report.get("status") != "completed":
+            raise Conflict(
+                f"experiment {experiment_id} is {report.get('status')}: no report to draw yet",
+                status=report.get("status"),
+            )
+        png = await asyncio.to_thread(charts.report_png, report)
+        return Response(png, media_type="image/png")
 
     return router

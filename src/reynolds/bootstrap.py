@@ -48,6 +48,7 @@ from reynolds.errors import InvalidInput, ReynoldsError
 from reynolds.services.analysis import CachedAnalysis, HistoryVersion
 from reynolds.services.engine import Engine
 from reynolds.services.events import EventBus
+from reynolds.services.experiments import Experiments
 from reynolds.services.ports import Cache, DistributedExecutor
 from reynolds.settings import Settings
 
@@ -271,6 +272,7 @@ async def build(settings: Settings, *, hold_lock: bool = True) -> Container:
             engine, make_cache(settings), version, ttl_s=ANALYSIS_TTL_S
         )
         container.resumed = await engine.resume()
+        await Experiments(engine).interrupted()
         if distributed is not None:
             distributed.start(engine.observe_capacity)
         engine.autoscaler.start(settings.scale_interval_s)

@@ -53,3 +53,31 @@ def test_a_file_without_a_scenario_exits_2_saying_why(live_server: Server, tmp_p
     done = live_server.run("experiment", "run", str(path))
     assert done.returncode == 2
     assert "expected a scenario" in output(done)
+
+
+def test_execute_mode_runs_for_real_and_waits_for_the_report(
+    live_server: Server, tmp_path: Path
+) -> None:
+    naps = {
+        "name": "real naps",
+        "task": {
+            "type": "naps",
+            "components": ["a", "b"],
+            "steps": [{"name": "nap", "action": {"kind": "shell", "argv": ["sleep", "0.05"]}}],
+        },
+        "strategies": [{"name": "one", "approach": "direct"}, {"name": "two", "maxConcurrency": 2}],
+    }
+    path = tmp_path / "naps.json"
+    path.write_text(json.dumps(naps))
+    done = live_server.run(
+        "experiment", "run", str(path), "--mode", "execute", "--repetitions", "2"
+    )
+    assert done.returncode == 0, output(done)
+    assert "execute mode, 2 runs per variant" in done.stdout
+    assert "| one | direct | 1 | 2 |" in done.stdout
+
+
+def test_cancelling_an_experiment_that_is_not_running_exits_1(live_server: Server) -> None:
+    done = live_server.run("experiment", "cancel", "no-such-experiment")
+    assert done.returncode == 1
+    assert "no experiment no-such-experiment" in output(done)

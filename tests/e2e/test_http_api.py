@@ -300,9 +300,12 @@ def test_an_experiment_is_run_stored_and_read_back(client: TestClient) -> None:
     assert client.get("/experiments/nope").status_code == 404
     assert client.get("/experiments/nope/report.png").status_code == 404
     assert client.get("/experiments?limit=0").status_code == 422
-    assert (
-        call(client, "run_experiment", scenario={**scenario, "mode": "execute"}).status_code == 501
-    )
+    executed = call(client, "run_experiment", scenario={**scenario, "mode": "execute"}).json()
+    running = executed["structuredContent"]
+    assert running["status"] == "running" and running["progress"]["total"] == 10
+    stopped = client.post(f"/experiments/{running['experimentId']}/cancel", json={})
+    assert stopped.status_code in (200, 409)  # 409: it had already finished
+    assert client.post("/experiments/nope/cancel", json={}).status_code == 404
 
 
 def test_metrics_expose_the_contract_names(client: TestClient) -> None:

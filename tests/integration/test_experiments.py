@@ -3,6 +3,7 @@ persisted; and the executor and the simulator following one policy."""
 
 from __future__ import annotations
 
+import asyncio
 import random
 from collections.abc import AsyncIterator
 from datetime import datetime
@@ -10,12 +11,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.helpers.polling import wait_for_async
 
 from reynolds.bootstrap import Container, build
 from reynolds.core import planning, simulator
 from reynolds.core.experiments import Scenario
 from reynolds.core.models import Strategy, TaskSpec
-from reynolds.errors import InvalidInput, NotAvailableYet
+from reynolds.errors import Conflict, InvalidInput
 from reynolds.services.experiments import Experiments
 from reynolds.settings import Settings
 
@@ -71,7 +73,7 @@ async def test_seventeen_one_second_tools_simulated_run_about_17_over_4_faster_a
     assert report["report"]["durations"] == {"history": 0, "estimate": 17, "default": 0}
     stored = await Experiments(app.engine).get(report["experimentId"])
     assert stored == report
-    listed = await Experiments(app.engine).list()
+    listed = await Experiments(app.engine).recent()
     assert [e["experimentId"] for e in listed] == [report["experimentId"]]
     assert listed[0]["winner"] == "parallel" and listed[0]["status"] == "completed"
 
@@ -127,11 +129,6 @@ async def test_more_replicas_and_concurrency_are_a_what_if_on_the_same_draws(
     assert report["winner"] == "wider"
 
 
-async def test_execute_mode_says_it_is_not_available_yet(app: Container) -> None:
-    with pytest.raises(NotAvailableYet):
-        await Experiments(app.engine).run(scenario(seventeen(), {"name": "x"}, mode="execute"))
-
-
 async def test_the_executor_and_the_simulator_follow_one_ordering_policy(
     app: Container, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -181,4 +178,103 @@ async def test_a_simulation_too_large_to_answer_promptly_is_refused_naming_the_f
             scenario(big, {"name": "a"}, {"name": "b"}, repetitions=100)
         )
     assert caught.value.details["field"] == "scenario.repetitions"
-    assert await Experiments(app.engine).list() == []
+    assert await Experiments(app.engine).recent() == []
+
+
+def napping(seconds: float, components: int) -> dict[str, Any]:
+    return {
+        "type": "naps",
+        "components": [f"c{i}" for i in range(components)],
+        "steps": [{"name": "nap", "action": {"kind": "shell", "argv": ["sleep", str(seconds)]}}],
+    }
+
+
+async def finished_experiment(app: Container, experiment_id: str) -> dict[str, Any]:
+    task = app.engine.runs.experiments.get(experiment_id)
+    if task is not None:
+        await asyncio.wait_for(task, 120)
+    return await Experiments(app.engine).get(experiment_id)
+
+
+async def test_execute_mode_runs_each_variant_for_real_interleaved_with_statistics(
+    app: Container,
+) -> None:
+    started = await Experiments(app.engine).run(
+        scenario(
+            napping(0.2, 3),
+            {"name": "one at a time", "approach": "direct"},
+            {"name": "parallel", "maxConcurrency": 3},
+            mode="execute",
+        )
+    )
+    assert started["status"] == "running" and started["progress"] == {"done": 0, "total": 10}
+    report = await finished_experiment(app, started["experimentId"])
+    assert report["status"] == "completed"
+    one, parallel = report["variants"]
+    assert one["runs"] == parallel["runs"] == 5
+    for variant in (one, parallel):
+        low, high = variant["makespanSeconds"]["ci95"]
+        assert low <= variant["makespanSeconds"]["mean"] <= high
+        assert variant["successRate"] == 1.0 and variant["overhead"] is not None
+    assert one["makespanSeconds"]["mean"] >= 0.6  # three naps of 0.2 s, one after another
+    assert 0 < parallel["speedupOverBaseline"]["pValue"] <= 1
+    assert report["winner"] == "parallel"
+    tasks = await app.engine.list_tasks(None, 20)
+    assert len(tasks) == 10
+    # Interleaved: A B A B ... in the order they were submitted.
+    order = [t["taskId"] for t in sorted(tasks, key=lambda t: t["createdAt"])]
+    strategies = [(await app.engine.result(t))["plan"]["strategy"]["approach"] for t in order]
+    assert strategies == ["direct", "parallel_optimized"] * 5
+    assert len(parallel["gantt"]) == 3
+
+
+async def test_an_executed_experiment_can_be_cancelled_and_stops_its_task(
+    app: Container,
+) -> None:
+    experiments = Experiments(app.engine)
+    started = await experiments.run(
+        scenario(napping(30, 2), {"name": "a"}, {"name": "b"}, mode="execute")
+    )
+    experiment_id = started["experimentId"]
+
+    def running_task() -> list[Any]:
+        return [run for run in app.engine.runs.active if run.running > 0]
+
+    await wait_for_async(running_task, 20, "the experiment's first task did not start")
+    (task,) = running_task()
+    stopped = await experiments.cancel(experiment_id)
+    assert stopped["status"] == "cancelled" and stopped["progress"]["done"] == 0
+    assert (await app.engine.result(task.id))["status"] == "cancelled"
+    with pytest.raises(Conflict):
+        await experiments.cancel(experiment_id)
+
+
+async def test_replicas_and_injected_failures_are_what_ifs_of_simulate_mode_only(
+    app: Container,
+) -> None:
+    for variant, field in (
+        ({"name": "a", "replicas": {"code": 2}}, "scenario.strategies.0.replicas"),
+        ({"name": "a", "failureRate": 0.5}, "scenario.strategies.0.failureRate"),
+    ):
+        with pytest.raises(InvalidInput) as caught:
+            await Experiments(app.engine).run(scenario(napping(0, 1), variant, mode="execute"))
+        assert caught.value.details["field"] == field
+
+
+async def test_an_experiment_a_stopped_server_left_running_ends_interrupted(
+    app: Container,
+) -> None:
+    app.store.put_experiment(
+        {
+            "id": "left",
+            "name": "left",
+            "mode": "execute",
+            "status": "running",
+            "scenario": {},
+            "created_at": 1.0,
+        }
+    )
+    await app.store.flush()
+    assert await Experiments(app.engine).interrupted() == ["left"]
+    await app.store.flush()
+    assert (await Experiments(app.engine).get("left"))["status"] == "interrupted"

@@ -327,6 +327,12 @@ class Engine:
 
     async def close(self) -> None:
         """Stop: kill running actions; their subtasks stay `running` in the store, so the
-        next start runs them again (or fails them as interrupted when not idempotent)."""
+        next start runs them again (or fails them as interrupted when not idempotent).
+        Experiments running for real stop first, as cancelled."""
+        experiments = list(self.runs.experiments.values())
+        for running in experiments:
+            running.cancel()
+        if experiments:
+            await asyncio.gather(*experiments, return_exceptions=True)
         await self.dispatch.close()
         await self.store.flush()

@@ -11,6 +11,7 @@ they do, and a recorded seed reproduces the report.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import random
 import secrets
@@ -24,7 +25,12 @@ from reynolds.core import simulator
 from reynolds.core.graph import Graph
 from reynolds.core.reporting import iso
 from reynolds.core.statistics import ALPHA
-from reynolds.errors import InvalidInput, NotAvailableYet, NotFound
+from reynolds.errors import Conflict, InvalidInput, NotFound
+from reynolds.services.executed_experiments import (
+    MAX_EXECUTED,
+    ExecutedExperiment,
+    refuse_simulate_only,
+)
 
 if TYPE_CHECKING:
     from reynolds.services.engine import Engine
@@ -50,12 +56,14 @@ class Experiments:
         self.new_id = new_id
 
     async def run(self, scenario: ex.Scenario) -> dict[str, Any]:
-        if scenario.mode == "execute":
-            raise NotAvailableYet("run_experiment in execute mode: not available yet")
+        """Simulate mode: the report. Execute mode: the experiment started, `running`, with
+        its progress (it goes on in the background; `GET /experiments/{id}` follows it)."""
         seed = scenario.seed if scenario.seed is not None else secrets.randbelow(2**32)
         prep = await self.engine.prepare(scenario.task, scenario.strategies[0].strategy())
         if prep.message is not None:
-            raise InvalidInput(f"nothing to simulate: {prep.message}", field="scenario.task")
+            raise InvalidInput(f"nothing to run: {prep.message}", field="scenario.task")
+        if scenario.mode == "execute":
+            return await self._execute(scenario, len(prep.graph.nodes), seed)
         work = scenario.runs * len(scenario.strategies) * len(prep.graph.nodes)
         if work > MAX_SIMULATED:
             raise InvalidInput(
@@ -101,13 +109,85 @@ class Experiments:
         await self.engine.store.flush()
         return report
 
+    async def _execute(self, scenario: ex.Scenario, subtasks: int, seed: int) -> dict[str, Any]:
+        refuse_simulate_only(scenario)
+        work = scenario.runs * len(scenario.strategies) * subtasks
+        if work > MAX_EXECUTED:
+            raise InvalidInput(
+                f"{scenario.runs} runs × {len(scenario.strategies)} variants × {subtasks} "
+                f"subtasks is {work:,} subtasks to run; at most {MAX_EXECUTED:,}",
+                field="scenario.repetitions",
+            )
+        experiment_id, started = self.new_id(), self.clock()
+        store = self.engine.store
+
+        def save(row: dict[str, Any]) -> None:
+            ended = row["status"] != "running"
+            store.put_experiment(
+                {"id": experiment_id, **row, **({"finished_at": self.clock()} if ended else {})}
+            )
+
+        def finish(results: list[ex.VariantRuns]) -> dict[str, Any]:
+            report = ex.compare(results, _rng(seed, "bootstrap"))
+            report["report"] = self._details(scenario, seed, report, None)
+            return report | {
+                "experimentId": experiment_id,
+                "name": scenario.name,
+                "status": "completed",
+                "createdAt": iso(started),
+                "finishedAt": iso(self.clock()),
+            }
+
+        running = ExecutedExperiment(self.engine, experiment_id, scenario, save=save, finish=finish)
+        store.put_experiment(
+            {
+                "id": experiment_id,
+                "name": scenario.name,
+                "mode": scenario.mode,
+                "status": "running",
+                "scenario": scenario.model_dump(mode="json", by_alias=True, exclude_none=True),
+                "report": {"progress": running.progress()},
+                "created_at": started,
+            }
+        )
+        await store.flush()
+        live = self.engine.runs.experiments
+        live[experiment_id] = asyncio.get_running_loop().create_task(running.run())
+        live[experiment_id].add_done_callback(lambda _: live.pop(experiment_id, None))
+        return await self.get(experiment_id)
+
+    async def cancel(self, experiment_id: str) -> dict[str, Any]:
+        """Stop an experiment running for real (and the task it is running)."""
+        task = self.engine.runs.experiments.get(experiment_id)
+        if task is None:
+            found = await self.get(experiment_id)  # NotFound when there is none
+            raise Conflict(
+                f"experiment {experiment_id} is {found['status']}: nothing to cancel",
+                status=found["status"],
+            )
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await self.engine.store.flush()
+        return await self.get(experiment_id)
+
+    async def interrupted(self) -> list[str]:
+        """Experiments a stopped server left running end `interrupted` (they are not resumed)."""
+        rows = await asyncio.to_thread(self.engine.store.list_experiments, LIST_LIMIT)
+        left = [r["id"] for r in rows if r["status"] == "running"]
+        for experiment_id in left:
+            self.engine.store.put_experiment(
+                {"id": experiment_id, "status": "interrupted", "finished_at": self.clock()}
+            )
+        return left
+
     async def get(self, experiment_id: str) -> dict[str, Any]:
         row = await asyncio.to_thread(self.engine.store.get_experiment, experiment_id)
         if row is None:
             raise NotFound(f"no experiment {experiment_id}", experimentId=experiment_id)
         return _view(row)
 
-    async def list(self, limit: int = LIST_LIMIT) -> list[dict[str, Any]]:
+    async def recent(self, limit: int = LIST_LIMIT) -> list[dict[str, Any]]:
         rows = await asyncio.to_thread(self.engine.store.list_experiments, limit)
         return [_summary(row) for row in rows]
 
@@ -161,17 +241,28 @@ class Experiments:
             results.append(ex.VariantRuns.of(variant, runs, slots))
         report = ex.compare(results, _rng(seed, "bootstrap"))
         sources = [m.source for m in models.values()]
-        report["report"] = {
+        report["report"] = self._details(scenario, seed, report, sources)
+        return report
+
+    @staticmethod
+    def _details(
+        scenario: ex.Scenario, seed: int, report: dict[str, Any], sources: list[str] | None
+    ) -> dict[str, Any]:
+        """What the report rests on, its conclusion and its Markdown table."""
+        return {
             "mode": scenario.mode,
             "repetitions": scenario.runs,
             "alpha": ALPHA,
             "seed": seed,
             "test": "Mann–Whitney U, two-sided; intervals: percentile bootstrap of the mean",
-            "durations": {s: sources.count(s) for s in ("history", "estimate", "default")},
+            **(
+                {"durations": {s: sources.count(s) for s in ("history", "estimate", "default")}}
+                if sources is not None
+                else {"order": "interleaved: each round runs every variant once, in order"}
+            ),
             "conclusion": report.pop("conclusion"),
             "markdown": ex.markdown(report),
         }
-        return report
 
 
 def _sampler(
@@ -200,9 +291,17 @@ def _with_retries(graph: Graph, retries: int | None) -> Graph:
 
 def _view(row: dict[str, Any]) -> dict[str, Any]:
     report = row.get("report")
-    if isinstance(report, dict):
+    if row["status"] == "completed" and isinstance(report, dict):
         return report
-    return {**_summary(row), "scenario": row.get("scenario")}
+    # Still running, or stopped: what is known, in the result's shape.
+    extra = report if isinstance(report, dict) else {}
+    return {
+        **_summary(row),
+        "variants": [],
+        "report": None,
+        "scenario": row.get("scenario"),
+        **{k: extra[k] for k in ("progress", "error") if k in extra},
+    }
 
 
 def _summary(row: dict[str, Any]) -> dict[str, Any]:

@@ -1,8 +1,10 @@
 """The tasks a scheduler holds in memory: those running, in priority order, and the recently
-finished ones, so that polls of recent tasks are answered without the store."""
+finished ones, so that polls of recent tasks are answered without the store; and the
+experiments it is running for real."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections import OrderedDict
 
@@ -23,6 +25,8 @@ class LiveRuns:
         # What a read of a task no longer in memory must see committed.
         self.evicted_mark = 0
         self._seq = 0
+        # Experiments running for real (execute mode), by id: each is one asyncio task.
+        self.experiments: dict[str, asyncio.Task[None]] = {}
 
     def next_seq(self) -> int:
         """The submission order of the next run taken in (ties of priority go to the older)."""

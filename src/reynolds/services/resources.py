@@ -117,7 +117,7 @@ def _guards_view(engine: Engine) -> dict[str, Any]:
 
 
 async def _experiments(engine: Engine) -> str:
-    return _json({"experiments": await Experiments(engine).list()})
+    return _json({"experiments": await Experiments(engine).recent()})
 
 
 def _not_yet(name: str) -> Reader:

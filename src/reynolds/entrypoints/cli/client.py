@@ -156,6 +156,11 @@ class ReynoldsClient:
         result: dict[str, Any] = self._json("GET", f"/experiments/{segment(experiment_id)}")
         return result
 
+    def cancel_experiment(self, experiment_id: str) -> dict[str, Any]:
+        path = f"/experiments/{segment(experiment_id)}/cancel"
+        result: dict[str, Any] = self._json("POST", path, json={})
+        return result
+
     def resource(self, name: str) -> Any:
         """GET /mcp/resources/{name}: the JSON resource `reynolds://{name}`, decoded."""
         return self._json("GET", resource_path(name))

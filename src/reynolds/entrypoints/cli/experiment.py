@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
@@ -10,10 +11,13 @@ from typing import Annotated, Any
 import typer
 import yaml
 from rich.markup import escape
+from rich.progress import Progress
 
 from reynolds.entrypoints.cli import render
+from reynolds.entrypoints.cli.client import ReynoldsClient
 from reynolds.entrypoints.cli.state import CliState, print_json, state
 
+POLL_S = 0.5
 experiment_app = typer.Typer(
     help="Compare strategies on a task: simulated, or executed for real.", no_args_is_help=True
 )
@@ -63,7 +67,49 @@ def run(
     }
     with st.connect() as client:
         report = client.call_tool("run_experiment", {"scenario": scenario})
+        if report.get("status") == "running":
+            try:
+                report = follow(st, client, report, show_bar=not as_json)
+            except KeyboardInterrupt:
+                experiment_id = report.get("experimentId")
+                st.err.print(
+                    f"Stopped watching; experiment {experiment_id} keeps running. "
+                    f"Cancel it with: reynolds experiment cancel {experiment_id}"
+                )
+                raise typer.Exit(130) from None
     show(st, report, as_json=as_json)
+    if report.get("status") != "completed":
+        raise typer.Exit(1)
+
+
+def follow(
+    st: CliState, client: ReynoldsClient, report: dict[str, Any], *, show_bar: bool
+) -> dict[str, Any]:
+    """Poll a running experiment until it ends, with a progress bar of its runs."""
+    experiment_id = str(report["experimentId"])
+    total = int((report.get("progress") or {}).get("total") or 1)
+    with Progress(disable=not show_bar, console=st.err, transient=True) as bar:
+        runs = bar.add_task(f"experiment {experiment_id}: runs", total=total)
+        while report.get("status") == "running":
+            bar.update(runs, completed=int((report.get("progress") or {}).get("done") or 0))
+            time.sleep(POLL_S)
+            report = client.experiment(experiment_id)
+    return report
+
+
+@experiment_app.command("cancel")
+def cancel(
+    ctx: typer.Context,
+    experiment_id: Annotated[str, typer.Argument(help="The experiment's id.")],
+) -> None:
+    """Stop an experiment running for real (execute mode), and the task it is running."""
+    st = state(ctx)
+    with st.connect() as client:
+        report = client.cancel_experiment(experiment_id)
+    st.out.print(
+        f"Experiment {render.cell(experiment_id)}: {render.styled(report.get('status'))} "
+        f"after {render.cell((report.get('progress') or {}).get('done'))} run(s)"
+    )
 
 
 @experiment_app.command("list")

@@ -1,6 +1,6 @@
-"""`GET /experiments`, `GET /experiments/{id}` (the report as JSON) and
-`GET /experiments/{id}/report.png`; errors go through the app's ReynoldsError handler (404
-unknown experiment, 409 no report yet)."""
+"""`GET /experiments`, `GET /experiments/{id}` (the report as JSON),
+`GET /experiments/{id}/report.png` and `POST /experiments/{id}/cancel`; errors go through the
+app's ReynoldsError handler (404 unknown experiment, 409 no report yet, or nothing to cancel)."""
 
 from __future__ import annotations
 
@@ -36,7 +36,7 @@ def experiments_router(container: Callable[[], Container]) -> APIRouter:
                 },
                 status_code=422,
             )
-        return {"experiments": await Experiments(container().engine).list(limit)}
+        return {"experiments": await Experiments(container().engine).recent(limit)}
 
     @router.get(
         "/experiments/{experiment_id}",
@@ -45,6 +45,14 @@ def experiments_router(container: Callable[[], Container]) -> APIRouter:
     )
     async def get_experiment(experiment_id: str) -> dict[str, Any]:
         return await Experiments(container().engine).get(experiment_id)
+
+    @router.post(
+        "/experiments/{experiment_id}/cancel",
+        response_model=None,
+        responses=answers(ExperimentReport, 404, 409, 415, 422),
+    )
+    async def cancel_experiment(experiment_id: str) -> dict[str, Any]:
+        return await Experiments(container().engine).cancel(experiment_id)
 
     @router.get(
         "/experiments/{experiment_id}/report.png",

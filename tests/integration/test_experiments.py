@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import sys
 from collections.abc import AsyncIterator
 from datetime import datetime
 from pathlib import Path
@@ -278,3 +279,65 @@ async def test_an_experiment_a_stopped_server_left_running_ends_interrupted(
     assert await Experiments(app.engine).interrupted() == ["left"]
     await app.store.flush()
     assert (await Experiments(app.engine).get("left"))["status"] == "interrupted"
+
+
+async def test_a_recorded_task_is_replayed_with_the_times_and_failures_it_had(
+    app: Container, tmp_path: Path
+) -> None:
+    mark = tmp_path / "failed-once"
+    # c0 fails its first attempt (leaving a mark), then succeeds; every attempt naps 0.2 s.
+    flaky = (
+        "import os, sys, time\n"
+        "time.sleep(0.2)\n"
+        "if sys.argv[1] == 'c0' and not os.path.exists(sys.argv[2]):\n"
+        "    open(sys.argv[2], 'w').close(); sys.exit(1)\n"
+    )
+    spec = TaskSpec.model_validate(
+        {
+            "type": "recorded",
+            "components": ["c0", "c1", "c2", "c3"],
+            "steps": [
+                {
+                    "name": "work",
+                    "retries": 1,
+                    "action": {
+                        "kind": "shell",
+                        "argv": [sys.executable, "-c", flaky, "{component}", str(mark)],
+                    },
+                }
+            ],
+        }
+    )
+    run = await app.engine.submit(spec, Strategy(max_concurrency=2))
+    assert await app.engine.wait(run, 30)
+    recorded = await app.engine.result(run.id)
+    report = await Experiments(app.engine).run(
+        Scenario.model_validate(
+            {
+                "name": "replay",
+                "replay": run.id,
+                "strategies": [
+                    {"name": "as it ran", "maxConcurrency": 2},
+                    {"name": "wider", "maxConcurrency": 4},
+                ],
+                "repetitions": 3,
+            }
+        )
+    )
+    assert report["recorded"]["taskId"] == run.id
+    assert report["recorded"]["makespanSeconds"] == recorded["metrics"]["makespanSeconds"]
+    assert report["report"]["durations"]["recorded"] == 4
+    as_ran = report["variants"][0]
+    bars = [b for b in as_ran["gantt"] if b["subtask"] == "work:c0"]
+    assert [b["ok"] for b in bars] == [False, True]  # the failure and its retry, replayed
+    assert all(b["end"] - b["start"] >= 0.2 for b in as_ran["gantt"])
+    # Three rounds of 0.2 s at least (c0 twice, and a retry's backoff), however it is ordered.
+    assert as_ran["makespanSeconds"]["mean"] >= 0.6
+
+
+async def test_a_replay_of_an_unknown_or_unfinished_task_is_refused(app: Container) -> None:
+    with pytest.raises(InvalidInput) as caught:
+        await Experiments(app.engine).run(
+            Scenario.model_validate({"name": "r", "replay": "nope", "strategies": [{"name": "a"}]})
+        )
+    assert caught.value.details["field"] == "scenario.replay"

@@ -801,3 +801,25 @@ def test_experiments_are_stored_with_their_scenario_and_report_newest_first(
     )
     assert [row["id"] for row in store.list_experiments(limit=2)] == ["e1", "e2"]
     assert store.get_experiment("nope") is None
+
+
+def test_a_tasks_attempts_come_back_by_subtask_then_attempt(store: Store) -> None:
+    for subtask, attempt, status in (
+        ("b", 1, "succeeded"),
+        ("a", 2, "succeeded"),
+        ("a", 1, "failed"),
+    ):
+        store.put_attempt(
+            {
+                "task_id": "t",
+                "subtask_id": subtask,
+                "attempt": attempt,
+                "status": status,
+                "started_at": 1.0,
+                "finished_at": 2.5,
+            }
+        )
+    store.put_attempt({"task_id": "other", "subtask_id": "a", "attempt": 1, "status": "failed"})
+    store.flush_sync()
+    found = [(r["subtask_id"], r["attempt"], r["status"]) for r in store.get_attempts("t")]
+    assert found == [("a", 1, "failed"), ("a", 2, "succeeded"), ("b", 1, "succeeded")]

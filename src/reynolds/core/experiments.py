@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from reynolds.core import statistics as stats
 from reynolds.core.models import Approach, InputModel, Selection, Strategy, TaskSpec, WireModel
@@ -50,10 +50,13 @@ class Variant(WireModel):
 
 
 class Scenario(InputModel):
-    """What `run_experiment` compares: one task under each strategy, `repetitions` times."""
+    """What `run_experiment` compares: one task under each strategy, `repetitions` times —
+    `task` as given, or with `replay` a recorded task, its subtasks taking the times and
+    outcomes they took then."""
 
     name: str = Field(min_length=1, max_length=200)
-    task: TaskSpec
+    task: TaskSpec | None = None
+    replay: str | None = Field(None, min_length=1, max_length=64)
     strategies: list[Variant] = Field(min_length=1, max_length=MAX_VARIANTS)
     repetitions: int | None = Field(None, ge=1, le=1000)
     mode: Literal["simulate", "execute"] = "simulate"
@@ -67,6 +70,14 @@ class Scenario(InputModel):
         if len(set(names)) != len(names):
             raise ValueError("strategy names must be unique")
         return strategies
+
+    @model_validator(mode="after")
+    def _one_source(self) -> Scenario:
+        if (self.task is None) == (self.replay is None):
+            raise ValueError("give either task or replay (a recorded task's id), not both")
+        if self.replay is not None and self.mode == "execute":
+            raise ValueError("replay is a simulation of a recorded run: mode must be simulate")
+        return self
 
     @property
     def runs(self) -> int:
@@ -89,7 +100,9 @@ class DurationModel:
         sd = math.sqrt(m2 / (count - 1)) if count > 1 and m2 > 0 else 0.0
         return cls(mean_s, sd, failures / count if count else 0.0, "history")
 
-    def sample(self, rng: stats.Draws, failure_rate: float | None = None) -> Outcome:
+    def sample(
+        self, rng: stats.Draws, failure_rate: float | None = None, attempt: int = 1
+    ) -> Outcome:
         duration = self.mean_s
         if self.sd_s > 0 and self.mean_s > 0:
             sigma2 = math.log1p((self.sd_s / self.mean_s) ** 2)
@@ -104,6 +117,29 @@ class DurationModel:
             "failureRate": round(self.failure_rate, 4),
             "source": self.source,
         }
+
+
+@dataclass(frozen=True, slots=True)
+class Replayed:
+    """A subtask as a recorded run had it: the time and outcome of each attempt (a later
+    attempt than it made takes its last); one that never ran takes `fallback_s`."""
+
+    outcomes: tuple[Outcome, ...]
+    fallback_s: float
+    source: str = "recorded"
+
+    def sample(
+        self, rng: stats.Draws, failure_rate: float | None = None, attempt: int = 1
+    ) -> Outcome:
+        if not self.outcomes:
+            return Outcome(self.fallback_s)
+        recorded = self.outcomes[min(attempt, len(self.outcomes)) - 1]
+        if failure_rate is None:
+            return recorded
+        return Outcome(recorded.duration_s, ok=rng.random() >= failure_rate)
+
+
+TimeModel = DurationModel | Replayed
 
 
 @dataclass(frozen=True, slots=True)

@@ -111,8 +111,15 @@ class ExecutedExperiment:
         return {"done": self.done, "total": self.total}
 
     async def _one(self, variant: ex.Variant) -> dict[str, Any]:
+        assert self.scenario.task is not None  # a replay is never executed (Scenario's rule)
         spec = _with_retries(self.scenario.task, variant.retries)
-        run = await self.engine.submit(spec, variant.strategy(), force=True)
+        submitting = asyncio.ensure_future(self.engine.submit(spec, variant.strategy(), force=True))
+        try:
+            run = await asyncio.shield(submitting)
+        except asyncio.CancelledError:
+            # Cancelled while the task was being accepted: it exists, and is to be stopped.
+            self.current = (await submitting).id
+            raise
         self.current = run.id
         if not await self.engine.wait(run, RUN_TIMEOUT_S):
             await self.engine.cancel(run.id)

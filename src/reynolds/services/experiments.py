@@ -31,12 +31,14 @@ from reynolds.services.executed_experiments import (
     ExecutedExperiment,
     refuse_simulate_only,
 )
+from reynolds.services.replay import Recorded, recorded_run
 
 if TYPE_CHECKING:
     from reynolds.services.engine import Engine
     from reynolds.services.runs import Prepared
 
 LIST_LIMIT = 100
+SOURCES = ("recorded", "history", "estimate", "default")  # where a subtask's time came from
 # Repetitions × variants × subtasks one simulation may take on (about 10 µs each).
 MAX_SIMULATED = 500_000
 
@@ -59,7 +61,13 @@ class Experiments:
         """Simulate mode: the report. Execute mode: the experiment started, `running`, with
         its progress (it goes on in the background; `GET /experiments/{id}` follows it)."""
         seed = scenario.seed if scenario.seed is not None else secrets.randbelow(2**32)
-        prep = await self.engine.prepare(scenario.task, scenario.strategies[0].strategy())
+        recorded: Recorded | None = None
+        if scenario.replay is not None:
+            recorded = await recorded_run(self.engine, scenario.replay)
+            prep = recorded.prepared
+        else:
+            assert scenario.task is not None  # the scenario has one or the other
+            prep = await self.engine.prepare(scenario.task, scenario.strategies[0].strategy())
         if prep.message is not None:
             raise InvalidInput(f"nothing to run: {prep.message}", field="scenario.task")
         if scenario.mode == "execute":
@@ -83,9 +91,13 @@ class Experiments:
         }
         self.engine.store.put_experiment(row)
         try:
-            models = await self._models(scenario, prep)
+            models: dict[str, ex.TimeModel] = (
+                dict(recorded.models) if recorded is not None else dict(await self._models(prep))
+            )
             # Simulating is CPU work: off the event loop, which keeps serving meanwhile.
             report = await asyncio.to_thread(self._simulate, scenario, prep, models, seed)
+            if recorded is not None:
+                report["recorded"] = recorded.view()
         except BaseException:
             self.engine.store.put_experiment(
                 {"id": experiment_id, "status": "failed", "finished_at": self.clock()}
@@ -191,7 +203,7 @@ class Experiments:
         rows = await asyncio.to_thread(self.engine.store.list_experiments, limit)
         return [_summary(row) for row in rows]
 
-    async def _models(self, scenario: ex.Scenario, prep: Prepared) -> dict[str, ex.DurationModel]:
+    async def _models(self, prep: Prepared) -> dict[str, ex.DurationModel]:
         """Each subtask's time and failure chance: its history (the most specific key that has
         any), else its estimate, else the default."""
         keys = {k for ks in prep.keys.values() for k in ks}
@@ -212,7 +224,7 @@ class Experiments:
         self,
         scenario: ex.Scenario,
         prep: Prepared,
-        models: dict[str, ex.DurationModel],
+        models: dict[str, ex.TimeModel],
         seed: int,
     ) -> dict[str, Any]:
         engine = self.engine
@@ -256,7 +268,11 @@ class Experiments:
             "seed": seed,
             "test": "Mann–Whitney U, two-sided; intervals: percentile bootstrap of the mean",
             **(
-                {"durations": {s: sources.count(s) for s in ("history", "estimate", "default")}}
+                {
+                    "durations": {
+                        s: sources.count(s) for s in SOURCES if s in sources or s != "recorded"
+                    }
+                }
                 if sources is not None
                 else {"order": "interleaved: each round runs every variant once, in order"}
             ),
@@ -266,13 +282,13 @@ class Experiments:
 
 
 def _sampler(
-    models: dict[str, ex.DurationModel], seed: int, run: int, failure_rate: float | None
+    models: dict[str, ex.TimeModel], seed: int, run: int, failure_rate: float | None
 ) -> simulator.Sampler:
     """Draws that depend on the run, subtask and attempt only: every variant meets the same."""
 
     def sample(nid: str, attempt: int) -> simulator.Outcome:
         rng = _rng(seed, run, nid, attempt)
-        return models[nid].sample(rng, failure_rate)
+        return models[nid].sample(rng, failure_rate, attempt)
 
     return sample
 

@@ -268,6 +268,9 @@ class Store(Protocol):
         """(attempts, failures, mean seconds, Welford's sum of squared deviations) recorded
         under each of `keys` that has any."""
 
+    def get_attempts(self, task_id: str) -> list[Row]:
+        """Every recorded attempt of the task's subtasks, by subtask id, then attempt number."""
+
     def put_experiment(self, row: Row) -> None: ...
 
     def get_experiment(self, experiment_id: str) -> Row | None: ...

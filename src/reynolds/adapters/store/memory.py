@@ -358,6 +358,10 @@ class MemoryStore:
             stats = self._tables.durations
             return {key: stats[key]["mean_s"] for key in set(keys) if key in stats}
 
+    def get_attempts(self, task_id: str) -> list[Row]:
+        found = self._select("attempts", lambda row: row["task_id"] == task_id)
+        return sorted(found, key=lambda row: (row["subtask_id"], row["attempt"]))
+
     def get_experiment(self, experiment_id: str) -> Row | None:
         found = self._select("experiments", lambda row: row["id"] == experiment_id)
         return found[0] if found else None

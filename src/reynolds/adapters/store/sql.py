@@ -425,6 +425,12 @@ class SqlStore:
                 found.update({key: mean_s for key, mean_s in conn.execute(query)})
         return found
 
+    def get_attempts(self, task_id: str) -> list[Row]:
+        c = attempts.c
+        return self._fetch(
+            select(attempts).where(c.task_id == task_id).order_by(c.subtask_id, c.attempt)
+        )
+
     def get_experiment(self, experiment_id: str) -> Row | None:
         found = self._fetch(select(experiments).where(experiments.c.id == experiment_id))
         return found[0] if found else None

@@ -255,7 +255,10 @@ class Engine:
         if prep.message is not None:
             self.runs.remember(run)
         self.store.put_task(row)
+        planned = run.estimate_s
         for row in run.subtask_rows():
+            # The estimate it was planned with, so that a replay orders work as this run did.
+            row["spec"]["plannedSeconds"] = round(planned[row["id"]], 4)
             self.store.put_subtask(row)
         self.record.event(
             run, None, "task_submitted", {"subtasks": len(run.subs), "status": run.status}

@@ -60,6 +60,10 @@ async def recorded_run(engine: Engine, task_id: str) -> Recorded:
     known = await asyncio.to_thread(store.durations, {k for ks in keys.values() for k in ks})
     default_s = engine.settings.default_estimate_s
     estimate_s = planning.estimates(graph, keys, known, default_s)
+    for row in rows:  # as the run planned them, when it kept them (it orders the work)
+        planned = (row.get("spec") or {}).get("plannedSeconds")
+        if isinstance(planned, int | float) and row["id"] in estimate_s:
+            estimate_s[row["id"]] = float(planned)
     outcomes: dict[str, list[Outcome]] = {nid: [] for nid in graph.nodes}
     for attempt in attempts:
         started, finished = attempt.get("started_at"), attempt.get("finished_at")

@@ -311,6 +311,9 @@ async def test_a_recorded_task_is_replayed_with_the_times_and_failures_it_had(
     run = await app.engine.submit(spec, Strategy(max_concurrency=2))
     assert await app.engine.wait(run, 30)
     recorded = await app.engine.result(run.id)
+    # Each row keeps the estimate the run was planned with (none learned yet: the default).
+    rows = await asyncio.to_thread(app.store.get_subtasks, run.id)
+    assert {row["spec"]["plannedSeconds"] for row in rows} == {1.0}
     report = await Experiments(app.engine).run(
         Scenario.model_validate(
             {

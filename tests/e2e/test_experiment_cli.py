@@ -81,3 +81,37 @@ def test_cancelling_an_experiment_that_is_not_running_exits_1(live_server: Serve
     done = live_server.run("experiment", "cancel", "no-such-experiment")
     assert done.returncode == 1
     assert "no experiment no-such-experiment" in output(done)
+
+
+def test_calibrate_prints_each_variants_predicted_and_measured_makespan(
+    live_server: Server, tmp_path: Path
+) -> None:
+    naps = {
+        "name": "calibration",
+        "task": {
+            "type": "calibration-naps",
+            "components": ["a", "b"],
+            "steps": [
+                {
+                    "name": "nap",
+                    "estimatedSeconds": 0.3,
+                    # `0.30`: an argv no other test on the shared server taught it a time for.
+                    "action": {"kind": "shell", "argv": ["sleep", "0.30"]},
+                }
+            ],
+        },
+        "strategies": [{"name": "one", "approach": "direct"}, {"name": "two", "maxConcurrency": 2}],
+    }
+    path = tmp_path / "calibrate.yaml"
+    path.write_text(yaml.safe_dump(naps))
+    done = live_server.run("experiment", "calibrate", str(path), "--repetitions", "2", "--json")
+    assert done.returncode == 0, output(done)
+    rows = {r["variant"]: r for r in json.loads(done.stdout)["calibration"]}
+    assert set(rows) == {"one", "two"}
+    assert rows["one"]["predictedSeconds"] == 0.6 and rows["two"]["predictedSeconds"] == 0.3
+    for row in rows.values():  # measured for real: the naps, plus what running them costs
+        assert row["measuredSeconds"] >= row["predictedSeconds"]
+        assert (
+            row["error"]
+            == (row["predictedSeconds"] - row["measuredSeconds"]) / row["measuredSeconds"]
+        )

@@ -97,6 +97,72 @@ def follow(
     return report
 
 
+@experiment_app.command("calibrate")
+def calibrate(
+    ctx: typer.Context,
+    file: Annotated[Path, typer.Argument(help="A scenario, JSON or YAML.")],
+    repetitions: Annotated[
+        int, typer.Option("--repetitions", min=1, help="Real runs per variant.")
+    ] = 3,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """How far to trust the simulator: simulate the scenario (a prediction, from what history
+    knows now), then run it for real, and print each variant's predicted and measured
+    makespan and the prediction's error."""
+    st = state(ctx)
+    try:
+        scenario = read_scenario(file)
+    except ValueError as exc:
+        st.err.print(f"[red]error:[/] {escape(str(exc))}")
+        raise typer.Exit(2) from None
+    with st.connect() as client:
+        predicted = client.call_tool(
+            "run_experiment", {"scenario": {**scenario, "mode": "simulate"}}
+        )
+        real = {**scenario, "mode": "execute", "repetitions": repetitions}
+        measured = client.call_tool("run_experiment", {"scenario": real})
+        measured = follow(st, client, measured, show_bar=not as_json)
+    if measured.get("status") != "completed":
+        show(st, measured, as_json=as_json)
+        raise typer.Exit(1)
+    rows = calibration(predicted, measured)
+    if as_json:
+        print_json({"predicted": predicted, "measured": measured, "calibration": rows})
+        return
+    st.out.print("| variant | predicted (s) | measured (s) | error |")
+    st.out.print("|---|---|---|---|")
+    for row in rows:
+        st.out.print(
+            f"| {escape(row['variant'])} | {row['predictedSeconds']:.3f} | "
+            f"{row['measuredSeconds']:.3f} | {row['error']:+.1%} |"
+        )
+    worst = max(abs(row["error"]) for row in rows)
+    sources = (predicted.get("report") or {}).get("durations") or {}
+    st.out.print(
+        f"worst prediction error {worst:.1%}; predicted from {render.cell(sources)} "
+        "(subtask times by source)"
+    )
+
+
+def calibration(predicted: dict[str, Any], measured: dict[str, Any]) -> list[dict[str, Any]]:
+    """Per variant: the simulated and the measured mean makespan, and the relative error."""
+    real = {v["name"]: v["makespanSeconds"]["mean"] for v in measured.get("variants") or []}
+    rows = []
+    for variant in predicted.get("variants") or []:
+        name, guess = variant["name"], variant["makespanSeconds"]["mean"]
+        if name in real and real[name] > 0:
+            error = (guess - real[name]) / real[name]
+            rows.append(
+                {
+                    "variant": name,
+                    "predictedSeconds": guess,
+                    "measuredSeconds": real[name],
+                    "error": error,
+                }
+            )
+    return rows
+
+
 @experiment_app.command("cancel")
 def cancel(
     ctx: typer.Context,

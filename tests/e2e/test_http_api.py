@@ -268,10 +268,15 @@ def test_task_detail_shows_each_subtasks_routing_decision(client: TestClient) ->
     assert routing["selection"] == "least_busy" and routing["scores"]
 
 
-def test_unbuilt_tools_say_not_available_yet(client: TestClient) -> None:
-    r = call(client, "get_reynolds_wisdom", situation="stuck")
-    assert r.status_code == 501
-    assert "not available yet" in r.json()["error"]
+def test_wisdom_reads_the_situation_and_suggests_a_simulated_strategy(
+    client: TestClient,
+) -> None:
+    r = call(client, "get_reynolds_wisdom", situation="9 services to roll out by friday")
+    assert r.status_code == 200, r.text
+    wise = r.json()["structuredContent"]
+    assert wise["reading"]["items"] == 9 and "deadline" in wise["reading"]["signals"]
+    assert wise["suggestedStrategy"]["maxConcurrency"] > 1
+    assert any("deadline" in line for line in wise["practicalAdvice"])
 
 
 def test_an_experiment_is_run_stored_and_read_back(client: TestClient) -> None:

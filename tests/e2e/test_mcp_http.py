@@ -21,8 +21,8 @@ from mcp_support import (
     TOKEN,
     assert_agent_pools_resource_reads,
     assert_bad_calls_are_error_results_naming_the_problem,
+    assert_every_listed_resource_reads,
     assert_tools_match_rest,
-    assert_unbuilt_resources_say_not_available_yet,
     assert_unknown_task_is_an_error_result,
     assert_waiting_orchestration_reports_progress,
     auth,
@@ -116,7 +116,7 @@ def test_an_unknown_task_id_is_an_error_result_naming_it(mcp_url: str) -> None:
     run_bounded(scenario)
 
 
-def test_invalid_arguments_unknown_and_unbuilt_tools_are_error_results(mcp_url: str) -> None:
+def test_invalid_arguments_and_unknown_tools_are_error_results(mcp_url: str) -> None:
     async def scenario() -> None:
         async with http_session(mcp_url) as session:
             await assert_bad_calls_are_error_results_naming_the_problem(session)
@@ -124,10 +124,10 @@ def test_invalid_arguments_unknown_and_unbuilt_tools_are_error_results(mcp_url: 
     run_bounded(scenario)
 
 
-def test_unbuilt_resources_are_errors_saying_not_available_yet(mcp_url: str) -> None:
+def test_every_listed_resource_reads(mcp_url: str) -> None:
     async def scenario() -> None:
         async with http_session(mcp_url) as session:
-            await assert_unbuilt_resources_say_not_available_yet(session)
+            await assert_every_listed_resource_reads(session)
 
     run_bounded(scenario)
 
@@ -232,8 +232,8 @@ def test_resources_over_rest_are_listed_and_read(server: Server) -> None:
     loops = httpx.get(f"{base}/loop-prevention", headers=auth(), timeout=10.0).json()
     assert loops["confidence"] == 0.999 and loops["detections"] == []
     assert loops["detectors"]["repeated"] == {"rho": 0.1, "evidenceToStop": 3}
-    unbuilt = httpx.get(f"{base}/reynolds-personality", headers=auth(), timeout=10.0)
-    assert unbuilt.status_code == 501 and "not available yet" in unbuilt.json()["error"]
+    voice = httpx.get(f"{base}/reynolds-personality", headers=auth(), timeout=10.0)
+    assert voice.status_code == 200 and voice.json()["name"] == "Reynolds"
     unknown_task = httpx.get(f"{base}/tasks/no-such-task", headers=auth(), timeout=10.0)
     assert unknown_task.status_code == 404 and "no-such-task" in unknown_task.json()["error"]
     unknown = httpx.get(f"{base}/no-such-resource", headers=auth(), timeout=10.0)

@@ -21,8 +21,8 @@ from mcp_support import (
     TOKEN,
     assert_agent_pools_resource_reads,
     assert_bad_calls_are_error_results_naming_the_problem,
+    assert_every_listed_resource_reads,
     assert_tools_match_rest,
-    assert_unbuilt_resources_say_not_available_yet,
     assert_unknown_task_is_an_error_result,
     assert_waiting_orchestration_reports_progress,
     rest_tools,
@@ -172,10 +172,10 @@ def test_bad_calls_over_stdio_are_error_results_naming_the_problem(
     run_bounded(scenario)
 
 
-def test_unbuilt_resources_over_stdio_say_not_available_yet(server: Server, errlog: Path) -> None:
+def test_every_listed_resource_reads_over_stdio(server: Server, errlog: Path) -> None:
     async def scenario() -> None:
         async with stdio_session(server, errlog) as session:
-            await assert_unbuilt_resources_say_not_available_yet(session)
+            await assert_every_listed_resource_reads(session)
 
     run_bounded(scenario)
 

@@ -6,9 +6,29 @@ from collections.abc import Mapping
 from typing import Any
 
 
-def task_comment(status: str, metrics: Mapping[str, Any], total: int, on: bool = True) -> str:
-    """One line about how a task went, in character or plainly."""
+def task_comment(
+    status: str,
+    metrics: Mapping[str, Any],
+    total: int,
+    on: bool = True,
+    reason: str | None = None,
+) -> str:
+    """One line about how a task went — what actually happened: the speed-up it achieved, a
+    loop stopped, a budget or deadline hit — in character or plainly."""
     speedup = float(metrics.get("speedup") or 0.0)
+    if reason in ("budget_exceeded", "deadline_exceeded"):
+        what = "its deadline passed" if reason == "deadline_exceeded" else "its budget ran out"
+        if not on:
+            return f"Stopped: {what}; nothing new started after that."
+        return f"Stopped because {what}. I keep promises, including the ones about money and time."
+    if status == "loop_blocked":
+        stopped = int((metrics.get("subtaskCounts") or {}).get("loop_blocked", 0))
+        if not on:
+            return f"Loop prevention stopped {stopped} subtask(s) repeating the same failure."
+        return (
+            f"I stopped {stopped} subtask(s) doing the same failing thing again. "
+            "Fix the cause; I'll happily run it then."
+        )
     if status == "succeeded":
         if not on:
             return f"{total} subtasks succeeded; speedup {speedup:.1f}x over one at a time."

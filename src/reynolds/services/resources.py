@@ -10,7 +10,8 @@ from typing import TYPE_CHECKING, Any
 from reynolds.core import loops
 from reynolds.core.decomposition import PATTERN_KEYWORDS
 from reynolds.core.reporting import iso
-from reynolds.errors import NotAvailableYet, NotFound
+from reynolds.core.wisdom import PERSONALITY
+from reynolds.errors import NotFound
 from reynolds.services.experiments import Experiments
 from reynolds.services.patterns import failure_patterns
 
@@ -116,15 +117,12 @@ def _guards_view(engine: Engine) -> dict[str, Any]:
     }
 
 
+async def _personality(engine: Engine) -> str:
+    return _json({**PERSONALITY, "personality": engine.settings.personality})
+
+
 async def _experiments(engine: Engine) -> str:
     return _json({"experiments": await Experiments(engine).recent()})
-
-
-def _not_yet(name: str) -> Reader:
-    async def reader(engine: Engine) -> str:
-        raise NotAvailableYet(f"{SCHEME}{name}: not available yet", resource=name)
-
-    return reader
 
 
 RESOURCES: dict[str, Resource] = {
@@ -160,9 +158,10 @@ RESOURCES: dict[str, Resource] = {
         ),
         Resource(
             "reynolds-personality",
-            "The Reynolds voice and its settings (not available yet).",
+            "The Reynolds voice: its traits, charm levels and examples, and whether it is on "
+            "(REYNOLDS_PERSONALITY).",
             JSON_TYPE,
-            _not_yet("reynolds-personality"),
+            _personality,
         ),
     ]
 }
@@ -193,7 +192,7 @@ def name_of(uri: str) -> str:
 
 
 async def read(engine: Engine, name: str) -> Contents:
-    """Read `name` (`agent-pools`, ..., `tasks/{taskId}`); NotFound or NotAvailableYet if not."""
+    """Read `name` (`agent-pools`, ..., `tasks/{taskId}`); NotFound if there is none."""
     if name.startswith(TASK_PREFIX):
         task_id = name[len(TASK_PREFIX) :]
         if not task_id or "/" in task_id:

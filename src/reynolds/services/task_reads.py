@@ -62,7 +62,9 @@ class TaskReads:
                 "reason": decision["reason"],
             }
         metrics = task.get("metrics") or {}
-        comment = task_comment(task["status"], metrics, len(subs), self._personality())
+        comment = task_comment(
+            task["status"], metrics, len(subs), self._personality(), task.get("reason")
+        )
         return task_result(task, subs, comment, self.clock())
 
     def _from_memory(self, run: TaskRun) -> dict[str, Any]:
@@ -73,7 +75,8 @@ class TaskReads:
             metrics = run_metrics(run.created_at, None, rows, run.usable(replicas), None)
             if run.usage.calls:
                 metrics |= run.usage.view()
-        comment = task_comment(str(run.status), metrics, len(rows), self._personality())
+        reason = run.stopped.reason if run.stopped is not None else None
+        comment = task_comment(str(run.status), metrics, len(rows), self._personality(), reason)
         for row in rows:
             routing = run.subs[row["id"]].routing
             row["routing"] = routing_view(routing) if routing is not None else None

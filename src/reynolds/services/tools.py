@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ValidationError
 
 from reynolds.core.audit import redact_text
 from reynolds.core.experiments import Scenario
@@ -28,7 +28,9 @@ from reynolds.core.models import (
 )
 from reynolds.core.reporting import iso
 from reynolds.core.wire_values import printable
-from reynolds.errors import InvalidInput, NotAvailableYet, ReynoldsError
+from reynolds.core.wisdom import WisdomRequest
+from reynolds.errors import InvalidInput, ReynoldsError
+from reynolds.services import wisdom
 from reynolds.services.analysis import CachedAnalysis, analyze
 from reynolds.services.engine import Engine
 from reynolds.services.events import EventBus
@@ -220,26 +222,16 @@ async def _autoscale(engine: Engine, req: AutoscaleRequest, ctx: CallContext) ->
     return {"dryRun": req.dry_run, "decisions": decisions, "pools": engine.pool_status()}
 
 
+async def _wisdom(engine: Engine, req: WisdomRequest, ctx: CallContext) -> dict[str, Any]:
+    return wisdom.answer(engine, req, engine.clock())
+
+
 class ExperimentRequest(InputModel):
     scenario: Scenario
 
 
 async def _experiment(engine: Engine, req: ExperimentRequest, ctx: CallContext) -> dict[str, Any]:
     return await Experiments(engine, clock=engine.clock).run(req.scenario)
-
-
-class _Open(InputModel):
-    """Arguments of a tool that is not built yet; accepted as given."""
-
-    model_config = ConfigDict(**{**InputModel.model_config, "extra": "allow"})
-    situation: str | None = Field(None)
-
-
-def _not_yet(feature: str) -> Handler:
-    async def handler(engine: Engine, req: Any, ctx: CallContext) -> dict[str, Any]:
-        raise NotAvailableYet(f"{feature}: not available yet", tool=feature)
-
-    return handler
 
 
 TOOLS: dict[str, Tool] = {
@@ -281,8 +273,8 @@ TOOLS: dict[str, Tool] = {
         Tool(
             "get_reynolds_wisdom",
             "Situation-aware advice in the Reynolds voice.",
-            _Open,
-            _not_yet("get_reynolds_wisdom"),
+            WisdomRequest,
+            _wisdom,
         ),
         Tool(
             "run_experiment",

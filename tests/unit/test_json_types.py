@@ -79,6 +79,15 @@ BASES: dict[str, dict[str, Any]] = {
 }
 
 INT, FLOAT, BOOL = "integer", "number", "boolean"
+# The number and boolean run options of a step or subtask.
+RUN_OPTION_FIELDS = [
+    ("timeoutSeconds", FLOAT),
+    ("retries", INT),
+    ("estimatedSeconds", FLOAT),
+    ("idempotent", BOOL),
+    ("allowOptionValues", BOOL),
+    ("loopPrevention", BOOL),
+]
 # Every number and boolean field of every tool's arguments.
 FIELDS: list[tuple[str, tuple[Any, ...], str]] = [
     ("orchestrate_task", ("strategy", "maxConcurrency"), INT),
@@ -96,27 +105,10 @@ FIELDS: list[tuple[str, tuple[Any, ...], str]] = [
             ("cost", FLOAT),
         ]
     ],
-    *[
-        ("orchestrate_task", ("task", "steps", 0, name), kind)
-        for name, kind in [
-            ("timeoutSeconds", FLOAT),
-            ("retries", INT),
-            ("estimatedSeconds", FLOAT),
-            ("idempotent", BOOL),
-            ("allowOptionValues", BOOL),
-            ("loopPrevention", BOOL),
-        ]
-    ],
+    *[("orchestrate_task", ("task", "steps", 0, name), kind) for name, kind in RUN_OPTION_FIELDS],
     *[
         ("analyze_orchestration_potential", ("task", "subtasks", 0, name), kind)
-        for name, kind in [
-            ("timeoutSeconds", FLOAT),
-            ("retries", INT),
-            ("estimatedSeconds", FLOAT),
-            ("idempotent", BOOL),
-            ("allowOptionValues", BOOL),
-            ("loopPrevention", BOOL),
-        ]
+        for name, kind in RUN_OPTION_FIELDS
     ],
     *[
         (tool_name, ("task", "workspace", *path), kind)
@@ -125,14 +117,7 @@ FIELDS: list[tuple[str, tuple[Any, ...], str]] = [
     ],
     *[
         ("run_experiment", ("scenario", "task", "subtasks", 0, name), kind)
-        for name, kind in [
-            ("timeoutSeconds", FLOAT),
-            ("retries", INT),
-            ("estimatedSeconds", FLOAT),
-            ("idempotent", BOOL),
-            ("allowOptionValues", BOOL),
-            ("loopPrevention", BOOL),
-        ]
+        for name, kind in RUN_OPTION_FIELDS
     ],
     ("run_experiment", ("scenario", "task", "subtasks", 1, "action", "maxTokens"), INT),
     ("run_experiment", ("scenario", "task", "budget", "attempts"), INT),

@@ -28,7 +28,12 @@ from reynolds.settings import Settings
 TOKEN = "cross-site-0b7f1c4e-token"
 OWN = "http://127.0.0.1:8080"
 PARAMS = re.compile(r"\{([a-z_]+)(?::[a-z]+)?\}")
-PARAM_VALUES = {"tool_name": "list_tasks", "task_id": "no-such-task", "name": "agent-pools"}
+PARAM_VALUES = {
+    "tool_name": "list_tasks",
+    "task_id": "no-such-task",
+    "name": "agent-pools",
+    "experiment_id": "no-such-experiment",
+}
 # What a browser sends cross-site without a preflight, and what it may send with one.
 NOT_JSON = [
     ("text/plain", '{"arguments": {}}'),

@@ -226,6 +226,18 @@ async def test_execute_mode_runs_each_variant_for_real_interleaved_with_statisti
     order = [t["taskId"] for t in sorted(tasks, key=lambda t: t["createdAt"])]
     strategies = [(await app.engine.result(t))["plan"]["strategy"]["approach"] for t in order]
     assert strategies == ["direct", "parallel_optimized"] * 5
+    # Progress went out as events of each run's task, the last saying all ten are done.
+    last = await asyncio.to_thread(app.store.events, order[-1])
+    progress = [e["data"] for e in last if e["kind"] == "experiment_progress"]
+    assert progress == [
+        {
+            "experimentId": report["experimentId"],
+            "variant": "parallel",
+            "round": 5,
+            "done": 10,
+            "total": 10,
+        }
+    ]
     assert len(parallel["gantt"]) == 3
 
 

@@ -86,6 +86,19 @@ class ExecutedExperiment:
                         m["gantt"] = _gantt(result)
                     self.done += 1
                     self.save({"status": "running", "report": {"progress": self.progress()}})
+                    # On the event stream (/mcp/events, the run's own events) as it happens.
+                    self.engine.store.add_event(
+                        {
+                            "task_id": result["taskId"],
+                            "kind": "experiment_progress",
+                            "data": {
+                                "experimentId": self.id,
+                                "variant": variant.name,
+                                "round": r + 1,
+                                **self.progress(),
+                            },
+                        }
+                    )
                     await self.engine.store.flush()  # a poll sees the progress
         except asyncio.CancelledError:
             await self._stop_current()

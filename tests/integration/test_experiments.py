@@ -356,3 +356,12 @@ async def test_a_replay_of_an_unknown_or_unfinished_task_is_refused(app: Contain
             Scenario.model_validate({"name": "r", "replay": "nope", "strategies": [{"name": "a"}]})
         )
     assert caught.value.details["field"] == "scenario.replay"
+
+
+async def test_a_task_that_merges_into_a_new_branch_is_not_executed_again_and_again(
+    app: Container,
+) -> None:
+    task = {**napping(0, 1), "workspace": {"repo": ".", "merge": {"into": "once"}}}
+    with pytest.raises(InvalidInput) as caught:
+        await Experiments(app.engine).run(scenario(task, {"name": "a"}, mode="execute"))
+    assert caught.value.details["field"] == "scenario.task.workspace.merge"

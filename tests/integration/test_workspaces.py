@@ -401,3 +401,32 @@ async def test_a_dependent_whose_upstream_branches_conflict_fails_once_naming_th
     assert (both["status"], both["reason"], both["attempts"]) == ("failed", "conflict", 1)
     assert "shared.txt" in both["error"]
     assert worktrees(repo) == [str(repo)]
+
+
+async def test_a_check_its_pool_refuses_fails_the_merge_once_and_blames_no_branch(
+    app: Container, repos: Path
+) -> None:
+    repo = make_repo(repos / "refused-check", {"f.txt": "f\n"})
+    base = git(repo, "rev-parse", "HEAD").strip()
+    result = await run_task(
+        app,
+        {
+            "type": "refused-check",
+            "subtasks": [
+                {"id": "a", "action": shell(PY, "-c", REPLACE, "a.txt", "a")},
+                {"id": "b", "action": shell(PY, "-c", REPLACE, "b.txt", "b")},
+            ],
+            "workspace": {
+                "repo": str(repo),
+                "merge": {
+                    "into": "never-checked",
+                    "check": {"kind": "mcp", "server": "undeclared", "tool": "run_tests"},
+                },
+            },
+        },
+    )
+    merge = by_id(result)["integrate"]
+    assert merge["status"] == "failed" and merge["reason"] == "workspace"
+    assert "the check could not run (denied)" in merge["error"]
+    assert git(repo, "rev-parse", "never-checked").strip() == base  # nothing merged
+    assert worktrees(repo) == [str(repo)]

@@ -34,7 +34,14 @@ RUN_TIMEOUT_S = 3600.0
 
 def refuse_simulate_only(scenario: ex.Scenario) -> None:
     """What only a simulation can vary: replicas (real pools are scaled by scale_agents) and
-    injected failures."""
+    injected failures; and a merge into one new branch, which a second run could not take."""
+    workspace = scenario.task.workspace if scenario.task is not None else None
+    if workspace is not None and workspace.merge is not None:
+        raise InvalidInput(
+            "workspace.merge creates its branch once: a task that merges can be simulated, "
+            "not run again and again",
+            field="scenario.task.workspace.merge",
+        )
     for i, variant in enumerate(scenario.strategies):
         for name, value in (("replicas", variant.replicas), ("failureRate", variant.failure_rate)):
             if value is not None:

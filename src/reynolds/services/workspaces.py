@@ -28,6 +28,9 @@ T = TypeVar("T")
 FIELD = "task.workspace"
 CHECK_OUTPUT_CHARS = 2000
 
+# Why a check did not run at all (its pool refused it, no runner for its kind...): the
+# branches are not to blame.
+CHECK_REFUSED = frozenset({"denied", "not_available", "not_configured", "option_value"})
 # Runs the merge step's check in a directory (the integration worktree).
 CheckRunner = Callable[[str], Awaitable[ActionResult]]
 
@@ -208,6 +211,8 @@ class Workspaces:
             done = await self._merge_each(run, plan, path, each)
             if check is not None and check_after == "end" and done.merged:
                 ended = await checked(path)
+                if ended.reason in CHECK_REFUSED:
+                    await self._refused_check(run.id, path, plan, ended)
                 if not ended.ok:
                     done.check_failed = _tail(ended)
             done.commit = await self._call(run.id, self.git.head, path)
@@ -246,6 +251,8 @@ class Workspaces:
             after = await self._call(run.id, git.head, path)
             if check is not None:
                 ended = await check(path)
+                if ended.reason in CHECK_REFUSED:
+                    await self._refused_check(run.id, path, plan, ended)
                 if not ended.ok:
                     await self._call(run.id, git.reset, path, before)
                     done.skipped.append(
@@ -255,6 +262,18 @@ class Workspaces:
             changed[branch] = await self._call(run.id, git.changed_files, path, before, after)
             done.merged.append(branch)
         return done
+
+    async def _refused_check(
+        self, task_id: str, path: str, plan: dict[str, Any], ended: ActionResult
+    ) -> None:
+        """A check that could not run at all says nothing of the branches: the merge branch
+        goes back to the base, and the step fails saying why."""
+        assert self.git is not None
+        await self._call(task_id, self.git.reset, path, plan["baseCommit"])
+        raise WorkspaceError(
+            f"the check could not run ({ended.reason}): {ended.error or ended.output}; "
+            f"{plan['into']} is left at the base, no branch merged"
+        )
 
     # -- the end --------------------------------------------------------------------------
 

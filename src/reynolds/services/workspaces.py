@@ -323,14 +323,8 @@ class Workspaces:
         ended while git was busy); returns those tasks' ids."""
         if self.git is None:
             return []
-        git = self.git
-        found = await asyncio.to_thread(git.task_dirs)
-        gone = [task for task in found if task not in active]
-        for task in gone:
-            repos: list[str | None] = [*found[task]] or [None]
-            for repo in repos:
-                await asyncio.to_thread(git.remove_task, repo, task)
-        return gone
+        found = await asyncio.to_thread(self.git.task_dirs)
+        return await self._remove(found, active)
 
     async def prune(self, repos: list[str]) -> tuple[list[str], list[str]]:
         """Remove every worktree under `root` (the server must be stopped) and git's records
@@ -339,16 +333,26 @@ class Workspaces:
         if self.git is None:
             return [], []
         git = self.git
-        tasks = await asyncio.to_thread(git.task_dirs)
-        gone = await self.sweep(set())
-        found = {repo for listed in tasks.values() for repo in listed}
+        found = await asyncio.to_thread(git.task_dirs)
+        gone = await self._remove(found, set())  # prunes the repositories they belong to
+        pruned = {repo for listed in found.values() for repo in listed}
         for path in repos:
             top = await asyncio.to_thread(git.toplevel, path)
-            if top is not None:
-                found.add(top)
-        for repo in sorted(found):
-            await asyncio.to_thread(git.prune, repo)
-        return gone, sorted(found)
+            if top is not None and top not in pruned:
+                await asyncio.to_thread(git.prune, top)
+                pruned.add(top)
+        return gone, sorted(pruned)
+
+    async def _remove(self, found: dict[str, list[str]], keep: set[str]) -> list[str]:
+        """Remove the worktrees of the tasks in `found` (task id → repositories) not in
+        `keep`, pruning git's records in each repository; returns the tasks removed."""
+        assert self.git is not None
+        gone = [task for task in found if task not in keep]
+        for task in gone:
+            repos: list[str | None] = [*found[task]] or [None]
+            for repo in repos:
+                await asyncio.to_thread(self.git.remove_task, repo, task)
+        return gone
 
     async def _call(self, task_id: str, fn: Callable[..., T], *args: Any) -> T:
         """`fn(*args)` in a thread, finished even when the attempt is cancelled (git must not

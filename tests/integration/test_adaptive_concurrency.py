@@ -242,7 +242,7 @@ async def test_a_host_that_refuses_connections_is_held_open_then_probed(tmp_path
 
 
 def _closed(app: Container) -> bool:
-    views = app.engine.dispatch.guards.downstream_views()
+    views = app.engine.dispatch.guards.downstream_views(app.engine.clock())
     return all(v["breaker"]["state"] == "closed" for v in views)  # type: ignore[index]
 
 

@@ -365,3 +365,48 @@ async def test_a_task_that_merges_into_a_new_branch_is_not_executed_again_and_ag
     with pytest.raises(InvalidInput) as caught:
         await Experiments(app.engine).run(scenario(task, {"name": "a"}, mode="execute"))
     assert caught.value.details["field"] == "scenario.task.workspace.merge"
+
+
+async def test_a_replay_holds_work_back_where_the_pools_breaker_held_the_real_run(
+    tmp_path: Path,
+) -> None:
+    """Two timeouts in a row open the code pool's breaker for its cool-down; the run waits it
+    out. Replayed, the simulator's breaker (the dispatcher's own code) opens at the same point
+    and the replay waits as long."""
+    cooldown_s = 1.5
+    settings = Settings(home=tmp_path / "home", breaker_failures=2, breaker_cooldown_s=cooldown_s)
+    container = await build(settings)
+    try:
+        hang = {"kind": "shell", "argv": ["sleep", "5"]}
+        quick = {"kind": "shell", "argv": ["true"]}
+        subtasks = [
+            {"id": f"hang{i}", "agent": "code", "timeoutSeconds": 0.2, "estimatedSeconds": 5,
+             "action": hang}
+            for i in range(2)
+        ] + [
+            {"id": f"quick{i}", "agent": "code", "estimatedSeconds": 0.1, "action": quick}
+            for i in range(3)
+        ]  # fmt: skip
+        spec = TaskSpec.model_validate({"type": "breaker", "subtasks": subtasks})
+        run = await container.engine.submit(spec, Strategy(max_concurrency=1))
+        assert await container.engine.wait(run, 30)
+        recorded = (await container.engine.result(run.id))["metrics"]["makespanSeconds"]
+        assert recorded >= cooldown_s  # the real run waited out the cool-down
+        report = await Experiments(container.engine).run(
+            Scenario.model_validate(
+                {
+                    "name": "replay",
+                    "replay": run.id,
+                    "strategies": [{"name": "as it ran", "maxConcurrency": 1}],
+                    "repetitions": 1,
+                }
+            )
+        )
+    finally:
+        await container.aclose()
+    (as_ran,) = report["variants"]
+    assert as_ran["breakerOpens"] == 1
+    bars = {b["subtask"]: b for b in as_ran["gantt"]}
+    probe = min(bars[f"quick{i}"]["start"] for i in range(3))
+    assert probe >= max(bars[f"hang{i}"]["end"] for i in range(2)) + cooldown_s
+    assert as_ran["makespanSeconds"]["mean"] == pytest.approx(recorded, rel=0.2)

@@ -19,6 +19,7 @@ from sqlalchemy import create_engine, select
 from sqlalchemy.pool import NullPool
 
 from reynolds.adapters.store import schema
+from reynolds.adapters.store.schema import RECENT_DURATIONS
 from reynolds.adapters.store.sql import SqlStore
 from reynolds.errors import StoreError
 from reynolds.services.ports import Store
@@ -767,9 +768,20 @@ def test_distributions_give_count_failures_mean_and_the_sum_of_squares(store: St
     store.flush_sync()
     found = store.distributions(["step:x", "step:none"])
     assert list(found) == ["step:x"]
-    count, failures, mean, m2 = found["step:x"]
+    count, failures, mean, m2, recent = found["step:x"]
     assert (count, failures) == (3, 1)
     assert math.isclose(mean, 3.0) and math.isclose(m2, 8.0)
+    assert recent == (1.0, 3.0, 5.0)
+
+
+def test_distributions_keep_the_latest_durations_oldest_first(store: Store) -> None:
+    for i in range(RECENT_DURATIONS + 6):
+        store.record_duration(["step:x"], float(i), True)
+        if i % 20 == 0:
+            store.flush_sync()  # the window is carried over from what is stored
+    store.flush_sync()
+    *_, recent = store.distributions(["step:x"])["step:x"]
+    assert recent == tuple(float(i) for i in range(6, RECENT_DURATIONS + 6))
 
 
 # -- experiments --

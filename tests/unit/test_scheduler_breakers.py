@@ -123,7 +123,7 @@ async def test_a_failed_probe_opens_the_pool_again_for_twice_as_long() -> None:
         view = s.engine.control.guards
         assert view is not None
         assert s.engine.control.circuit("a") == "open"
-        assert view.pool_view("a")["reopensInSeconds"] == 2 * COOLDOWN_S
+        assert view.pool_view("a", view.clock())["reopensInSeconds"] == 2 * COOLDOWN_S
 
 
 async def test_work_that_fails_on_its_own_terms_never_opens_a_breaker() -> None:
@@ -133,7 +133,7 @@ async def test_work_that_fails_on_its_own_terms_never_opens_a_breaker() -> None:
         assert await s.engine.wait(run, 5)
         assert {sub.status for sub in run.subs.values()} == {Status.FAILED}
         assert s.engine.control.circuit("a") == "closed"
-        assert s.engine.dispatch.guards.downstream_views() == []
+        assert s.engine.dispatch.guards.downstream_views(s.engine.clock()) == []
         assert (await breaker_events(s)) == []
 
 
@@ -151,7 +151,7 @@ async def test_an_open_downstream_holds_its_own_work_and_lets_other_work_run() -
         later = await run_task(s, [step("c3", "curl"), step("other", "make")])
         assert await until(lambda: later.subs["other"].status is Status.SUCCEEDED)
         assert later.subs["c3"].status is Status.READY  # waiting, not failed
-        (view,) = s.engine.dispatch.guards.downstream_views()
+        (view,) = s.engine.dispatch.guards.downstream_views(s.engine.clock())
         assert view["downstream"] == "exec:curl"
         assert view["breaker"]["state"] == "open"  # type: ignore[index]
 

@@ -13,19 +13,28 @@ from typing import Any, Literal
 from pydantic import Field, field_validator, model_validator
 
 from reynolds.core import statistics as stats
+from reynolds.core.downstreams import Overload
 from reynolds.core.models import Approach, InputModel, Selection, Strategy, TaskSpec, WireModel
 from reynolds.core.planning import effective_concurrency
 from reynolds.core.simulator import Attempt, Outcome, SimulatedRun
 
 DEFAULT_REPETITIONS = {"simulate": 30, "execute": 5}
+InjectedClass = Literal[
+    "timeout", "connection", "authentication", "not_found", "validation", "permission",
+    "resource", "unknown", "overload",
+]  # fmt: skip
 MAX_VARIANTS = 10
 GANTT_MAX = 500  # bars in a variant's Gantt chart
+# Recent durations from which a learned model draws quantiles; fewer: a log-normal.
+MIN_QUANTILE_SAMPLES = 8
 
 
 class Variant(WireModel):
     """One strategy to try: the contract's `{name, approach, maxConcurrency}`, and what else a
-    what-if may change: the pool selection, replicas per pool, retries of every subtask, and
-    the chance that an attempt fails."""
+    what-if may change: the pool selection, replicas per pool, retries of every subtask, the
+    chance that an attempt fails and how it fails (`failureClass`: a class of core/failures.py,
+    or `overload`, the downstream answering "not now" — what breakers and adaptive limits
+    answer)."""
 
     name: str = Field(min_length=1, max_length=100)
     approach: Approach = "parallel_optimized"
@@ -34,6 +43,7 @@ class Variant(WireModel):
     replicas: dict[str, int] | None = None
     retries: int | None = Field(None, ge=0, le=20)
     failure_rate: float | None = Field(None, ge=0, le=1)
+    failure_class: InjectedClass | None = None
 
     @field_validator("replicas")
     @classmethod
@@ -85,30 +95,65 @@ class Scenario(InputModel):
 
 
 @dataclass(frozen=True, slots=True)
+class Failing:
+    """A variant's injected failures: each attempt fails with chance `rate` (None: as the
+    model has it), the way `failure_class` says (None: a command exiting non-zero)."""
+
+    rate: float | None = None
+    failure_class: str | None = None
+
+    def outcome(self, duration_s: float, ok: bool) -> Outcome:
+        if ok:
+            return Outcome(duration_s)
+        if self.failure_class == "overload":
+            return Outcome(duration_s, False, "exit", "resource", Overload("simulated"))
+        reason = "timeout" if self.failure_class == "timeout" else "exit"
+        return Outcome(duration_s, False, reason, self.failure_class or "unknown")
+
+
+AS_RECORDED = Failing()
+
+
+@dataclass(frozen=True, slots=True)
 class DurationModel:
-    """How long a subtask's attempt takes and how often it fails: a log-normal with the
-    mean and spread history measured (a fixed time when there is no spread), and a failure
-    chance. `source` says where it came from: history, estimate or default."""
+    """How long a subtask's attempt takes and how often it fails, and where that came from
+    (`source`: history, estimate or default).
+
+    From history with at least MIN_QUANTILE_SAMPLES recent durations: a draw from their
+    quantile function (linear between order statistics), so a skewed or two-humped history
+    stays so. With fewer: a log-normal with the mean and spread history measured (a fixed
+    time when there is no spread)."""
 
     mean_s: float
     sd_s: float = 0.0
     failure_rate: float = 0.0
     source: str = "default"
+    recent: tuple[float, ...] = ()  # sorted
 
     @classmethod
-    def learned(cls, count: int, failures: int, mean_s: float, m2: float) -> DurationModel:
+    def learned(
+        cls, count: int, failures: int, mean_s: float, m2: float, recent: Sequence[float] = ()
+    ) -> DurationModel:
         sd = math.sqrt(m2 / (count - 1)) if count > 1 and m2 > 0 else 0.0
-        return cls(mean_s, sd, failures / count if count else 0.0, "history")
+        window = tuple(sorted(recent)) if len(recent) >= MIN_QUANTILE_SAMPLES else ()
+        return cls(mean_s, sd, failures / count if count else 0.0, "history", window)
 
-    def sample(
-        self, rng: stats.Draws, failure_rate: float | None = None, attempt: int = 1
-    ) -> Outcome:
+    def quantile(self, p: float) -> float:
+        """The duration below which a share `p` of the recent ones fall."""
+        at = p * (len(self.recent) - 1)
+        low = int(at)
+        high = min(low + 1, len(self.recent) - 1)
+        return self.recent[low] + (self.recent[high] - self.recent[low]) * (at - low)
+
+    def sample(self, rng: stats.Draws, fails: Failing = AS_RECORDED, attempt: int = 1) -> Outcome:
         duration = self.mean_s
-        if self.sd_s > 0 and self.mean_s > 0:
+        if self.recent:
+            duration = self.quantile(rng.random())
+        elif self.sd_s > 0 and self.mean_s > 0:
             sigma2 = math.log1p((self.sd_s / self.mean_s) ** 2)
             duration = rng.lognormvariate(math.log(self.mean_s) - sigma2 / 2, math.sqrt(sigma2))
-        chance = self.failure_rate if failure_rate is None else failure_rate
-        return Outcome(duration, ok=rng.random() >= chance)
+        chance = self.failure_rate if fails.rate is None else fails.rate
+        return fails.outcome(duration, rng.random() >= chance)
 
     def view(self) -> dict[str, Any]:
         return {
@@ -116,6 +161,11 @@ class DurationModel:
             "sdSeconds": round(self.sd_s, 4),
             "failureRate": round(self.failure_rate, 4),
             "source": self.source,
+            **(
+                {"quantiles": {f"p{p}": round(self.quantile(p / 100), 4) for p in (10, 50, 90)}}
+                if self.recent
+                else {}
+            ),
         }
 
 
@@ -128,15 +178,17 @@ class Replayed:
     fallback_s: float
     source: str = "recorded"
 
-    def sample(
-        self, rng: stats.Draws, failure_rate: float | None = None, attempt: int = 1
-    ) -> Outcome:
+    def sample(self, rng: stats.Draws, fails: Failing = AS_RECORDED, attempt: int = 1) -> Outcome:
         if not self.outcomes:
             return Outcome(self.fallback_s)
         recorded = self.outcomes[min(attempt, len(self.outcomes)) - 1]
-        if failure_rate is None:
-            return recorded
-        return Outcome(recorded.duration_s, ok=rng.random() >= failure_rate)
+        if fails.rate is None:
+            return (
+                recorded
+                if fails.failure_class is None or recorded.ok
+                else (fails.outcome(recorded.duration_s, False))
+            )
+        return fails.outcome(recorded.duration_s, rng.random() >= fails.rate)
 
 
 TimeModel = DurationModel | Replayed
@@ -151,6 +203,7 @@ class VariantRuns:
     success_rates: list[float]
     utilisations: list[float]
     overheads: list[float] | None = None  # execute mode only
+    breaker_opens: list[int] | None = None  # simulate mode only
     # The attempts of its first run, for the report's Gantt chart (at most GANTT_MAX).
     gantt: Sequence[Attempt] = ()
 
@@ -161,6 +214,7 @@ class VariantRuns:
             [r.makespan_s for r in runs],
             [r.success_rate for r in runs],
             [r.utilisation(slots) for r in runs],
+            breaker_opens=[r.breaker_opens for r in runs],
             gantt=runs[0].attempts[:GANTT_MAX] if runs else (),
         )
 
@@ -185,6 +239,11 @@ def compare(results: Sequence[VariantRuns], rng: stats.Draws) -> dict[str, Any]:
             "overhead": None
             if result.overheads is None
             else round(statistics.fmean(result.overheads), 4),
+            # Breakers that opened, per run on average: work held back by a pool or a
+            # downstream judged unwell.
+            "breakerOpens": None
+            if result.breaker_opens is None
+            else round(statistics.fmean(result.breaker_opens), 4),
         }
         view["makespans"] = [round(m, 4) for m in result.makespans]
         view["gantt"] = [

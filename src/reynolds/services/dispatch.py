@@ -9,15 +9,14 @@ import logging
 from collections.abc import Callable
 
 from reynolds.core import planning
-from reynolds.core.breakers import counts_against
 from reynolds.core.downstreams import downstream_of, overload
-from reynolds.core.failures import classify, retryable
+from reynolds.core.failures import classify
+from reynolds.core.guarding import judge
 from reynolds.core.loops import LoopVerdict
 from reynolds.core.models import FINISHED, Status
 from reynolds.core.pricing import Usage
 from reynolds.core.reporting import run_metrics
-from reynolds.core.retry import RetryDecision, decide_retry
-from reynolds.core.routing import RoutingDecision
+from reynolds.core.retry import next_attempt
 from reynolds.core.wire_values import encodable
 from reynolds.services.attempts import Attempts
 from reynolds.services.budget_keeper import BudgetKeeper
@@ -101,7 +100,7 @@ class Dispatcher:
         control, guards = self.control, self.guards
         free, replicas = control.free, control.replicas
         stats: planning.PoolStats | None = None  # computed once per pump, when needed
-        guarded = bool(guards.guarded or guards.guarded_pools)
+        guarded = guards.active
         now = self.clock() if guarded else 0.0
         try:
             for run in self.runs.active:
@@ -118,7 +117,17 @@ class Dispatcher:
                 ) -> str | None:
                     sub = run.subs[nid]
                     if guarded:
-                        decision = self._place_guarded(run, sub, stats, now)
+                        decision = guards.route(
+                            sub.node.agent,
+                            sub.capability,
+                            self._downstream(sub),
+                            free,
+                            replicas,
+                            run.strategy,
+                            run.turn,
+                            stats,
+                            now,
+                        )
                     else:
                         decision = planning.place(
                             sub.node.agent,
@@ -145,36 +154,6 @@ class Dispatcher:
             self._pumping = False
         if guarded:
             self._wake_later(now)
-
-    def _place_guarded(
-        self, run: TaskRun, sub: SubState, stats: planning.PoolStats, now: float
-    ) -> RoutingDecision | None:
-        """Routing while a breaker is not closed or a downstream is limited: work for a
-        downstream that takes nothing now waits; an open pool takes nothing but its probe."""
-        guards, free = self.guards, self.control.free
-        if not guards.downstream_admits(self._downstream(sub), now):
-            return None
-        if not guards.guarded_pools:
-            usable: dict[str, int] = free
-        else:
-            agent = sub.node.agent
-            best = max(sub.capability.values(), default=0.0)
-            for pool in guards.probes_due(now):
-                fits = agent == pool or (agent is None and sub.capability.get(pool, 0.0) >= best)
-                if fits and free.get(pool, 0) > 0:
-                    return RoutingDecision(
-                        pool, {pool: 1.0}, run.strategy.selection, "half-open probe"
-                    )
-            usable = {p: 0 if guards.pool_blocked(p, now) else n for p, n in free.items()}
-        return planning.place(
-            sub.node.agent,
-            sub.capability,
-            usable,
-            self.control.replicas,
-            run.strategy,
-            run.turn,
-            stats,
-        )
 
     def _wake_later(self, now: float) -> None:
         """Pump again when a cool-down or a Retry-After that holds work back is over."""
@@ -251,7 +230,12 @@ class Dispatcher:
                 # Not settled: the next start runs it again. The audit still sees it end.
                 interrupted = ActionResult(False, reason="interrupted")
                 self.guards.ended(
-                    pool, sub.downstream, Verdict(untold=True), started_at=None, ceiling=1
+                    pool,
+                    sub.downstream,
+                    Verdict(untold=True),
+                    now=self.clock(),
+                    started_at=None,
+                    ceiling=1,
                 )
                 self.record.audit(
                     run, sub, pool, interrupted, self.clock(), self._secret_names(pool)
@@ -280,7 +264,7 @@ class Dispatcher:
         self._spend(run, sub, result)
         failure_class, verdict = self._judge(run, sub, pool, result)
         self.guards.ended(
-            pool, sub.downstream, verdict, started_at=sub.started_at, ceiling=run.limit
+            pool, sub.downstream, verdict, now=now, started_at=sub.started_at, ceiling=run.limit
         )
         storm_before = run.storm
         if verdict.overload is None and not verdict.untold:
@@ -362,22 +346,21 @@ class Dispatcher:
         if result.reason == "cancelled" or run.cancelling:
             return None, Verdict(untold=True)
         failure_class = self._classify(sub, result)
-        if result.reason == "denied":  # refused before it ran: it tells nothing of either
-            return failure_class, Verdict(untold=True)
-        signal = overload(
-            sub.node.action,
-            exit_code=result.exit_code,
-            output=result.output,
-            error=result.error,
-            retry_after_s=result.retry_after_s,
-            rules=self.overload_rules.get(pool),
-        )
+        signal = None
+        if result.reason != "denied":  # refused before it ran: it tells nothing of either
+            signal = overload(
+                sub.node.action,
+                exit_code=result.exit_code,
+                output=result.output,
+                error=result.error,
+                retry_after_s=result.retry_after_s,
+                rules=self.overload_rules.get(pool),
+            )
         if signal is not None:
             sub.detail = {**(sub.detail or {}), "overload": signal.signal}
-            return failure_class, Verdict(overload=signal)
         # Under Celery, `interrupted` is a worker that stopped answering mid-attempt: the pool's.
         lost = result.reason == "interrupted" and self.attempts.distributed is not None
-        return failure_class, Verdict(failed=lost or counts_against(failure_class, result.reason))
+        return failure_class, judge(False, result.reason, failure_class, signal, lost=lost)
 
     def _next_status(
         self,
@@ -393,17 +376,15 @@ class Dispatcher:
         elif result.reason == "cancelled" or run.cancelling:
             sub.status = Status.CANCELLED
         else:
-            decision = decide_retry(
+            decision = next_attempt(
                 sub.attempts,
                 sub.node.retries,
                 result.reason,
+                failure_class,
                 base_s=self.settings.retry_base_s,
                 cap_s=self.settings.retry_cap_s,
                 jitter=self.jitter(),
             )
-            if decision.retry and not retryable(failure_class or "unknown"):
-                # Another attempt would meet the same refusal (a missing file, bad input...).
-                decision = RetryDecision(False)
             # An overloaded downstream is adaptive concurrency's to answer, not a loop.
             if decision.retry and sub.node.loop_prevention and verdict.overload is None:
                 loop = self.loops.judge(sub, result)

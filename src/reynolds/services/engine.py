@@ -57,6 +57,9 @@ from reynolds.settings import Settings
 # Finished tasks read at start for the resubmissions they may show.
 RESUBMISSIONS_SEEN = 500
 
+# Retry jitter from a generator of its own: drawing from the global one would move the state
+# that code sharing the process (a test framework, a caller's simulation) relies on.
+_JITTER = random.Random()  # noqa: S311  (jitter, not secrets)
 __all__ = ["Engine", "Prepared"]
 
 
@@ -101,7 +104,7 @@ class Engine:
         mcp: McpActionRunner | None = None,
         llm: LlmActionRunner | None = None,
         clock: Callable[[], float] = time.time,
-        jitter: Callable[[], float] = random.random,
+        jitter: Callable[[], float] = _JITTER.random,
         distributed: DistributedExecutor | None = None,
         git: WorktreeGit | None = None,
     ) -> None:

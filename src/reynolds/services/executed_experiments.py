@@ -43,7 +43,12 @@ def refuse_simulate_only(scenario: ex.Scenario) -> None:
             field="scenario.task.workspace.merge",
         )
     for i, variant in enumerate(scenario.strategies):
-        for name, value in (("replicas", variant.replicas), ("failureRate", variant.failure_rate)):
+        what_ifs = (
+            ("replicas", variant.replicas),
+            ("failureRate", variant.failure_rate),
+            ("failureClass", variant.failure_class),
+        )
+        for name, value in what_ifs:
             if value is not None:
                 raise InvalidInput(
                     f"{name} is a what-if of simulate mode; execute mode runs on the pools as "

@@ -31,6 +31,7 @@ from reynolds.services.executed_experiments import (
     ExecutedExperiment,
     refuse_simulate_only,
 )
+from reynolds.services.guards import guard_policy
 from reynolds.services.replay import Recorded, recorded_run
 
 if TYPE_CHECKING:
@@ -241,11 +242,12 @@ class Experiments:
                     capacity,
                     prep.capability,
                     prep.estimate_s,
-                    _sampler(models, seed, r, variant.failure_rate),
+                    _sampler(models, seed, r, variant),
                     jitter=_rng(seed, r, "jitter").random,
                     retry=simulator.RetryPolicy(
                         engine.settings.retry_base_s, engine.settings.retry_cap_s
                     ),
+                    guards=guard_policy(engine.settings),
                     stats=engine.pool_stats(),
                 )
                 for r in range(scenario.runs)
@@ -282,13 +284,14 @@ class Experiments:
 
 
 def _sampler(
-    models: dict[str, ex.TimeModel], seed: int, run: int, failure_rate: float | None
+    models: dict[str, ex.TimeModel], seed: int, run: int, variant: ex.Variant
 ) -> simulator.Sampler:
     """Draws that depend on the run, subtask and attempt only: every variant meets the same."""
+    fails = ex.Failing(variant.failure_rate, variant.failure_class)
 
     def sample(nid: str, attempt: int) -> simulator.Outcome:
         rng = _rng(seed, run, nid, attempt)
-        return models[nid].sample(rng, failure_rate, attempt)
+        return models[nid].sample(rng, fails, attempt)
 
     return sample
 

@@ -235,6 +235,7 @@ class PoolControl:
         out = []
         queued = self.queue_depths()
         guards = self.guards
+        now = guards.clock() if guards is not None else 0.0
         for key, pool in self.pools.pools.items():
             replicas = self.replicas[key]
             busy = replicas - self.free[key]
@@ -253,7 +254,7 @@ class PoolControl:
                     "successRate": self.success_rate(key),
                     "capabilities": pool.capabilities.model_dump(),
                     "circuit": self.circuit(key),
-                    **({"breaker": guards.pool_view(key)} if guards is not None else {}),
+                    **({"breaker": guards.pool_view(key, now)} if guards is not None else {}),
                     "description": pool.description,
                 }
             )

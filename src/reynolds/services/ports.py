@@ -19,6 +19,11 @@ Row = dict[str, Any]
 SERVER_STALE_AFTER_S = 30.0
 
 
+# What history knows of one duration key: attempts, failures, mean seconds, Welford's sum of
+# squared deviations, and the latest durations, oldest first.
+Distribution = tuple[int, int, float, float, tuple[float, ...]]
+
+
 @dataclass(slots=True)
 class ActionContext:
     """What an action runner needs besides the action itself."""
@@ -264,9 +269,9 @@ class Store(Protocol):
     def outcomes(self, keys: Iterable[str]) -> Mapping[str, tuple[int, int, float]]:
         """(attempts, failures, mean seconds) recorded under each of `keys` that has any."""
 
-    def distributions(self, keys: Iterable[str]) -> Mapping[str, tuple[int, int, float, float]]:
-        """(attempts, failures, mean seconds, Welford's sum of squared deviations) recorded
-        under each of `keys` that has any."""
+    def distributions(self, keys: Iterable[str]) -> Mapping[str, Distribution]:
+        """(attempts, failures, mean seconds, Welford's sum of squared deviations, the latest
+        durations oldest first) recorded under each of `keys` that has any."""
 
     def get_attempts(self, task_id: str) -> list[Row]:
         """Every recorded attempt of the task's subtasks, by subtask id, then attempt number."""

@@ -9,8 +9,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from reynolds.core import planning
+from reynolds.core.downstreams import overload
 from reynolds.core.experiments import Replayed
-from reynolds.core.graph import Graph
+from reynolds.core.graph import Graph, Node
 from reynolds.core.models import FINISHED, Status, Strategy
 from reynolds.core.simulator import Outcome
 from reynolds.errors import InvalidInput
@@ -68,8 +69,8 @@ async def recorded_run(engine: Engine, task_id: str) -> Recorded:
     for attempt in attempts:
         started, finished = attempt.get("started_at"), attempt.get("finished_at")
         if attempt["subtask_id"] in outcomes and started is not None and finished is not None:
-            ok = attempt["status"] == "succeeded"
-            outcomes[attempt["subtask_id"]].append(Outcome(max(0.0, finished - started), ok))
+            node = graph.nodes[attempt["subtask_id"]]
+            outcomes[node.id].append(_outcome(engine, node, attempt, max(0.0, finished - started)))
     models = {nid: Replayed(tuple(found), estimate_s[nid]) for nid, found in outcomes.items()}
     strategy = task.get("strategy") or {}
     prepared = Prepared(
@@ -83,3 +84,21 @@ async def recorded_run(engine: Engine, task_id: str) -> Recorded:
     )
     metrics = task.get("metrics") or {}
     return Recorded(task_id, prepared, models, metrics.get("makespanSeconds"), strategy)
+
+
+def _outcome(engine: Engine, node: Node, attempt: dict[str, Any], duration_s: float) -> Outcome:
+    """A recorded attempt as the simulator takes it: how long, and how it ended — its reason
+    and class, and whether its downstream said it was overloaded (judged again from its exit
+    code and error by the pool's rules, as the dispatcher judged it then)."""
+    if attempt["status"] == "succeeded":
+        return Outcome(duration_s)
+    pool = attempt.get("agent_type")
+    signal = overload(
+        node.action,
+        exit_code=attempt.get("exit_code"),
+        output="",
+        error=attempt.get("error") or "",
+        retry_after_s=None,
+        rules=engine.dispatch.overload_rules.get(pool) if pool else None,
+    )
+    return Outcome(duration_s, False, attempt.get("reason"), attempt.get("failure_class"), signal)

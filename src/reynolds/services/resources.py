@@ -98,7 +98,7 @@ async def _loop_prevention(engine: Engine) -> str:
 def _guards_view(engine: Engine) -> dict[str, Any]:
     """Breaker states per pool, downstreams with a breaker or a limit, recent transitions."""
     guards = engine.dispatch.guards
-    rules = guards.rules
+    rules, now = guards.rules, guards.clock()
     return {
         "breakers": {
             "rules": {
@@ -109,11 +109,11 @@ def _guards_view(engine: Engine) -> dict[str, Any]:
                 "cooldownSeconds": rules.cooldown_s,
                 "maxCooldownSeconds": rules.max_cooldown_s,
             },
-            "pools": {pool: guards.pool_view(pool) for pool in guards.pools},
+            "pools": {pool: guards.pool_view(pool, now) for pool in guards.pools},
             "transitions": [{**t, "at": iso(t["at"])} for t in reversed(guards.recent)],
         },
         "adaptiveConcurrency": guards.adaptive,
-        "downstreams": guards.downstream_views(),
+        "downstreams": guards.downstream_views(now),
     }
 
 

@@ -185,7 +185,7 @@ async def _agents(engine: Engine, req: AgentStatusRequest, ctx: CallContext) -> 
     return {
         "pools": pools,
         "recentScaling": [_scaling_view(row) for row in recent],
-        "downstreams": engine.dispatch.guards.downstream_views(),
+        "downstreams": engine.dispatch.guards.downstream_views(engine.clock()),
         "summary": {
             "totalAgents": total,
             "healthyAgents": healthy,

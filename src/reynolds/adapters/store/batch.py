@@ -13,6 +13,7 @@ from sqlalchemy.dialects import sqlite
 from sqlalchemy.sql.elements import ClauseElement
 
 from reynolds.adapters.store.schema import (
+    RECENT_DURATIONS,
     audit,
     durations,
     events,
@@ -59,7 +60,10 @@ def coalesce(rows: Iterable[Row], key: Sequence[str]) -> list[Row]:
 
 
 def observe(stats: Row | None, key: str, seconds: float, ok: bool, at: float) -> Row:
-    """Fold one duration into running statistics (Welford's online mean and variance)."""
+    """Fold one duration into running statistics (Welford's online mean and variance) and
+    the window of the latest ones."""
+    recent = list((stats.get("recent") if stats else None) or [])[1 - RECENT_DURATIONS :]
+    recent.append(round(seconds, 6))
     count = (stats["count"] if stats else 0) + 1
     mean = stats["mean_s"] if stats else 0.0
     delta = seconds - mean
@@ -72,6 +76,7 @@ def observe(stats: Row | None, key: str, seconds: float, ok: bool, at: float) ->
         "m2": (stats["m2"] if stats else 0.0) + delta * (seconds - mean),
         "last_s": seconds,
         "updated_at": at,
+        "recent": recent,
     }
 
 

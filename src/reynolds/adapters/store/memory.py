@@ -41,7 +41,7 @@ from reynolds.adapters.store.schema import (
     tasks,
 )
 from reynolds.errors import StoreError, StoreUnavailable
-from reynolds.services.ports import Row
+from reynolds.services.ports import Distribution, Row
 
 logger = logging.getLogger(__name__)
 
@@ -371,11 +371,11 @@ class MemoryStore:
         found.sort(key=lambda row: (row["created_at"], row["id"]), reverse=True)
         return found[:limit]
 
-    def distributions(self, keys: Iterable[str]) -> Mapping[str, tuple[int, int, float, float]]:
+    def distributions(self, keys: Iterable[str]) -> Mapping[str, Distribution]:
         with self._lock:
             stats = self._tables.durations
             return {
-                key: (s["count"], s["failures"], s["mean_s"], s["m2"])
+                key: (s["count"], s["failures"], s["mean_s"], s["m2"], tuple(s.get("recent") or ()))
                 for key in set(keys)
                 if (s := stats.get(key)) is not None
             }

@@ -107,6 +107,9 @@ events = Table(
     Index("ix_events_task_seq", "task_id", "seq"),
 )
 
+# Durations kept per key for the simulator's quantiles.
+RECENT_DURATIONS = 64
+
 durations = Table(
     "durations",
     metadata,
@@ -115,6 +118,9 @@ durations = Table(
     Column("failures", Integer, nullable=False, default=0),
     Column("mean_s", Float, nullable=False),
     Column("m2", Float, nullable=False, default=0.0),  # Welford's running sum of squares
+    # The latest RECENT_DURATIONS durations, oldest first: the quantiles a simulation draws
+    # from (0011; None in a row written before it).
+    Column("recent", JSON, nullable=True),
     Column("last_s", Float, nullable=False),
     Column("updated_at", Float, nullable=False),
 )

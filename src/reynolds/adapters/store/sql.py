@@ -45,7 +45,7 @@ from reynolds.adapters.store.schema import (
     tasks,
 )
 from reynolds.errors import StoreDamaged, StoreError, StoreUnavailable
-from reynolds.services.ports import Row
+from reynolds.services.ports import Distribution, Row
 
 logger = logging.getLogger(__name__)
 
@@ -439,18 +439,17 @@ class SqlStore:
         order = (experiments.c.created_at.desc(), experiments.c.id.desc())
         return self._fetch(select(experiments).order_by(*order).limit(limit))
 
-    def distributions(self, keys: Iterable[str]) -> Mapping[str, tuple[int, int, float, float]]:
+    def distributions(self, keys: Iterable[str]) -> Mapping[str, Distribution]:
         wanted = sorted(set(keys))
-        found: dict[str, tuple[int, int, float, float]] = {}
+        found: dict[str, Distribution] = {}
         c = durations.c
         with self._guard(), self._engine.connect() as conn:
             for start in range(0, len(wanted), IN_CHUNK):
-                query = select(c.key, c.count, c.failures, c.mean_s, c.m2).where(
+                query = select(c.key, c.count, c.failures, c.mean_s, c.m2, c.recent).where(
                     c.key.in_(wanted[start : start + IN_CHUNK])
                 )
-                found.update(
-                    {key: (n, bad, mean, m2) for key, n, bad, mean, m2 in conn.execute(query)}
-                )
+                for key, n, bad, mean, m2, recent in conn.execute(query):
+                    found[key] = (n, bad, mean, m2, tuple(recent or ()))
         return found
 
     def outcomes(self, keys: Iterable[str]) -> Mapping[str, tuple[int, int, float]]:

@@ -4,6 +4,10 @@ its attempts took) and the simulated makespan is compared with the one measured.
 what the simulation leaves out: process start-up, the scheduler's own work, retry backoffs
 drawn anew. Aim: within 10 % on every workload.
 
+The last workload opens a circuit breaker: two subtasks time out on the code pool, whose
+breaker (2 failures in a row, 1 s cool-down on a spawned server) holds the rest back until its
+probe; the replay's breaker is the dispatcher's own code, in simulated time.
+
     .venv/bin/python benchmarks/replay.py --spawn [--repeat 1] [--json]
 """
 
@@ -29,6 +33,10 @@ FAIL_ONCE = (
 
 def sleep(seconds: float | str) -> dict[str, Any]:
     return {"kind": "shell", "argv": ["sleep", str(seconds)]}
+
+
+# The spawned server's breakers, for the last workload.
+BREAKER_ENV = {"REYNOLDS_BREAKER_FAILURES": "2", "REYNOLDS_BREAKER_COOLDOWN_S": "1"}
 
 
 def workloads(scratch: Path) -> list[tuple[str, dict[str, Any], dict[str, Any]]]:
@@ -66,11 +74,27 @@ def workloads(scratch: Path) -> list[tuple[str, dict[str, Any], dict[str, Any]]]
             }
         ],
     }
+    breaker = {
+        "type": "replay-breaker",
+        "subtasks": [
+            *[
+                {"id": f"hang{i}", "agent": "code", "timeoutSeconds": 0.2,
+                 "estimatedSeconds": 5, "action": sleep(5)}
+                for i in range(2)
+            ],
+            *[
+                {"id": f"quick{i}", "agent": "code", "estimatedSeconds": 0.3,
+                 "action": sleep(0.3)}
+                for i in range(6)
+            ],
+        ],
+    }  # fmt: skip
     return [
         ("17 × 1 s at 5", flat, {"maxConcurrency": 5}),
         ("DAG: build → 6 tests → deploy → 2 checks, at 3", dag, {"maxConcurrency": 3}),
         ("10 skewed naps (0.2–2 s) at 3", skewed, {"maxConcurrency": 3}),
         ("6 × 0.5 s, one failing once and retried, at 3", retries, {"maxConcurrency": 3}),
+        ("2 timeouts open the breaker, then 6 × 0.3 s, at 1", breaker, {"maxConcurrency": 1}),
     ]
 
 
@@ -94,8 +118,9 @@ def replay(server: harness.Server, task_id: str, strategy: dict[str, Any]) -> di
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     rows = []
-    with tempfile.TemporaryDirectory() as scratch, harness.server_for(args) as server:
-        for name, task, strategy in workloads(Path(scratch)):
+    with tempfile.TemporaryDirectory() as scratch, harness.server_for(args, BREAKER_ENV) as server:
+        workloads_ = workloads(Path(scratch))
+        for name, task, strategy in workloads_:
             for _ in range(args.repeat):
                 for mark in Path(scratch).iterdir():
                     mark.unlink()
@@ -107,7 +132,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     "timeoutSeconds": 300,
                 }
                 result, _ = harness.orchestrate(server, arguments)
-                harness.require_success(result)
+                if task is not workloads_[-1][1]:  # the breaker's ends failed, as it should
+                    harness.require_success(result)
                 report = replay(server, result["taskId"], strategy)
                 real = float(result["metrics"]["makespanSeconds"])
                 simulated = float(report["variants"][0]["makespanSeconds"]["mean"])

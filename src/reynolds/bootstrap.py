@@ -37,6 +37,7 @@ from reynolds.adapters.home import prepare_home, writing
 from reynolds.adapters.machine_load import SystemSampler
 from reynolds.adapters.metrics import Metrics
 from reynolds.adapters.private_dirs import is_reynolds_home, make_private, tighten
+from reynolds.adapters.probes import MachineProbes
 from reynolds.adapters.secret_files import SecretFiles
 from reynolds.adapters.store.integrity import StoreMarker
 from reynolds.adapters.store.lock import HomeLock
@@ -49,7 +50,7 @@ from reynolds.services.analysis import CachedAnalysis, HistoryVersion
 from reynolds.services.engine import Engine
 from reynolds.services.events import EventBus
 from reynolds.services.experiments import Experiments
-from reynolds.services.ports import Cache, DistributedExecutor
+from reynolds.services.ports import Cache, DistributedExecutor, HealthProbes
 from reynolds.settings import Settings
 
 log = logging.getLogger("reynolds")
@@ -188,6 +189,8 @@ class Container:
     started_at: float = field(default_factory=time.time)
     resumed: list[str] = field(default_factory=list)
     analyses: CachedAnalysis | None = None
+    # What the health checks read of the machine and the network.
+    probes: HealthProbes = field(default_factory=MachineProbes)
 
     async def aclose(self) -> None:
         """Stop everything; a step that fails (a failing store's last flush) is logged and the
@@ -241,7 +244,7 @@ async def build(settings: Settings, *, hold_lock: bool = True) -> Container:
             marker=StoreMarker(settings.home),
         )
         await asyncio.to_thread(store.start)
-        metrics = Metrics()
+        metrics = Metrics(pools=pools.pools)
         distributed = celery_executor(settings, pools) if settings.backend == "celery" else None
         engine = Engine(
             settings=settings,

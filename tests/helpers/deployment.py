@@ -267,7 +267,38 @@ def alert_rules() -> list[dict[str, Any]]:
     return [rule for group in load("config/alerts.yml")["groups"] for rule in group["rules"]]
 
 
+DASHBOARDS_DIR = "config/grafana/dashboards"
+
+
+def dashboards() -> dict[str, dict[str, Any]]:
+    """File name → the dashboard JSON, for every dashboard Grafana provisions."""
+    return {
+        path.name: json.loads(path.read_text(encoding="utf-8"))
+        for path in sorted((ROOT / DASHBOARDS_DIR).glob("*.json"))
+    }
+
+
+def dashboard_targets() -> list[tuple[str, str]]:
+    """(dashboard file: panel title, PromQL) for every query of every panel."""
+    return [
+        (f"{name}: {panel['title']}", target["expr"])
+        for name, board in dashboards().items()
+        for panel in board["panels"]
+        for target in panel.get("targets", [])
+    ]
+
+
+def dashboard_variables() -> list[tuple[str, dict[str, Any]]]:
+    """(dashboard file, template variable) for every variable of every dashboard."""
+    return [
+        (name, variable)
+        for name, board in dashboards().items()
+        for variable in board.get("templating", {}).get("list", [])
+    ]
+
+
 def dashboard_queries() -> list[str]:
+    """Every query string of every dashboard: panel targets and template variables."""
     queries: list[str] = []
 
     def walk(node: Any) -> None:
@@ -280,7 +311,7 @@ def dashboard_queries() -> list[str]:
             for item in node:
                 walk(item)
 
-    walk(json.loads(text("config/grafana/reynolds-dashboard.json")))
+    walk(list(dashboards().values()))
     return queries
 
 

@@ -14,6 +14,7 @@ from typing import Any
 from reynolds.adapters.store.memory import MemoryStore
 from reynolds.core.models import ShellAction, Strategy, TaskSpec
 from reynolds.core.pools import PoolSet, ResourceLimits
+from reynolds.core.reporting import TaskSeconds
 from reynolds.services.engine import Engine
 from reynolds.services.ports import ActionContext, ActionResult, LlmActionRunner
 from reynolds.services.runs import TaskRun
@@ -123,9 +124,19 @@ class QuietMetrics:
         self.loops: list[str] = []
         self.breakers: dict[str, bool] = {}  # pool or downstream: open now
         self.limits: dict[str, float | None] = {}
+        self.task_seconds: list[TaskSeconds] = []
+        self.slots: list[tuple[str, int, int, float]] = []  # pool, busy, replicas, since
+        self.audits: list[tuple[str, str]] = []  # kind, decision
 
-    def task_ended(self, status: str, parallel_ratio: float, overhead_ratio: float) -> None:
+    def task_ended(self, status: str, seconds: TaskSeconds) -> None:
         self.tasks.append(status)
+        self.task_seconds.append(seconds)
+
+    def pool_slots(self, pool: str, busy: int, replicas: int, now: float) -> None:
+        self.slots.append((pool, busy, replicas, now))
+
+    def audited(self, kind: str, decision: str) -> None:
+        self.audits.append((kind, decision))
 
     def subtask_ended(self, agent_type: str, status: str, duration_s: float | None) -> None:
         self.subtasks.append((agent_type, status, duration_s))

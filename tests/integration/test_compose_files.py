@@ -7,9 +7,7 @@ the pools of config/agents.yaml, the secrets template and the files they mount.
 
 from __future__ import annotations
 
-import json
 import re
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -17,6 +15,7 @@ import pytest
 from tests.helpers.deployment import (
     BASE,
     COMPOSE_SETUPS,
+    DASHBOARDS_DIR,
     OVERRIDE,
     PROD,
     ROOT,
@@ -24,6 +23,7 @@ from tests.helpers.deployment import (
     compose,
     compose_orchestrator,
     compose_workers,
+    dashboards,
     dockerfile_instructions,
     effective_compose_environment,
     health_port_of,
@@ -176,14 +176,22 @@ def test_prometheus_scrapes_the_orchestrator_and_loads_the_mounted_rules() -> No
         assert mounts[rule_file] == "./config/alerts.yml"
 
 
-def test_grafana_provisions_the_datasource_the_dashboard_uses_where_it_is_mounted() -> None:
+def test_grafana_provisions_every_dashboard_from_the_mounted_directory() -> None:
     (datasource,) = load("config/grafana/datasources.yml")["datasources"]
     assert datasource["url"] == "http://prometheus:9090"
-    dashboard = json.loads(text("config/grafana/reynolds-dashboard.json"))
-    uids = {p["datasource"]["uid"] for p in dashboard["panels"] if "datasource" in p}
-    assert uids == {datasource["uid"]}
+    boards = dashboards()
+    names = {"overview.json", "agents.json", "infrastructure.json", "security-audit.json"}
+    assert set(boards) == names
+    assert len({board["uid"] for board in boards.values()}) == len(boards)
+    for name, board in boards.items():
+        panels = [p for p in board["panels"] if p["type"] != "row"]
+        assert panels, name
+        used = [p["datasource"] for p in panels] + [
+            t["datasource"] for p in panels for t in p["targets"]
+        ]
+        used += [v["datasource"] for v in board["templating"]["list"] if "datasource" in v]
+        assert {d["uid"] for d in used} == {datasource["uid"]}, name
     (provider,) = load("config/grafana/dashboards.yml")["providers"]
     grafana = compose(BASE)["grafana"]
     mounts = {v.split(":")[0]: v.split(":")[1] for v in grafana["volumes"]}
-    target = mounts["./config/grafana/reynolds-dashboard.json"]
-    assert str(Path(target).parent) == provider["options"]["path"]
+    assert mounts[f"./{DASHBOARDS_DIR}"] == provider["options"]["path"]

@@ -9,6 +9,7 @@ to deploy the orchestrator and its workers alike.
 
 from __future__ import annotations
 
+import math
 import re
 import tomllib
 from collections.abc import Iterator
@@ -18,6 +19,7 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 from fastapi.testclient import TestClient
+from prometheus_client.parser import text_string_to_metric_families
 from tests.helpers.deployment import (
     BASE,
     COMPOSE_SETUPS,
@@ -40,6 +42,8 @@ from tests.helpers.deployment import (
     compose_workers,
     container_port,
     dashboard_queries,
+    dashboard_targets,
+    dashboard_variables,
     dockerfile_env,
     dockerfile_instructions,
     effective_compose_environment,
@@ -66,33 +70,47 @@ from tests.helpers.deployment import (
     worker_services,
     workers,
 )
+from tests.helpers.metrics_workload import SETTINGS as WORKLOAD_SETTINGS
+from tests.helpers.metrics_workload import run_workload, series_with_values, write_config
+from tests.helpers.promql import PROMETHEUS_OWN, metric_names
 
 from reynolds.core.pools import parse_bytes
 from reynolds.entrypoints.http import create_app
 from reynolds.entrypoints.http.cross_site import SiteRules
 from reynolds.settings import Settings
 
-METRIC = re.compile(r"\breynolds_[a-z0-9_]+")
+LABEL_VALUES = re.compile(r"label_values\((?P<metric>[a-z_:][a-z0-9_:]*),\s*(?P<label>[a-z_]+)\)")
 AGENT_TYPE_SELECTOR = re.compile(r"agent_type\s*=~?\s*\"([^\"]*)\"")
 NOT_AVAILABLE = re.compile(r"not\s+(?:yet\s+)?available|exits?\s+at\s+once", re.IGNORECASE)
 ABOUT_WORKERS = re.compile(r"\bagents?\b|celery|worker", re.IGNORECASE)
 
 
 @pytest.fixture(scope="module")
-def exported_metrics(tmp_path_factory: pytest.TempPathFactory) -> set[str]:
-    """Every series name the server's GET /metrics can produce, from its TYPE lines."""
-    home = tmp_path_factory.mktemp("metrics")
-    settings = Settings(home=home / "home", secrets_dir=home / "secrets")
+def metrics_text(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """GET /metrics of a server after real work (tests/helpers/metrics_workload.py)."""
+    root = tmp_path_factory.mktemp("metrics")
+    settings = Settings(
+        home=root / "home",
+        secrets_dir=root / "secrets",
+        config_dir=write_config(root / "config"),
+        **WORKLOAD_SETTINGS,
+    )
     with TestClient(create_app(settings), base_url=settings.base_url) as client:
+        run_workload(client)
         response = client.get("/metrics")
     assert response.status_code == 200
-    suffixes = {"counter": [""], "gauge": [""], "histogram": ["_bucket", "_count", "_sum"]}
-    names: set[str] = set()
-    for line in response.text.splitlines():
-        if line.startswith("# TYPE "):
-            _, _, name, kind = line.split()
-            names |= {name + suffix for suffix in suffixes.get(kind, [""])}
-    return names
+    return response.text
+
+
+@pytest.fixture(scope="module")
+def exported_metrics(metrics_text: str) -> set[str]:
+    """The series names (`_total`, `_bucket` … included) that have a value, NaN aside, in
+    /metrics after real work."""
+    return {
+        name
+        for name, values in series_with_values(metrics_text).items()
+        if any(not math.isnan(value) for value in values)
+    }
 
 
 # ------------------------------------------------------------------------------------------
@@ -443,22 +461,71 @@ def test_the_database_and_redis_urls_point_at_the_services_that_provide_them() -
 # Metrics, alerts, dashboards
 
 
-def test_every_metric_the_alerts_query_is_one_the_server_exports(
+def test_every_metric_the_alerts_query_has_a_value_after_real_work(
     exported_metrics: set[str],
 ) -> None:
     for rule in alert_rules():
-        unknown = set(METRIC.findall(rule["expr"])) - exported_metrics
+        unknown = metric_names(rule["expr"]) - PROMETHEUS_OWN - exported_metrics
         assert not unknown, f"{rule['alert']}: {sorted(unknown)}"
 
 
-def test_every_metric_the_dashboard_queries_is_one_the_server_exports(
+def test_every_metric_the_dashboards_query_has_a_value_after_real_work(
     exported_metrics: set[str],
 ) -> None:
-    queries = dashboard_queries()
-    assert queries
-    for query in queries:
-        unknown = set(METRIC.findall(query)) - exported_metrics
-        assert not unknown, f"{query}: {sorted(unknown)}"
+    targets = dashboard_targets()
+    assert targets
+    for where, expr in targets:
+        unknown = metric_names(expr) - PROMETHEUS_OWN - exported_metrics
+        assert not unknown, f"{where}: {sorted(unknown)}"
+    for where, variable in dashboard_variables():
+        match = LABEL_VALUES.fullmatch(variable["definition"])
+        assert match, f"{where}: ${variable['name']} is not label_values(metric, label)"
+        assert match["metric"] in exported_metrics, f"{where}: ${variable['name']}"
+
+
+# Contract section 5: name → (type, labels). Counters are `*_total`, histograms `*_seconds`.
+CONTRACT_METRICS = {
+    "reynolds_tasks_total": ("counter", {"status"}),
+    "reynolds_subtasks_total": ("counter", {"agent_type", "status"}),
+    "reynolds_subtask_duration_seconds": ("histogram", set()),
+    "reynolds_agent_replicas": ("gauge", {"agent_type"}),
+    "reynolds_agent_utilization": ("gauge", {"agent_type"}),
+    "reynolds_queue_depth": ("gauge", {"agent_type"}),
+    "reynolds_parallel_execution_ratio": ("gauge", set()),
+    "reynolds_orchestration_overhead_ratio": ("gauge", set()),
+    "reynolds_loop_prevention_loop_detected_total": ("counter", {"reason"}),
+    "reynolds_loop_prevention_circuit_breaker_open": ("gauge", {"agent_type", "downstream"}),
+    "reynolds_http_request_duration_seconds": ("histogram", set()),
+}
+
+
+def test_every_contract_metric_is_exported_with_its_type_labels_and_a_value(
+    metrics_text: str,
+) -> None:
+    families = {
+        family.name + ("_total" if family.type == "counter" else ""): family
+        for family in text_string_to_metric_families(metrics_text)
+    }
+    for name, (kind, labels) in CONTRACT_METRICS.items():
+        family = families.get(name)
+        assert family is not None, f"{name} is not exported"
+        assert family.type == kind, f"{name} is a {family.type}, not a {kind}"
+        samples = [s for s in family.samples if not s.name.endswith("_created")]
+        assert samples, f"{name} has no series"
+        assert all(labels <= set(s.labels) for s in samples), f"{name}: labels {labels}"
+        assert any(math.isfinite(s.value) for s in samples), f"{name} has no value"
+
+
+def test_the_ratio_gauges_are_the_windowed_counters_ratios(metrics_text: str) -> None:
+    # Every task of the workload ended within the gauges' window.
+    values = {n: v[0] for n, v in series_with_values(metrics_text).items() if len(v) == 1}
+    busy = values["reynolds_parallel_execution_busy_seconds_total"]
+    capacity = values["reynolds_parallel_execution_capacity_seconds_total"]
+    overhead = values["reynolds_orchestration_overhead_seconds_total"]
+    makespan = values["reynolds_orchestration_makespan_seconds_total"]
+    assert 0 < busy <= capacity and 0 < overhead <= makespan
+    assert values["reynolds_parallel_execution_ratio"] == pytest.approx(busy / capacity)
+    assert values["reynolds_orchestration_overhead_ratio"] == pytest.approx(overhead / makespan)
 
 
 def test_the_autoscalers_scale_on_metrics_the_server_exports(exported_metrics: set[str]) -> None:
@@ -477,8 +544,16 @@ def test_the_alert_rules_cover_the_seeds_targets_with_the_contract_metrics() -> 
     required = {
         "ReynoldsServerDown": ("up", "== 0"),
         "ReynoldsTaskSuccessRateLow": ("reynolds_tasks_total", "< 0.9"),
-        "ReynoldsOrchestrationOverheadHigh": ("reynolds_orchestration_overhead_ratio", "> 0.15"),
-        "ReynoldsParallelExecutionRatioLow": ("reynolds_parallel_execution_ratio", "< 0.8"),
+        "ReynoldsOrchestrationOverheadHigh": (
+            "reynolds_orchestration_overhead_seconds_total",
+            "> 0.15",
+        ),
+        "ReynoldsParallelExecutionRatioLow": (
+            "reynolds_parallel_execution_capacity_seconds_total",
+            "< 0.8",
+        ),
+        "ReynoldsAgentUtilizationLow": ("reynolds_agent_available_slot_seconds_total", "< 0.7"),
+        "ReynoldsHttpLatencyHigh": ("reynolds_http_request_duration_seconds_bucket", "> 5"),
         "ReynoldsQueueDepthHigh": (
             "reynolds_queue_depth",
             f"> {settings_default('queue_threshold_scale_up')}",
@@ -492,6 +567,7 @@ def test_the_alert_rules_cover_the_seeds_targets_with_the_contract_metrics() -> 
     for rule in rules.values():
         assert rule["labels"]["severity"] in ("critical", "warning", "info"), rule["alert"]
         assert rule["annotations"]["summary"], rule["alert"]
+        assert rule.get("for"), f"{rule['alert']} fires on a single evaluation"
 
 
 def orchestrator_settings() -> dict[str, Settings]:

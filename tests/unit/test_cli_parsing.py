@@ -213,14 +213,23 @@ def test_an_unhealthy_answer_fails_the_server_check_naming_the_failing_checks() 
     assert "cache" not in result.message
 
 
-def test_an_open_circuit_is_a_warning() -> None:
-    status = {
-        "pools": [{"type": "devops", "circuit": "open"}, {"type": "code", "circuit": "closed"}]
-    }
+def test_a_servers_warning_keeps_its_recommendation() -> None:
+    body = {
+        "checks": {
+            "pools": {
+                "devops": {"status": "warn", "message": "circuit breaker open",
+                           "recommendation": "Read why", "breaker": "open"},
+                "code": {"status": "ok", "message": "2 replicas", "breaker": "closed"},
+            }
+        }
+    }  # fmt: skip
 
-    (result,) = health.pool_circuit_checks(status)
+    results = {r.check: r for r in health.checks_from_health_body(body)}
 
-    assert (result.check, result.status) == ("pool.devops.circuit", "warn")
+    assert (results["pools.devops"].status, results["pools.code"].status) == ("warn", "pass")
+    assert results["pools.devops"].recommendation == "Read why"
+    assert results["pools.devops"].details == {"breaker": "open"}
+    assert health.exit_code(list(results.values())) == 2
 
 
 def test_the_text_report_lists_checks_summary_and_recommendations() -> None:

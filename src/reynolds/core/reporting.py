@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -57,6 +58,30 @@ def run_metrics(
         "successRate": round(counts[Status.SUCCEEDED] / total, 4) if total else 0.0,
         "subtaskCounts": dict(counts),
     }
+
+
+@dataclass(frozen=True, slots=True)
+class TaskSeconds:
+    """An ended task's times, as the metrics add them up over a window: across tasks,
+    busy / capacity is the parallel execution ratio and overhead / makespan the orchestration
+    overhead, each task weighing by its size (a short task cannot swing either)."""
+
+    makespan_s: float
+    busy_s: float  # subtask-seconds that ran, at most capacity_s
+    capacity_s: float  # the makespan times the concurrency the task could use
+    overhead_s: float  # the makespan beyond what a perfect list scheduler would need
+
+    @classmethod
+    def of(cls, metrics: Mapping[str, Any], concurrency: int) -> TaskSeconds:
+        """From `run_metrics(..., concurrency, ...)`'s figures."""
+        makespan = float(metrics["makespanSeconds"])
+        capacity = makespan * max(concurrency, 1)
+        return cls(
+            makespan_s=makespan,
+            busy_s=float(metrics["parallelExecutionRatio"]) * capacity,
+            capacity_s=capacity,
+            overhead_s=float(metrics["orchestrationOverhead"]) * makespan,
+        )
 
 
 def subtask_view(row: Mapping[str, Any]) -> dict[str, Any]:

@@ -110,6 +110,15 @@ class Attempts:
             values["instruction"] = self.instruction(run, sub)
         return values
 
+    def timeout_s(self, run: TaskRun, sub: SubState) -> float:
+        """How long an attempt of `sub` may run: its own timeout, else the server's default
+        (shorter for `parallel_urgent`)."""
+        return sub.node.timeout_s or (
+            self.settings.urgent_timeout_s
+            if run.strategy.approach == "parallel_urgent"
+            else self.settings.default_timeout_s
+        )
+
     async def _attempt(
         self, run: TaskRun, sub: SubState, pool: str, workspace: str | None
     ) -> ActionResult:
@@ -120,11 +129,7 @@ class Attempts:
         if refused is not None:
             return refused
         assert action is not None  # `denied` refuses a subtask without one
-        timeout_s = node.timeout_s or (
-            self.settings.urgent_timeout_s
-            if run.strategy.approach == "parallel_urgent"
-            else self.settings.default_timeout_s
-        )
+        timeout_s = self.timeout_s(run, sub)
         argv: list[str] | None = None
         arguments: dict[str, Any] | None = None
         values = self._values(run, sub, workspace)

@@ -15,7 +15,7 @@ from reynolds.core.guarding import judge
 from reynolds.core.loops import LoopVerdict
 from reynolds.core.models import FINISHED, Status
 from reynolds.core.pricing import Usage
-from reynolds.core.reporting import run_metrics
+from reynolds.core.reporting import TaskSeconds, run_metrics
 from reynolds.core.retry import next_attempt
 from reynolds.core.wire_values import encodable
 from reynolds.services.attempts import Attempts
@@ -212,6 +212,7 @@ class Dispatcher:
                 }
             )
         sub.handle = asyncio.get_running_loop().create_task(self._execute(run, sub, pool))
+        self.control.slots_changed(pool, now)
 
     async def _execute(self, run: TaskRun, sub: SubState, pool: str) -> None:
         try:
@@ -237,9 +238,10 @@ class Dispatcher:
                     started_at=None,
                     ceiling=1,
                 )
-                self.record.audit(
+                decision = self.record.audit(
                     run, sub, pool, interrupted, self.clock(), self._secret_names(pool)
                 )
+                self.metrics.audited("action", decision)
             return
         except Exception as exc:  # a runner's bug must not take the scheduler down
             log.exception("action runner failed for %s/%s", run.id, sub.node.id)
@@ -249,6 +251,7 @@ class Dispatcher:
 
     def _release(self, run: TaskRun, pool: str) -> None:
         self.control.free[pool] += 1
+        self.control.slots_changed(pool, self.clock())
         run.running -= 1
 
     def settle(self, run: TaskRun, sub: SubState, pool: str, result: ActionResult) -> None:
@@ -280,8 +283,11 @@ class Dispatcher:
             else ("cancelled" if sub.status is Status.CANCELLED else "failed")
         )
         self.record.attempt(run, sub, pool, attempt_status, result, now)
-        self.record.audit(run, sub, pool, result, now, self._secret_names(pool))
+        decision = self.record.audit(run, sub, pool, result, now, self._secret_names(pool))
+        self.metrics.audited("action", decision)
         self.metrics.subtask_ended(pool, attempt_status, duration)
+        if attempt_status != "cancelled":
+            self.runs.outcomes.ended(result.ok, now)
         if duration is not None and attempt_status != "cancelled" and result.reason != "denied":
             self.control.record_outcome(pool, result.ok, duration)
         if duration is not None and result.reason not in ("denied", "cancelled"):
@@ -482,11 +488,12 @@ class Dispatcher:
         run.finished_at = now
         rows = run.subtask_rows()
         replicas = self.control.planning_replicas()
+        concurrency = run.usable(sum(replicas.values()))
         run.metrics = run_metrics(
             run.created_at,
             now,
             rows,
-            run.usable(sum(replicas.values())),
+            concurrency,
             run.ideal_makespan(replicas, self.control.pool_stats()),
         )
         if run.usage.calls:
@@ -501,11 +508,7 @@ class Dispatcher:
             {**ended, "metrics": run.metrics, **({"outcome": how} if how is not None else {})}
         )
         self.record.event(run, None, "task_finished", {"status": str(run.status)})
-        self.metrics.task_ended(
-            str(run.status),
-            run.metrics["parallelExecutionRatio"],
-            run.metrics["orchestrationOverhead"],
-        )
+        self.metrics.task_ended(str(run.status), TaskSeconds.of(run.metrics, concurrency))
         self.runs.finished(run)
         run.done.set()
 

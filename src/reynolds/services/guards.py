@@ -88,6 +88,7 @@ class Guards(Guarding):
             }
         )
         self.recent.append({"at": transition.at, **data})
+        self.metrics.audited("breaker", str(transition.after))
         log.warning(
             "circuit breaker of %s: %s → %s (%s)",
             pool or key,

@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 from collections import OrderedDict
 
+from reynolds.services.recent_outcomes import RecentOutcomes
 from reynolds.services.runs import TaskRun
 
 # Finished runs kept in memory: at most this many, holding at most this many subtasks in all.
@@ -27,6 +28,8 @@ class LiveRuns:
         self._seq = 0
         # Experiments running for real (execute mode), by id: each is one asyncio task.
         self.experiments: dict[str, asyncio.Task[None]] = {}
+        # How the attempts of the last hour ended (the health check's error rate).
+        self.outcomes = RecentOutcomes()
 
     def next_seq(self) -> int:
         """The submission order of the next run taken in (ties of priority go to the older)."""

@@ -57,8 +57,16 @@ class PoolControl:
         self._outcomes: dict[str, list[float]] = {p: [0, 0, 0.0] for p in self.replicas}
         self._background: set[asyncio.Task[None]] = set()
         self._rescaling: set[str] = set()
+        now = clock()
         for pool, n in self.replicas.items():
             metrics.pool_replicas(pool, n)
+            metrics.pool_slots(pool, 0, n, now)
+
+    def slots_changed(self, pool: str, now: float) -> None:
+        """Tell the metrics `pool`'s busy and available slots from `now` on: called whenever
+        a slot is taken or given back and whenever the replicas change."""
+        replicas = self.replicas[pool]
+        self.metrics.pool_slots(pool, replicas - self.free[pool], replicas, now)
 
     async def load_outcomes(self) -> None:
         """Start from what earlier servers learned of each pool (its `pool:NAME` history)."""
@@ -198,6 +206,7 @@ class PoolControl:
             now = self.clock()
             self.replicas[key] = replicas
             self.free[key] += replicas - current
+            self.slots_changed(key, now)
             direction = "up" if replicas > current else "down"
             self.metrics.pool_replicas(key, replicas)
             self.metrics.pool_scaled(key, direction)
@@ -235,12 +244,13 @@ class PoolControl:
         out = []
         queued = self.queue_depths()
         guards = self.guards
-        now = guards.clock() if guards is not None else 0.0
+        now = self.clock()
         for key, pool in self.pools.pools.items():
             replicas = self.replicas[key]
             busy = replicas - self.free[key]
             util = busy / replicas if replicas else 0.0
             self.metrics.pool_load(key, util, queued.get(key, 0))
+            self.slots_changed(key, now)  # the slot-seconds so far, for a scrape
             out.append(
                 {
                     "type": key,

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from reynolds.core.mcp_servers import McpServer
     from reynolds.core.models import HttpAction, LlmAction, McpAction, PythonAction, ShellAction
     from reynolds.core.pools import ResourceLimits
+    from reynolds.core.reporting import TaskSeconds
     from reynolds.core.worktrees import Change, Identity
 
 Row = dict[str, Any]
@@ -168,6 +170,22 @@ class OrphanKiller(Protocol):
         """Kill the process group `pid` leads."""
 
 
+class HealthProbes(Protocol):
+    """What the health checks read of the machine and the network."""
+
+    def disk(self, path: Path) -> tuple[int, int] | None:
+        """(free bytes, total bytes) of the file system holding `path`; None if unreadable."""
+
+    def memory(self) -> tuple[int, int] | None:
+        """(available bytes, total bytes) of the machine; None if unreadable."""
+
+    def executable(self, command: str) -> bool:
+        """Whether `command` (a path, or a name on PATH) can be run."""
+
+    async def connects(self, url: str) -> str | None:
+        """None when `url`'s host accepts a connection on its port in time, else why not."""
+
+
 class SystemSampler(Protocol):
     """This machine's load, for auto-scaling."""
 
@@ -178,9 +196,17 @@ class SystemSampler(Protocol):
 class SchedulerMetrics(Protocol):
     """What the scheduler reports to the metrics endpoint."""
 
-    def task_ended(self, status: str, parallel_ratio: float, overhead_ratio: float) -> None: ...
+    def task_ended(self, status: str, seconds: TaskSeconds) -> None:
+        """A task ended with `status`; `seconds` add to the windowed ratios."""
 
     def subtask_ended(self, agent_type: str, status: str, duration_s: float | None) -> None: ...
+
+    def pool_slots(self, pool: str, busy: int, replicas: int, now: float) -> None:
+        """`pool` has `busy` of its `replicas` slots taken from `now` on (utilisation over a
+        window is busy slot-seconds over available slot-seconds)."""
+
+    def audited(self, kind: str, decision: str) -> None:
+        """An audit record of `kind` (action, tool, breaker) with `decision` was written."""
 
     def pool_replicas(self, pool: str, replicas: int) -> None: ...
 
@@ -353,5 +379,8 @@ class Cache(Protocol):
     async def get(self, key: str) -> Any | None: ...
 
     async def set(self, key: str, value: Any, ttl_s: float) -> None: ...
+
+    async def ping(self) -> str | None:
+        """None when its backend answers now (an in-process cache always does), else why not."""
 
     async def aclose(self) -> None: ...

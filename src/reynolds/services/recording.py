@@ -108,9 +108,11 @@ class Recorder:
         result: ActionResult,
         now: float,
         secret_names: Sequence[str] = (),
-    ) -> None:
-        """One audit record per attempt, small: no output text, argv redacted and bounded."""
+    ) -> str:
+        """One audit record per attempt, small: no output text, argv redacted and bounded;
+        returns its decision (allowed or denied)."""
         denied = result.reason == "denied"
+        decision = "denied" if denied else "allowed"
         started = sub.started_at if sub.started_at is not None else now
         fields = {
             "at": started,
@@ -121,7 +123,7 @@ class Recorder:
             "task_id": run.id,
             "subtask_id": sub.node.id,
             "attempt": sub.attempts,
-            "decision": "denied" if denied else "allowed",
+            "decision": decision,
             "outcome": "succeeded" if result.ok else (result.reason or "failed"),
             "detail": redact_text(result.error) if denied else None,
             "exit_code": result.exit_code,
@@ -129,3 +131,4 @@ class Recorder:
             "output_bytes": result.output_bytes,
         }
         record_attempt(self.store, fields, sub.node.action, sub.argv, secret_names)
+        return decision

@@ -423,3 +423,4 @@ def _audit(
             "duration_s": time.perf_counter() - started,
         }
     )
+    engine.metrics.audited("tool", decision)

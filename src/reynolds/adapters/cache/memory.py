@@ -52,6 +52,9 @@ class MemoryCache:
         self._bytes += len(text)
         self._evict(now)
 
+    async def ping(self) -> str | None:
+        return None
+
     async def aclose(self) -> None:
         self._entries.clear()
         self._bytes = 0

@@ -41,5 +41,14 @@ class RedisCache:
             return
         self.link.succeeded()
 
+    async def ping(self) -> str | None:
+        try:
+            await self.link.client.ping()
+        except FAILURES as exc:
+            self.link.failed(exc)
+            return f"Redis at {self.link.shown_url}: {type(exc).__name__}: {exc}"
+        self.link.succeeded()
+        return None
+
     async def aclose(self) -> None:
         await self.link.aclose()

@@ -114,6 +114,11 @@ class Heartbeat:
         )
         self._thread.start()
 
+    @property
+    def running(self) -> bool:
+        """Started and not stopped: its row is there to renew."""
+        return self._thread is not None
+
     def stop(self) -> None:
         """Stop beating and remove the row: the server's unfinished tasks are free to claim."""
         thread, self._thread = self._thread, None

@@ -161,6 +161,16 @@ class SqlStore:
                 self._remember(exc)
                 raise
 
+    def probe_write(self) -> None:
+        """Write this server's heartbeat now: raise what keeps the store from taking a write.
+        Blocking: call it from a thread when on the event loop."""
+        if self._failure is not None:
+            raise self._failure
+        if not self._heartbeat.running:
+            raise StoreUnavailable(f"the store {self._shown} is not started", store=self._shown)
+        with self._guard():
+            self._heartbeat.beat(time.time())
+
     @contextlib.contextmanager
     def _guard(self) -> Iterator[None]:
         """Driver errors inside become StoreDamaged (remembered) or StoreUnavailable."""

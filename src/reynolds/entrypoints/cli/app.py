@@ -103,6 +103,13 @@ def health_command(
     fmt: Annotated[ReportFormat, typer.Option("--format", help="json or text.")] = (
         ReportFormat.TEXT
     ),
+    output_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--output-dir",
+            help="Where --export writes its report (default: the current directory).",
+        ),
+    ] = None,
 ) -> None:
     """Check the server; exits 0 healthy, 2 warnings, 1 failures."""
     st = state(ctx)
@@ -115,7 +122,7 @@ def health_command(
     else:
         _show_health(st, report, verbose=verbose)
     if export:
-        path = _write_report(report, fmt)
+        path = _write_report(report, fmt, output_dir or Path.cwd())
         st.out.print(f"Report written to {path}")
     raise typer.Exit(health.exit_code(results))
 
@@ -136,13 +143,13 @@ def _show_health(st: CliState, report: dict[str, Any], *, verbose: bool) -> None
         st.out.print(f"  - {escape(advice)}")
 
 
-def _write_report(report: dict[str, Any], fmt: ReportFormat) -> Path:
+def _write_report(report: dict[str, Any], fmt: ReportFormat, directory: Path) -> Path:
     text = (
         json.dumps(report, indent=2) + "\n"
         if fmt is ReportFormat.JSON
         else health.render_text(report)
     )
-    path = health.report_path(Path.cwd(), datetime.now(), fmt.value)
+    path = health.report_path(directory, datetime.now(), fmt.value)
     path.write_text(text, encoding="utf-8")
     return path
 

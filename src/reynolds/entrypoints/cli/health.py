@@ -59,8 +59,6 @@ def run_checks(client: ReynoldsClient) -> list[CheckResult]:
         status, error = None, str(exc)
     results.append(status_check(status, error))
     results.extend(checks_from_health_body(health.body))
-    if status is not None:
-        results.extend(pool_circuit_checks(status))
     return results
 
 
@@ -100,27 +98,6 @@ def checks_from_health_body(body: dict[str, Any]) -> list[CheckResult]:
                 results.append(_from_value(f"{name}.{sub}", sub_value))
         else:
             results.append(_from_value(name, value))
-    return results
-
-
-def pool_circuit_checks(status: dict[str, Any]) -> list[CheckResult]:
-    """A pool whose circuit breaker is open or half-open is a warning."""
-    results = []
-    for pool in status.get("pools") or []:
-        if not isinstance(pool, dict):
-            continue
-        circuit = str(pool.get("circuit") or "closed").lower()
-        if circuit != "closed":
-            name = pool.get("type") or pool.get("name") or "?"
-            results.append(
-                CheckResult(
-                    f"pool.{name}.circuit",
-                    "warn",
-                    f"circuit breaker {circuit}",
-                    {"circuit": circuit},
-                    f"Inspect the {name} pool: ./scale-agents.sh status",
-                )
-            )
     return results
 
 
@@ -199,7 +176,8 @@ def _checks(body: dict[str, Any]) -> dict[str, Any]:
 
 def _from_value(name: str, value: Any) -> CheckResult:
     verdict, message, details = _verdict(value)
-    hint = None if verdict == "pass" else _hint_for(name, message)
+    given = details.pop("recommendation", None)
+    hint = None if verdict == "pass" else (given or _hint_for(name, message))
     return CheckResult(name, verdict, message, details, hint)
 
 

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
 from reynolds import __version__
+from reynolds.adapters.redis_link import masked
 from reynolds.bootstrap import Container
 from reynolds.entrypoints.http.schemas import HealthReport, ServerStatus, answers, error_responses
 from reynolds.services.health import check_health, server_status
@@ -31,7 +32,16 @@ def health_router(settings: Settings, container: Callable[[], Container]) -> API
     async def health(request: Request) -> Response:
         c = container()
         store_url = redact(settings.effective_database_url)
-        report = await check_health(c.engine, c.store, store_url=store_url, version=__version__)
+        report = await check_health(
+            c.engine,
+            c.store,
+            store_url=store_url,
+            version=__version__,
+            probes=c.probes,
+            cache=(c.analyses.cache, masked(settings.redis_url))
+            if c.analyses is not None and settings.redis_url
+            else None,
+        )
         if request.method == "HEAD":
             return Response(status_code=report.status_code, media_type="application/json")
         return JSONResponse(report.body, status_code=report.status_code)

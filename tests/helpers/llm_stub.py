@@ -31,6 +31,8 @@ class LlmStub:
     # Answered in turn; the last is repeated.
     answers: list[Answer] = field(default_factory=lambda: [Answer()])
     requests: list[dict[str, Any]] = field(default_factory=list)
+    # The Authorization header of each request (None: none sent).
+    authorizations: list[str | None] = field(default_factory=list)
     release: threading.Event = field(default_factory=threading.Event)
 
     def next_answer(self) -> Answer:
@@ -65,6 +67,7 @@ def serve_stub(stub: LlmStub) -> Iterator[LlmStub]:
         def do_POST(self) -> None:
             body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
             stub.requests.append(body)
+            stub.authorizations.append(self.headers.get("Authorization"))
             answer = stub.next_answer()
             if answer.hold:
                 stub.release.wait(HOLD_BOUND_S)

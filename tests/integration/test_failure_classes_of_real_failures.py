@@ -114,3 +114,51 @@ async def test_a_timeout_is_timeout_and_retried(app: Container) -> None:
     sub = await one(app, shell("sleep", "5"), retries=1, timeoutSeconds=0.2)
 
     assert (sub["failureClass"], sub["attempts"]) == ("timeout", 2)
+
+
+async def test_a_file_that_may_not_be_run_is_permission_and_not_retried(
+    app: Container, tmp_path: Path
+) -> None:
+    script = tmp_path / "deploy.sh"
+    script.write_text("#!/bin/sh\necho deployed\n")
+    script.chmod(0o644)  # no x bit: exec fails with EACCES, root or not
+
+    sub = await one(app, shell(str(script)), retries=3)
+
+    assert (sub["status"], sub["failureClass"], sub["attempts"]) == ("failed", "permission", 1)
+
+
+@pytest.fixture
+def unavailable() -> Iterator[str]:
+    """A loopback URL whose every path answers 503 Service Unavailable."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(503)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *_: Any) -> None:
+            return None
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/busy"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+async def test_an_http_503_is_resource_and_retried(app: Container, unavailable: str) -> None:
+    sub = await one(app, {"kind": "http", "method": "GET", "url": unavailable}, retries=1)
+
+    assert (sub["exitCode"], sub["failureClass"], sub["attempts"]) == (503, "resource", 2)
+
+
+async def test_an_error_no_rule_recognises_is_unknown_and_retried(app: Container) -> None:
+    odd = "import sys; sys.exit('the flux capacitor overheated')"
+    sub = await one(app, shell(PY, "-c", odd), retries=1)
+
+    assert (sub["status"], sub["failureClass"], sub["attempts"]) == ("failed", "unknown", 2)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,8 +16,10 @@ from tests.helpers.scheduler import FakeClock, Scheduler, by_id, scheduler, unti
 
 from reynolds.adapters.actions.llm import LlmRunner
 from reynolds.adapters.store.memory import MemoryStore
+from reynolds.bootstrap import llm_runner
 from reynolds.core.pools import PoolSet
 from reynolds.core.pricing import Price
+from reynolds.settings import Settings
 
 pytestmark = pytest.mark.anyio
 
@@ -251,3 +254,43 @@ async def test_a_running_task_shows_the_tokens_spent_so_far(on_stub: Scheduler) 
     assert live["metrics"]["tokens"]["calls"] == 1 and live["metrics"]["tokens"]["total"] > 0
     on_stub.shell.gates["wait"].set()
     assert await on_stub.engine.wait(run, 10)
+
+
+async def test_429_answers_are_retried_and_lower_the_endpoints_concurrency(
+    on_stub: Scheduler, stub: LlmStub
+) -> None:
+    stub.answers = [Answer(429, "slow down", headers={"Retry-After": "0"}), Answer(content="ok")]
+    task = {"type": "ask", "subtasks": [llm("hello", retries=1)]}
+
+    result = await on_stub.run(task)
+
+    assert result["status"] == "succeeded", result
+    await on_stub.store.flush()
+    rows = attempt_rows(on_stub.store, result["taskId"])
+    assert [(r["status"], r["exit_code"], r["failure_class"]) for r in rows] == [
+        ("failed", 429, "resource"),
+        ("succeeded", 0, None),
+    ]
+    # The 429 was heard as overload: a limit was set (and lifted after the success).
+    assert "llm:default" in on_stub.metrics.limits
+
+
+async def test_the_endpoints_key_is_read_from_the_secrets_folder(
+    stub: LlmStub, tmp_path: Path
+) -> None:
+    secrets = tmp_path / "secrets"
+    secrets.mkdir()
+    (secrets / "llm_api_key.txt").write_text("k-from-file\n")
+    settings = Settings(
+        home=tmp_path / "home", secrets_dir=secrets, llm_base_url=stub.base_url, llm_model="stub"
+    )
+    runner = llm_runner(settings)
+    stub.answers = [Answer(content="hi")]
+    try:
+        async with scheduler(llm=runner) as s:
+            result = await s.run({"type": "ask", "subtasks": [llm("hello")]})
+    finally:
+        await runner.aclose()
+
+    assert result["status"] == "succeeded", result
+    assert stub.authorizations == ["Bearer k-from-file"]

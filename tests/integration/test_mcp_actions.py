@@ -321,3 +321,45 @@ async def test_a_call_past_its_timeout_fails_and_the_session_serves_the_next(
     assert "within 0.5 s" in timed_out["error"]
     assert then["status"] == "succeeded", failures(then)
     assert structured(by_id(then)["who"])["pid"] == structured(by_id(first)["who"])["pid"]
+
+
+async def test_a_pool_whose_executor_is_an_mcp_tool_is_asked_each_subtasks_instruction(
+    tmp_path: Path,
+) -> None:
+    """A pattern task with no steps: each subtask's agent is a tool on the pool's MCP server,
+    called with the subtask's {instruction} (naming its component)."""
+    config = tmp_path / "config"
+    config.mkdir()
+    executor = {
+        "kind": "mcp",
+        "server": "agent",
+        "tool": "echo",
+        "arguments": {"value": "{instruction}"},
+    }
+    pools = {
+        "code": {
+            "name": "code",
+            "replicas": {"min": 1, "max": 8, "initial": 4},
+            "mcpServers": {"agent": {"command": PY, "args": [DOWNSTREAM]}},
+            "executor": executor,
+        }
+    }
+    (config / "agents.yaml").write_text(yaml.safe_dump({"pools": pools}))
+    container = await build(Settings(home=tmp_path / "home", config_dir=config))
+    try:
+        task = {
+            "type": "migration",
+            "description": "Migrate the tools to the SDK pattern",
+            "components": COMPONENTS,
+        }
+        result = await run_task(container, task, max_concurrency=4)
+    finally:
+        await container.aclose()
+
+    assert result["status"] == "succeeded", result["subtasks"][:2]
+    by_component: dict[str, list[str]] = {}
+    for sub in result["subtasks"]:
+        by_component.setdefault(sub.get("component") or "", []).append(sub["output"])
+    for name in COMPONENTS:
+        assert by_component[name], f"no subtask for {name}"
+        assert all(name in output for output in by_component[name])

@@ -52,6 +52,9 @@ class Settings(BaseSettings):
     allowed_origins: str = ""
     allowed_hosts: str = ""
     personality: Literal["on", "off"] = "on"
+    # The server's log lines on stderr too (readable on a terminal, JSON otherwise), besides
+    # REYNOLDS_HOME/logs; `reynolds start` turns it off for the server it starts.
+    log_console: bool = True
     config_dir: Path = Field(default_factory=_project_config_dir)
     secrets_dir: Path = Path("secrets")
     # The user (`name`, `uid`, `user:group`) shell and python actions run as; unset: the

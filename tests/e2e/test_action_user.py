@@ -204,7 +204,7 @@ def test_a_python_action_of_another_user_cannot_read_the_servers_log_through_its
 ) -> None:
     nobody()
     start(server, settings(shared, REYNOLDS_ACTION_USER="nobody"))
-    log = server.home / "logs" / "server.log"
+    log = server.home / "logs" / "server.out"  # what the server prints: its stdout and stderr
     ran = orchestrate(
         server,
         [

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -61,6 +62,20 @@ def test_a_task_of_twenty_subtasks_spreads_over_two_workers(cluster: Cluster) ->
         health = client.get(f"http://127.0.0.1:{health_port}/health").json()
     assert health["status"] == "healthy"
     assert health["agentType"] == "devops"
+    # Each worker keeps its own log, JSON lines about the subtasks it ran.
+    logs = cluster.server.home / "logs"
+    worker_logs = [
+        p for p in logs.glob("devops-*.log") if re.fullmatch(r"devops-[0-9a-f]{8}", p.stem)
+    ]
+    assert len(worker_logs) == 2, sorted(p.name for p in logs.iterdir())
+    ran = set()
+    for path in worker_logs:
+        records = [json.loads(line) for line in path.read_text().splitlines()]
+        received = [r for r in records if r["event"] == "attempt received"]
+        assert received, path
+        assert {r["taskId"] for r in received} == {task["taskId"]}
+        ran |= {r["subtaskId"] for r in received}
+    assert ran == {s["id"] for s in task["subtasks"]}
 
 
 def test_a_sigkilled_worker_s_subtasks_finish_on_the_other_within_a_minute(

@@ -363,6 +363,46 @@ def test_agents_auto_dry_run_and_thresholds_print_per_pool(live_server: Server) 
         assert f"{pool}: auto on" in thresholds.stdout
 
 
+def test_each_pool_logs_its_agents_attempts_and_logs_shows_a_tasks_lines(
+    live_server: Server,
+) -> None:
+    task = {
+        "type": "logged",
+        "subtasks": [
+            {"id": "deploy", "agent": "devops", "action": {"kind": "shell", "argv": ["true"]}},
+            {"id": "check", "agent": "code", "dependsOn": ["deploy"],
+             "action": {"kind": "shell", "argv": ["sh", "-c", "exit 3"]}},
+        ],
+    }  # fmt: skip
+    ran = live_server.run("orchestrate", "-", "--json", stdin=json.dumps(task))
+    task_id = json.loads(ran.stdout)["taskId"]
+    logs = live_server.home / "logs"
+
+    def attempts(pool: str) -> list[dict[str, Any]]:
+        text = (logs / f"{pool}-agent.log").read_text(encoding="utf-8")
+        found = [json.loads(line) for line in text.splitlines()]
+        return [line for line in found if line.get("taskId") == task_id]
+
+    started, ended = wait_for(lambda: attempts("devops")[1:] and attempts("devops"), 10)
+    assert (started["event"], ended["event"]) == ("attempt started", "attempt ended")
+    assert (ended["subtaskId"], ended["status"], ended["agentType"]) == (
+        "deploy",
+        "succeeded",
+        "devops",
+    )
+    failed = wait_for(lambda: attempts("code")[1:], 10)[0]
+    assert (failed["status"], failed["exitCode"], failed["level"]) == ("failed", 3, "warning")
+    # Every line of the server's own log is a JSON object.
+    for line in (logs / "server.log").read_text(encoding="utf-8").splitlines():
+        assert isinstance(json.loads(line), dict)
+
+    shown = live_server.run("logs", "code-agent", "--task", task_id)
+    assert shown.returncode == 0, output(shown)
+    assert len(shown.stdout.splitlines()) == 2
+    assert all(f"taskId={task_id}" in line for line in shown.stdout.splitlines())
+    assert "status=failed exitCode=3" in shown.stdout
+
+
 def test_logs_prints_the_end_of_the_server_log(live_server: Server) -> None:
     logs = live_server.run("logs", "reynolds", "-n", "5")
 

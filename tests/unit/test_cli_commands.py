@@ -134,6 +134,34 @@ def test_logs_prints_the_end_of_the_server_log(home: Path) -> None:
     assert result.output == "two\nthree\n"
 
 
+def test_logs_shows_json_lines_readable_and_a_tasks_lines_alone(home: Path) -> None:
+    agent = "reynolds.agent.devops"
+    lines = [
+        {"timestamp": "2026-12-05T10:00:00.000Z", "level": "info", "logger": agent,
+         "event": "attempt started", "taskId": "t1", "subtaskId": "build"},
+        {"timestamp": "2026-12-05T10:00:01.000Z", "level": "info", "logger": agent,
+         "event": "attempt started", "taskId": "t2", "subtaskId": "other"},
+        {"timestamp": "2026-12-05T10:00:02.000Z", "level": "warning", "logger": agent,
+         "event": "attempt ended", "taskId": "t1", "subtaskId": "build", "status": "failed",
+         "exitCode": 2},
+    ]  # fmt: skip
+    (home / "logs").mkdir(parents=True)
+    text = "".join(json.dumps(line) + "\n" for line in lines)
+    (home / "logs" / "devops-agent.log").write_text(text, encoding="utf-8")
+
+    result = runner.invoke(app, ["logs", "devops-agent", "--task", "t1"])
+
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines() == [
+        "2026-12-05T10:00:00.000Z INFO    reynolds.agent.devops: attempt started taskId=t1 "
+        "subtaskId=build",
+        "2026-12-05T10:00:02.000Z WARNING reynolds.agent.devops: attempt ended taskId=t1 "
+        "subtaskId=build status=failed exitCode=2",
+    ]
+    everything = runner.invoke(app, ["logs", "devops-agent", "-n", "1"])
+    assert everything.output.startswith("2026-12-05T10:00:02.000Z WARNING")
+
+
 def test_logs_of_a_component_without_a_log_exit_1(home: Path) -> None:
     result = runner.invoke(app, ["logs", "devops-agent"])
 

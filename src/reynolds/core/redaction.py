@@ -194,3 +194,24 @@ def drop_split_secret(prefix: str, following: str) -> str:
     if prefix.endswith("://", 0, end):
         prefix = prefix[:end]
     return prefix
+
+
+# `name=value` or `name: value` in free text: the value hidden when the name says it is secret.
+_ASSIGNED = re.compile(r"([A-Za-z0-9_.-]++)(?:=|:[ \t]*+)([^\s,;&]++)")
+
+
+def redact_log(text: str, known: Sequence[str] = ()) -> str:
+    """A log line with its secrets hidden and its ids kept (unlike `redact_text`, a long
+    random-looking run stays: task ids are that). Hidden: every `known` secret value (the
+    server's token, the database password, the llm key...), URL passwords, `bearer`/`basic`
+    credentials, and values given under a secret name (`token=…`, `API_KEY: …`, `?key=…`)."""
+    for secret in known:
+        if secret in text:
+            text = text.replace(secret, REDACTED)
+    if not _MAYBE_SECRET.search(text):
+        return text
+    text = _mask_url_passwords(text)
+    folded = text.casefold()
+    if "bearer" in folded or "basic" in folded:
+        text = _mask_groups(text, _BEARER, lambda m: True)
+    return _mask_groups(text, _ASSIGNED, lambda m: is_secret_name(m[1]))

@@ -26,10 +26,12 @@ from typing import Any
 import httpx
 from celery import Celery, signals
 
+from reynolds.adapters import logs
 from reynolds.adapters.executors.celery_app import AGENT_TYPE_ENV, TASK_NAME, make_app
 from reynolds.core.pools import PoolSpec, resource_limits
 from reynolds.entrypoints import secret_env
 from reynolds.services.actions import Job, JobResult, LocalActions, Runners, denied
+from reynolds.services.log_context import bind
 from reynolds.services.ports import ActionResult
 from reynolds.settings import Settings
 
@@ -154,6 +156,11 @@ class Agent:
     def run(self, payload: dict[str, Any]) -> str:
         """Claim, run with heartbeats, report; what happened, for Celery's log."""
         job = Job.model_validate(payload)
+        bind(taskId=job.task_id, subtaskId=job.subtask_id, agentType=job.pool)
+        log.info(
+            "attempt received",
+            extra={"fields": {"attempt": job.attempt, "dispatchId": job.dispatch_id}},
+        )
         if job.pool != self.pool_key:
             return f"ignored: a {job.pool} job reached a {self.pool_key} worker"
         try:
@@ -211,6 +218,38 @@ class Agent:
                 log.warning("heartbeat for %s failed: %s", job.dispatch_id, exc)
 
 
+# -- logs: the worker's own, REYNOLDS_HOME/logs/{worker}.log ---------------------------------
+
+WORKER_LOG_ENV = "REYNOLDS_WORKER_LOG"
+
+
+def _configure_logs(*, rotate: bool) -> None:
+    """Every line of this worker — its pool processes' included — as JSON in its own log,
+    and on stderr; a home it cannot write leaves it the stderr alone."""
+    settings = _settings()
+    component = os.environ.get(WORKER_LOG_ENV) or f"{os.environ.get(AGENT_TYPE_ENV)}-worker"
+    try:
+        logs.configure(
+            settings.log_dir, component, console=True, agents_apart=False, rotate=rotate,
+            secrets=[s for s in (settings.token(), settings.llm_key()) if s],
+        )  # fmt: skip
+    except OSError as exc:
+        logging.basicConfig(level=logging.INFO)
+        log.warning("cannot write %s: %s; logging to stderr only", settings.log_dir, exc)
+
+
+@signals.setup_logging.connect  # type: ignore[untyped-decorator]
+def _worker_logs(**_: Any) -> None:
+    """Connected: Celery leaves logging to this (its own set-up would replace it)."""
+    _configure_logs(rotate=True)
+
+
+@signals.worker_process_init.connect  # type: ignore[untyped-decorator]
+def _pool_process_logs(**_: Any) -> None:
+    """A forked pool process: the worker's queue and writer thread did not come along."""
+    _configure_logs(rotate=False)
+
+
 @signals.worker_process_init.connect  # type: ignore[untyped-decorator]
 def _take_over_from_dead_processes(**_: Any) -> None:
     """A new pool process: kill what the actions of dead ones left (a pool process killed
@@ -234,7 +273,9 @@ def _agent(hostname: str) -> Agent:
 @app.task(name=TASK_NAME, bind=True, acks_late=True, reject_on_worker_lost=True)  # type: ignore[untyped-decorator]
 def run_action(self: Any, payload: dict[str, Any]) -> str:
     outcome = _agent(self.request.hostname or "worker").run(payload)
-    log.info("%s: %s", payload.get("dispatchId"), outcome)
+    log.info(
+        "attempt done: %s", outcome, extra={"fields": {"dispatchId": payload.get("dispatchId")}}
+    )
     return outcome
 
 

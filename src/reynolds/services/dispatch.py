@@ -18,10 +18,12 @@ from reynolds.core.pricing import Usage
 from reynolds.core.reporting import TaskSeconds, run_metrics
 from reynolds.core.retry import next_attempt
 from reynolds.core.wire_values import encodable
+from reynolds.services.agent_log import AgentLog
 from reynolds.services.attempts import Attempts
 from reynolds.services.budget_keeper import BudgetKeeper
 from reynolds.services.guards import ANSWERED, Guards, Verdict
 from reynolds.services.live_runs import LiveRuns
+from reynolds.services.log_context import bind
 from reynolds.services.loop_guard import LoopGuard
 from reynolds.services.planner import Planner
 from reynolds.services.pool_control import PoolControl
@@ -59,6 +61,7 @@ class Dispatcher:
         self.planner = planner
         self.attempts = attempts
         self.record = recorder
+        self.agent_log = AgentLog()
         self.loops = LoopGuard(settings.loop_confidence, metrics, recorder)
         self.resubmissions = Resubmissions(settings.loop_confidence)
         self.guards = Guards(
@@ -213,8 +216,11 @@ class Dispatcher:
             )
         sub.handle = asyncio.get_running_loop().create_task(self._execute(run, sub, pool))
         self.control.slots_changed(pool, now)
+        self.agent_log.started(run, sub, pool, sub.downstream)
 
     async def _execute(self, run: TaskRun, sub: SubState, pool: str) -> None:
+        # Every line logged while this attempt runs is about it (its own copy of the context).
+        bind(taskId=run.id, subtaskId=sub.node.id, agentType=pool)
         try:
             if not sub.node.idempotent:
                 # "Never run twice" needs the running mark durable before the action starts.
@@ -286,6 +292,7 @@ class Dispatcher:
         decision = self.record.audit(run, sub, pool, result, now, self._secret_names(pool))
         self.metrics.audited("action", decision)
         self.metrics.subtask_ended(pool, attempt_status, duration)
+        self.agent_log.ended(run, sub, pool, attempt_status, result, duration)
         if attempt_status != "cancelled":
             self.runs.outcomes.ended(result.ok, now)
         if duration is not None and attempt_status != "cancelled" and result.reason != "denied":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import sys
 import time
 import uuid
@@ -185,7 +186,10 @@ def agent(
     port = settings.agent_health_port if health_port is None else health_port
     os.environ[AGENT_TYPE_ENV] = key
     os.environ["REYNOLDS_AGENT_HEALTH_PORT"] = str(port)
-    argv = worker_argv(key, concurrency, name or f"{key}-{uuid.uuid4().hex[:8]}@%h")
+    name = name or f"{key}-{uuid.uuid4().hex[:8]}@%h"
+    # Its log, REYNOLDS_HOME/logs/{this}.log: the name before the host, safe as a file name.
+    os.environ["REYNOLDS_WORKER_LOG"] = re.sub(r"[^A-Za-z0-9_.-]", "_", name.split("@")[0])[:100]
+    argv = worker_argv(key, concurrency, name)
     # The worker's actions run below it: the token it reports with must not be in its environ.
     secret_env.exec_without_secrets(argv, os.environ)
 

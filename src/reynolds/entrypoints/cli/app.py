@@ -17,6 +17,7 @@ from rich.markup import escape
 from reynolds import __version__
 from reynolds.entrypoints import secret_env
 from reynolds.entrypoints.cli import agents, backup, health, lifecycle, render
+from reynolds.entrypoints.cli import logs as log_command
 from reynolds.entrypoints.cli.audit import audit
 from reynolds.entrypoints.cli.experiment import experiment_app
 from reynolds.entrypoints.cli.orchestrate import orchestrate
@@ -68,7 +69,7 @@ def root(
 app.command()(lifecycle.serve)
 app.command()(lifecycle.start)
 app.command()(lifecycle.stop)
-app.command()(lifecycle.logs)
+app.command()(log_command.logs)
 app.command()(orchestrate)
 app.add_typer(tasks_app, name="tasks")
 app.add_typer(agents.agents_app, name="agents")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -32,8 +31,10 @@ LOG_TAIL_LINES = 30
 # A failed start's reason is looked for this far into its part of the log.
 LOG_SCAN_BYTES = 1 << 20
 ERROR_PREFIX = "error:"
+# What the background server prints (a reason it cannot start, a crash); its log lines are in
+# logs/server.log.
+CONSOLE_LOG = "server.out"
 ENDPOINTS = ("/health", "/status", "/metrics", "/mcp/tools", "/tasks", "/mcp")
-_COMPONENT = re.compile(r"^[A-Za-z0-9_.-]{1,100}$")
 
 
 def serve(ctx: typer.Context) -> None:
@@ -74,7 +75,7 @@ def start(
     if production:
         _check_production(st, settings)
     _prepare_home(st, settings)
-    log_path = settings.log_dir / "server.log"
+    log_path = settings.log_dir / CONSOLE_LOG
     launched_at: int | None = None  # where this start's lines begin in the log
     with st.connect(timeout_s=2.0) as client:
         if _healthy(client):
@@ -148,37 +149,6 @@ def stop(
     if read_pid(pid_file) == pid:
         pid_file.unlink(missing_ok=True)
     st.out.print("Reynolds stopped")
-
-
-def logs(
-    ctx: typer.Context,
-    component: Annotated[
-        str, typer.Argument(help="server (or reynolds), or a component name.")
-    ] = "server",
-    lines: Annotated[
-        int, typer.Option("-n", "--lines", min=0, help="How many lines to show.")
-    ] = 50,
-    follow: Annotated[
-        bool, typer.Option("-f", "--follow", help="Keep printing new lines.")
-    ] = False,
-) -> None:
-    """Show the end of a log under REYNOLDS_HOME/logs."""
-    st = state(ctx)
-    if not _COMPONENT.match(component):
-        st.err.print(f"[red]error:[/] not a component name: {component!r}")
-        raise typer.Exit(2)
-    name = "server" if component in ("reynolds", "server") else component
-    path = st.settings.log_dir / f"{name}.log"
-    if not path.is_file():
-        st.err.print(f"No log at {path} yet")
-        raise typer.Exit(1)
-    sys.stdout.writelines(tail_lines(path, lines))
-    sys.stdout.flush()
-    if follow:
-        try:
-            _follow(path)
-        except KeyboardInterrupt:
-            return
 
 
 def read_pid(path: Path) -> int | None:
@@ -279,7 +249,7 @@ def _prepare_home(st: CliState, settings: Settings) -> None:
 
 def _launch(settings: Settings) -> tuple[subprocess.Popen[bytes], int]:
     """The server, started in the background; and where its lines begin in the log."""
-    log_path = settings.log_dir / "server.log"
+    log_path = settings.log_dir / CONSOLE_LOG
     # The server gets the secrets this process holds through a pipe, not its environment.
     env, secrets_fd = secret_env.launch_environment(
         {
@@ -288,6 +258,9 @@ def _launch(settings: Settings) -> tuple[subprocess.Popen[bytes], int]:
             "REYNOLDS_HOST": settings.host,
             "REYNOLDS_PORT": str(settings.port),
             "PYTHONUNBUFFERED": "1",
+            # Its log lines go to logs/server.log alone; what it prints (a reason it cannot
+            # start, a crash) to logs/server.out.
+            "REYNOLDS_LOG_CONSOLE": "false",
         }
     )
     try:
@@ -416,17 +389,3 @@ def _print_log_tail(st: CliState, path: Path, offset: int) -> None:
     st.err.print(f"Last lines of {path}:")
     sys.stderr.writelines(lines)
     sys.stderr.flush()
-
-
-def _follow(path: Path) -> None:
-    with path.open("r", encoding="utf-8", errors="replace") as handle:
-        handle.seek(0, os.SEEK_END)
-        while True:
-            line = handle.readline()
-            if line:
-                sys.stdout.write(line)
-                sys.stdout.flush()
-                continue
-            if path.stat().st_size < handle.tell():
-                handle.seek(0)  # the log was truncated or rotated
-            time.sleep(0.25)

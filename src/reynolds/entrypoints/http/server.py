@@ -10,7 +10,10 @@ import logging
 import signal
 import socket
 from typing import Any
+from urllib.parse import urlsplit
 
+from reynolds.adapters import logs
+from reynolds.adapters.home import writing
 from reynolds.bootstrap import build, server_process
 from reynolds.entrypoints.http.app import create_app
 from reynolds.errors import CannotListen
@@ -28,6 +31,9 @@ def server_options(settings: Settings) -> dict[str, Any]:
         "host": settings.host,
         "port": settings.port,
         "log_level": "warning",
+        # uvicorn's own lines go through the server's logs (adapters/logs.py), not a handler
+        # of its own.
+        "log_config": None,
         # Off: request lines hold task ids and query strings, and nothing here needs them.
         "access_log": False,
         "timeout_keep_alive": 5,
@@ -73,22 +79,32 @@ def serve(settings: Settings) -> None:
     """Run the server in the foreground until SIGTERM/SIGINT. What keeps it from starting is a
     ReynoldsError saying why in one line (the CLI prints it); nothing is served until the store
     is checked, the tasks resumed and the port taken."""
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    # The MCP SDK logs a line per request at INFO; the server's own log keeps to its events.
-    logging.getLogger("mcp").setLevel(logging.WARNING)
     with server_process(settings):
-        sockets = listen(settings)
+        # Once the home is known to be ours and writable.
+        with writing(settings.home):
+            lines = logs.configure(
+                settings.log_dir, "server", console=settings.log_console,
+                secrets=known_secrets(settings),
+            )  # fmt: skip
+        # The MCP SDK logs a line per request at INFO; the server's own log keeps to its events.
+        logging.getLogger("mcp").setLevel(logging.WARNING)
         try:
-            # asyncio's own loop, as uvicorn chooses when uvloop is not installed (it is not a
-            # dependency); the container is built in it first, so its failures are ours to show.
-            asyncio.run(_serve(settings, sockets))
-        except asyncio.CancelledError:
-            log.info("stopped while starting")
+            _serve_until_stopped(settings)
         finally:
-            for sock in sockets:
-                sock.close()
+            lines.close()
+
+
+def _serve_until_stopped(settings: Settings) -> None:
+    sockets = listen(settings)
+    try:
+        # asyncio's own loop, as uvicorn chooses when uvloop is not installed (it is not a
+        # dependency); the container is built in it first, so its failures are ours to show.
+        asyncio.run(_serve(settings, sockets))
+    except asyncio.CancelledError:
+        log.info("stopped while starting")
+    finally:
+        for sock in sockets:
+            sock.close()
 
 
 async def _serve(settings: Settings, sockets: list[socket.socket]) -> None:
@@ -112,3 +128,17 @@ async def _serve(settings: Settings, sockets: list[socket.socket]) -> None:
     gc.freeze()
     gc.set_threshold(50_000, 20, 20)
     await server.serve(sockets=sockets)
+
+
+def known_secrets(settings: Settings) -> list[str]:
+    """The secret values the server holds, hidden wherever a log line would show them: its API
+    token(s), the database's and Redis' passwords, the llm endpoint's key."""
+    found = [settings.token(), settings.llm_key()]
+    tokens = settings.secrets_dir / "api_tokens.txt"
+    if tokens.is_file():
+        for line in tokens.read_text(encoding="utf-8").splitlines():
+            found.append(line.partition(":")[2].strip() or None)
+    for url in (settings.effective_database_url, settings.redis_url):
+        if url:
+            found.append(urlsplit(url).password)
+    return [value for value in found if value]

@@ -9,10 +9,10 @@ from fastapi import FastAPI
 
 from reynolds import __version__
 from reynolds.bootstrap import Container, build
-from reynolds.entrypoints.http import dashboard
 from reynolds.entrypoints.http.agents import agents_router
 from reynolds.entrypoints.http.audit import audit_router
 from reynolds.entrypoints.http.cross_site import CrossSiteGuard, SiteRules
+from reynolds.entrypoints.http.dashboard import dashboard_router
 from reynolds.entrypoints.http.errors import ErrorsAsJson, add_error_handlers
 from reynolds.entrypoints.http.events import events_router
 from reynolds.entrypoints.http.experiments import experiments_router
@@ -67,7 +67,7 @@ def create_app(
     app.include_router(tasks_router(c))
     app.include_router(experiments_router(c))
     app.include_router(events_router(c))
-    app.include_router(dashboard.router)
+    app.include_router(dashboard_router(tokens))
     # MCP Streamable HTTP at exactly /mcp, after the REST routes (and under their middleware).
     app.router.routes.append(mcp.route())
     app.include_router(audit_router(c))

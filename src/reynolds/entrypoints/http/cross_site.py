@@ -11,6 +11,11 @@ arrives with the attacker's `Host`. So, before anything else looks at a request:
 - a request with a body (POST, PUT, PATCH) must say `Content-Type: application/json`, else 415.
   DELETE carries no body and browsers preflight it, as they do any JSON request.
 
+The one exception is the dashboard's login form, `POST /login`: a browser posts it
+form-encoded, so it must carry an `Origin` (every browser sends one on a POST) that passes the
+rule above, else 403, and be `application/x-www-form-urlencoded`, else 415; its route then
+checks a CSRF token.
+
 `GET` and `HEAD /health` are exempt, so that probes and load balancers need no configuration.
 """
 
@@ -30,6 +35,8 @@ WILDCARD = frozenset({"0.0.0.0", "::", ""})  # noqa: S104  # recognised, never b
 OPEN = frozenset({("GET", "/health"), ("HEAD", "/health")})
 WITH_BODY = frozenset({"POST", "PUT", "PATCH"})
 JSON = "application/json"
+FORM = "application/x-www-form-urlencoded"
+FORM_ROUTES = frozenset({("POST", "/login")})
 
 
 def split_host(host: str) -> tuple[str, str | None]:
@@ -122,7 +129,8 @@ class CrossSiteGuard:
             await self.app(scope, receive, send)
             return
         host, origin, content_type = _headers(scope["headers"])
-        refusal = self._refusal(method, host, origin, content_type)
+        form = (method, scope["path"]) in FORM_ROUTES
+        refusal = self._refusal(method, host, origin, content_type, form=form)
         if refusal is None:
             await self.app(scope, receive, send)
         elif kind == "websocket":
@@ -131,7 +139,13 @@ class CrossSiteGuard:
             await send_json(send, refusal[0], {"error": refusal[1]})
 
     def _refusal(
-        self, method: str, host: str | None, origin: str | None, content_type: str | None
+        self,
+        method: str,
+        host: str | None,
+        origin: str | None,
+        content_type: str | None,
+        *,
+        form: bool = False,
     ) -> tuple[int, str] | None:
         if host is None or not self.rules.host_allowed(host):
             return 421, (
@@ -143,11 +157,14 @@ class CrossSiteGuard:
                 f"Origin {origin!r} is not allowed; "
                 "list it in REYNOLDS_ALLOWED_ORIGINS if this server should trust it"
             )
+        if form and origin is None:
+            return 403, "the login form must come with an Origin (a browser sends one)"
         if method in WITH_BODY:
             media = (content_type or "").partition(";")[0].strip().lower()
-            if media != JSON:
+            wanted = FORM if form else JSON
+            if media != wanted:
                 given = f", not {content_type!r}" if content_type else ""
-                return 415, f"Content-Type must be {JSON}{given}"
+                return 415, f"Content-Type must be {wanted}{given}"
         return None
 
 

@@ -15,6 +15,7 @@ from typing import Any
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from reynolds.core.ratelimit import TokenBuckets, retry_after_s
+from reynolds.entrypoints.http import sessions
 from reynolds.settings import Settings
 
 MAX_BODY_BYTES = 1024 * 1024
@@ -24,6 +25,10 @@ OPEN_PATHS = frozenset({"/health"})
 # orchestrator itself sent, so they are not rate-limited (a busy worker fleet would be).
 WORKER_PATHS = frozenset({"/agents/leases", "/agents/results"})
 _OPEN_METHODS = frozenset({"GET", "HEAD"})
+# Reached without a token (still rate-limited): the dashboard's page answers a login form to a
+# browser without a session, the login form's POST checks the token itself, and logging out
+# only deletes the browser's own cookie.
+LOGIN_ROUTES = frozenset({("GET", "/"), ("HEAD", "/"), ("POST", "/login"), ("POST", "/logout")})
 _REALM = 'Bearer realm="reynolds"'
 
 
@@ -120,7 +125,8 @@ def make_limiter(settings: Settings) -> TokenBuckets | None:
 
 class ApiGuard:
     """Bearer tokens (when any are configured) and per-caller rate limits on every request
-    but `GET /health`: 401 or 429 as JSON `{error}`. The token's name goes on the request's
+    but `GET /health`: 401 or 429 as JSON `{error}`. On the dashboard's `GET` requests its
+    session cookie stands for the token (sessions.py). The token's name goes on the request's
     state as `token_name`; the token itself goes nowhere."""
 
     def __init__(
@@ -129,11 +135,13 @@ class ApiGuard:
         tokens: Mapping[str, str],
         limiter: TokenBuckets | None,
         clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self.app = app
         self.tokens = dict(tokens)
         self.limiter = limiter
         self.clock = clock
+        self.wall_clock = wall_clock
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -147,6 +155,9 @@ class ApiGuard:
         if self.tokens:
             header = _header(scope, b"authorization")
             name = token_name(self.tokens, header)
+            if header is None and sessions.cookie_allowed(scope.get("method"), scope["path"]):
+                value = sessions.cookie_value(_header(scope, b"cookie"), sessions.SESSION_COOKIE)
+                name = sessions.session_name(self.tokens, value, self.wall_clock())
         exempt = scope["path"] in WORKER_PATHS and (not self.tokens or name is not None)
         if self.limiter is not None and not exempt:
             # Failed attempts count against the address, so guessing tokens is throttled too.
@@ -155,7 +166,11 @@ class ApiGuard:
             if wait_s > 0:
                 await self._refuse(scope, send, 429, _limited(self.limiter), retry_after_s(wait_s))
                 return
-        if self.tokens and name is None:
+        if (
+            self.tokens
+            and name is None
+            and (scope.get("method"), scope["path"]) not in LOGIN_ROUTES
+        ):
             await self._refuse(scope, send, 401, "missing or invalid bearer token", None, header)
             return
         if name is not None:

@@ -10,6 +10,9 @@ import threading
 from pathlib import Path
 from typing import Any
 
+import pytest
+from tests.helpers.polling import wait_for
+
 from reynolds.adapters import logs
 from reynolds.services.log_context import LOG_CONTEXT, bind
 
@@ -76,3 +79,37 @@ def test_secrets_are_hidden_in_every_line_and_ids_are_kept(tmp_path: Path) -> No
     for secret in ("s3cret-token-value", "hunter2", "abc.def", "k-123"):
         assert secret not in text
     assert task_id in text
+
+
+def test_a_log_is_rotated_once_it_reaches_its_size(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(logs, "MAX_BYTES", 2000)
+    folder = tmp_path / "logs"
+    setup = logs.configure(folder, "server", console=False)
+    for i in range(60):
+        logging.getLogger("reynolds.engine").info("line %d of a log that grows", i)
+    setup.close()
+    kept = sorted(p.name for p in folder.iterdir())
+    assert kept[:2] == ["server.log", "server.log.1"], kept
+    assert all(p.stat().st_size < 2000 + 200 for p in folder.iterdir())
+    events = [r["event"] for p in sorted(folder.iterdir(), reverse=True) for r in lines(p)]
+    assert events[-1] == "line 59 of a log that grows"  # the newest line, in server.log
+
+
+def test_lines_reach_the_files_within_a_batch_without_a_close(tmp_path: Path) -> None:
+    folder = tmp_path / "logs"
+    setup = logs.configure(folder, "server", console=False)
+    try:
+        logging.getLogger("reynolds.agent.code").info("attempt ended")
+        logging.getLogger("reynolds.engine").info("server line")
+        written = wait_for(
+            lambda: all(
+                (folder / name).is_file() and (folder / name).stat().st_size
+                for name in ("code-agent.log", "server.log")
+            ),
+            timeout_s=5,
+        )
+        assert written
+    finally:
+        setup.close()

@@ -13,16 +13,20 @@ any file or the console (`core/redaction.redact_log`): the values of the secrets
 holds, URL passwords, credentials and values given under a secret name.
 
 A line costs its caller the record and a queue put: formatting and writing happen on a thread
-of their own (`QueueListener`), so logging an attempt does not slow the scheduler.
+of their own, four times a second for all lines queued since (a warning at once), so logging
+an attempt does not slow the scheduler.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import logging.handlers
 import os
 import queue
+import re
 import sys
+import threading
 from collections.abc import MutableMapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -31,24 +35,73 @@ from typing import Any
 
 import structlog
 
-from reynolds.core.redaction import redact_log
+from reynolds.core.redaction import REDACTED, is_secret_name, redact_log
 from reynolds.services.log_context import LOG_CONTEXT
 
 MAX_BYTES = 10 * 1024 * 1024
 BACKUPS = 5
+# How often the queued lines are written (a warning or worse is written at once).
+WRITE_EVERY_S = 0.25
 # Loggers of pools' agents: `reynolds.agent.{pool}` → `{pool}-agent.log`.
 AGENT_LOGGER = "reynolds.agent"
+# Fields every line has and this module writes: nothing in them to hide.
+OWN_FIELDS = frozenset({"level", "logger", "timestamp"})
 # A record's fields, given as `extra={"fields": {...}}`.
 FIELDS = "fields"
 Event = MutableMapping[str, Any]
+# A queued record's attributes: the standard ones, `log_context`, and `fields` when given.
 _STANDARD = frozenset(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
+_PLAIN_ATTRIBUTES = len(logging.makeLogRecord({}).__dict__) + 2
+
+
+class _BatchWriter:
+    """Writes the queued lines in batches, every WRITE_EVERY_S (and at once for a warning or
+    worse): a line costs its caller a queue put, and the scheduler's thread gives up the
+    interpreter a few times a second for all of them, not once for each."""
+
+    def __init__(
+        self, lines: queue.SimpleQueue[logging.LogRecord], handlers: list[logging.Handler]
+    ):
+        self.lines = lines
+        self.handlers = handlers
+        self.urgent = threading.Event()
+        self._stop = False
+        self._thread = threading.Thread(target=self._run, name="reynolds-logs", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop:
+            self.urgent.wait(WRITE_EVERY_S)
+            self.urgent.clear()
+            self.drain()
+
+    def drain(self) -> None:
+        wrote = False
+        while True:
+            try:
+                record = self.lines.get_nowait()
+            except queue.Empty:
+                break
+            wrote = True
+            for handler in self.handlers:
+                if record.levelno >= handler.level:
+                    handler.handle(record)
+        if wrote:
+            for handler in self.handlers:
+                getattr(handler, "sync", handler.flush)()
+
+    def stop(self) -> None:
+        self._stop = True
+        self.urgent.set()
+        self._thread.join()
+        self.drain()
 
 
 @dataclass
 class LogSetup:
     """What `configure` started; `close` flushes and stops it."""
 
-    listener: logging.handlers.QueueListener
+    listener: _BatchWriter
     handlers: list[logging.Handler] = field(default_factory=list)
     # The root logger as it was, given back by `close`.
     before: tuple[list[logging.Handler], int] = ([], logging.WARNING)
@@ -68,7 +121,16 @@ class LogSetup:
 
 class _Queueing(logging.handlers.QueueHandler):
     """Takes what only the caller's thread knows — the log context — and queues the record;
-    the message is made later, on the listener's thread."""
+    the message is made later, on the writer's thread."""
+
+    def __init__(self, lines: queue.SimpleQueue[logging.LogRecord], urgent: threading.Event):
+        super().__init__(lines)
+        self.urgent = urgent
+
+    def enqueue(self, record: logging.LogRecord) -> None:
+        self.queue.put_nowait(record)
+        if record.levelno >= logging.WARNING:
+            self.urgent.set()
 
     def prepare(self, record: logging.LogRecord) -> logging.LogRecord:
         record.log_context = LOG_CONTEXT.get()
@@ -83,12 +145,23 @@ class _Redact:
 
     def __init__(self, known: Sequence[str]) -> None:
         self.known = [s for s in known if len(s) >= 4]
+        # What a value must hold for `redact_log` to change it: most hold none of it, and
+        # one search tells (a log line has a dozen values).
+        alternatives = [r"[=:\s]", *(re.escape(s) for s in self.known)]
+        self._suspect = re.compile("|".join(alternatives))
+        # Whether a field's name says its value is a secret, per name (names repeat).
+        self._secret_field: dict[str, bool] = {}
 
-    def __call__(
-        self, _: Any, __: str, event: MutableMapping[str, Any]
-    ) -> MutableMapping[str, Any]:
+    def __call__(self, _: Any, __: str, event: Event) -> Event:
         for key, value in event.items():
-            if isinstance(value, str) and not key.startswith("_"):
+            if not isinstance(value, str) or key in OWN_FIELDS or key.startswith("_"):
+                continue
+            secret = self._secret_field.get(key)
+            if secret is None:
+                secret = self._secret_field[key] = is_secret_name(key)
+            if secret:
+                event[key] = REDACTED
+            elif self._suspect.search(value):
                 event[key] = redact_log(value, self.known)
         return event
 
@@ -108,12 +181,32 @@ def _context(_: Any, __: str, event: Event) -> Event:
     given = getattr(record, FIELDS, None)
     if isinstance(given, dict):
         event.update(given)
-    for key, value in record.__dict__.items():
-        if key not in _STANDARD and key not in (FIELDS, "log_context"):
-            event.setdefault(key, value)
+    if len(record.__dict__) > _PLAIN_ATTRIBUTES:  # given by `extra=` besides fields
+        for key, value in record.__dict__.items():
+            if key not in _STANDARD and key not in (FIELDS, "log_context"):
+                event.setdefault(key, value)
     if record.exc_text:
         event["exception"] = record.exc_text
     return event
+
+
+class _JsonLines(logging.Formatter):
+    """The files' format: one JSON object a line, built straight from the record (the fields
+    `_context` adds, redacted by `_Redact`), a few microseconds a line — structlog's own
+    formatter, at about ten times that, renders the console."""
+
+    def __init__(self, known: Sequence[str]) -> None:
+        super().__init__()
+        self.redact = _Redact(known)
+
+    def format(self, record: logging.LogRecord) -> str:
+        event: Event = {"event": record.getMessage(), "level": record.levelname.lower()}
+        event["logger"] = record.name
+        event["_record"] = record
+        _context(None, "", event)
+        del event["_record"]
+        self.redact(None, "", event)
+        return json.dumps(event, default=str, ensure_ascii=False)
 
 
 def _formatter(renderer: Any, known: Sequence[str]) -> structlog.stdlib.ProcessorFormatter:
@@ -130,13 +223,40 @@ def _formatter(renderer: Any, known: Sequence[str]) -> structlog.stdlib.Processo
 
 
 class _PrivateFile(logging.handlers.RotatingFileHandler):
-    """A rotating log its owner alone may read (each file it starts, too)."""
+    """A rotating log its owner alone may read (each file it starts, too). Lines are written
+    without a flush each (`sync` flushes a batch), and it rotates once the file has reached
+    MAX_BYTES, counted as it writes (the standard handler formats each line twice, and asks
+    the file where it stands, to know whether the next one would pass it)."""
+
+    size = 0
 
     def _open(self) -> Any:
-        fd = os.open(
-            self.baseFilename, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600
-        )
+        flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
+        fd = os.open(self.baseFilename, flags, 0o600)
+        self.size = os.fstat(fd).st_size
         return os.fdopen(fd, "a", encoding="utf-8")
+
+    def shouldRollover(self, record: logging.LogRecord) -> int:
+        return int(self.maxBytes > 0 and self.size >= self.maxBytes)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            if self.shouldRollover(record):
+                self.doRollover()
+            if self.stream is None:
+                self.stream = self._open()
+            line = self.format(record) + "\n"
+            self.stream.write(line)
+            self.size += len(line)
+        except Exception:
+            self.handleError(record)
+
+    def flush(self) -> None:
+        """Nothing: lines are written in batches, and `sync` writes each batch out."""
+
+    def sync(self) -> None:
+        if self.stream is not None:
+            self.stream.flush()
 
 
 class _PrivateWatchedFile(logging.handlers.WatchedFileHandler):
@@ -172,10 +292,13 @@ class _PerAgent(logging.Handler):
         pool = record.name[len(AGENT_LOGGER) + 1 :] or "agent"
         handler = self.files.get(pool)
         if handler is None:
-            handler = self.files[pool] = _file(
-                self.directory / f"{pool}-agent.log", self.formatter_
-            )
+            handler = _file(self.directory / f"{pool}-agent.log", self.formatter_)
+            self.files[pool] = handler
         handler.handle(record)
+
+    def sync(self) -> None:
+        for handler in self.files.values():
+            getattr(handler, "sync", handler.flush)()
 
     def close(self) -> None:
         for handler in self.files.values():
@@ -207,7 +330,7 @@ def configure(
     lines to their pool's file instead) and, with `console`, to stderr; hide `secrets` and
     what looks like one. `rotate`: this process rotates the file (a Celery worker's pool
     processes leave that to the worker and reopen it once moved)."""
-    json_format = _formatter(structlog.processors.JSONRenderer(), secrets)
+    json_format = _JsonLines(secrets)
     main = _file(log_dir / f"{component}.log", json_format, rotate=rotate)
     targets: list[logging.Handler] = [main]
     if agents_apart:
@@ -226,9 +349,8 @@ def configure(
         shown.setFormatter(_formatter(renderer, secrets))
         targets.append(shown)
     lines: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()
-    listener = logging.handlers.QueueListener(lines, *targets, respect_handler_level=True)
-    listener.start()
-    queueing = _Queueing(lines)
+    listener = _BatchWriter(lines, targets)
+    queueing = _Queueing(lines, listener.urgent)
     root = logging.getLogger()
     before = (list(root.handlers), root.level)
     for handler in before[0]:

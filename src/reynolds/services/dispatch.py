@@ -216,7 +216,6 @@ class Dispatcher:
             )
         sub.handle = asyncio.get_running_loop().create_task(self._execute(run, sub, pool))
         self.control.slots_changed(pool, now)
-        self.agent_log.started(run, sub, pool, sub.downstream)
 
     async def _execute(self, run: TaskRun, sub: SubState, pool: str) -> None:
         # Every line logged while this attempt runs is about it (its own copy of the context).

@@ -16,7 +16,6 @@ ReynoldsError
 │       └── StoreDamaged     it is corrupt, or not the store this home had
 ├── CannotListen        the server's address is taken or not permitted
 ├── WorkspaceError      git could not do what a task's workspace needed
-├── NotAvailableYet     (501) a contract feature that is not built yet
 └── TransientError      worth retrying
 """
 
@@ -112,12 +111,6 @@ class WorkspaceError(ReynoldsError):
 
 class BackupError(StoreError):
     """A backup could not be made or restored; the message says why, in one line."""
-
-
-class NotAvailableYet(ReynoldsError):
-    """A contract feature that is not built yet."""
-
-    status_code = 501
 
 
 class TransientError(ReynoldsError):

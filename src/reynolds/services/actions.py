@@ -143,7 +143,9 @@ class LocalActions:
         if isinstance(action, LlmAction) and runners.llm is not None:
             return await runners.llm.run(action, ctx)
         return ActionResult(
-            False, reason="not_available", error=f"{action.kind} actions: not available yet"
+            False,
+            reason="not_available",
+            error=f"{action.kind} actions: this server has no runner for them",
         )
 
     def _secrets(self, pool: PoolSpec) -> dict[str, str] | None:

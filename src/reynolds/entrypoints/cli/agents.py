@@ -19,11 +19,6 @@ from reynolds.entrypoints.cli.state import CliState, print_json, state
 agents_app = typer.Typer(help="Agent pools: status and scaling.", no_args_is_help=True)
 
 
-def not_available(ctx: typer.Context, feature: str) -> None:
-    state(ctx).err.print(f"{feature}: not available yet")
-    raise typer.Exit(2)
-
-
 @agents_app.command("status")
 def status(
     ctx: typer.Context,

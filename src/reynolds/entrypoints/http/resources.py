@@ -37,7 +37,7 @@ _CONTENTS: dict[int | str, Any] = {
 
 def resources_router(container: Callable[[], Container]) -> APIRouter:
     """The listing and the reader; errors go through the app's ReynoldsError handler
-    (404 unknown resource or task, 501 not available yet)."""
+    (404 unknown resource or task)."""
     router = APIRouter()
 
     @router.get("/mcp/resources", response_model=None, responses=answers(list[ResourceInfo]))
@@ -47,7 +47,7 @@ def resources_router(container: Callable[[], Container]) -> APIRouter:
     @router.get(
         "/mcp/resources/{name:path}",
         response_class=Response,
-        responses={**_CONTENTS, **error_responses(404, 501)},
+        responses={**_CONTENTS, **error_responses(404)},
     )
     async def read_resource(name: str) -> Response:
         contents = await resources.read(container().engine, name)

@@ -172,7 +172,6 @@ _REASONS: dict[int, str] = {
     421: "The Host is not a name of this server (REYNOLDS_ALLOWED_HOSTS).",
     422: "Invalid input; `errors` names each field and the reason.",
     429: "Too many requests; `Retry-After` says how many seconds to wait.",
-    501: "Not available yet.",
 }
 # The middleware may answer any route with these before the route runs (415 only those
 # that take a body: they list it themselves).

@@ -41,7 +41,7 @@ def tools_router(container: Callable[[], Container]) -> APIRouter:
 
     @router.post(
         "/mcp/tools/{tool_name}",
-        responses=answers(ToolResultSchema, 403, 404, 409, 415, 422, 501),
+        responses=answers(ToolResultSchema, 403, 404, 409, 415, 422),
         openapi_extra=TOOL_CALL_BODY,
     )
     async def run_tool(

@@ -35,13 +35,12 @@ async def app(tmp_path: Path) -> AsyncIterator[Container]:
         await container.aclose()
 
 
-@pytest.fixture
-def refusing() -> Iterator[str]:
-    """A loopback URL whose every path answers 401."""
+def answering(status: int, path: str) -> Iterator[str]:
+    """A loopback URL whose every path answers `status`, for the fixture's life."""
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
-            self.send_response(401)
+            self.send_response(status)
             self.send_header("Content-Length", "0")
             self.end_headers()
 
@@ -52,10 +51,16 @@ def refusing() -> Iterator[str]:
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/secret"
+        yield f"http://127.0.0.1:{server.server_address[1]}/{path}"
     finally:
         server.shutdown()
         server.server_close()
+
+
+@pytest.fixture
+def refusing() -> Iterator[str]:
+    """A loopback URL whose every path answers 401."""
+    yield from answering(401, "secret")
 
 
 def closed_port() -> int:
@@ -131,24 +136,7 @@ async def test_a_file_that_may_not_be_run_is_permission_and_not_retried(
 @pytest.fixture
 def unavailable() -> Iterator[str]:
     """A loopback URL whose every path answers 503 Service Unavailable."""
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            self.send_response(503)
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-
-        def log_message(self, *_: Any) -> None:
-            return None
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/busy"
-    finally:
-        server.shutdown()
-        server.server_close()
+    yield from answering(503, "busy")
 
 
 async def test_an_http_503_is_resource_and_retried(app: Container, unavailable: str) -> None:

@@ -109,7 +109,7 @@ async def test_a_pool_with_no_replicas_fails_and_an_open_breaker_warns() -> None
     async with scheduler(pool_set=PoolSet.from_mapping({"pools": {"work": none}})) as s:
         empty = await health(s.engine)
     assert empty["code"] == 503 and empty["failing"] == ["pools.work"]
-    assert "./scale-agents.sh work" in empty["checks"]["pools"]["work"]["recommendation"]
+    assert "./scale-agents.sh scale work 1" in empty["checks"]["pools"]["work"]["recommendation"]
     pool_set = PoolSet.from_mapping(
         {"pools": {"a": {"name": "a", "replicas": {"min": 1, "max": 2, "initial": 1}}}},
         source="test",
@@ -163,7 +163,9 @@ async def test_a_subtask_running_long_past_its_timeout_is_stuck() -> None:
     assert stuck["warnings"] == ["stuckSubtasks"]
     (entry,) = stuck["checks"]["stuckSubtasks"]["stuck"]
     assert (entry["taskId"], entry["subtaskId"]) == (run.id, "hang")
-    assert f"reynolds cancel {run.id}" in stuck["checks"]["stuckSubtasks"]["recommendation"]
+    assert f"reynolds tasks cancel {run.id}" in stuck["checks"]["stuckSubtasks"]["recommendation"]
+    advice = stuck["checks"]["stuckSubtasks"]["recommendation"]
+    assert f"reynolds logs work-agent --task {run.id}" in advice
 
 
 async def test_the_error_rate_of_the_last_hour_warns_past_one_in_ten() -> None:
@@ -225,3 +227,30 @@ async def test_the_machine_probes_read_this_machine(tmp_path: Path) -> None:
     assert 0 < available <= memory
     assert probes.executable("sh") and not probes.executable("no-such-command-here")
     assert "127.0.0.1:9" in (await probes.connects("http://127.0.0.1:9/") or "")
+
+
+class Broker:
+    """What the health check reads of a Celery executor: the broker's last error."""
+
+    def __init__(self, error: str | None) -> None:
+        self.error = error
+
+    def describe(self) -> dict[str, Any]:
+        return {"brokerError": self.error}
+
+
+async def test_on_celery_an_unreachable_broker_fails_and_a_pool_without_workers_warns() -> None:
+    none = {"name": "work", "replicas": {"min": 0, "max": 2, "initial": 0}}
+    async with scheduler(pool_set=PoolSet.from_mapping({"pools": {"work": none}})) as s:
+        s.engine.distributed = Broker(None)  # type: ignore[assignment]
+        waiting = await health(s.engine)
+        s.engine.distributed = Broker("Error 111 connecting to 127.0.0.1:6379")  # type: ignore[assignment]
+        down = await health(s.engine)
+        s.engine.distributed = None
+    assert waiting["code"] == 200 and waiting["warnings"] == ["pools.work"]
+    assert "reynolds agent --type work" in waiting["checks"]["pools"]["work"]["recommendation"]
+    assert down["code"] == 503 and down["failing"] == ["broker"]
+    assert (
+        "6379" in down["error"]
+        and "REYNOLDS_REDIS_URL" in down["checks"]["broker"]["recommendation"]
+    )

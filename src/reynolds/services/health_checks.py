@@ -62,12 +62,12 @@ def pool_checks(engine: Engine) -> dict[str, Any]:
             if celery:
                 out[name] = check(
                     "warn", "no worker serves this pool: its subtasks wait",
-                    f"Start a worker: reynolds agents worker --type {name}", **details,
+                    f"Start a worker: reynolds agent --type {name}", **details,
                 )  # fmt: skip
             else:
                 out[name] = check(
                     "failing", "no replicas: its subtasks cannot run",
-                    f"Scale it up: ./scale-agents.sh {name} 1", **details,
+                    f"Scale it up: ./scale-agents.sh scale {name} 1", **details,
                 )  # fmt: skip
         elif circuit != "closed":
             out[name] = check(
@@ -134,7 +134,10 @@ def stuck_check(engine: Engine, now: float, limits: Limits = LIMITS) -> dict[str
             limit = engine.dispatch.attempts.timeout_s(run, sub)
             over = now - sub.started_at - limit
             if over > limits.stuck_grace_s:
-                stuck.append({"taskId": run.id, "subtaskId": sub.node.id, "overSeconds": over})
+                stuck.append(
+                    {"taskId": run.id, "subtaskId": sub.node.id, "agentType": sub.agent_type,
+                     "overSeconds": over}
+                )  # fmt: skip
     if not stuck:
         return check("ok", "no subtask runs past its timeout", stuck=[])
     stuck.sort(key=lambda s: -s["overSeconds"])
@@ -145,7 +148,8 @@ def stuck_check(engine: Engine, now: float, limits: Limits = LIMITS) -> dict[str
         "warn",
         f"{len(stuck)} subtask(s) running past their timeout, e.g. {first['taskId']}/"
         f"{first['subtaskId']} by {first['overSeconds']:g} s",
-        f"Cancel the task (reynolds cancel {first['taskId']}) and read its pool's log",
+        f"Cancel the task (reynolds tasks cancel {first['taskId']}) and read its pool's log "
+        f"(reynolds logs {first['agentType']}-agent --task {first['taskId']})",
         stuck=stuck[:20],
     )
 
@@ -157,7 +161,7 @@ def error_rate_check(engine: Engine, now: float, limits: Limits = LIMITS) -> dic
     message = f"{failed} of {attempts} attempts failed in the last hour ({rate:.0%})"
     if attempts >= limits.error_min_attempts and rate > limits.error_warn:
         return check(
-            "warn", message, "See what keeps failing: reynolds patterns; reynolds tasks "
+            "warn", message, "See what keeps failing: reynolds patterns; reynolds tasks list "
             "--status failed", **details,
         )  # fmt: skip
     return check("ok", message, **details)

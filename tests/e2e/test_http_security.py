@@ -61,7 +61,8 @@ def shell_task(*argv: str) -> dict[str, Any]:
         ("POST", "/mcp/tools/list_tasks"),
         ("GET", "/tasks"),
         ("GET", "/audit"),
-        ("GET", "/"),
+        # `GET /` answers the dashboard's login form instead (tests/e2e/test_dashboard_auth.py).
+        ("GET", "/dashboard/app.js"),
         ("GET", "/no-such-route"),
     ],
 )

@@ -23,7 +23,7 @@ from reynolds.services.attempts import Attempts
 from reynolds.services.budget_keeper import BudgetKeeper
 from reynolds.services.guards import ANSWERED, Guards, Verdict
 from reynolds.services.live_runs import LiveRuns
-from reynolds.services.log_context import bind
+from reynolds.services.log_context import LOG_CONTEXT, NOTHING, bind
 from reynolds.services.loop_guard import LoopGuard
 from reynolds.services.planner import Planner
 from reynolds.services.pool_control import PoolControl
@@ -105,6 +105,8 @@ class Dispatcher:
         stats: planning.PoolStats | None = None  # computed once per pump, when needed
         guarded = guards.active
         now = self.clock() if guarded else 0.0
+        # What starts here is about other subtasks than an attempt whose end called this.
+        about = LOG_CONTEXT.set(NOTHING)
         try:
             for run in self.runs.active:
                 if not any(v > 0 for v in free.values()):
@@ -155,6 +157,7 @@ class Dispatcher:
                     self._start(run, run.subs[nid], pool)
         finally:
             self._pumping = False
+            LOG_CONTEXT.reset(about)
         if guarded:
             self._wake_later(now)
 

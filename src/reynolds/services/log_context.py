@@ -8,9 +8,8 @@ from collections.abc import Mapping
 from contextvars import ContextVar
 from types import MappingProxyType
 
-LOG_CONTEXT: ContextVar[Mapping[str, str]] = ContextVar(
-    "reynolds_log_context", default=MappingProxyType({})
-)
+NOTHING: Mapping[str, str] = MappingProxyType({})
+LOG_CONTEXT: ContextVar[Mapping[str, str]] = ContextVar("reynolds_log_context", default=NOTHING)
 
 
 def bind(**ids: str) -> None:

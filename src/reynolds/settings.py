@@ -229,6 +229,21 @@ class Settings(BaseSettings):
             return value or None
         return None
 
+    def secret_values(self) -> list[str]:
+        """The secret values this process holds, for logs to hide: the API token(s), the
+        database's and Redis' passwords, the llm endpoint's key."""
+        from urllib.parse import urlsplit
+
+        found = [self.token(), self.llm_key()]
+        tokens = self.secrets_dir / "api_tokens.txt"
+        if tokens.is_file():
+            for line in tokens.read_text(encoding="utf-8").splitlines():
+                found.append(line.partition(":")[2].strip() or None)
+        for url in (self.effective_database_url, self.redis_url):
+            if url:
+                found.append(urlsplit(url).password)
+        return [value for value in found if value]
+
     def llm_key(self) -> str | None:
         """The llm endpoint's key, from the environment or `secrets/llm_api_key.txt`."""
         if self.llm_api_key is not None:

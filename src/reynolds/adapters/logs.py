@@ -36,6 +36,7 @@ from typing import Any
 import structlog
 
 from reynolds.core.redaction import REDACTED, is_secret_name, redact_log
+from reynolds.services import agent_log
 from reynolds.services.log_context import LOG_CONTEXT
 
 MAX_BYTES = 10 * 1024 * 1024
@@ -43,7 +44,7 @@ BACKUPS = 5
 # How often the queued lines are written (a warning or worse is written at once).
 WRITE_EVERY_S = 0.25
 # Loggers of pools' agents: `reynolds.agent.{pool}` → `{pool}-agent.log`.
-AGENT_LOGGER = "reynolds.agent"
+AGENT_LOGGER = agent_log.PREFIX.rstrip(".")
 # Fields every line has and this module writes: nothing in them to hide.
 OWN_FIELDS = frozenset({"level", "logger", "timestamp"})
 # A record's fields, given as `extra={"fields": {...}}`.

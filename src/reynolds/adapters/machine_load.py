@@ -31,13 +31,25 @@ class SystemSampler:
         return 100.0 * (busy - prev_busy) / span if span > 0 else 0.0
 
     def _memory(self) -> float:
-        fields: dict[str, int] = {}
-        try:
-            for line in (self._proc / "meminfo").read_text().splitlines():
-                name, _, rest = line.partition(":")
-                fields[name] = int(rest.split()[0]) if rest.split() else 0
-        except (OSError, ValueError):
+        found = memory(self._proc)
+        if found is None:
             return 0.0
-        total = fields.get("MemTotal", 0)
-        available = fields.get("MemAvailable", fields.get("MemFree", 0))
-        return 100.0 * (total - available) / total if total > 0 else 0.0
+        available, total = found
+        return 100.0 * (total - available) / total
+
+
+def memory(proc: Path = Path("/proc")) -> tuple[int, int] | None:
+    """(available bytes, total bytes) from `proc`/meminfo; None when it cannot be read."""
+    fields: dict[str, int] = {}
+    try:
+        for line in (proc / "meminfo").read_text().splitlines():
+            name, _, rest = line.partition(":")
+            words = rest.split()
+            if words:
+                fields[name] = int(words[0]) * 1024
+    except (OSError, ValueError):
+        return None
+    total = fields.get("MemTotal", 0)
+    if total <= 0:
+        return None
+    return fields.get("MemAvailable", fields.get("MemFree", 0)), total

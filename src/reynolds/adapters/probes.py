@@ -10,6 +10,8 @@ import shutil
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from reynolds.adapters import machine_load
+
 # Short: `/health` waits for it, and load balancers poll `/health`.
 CONNECT_TIMEOUT_S = 1.0
 
@@ -34,19 +36,7 @@ class MachineProbes:
 
     def memory(self) -> tuple[int, int] | None:
         """(available bytes, total bytes) from /proc/meminfo; None when it cannot be read."""
-        fields: dict[str, int] = {}
-        try:
-            for line in (self._proc / "meminfo").read_text().splitlines():
-                name, _, rest = line.partition(":")
-                words = rest.split()
-                if words:
-                    fields[name] = int(words[0]) * 1024
-        except (OSError, ValueError):
-            return None
-        total = fields.get("MemTotal", 0)
-        if total <= 0:
-            return None
-        return fields.get("MemAvailable", fields.get("MemFree", 0)), total
+        return machine_load.memory(self._proc)
 
     def executable(self, command: str) -> bool:
         """Whether `command` (a path, or a name looked up on PATH) can be run."""

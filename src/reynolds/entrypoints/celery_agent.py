@@ -231,7 +231,7 @@ def _configure_logs(*, rotate: bool) -> None:
     try:
         logs.configure(
             settings.log_dir, component, console=True, agents_apart=False, rotate=rotate,
-            secrets=[s for s in (settings.token(), settings.llm_key()) if s],
+            secrets=settings.secret_values(),
         )  # fmt: skip
     except OSError as exc:
         logging.basicConfig(level=logging.INFO)

@@ -74,8 +74,9 @@ async def check_health(
             checks["mcpServers"] = mcp
     checks["stuckSubtasks"] = hc.stuck_check(engine, now)
     checks["errorRate"] = hc.error_rate_check(engine, now)
-    failing = [name for name, value in _leaves(checks) if value["status"] == "failing"]
-    warnings = [name for name, value in _leaves(checks) if value["status"] == "warn"]
+    leaves = _leaves(checks)
+    failing = [name for name, value in leaves if value["status"] == "failing"]
+    warnings = [name for name, value in leaves if value["status"] == "warn"]
     body: dict[str, Any] = {
         "status": "unhealthy" if failing else "healthy",
         "checks": checks,
@@ -86,10 +87,10 @@ async def check_health(
     if failing:
         body["failing"] = failing
         # As every error answer, an `error` line: each failing check and why.
-        leaves = dict(_leaves(checks))
         body["error"] = "; ".join(
-            f"{name}: {leaves[name].get('error') or leaves[name].get('message', 'failing')}"
-            for name in failing
+            f"{name}: {value.get('error') or value.get('message', 'failing')}"
+            for name, value in leaves
+            if value["status"] == "failing"
         )
     return Health(body)
 

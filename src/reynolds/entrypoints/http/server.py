@@ -10,7 +10,6 @@ import logging
 import signal
 import socket
 from typing import Any
-from urllib.parse import urlsplit
 
 from reynolds.adapters import logs
 from reynolds.adapters.home import writing
@@ -84,7 +83,7 @@ def serve(settings: Settings) -> None:
         with writing(settings.home):
             lines = logs.configure(
                 settings.log_dir, "server", console=settings.log_console,
-                secrets=known_secrets(settings),
+                secrets=settings.secret_values(),
             )  # fmt: skip
         # The MCP SDK logs a line per request at INFO; the server's own log keeps to its events.
         logging.getLogger("mcp").setLevel(logging.WARNING)
@@ -128,17 +127,3 @@ async def _serve(settings: Settings, sockets: list[socket.socket]) -> None:
     gc.freeze()
     gc.set_threshold(50_000, 20, 20)
     await server.serve(sockets=sockets)
-
-
-def known_secrets(settings: Settings) -> list[str]:
-    """The secret values the server holds, hidden wherever a log line would show them: its API
-    token(s), the database's and Redis' passwords, the llm endpoint's key."""
-    found = [settings.token(), settings.llm_key()]
-    tokens = settings.secrets_dir / "api_tokens.txt"
-    if tokens.is_file():
-        for line in tokens.read_text(encoding="utf-8").splitlines():
-            found.append(line.partition(":")[2].strip() or None)
-    for url in (settings.effective_database_url, settings.redis_url):
-        if url:
-            found.append(urlsplit(url).password)
-    return [value for value in found if value]

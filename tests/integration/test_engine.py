@@ -428,3 +428,35 @@ async def test_a_task_no_longer_in_memory_is_answered_whole_from_the_store(
         ("t:a", "succeeded", 0),
         ("t:b", "succeeded", 0),
     ]
+
+
+async def test_a_task_accepted_without_a_commit_is_committed_before_its_result_is_read(
+    tmp_path: Path,
+) -> None:
+    """`submit(durable=False)` (a client waiting for the end) queues the task's rows without
+    committing them; the result read afterwards commits everything first, so what the client
+    is told is in the store. A writer that would otherwise sleep 30 s before committing shows
+    that nothing but that read's flush committed it."""
+    import sqlite3
+
+    settings = Settings(home=tmp_path / "home", store_batch_interval_s=30.0)
+    container = await build(settings)
+    try:
+        spec = TaskSpec.model_validate(
+            {"type": "quick", "subtasks": [{"id": "t", **shell("true")}]}
+        )
+        run = await container.engine.submit(spec, durable=False)
+        assert await container.engine.wait(run, 30)
+        db = settings.home / "reynolds.db"
+        with sqlite3.connect(db) as connection:
+            assert connection.execute("SELECT count(*) FROM tasks").fetchone() == (0,)
+
+        answer = await container.engine.result(run.id)
+
+        with sqlite3.connect(db) as connection:
+            task = connection.execute("SELECT status FROM tasks WHERE id = ?", (run.id,))
+            assert task.fetchone() == (answer["status"],) == ("succeeded",)
+            subtask = connection.execute("SELECT status FROM subtasks WHERE task_id = ?", (run.id,))
+            assert subtask.fetchall() == [("succeeded",)]
+    finally:
+        await container.aclose()

@@ -218,10 +218,15 @@ class Engine:
         *,
         force: bool = False,
         parent: Parent | None = None,
+        durable: bool = True,
     ) -> TaskRun:
         """Accept a task: persist it, start what is ready, return once it is durable.
         `Refused` (nothing persisted) when it is a resubmission loop or runaway orchestration
-        (submitted by `parent`'s action), unless `force`."""
+        (submitted by `parent`'s action), unless `force`.
+
+        With `durable=False` it returns once its rows are queued, for a caller that tells
+        nobody of the task before a later read of its result, which waits for the commit
+        (a client waiting for the end hears of it once, then: one commit instead of two)."""
         depth = 0
         if parent is not None:
             # A parent this server's store does not know counts as submitted by hand.
@@ -268,7 +273,8 @@ class Engine:
         )
         if prep.message is None:
             self.dispatch.activate(run)
-        await self.store.flush()
+        if durable:
+            await self.store.flush()
         return run
 
     async def _workspace(

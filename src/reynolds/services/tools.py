@@ -87,9 +87,17 @@ async def _orchestrate(engine: Engine, req: OrchestrateRequest, ctx: CallContext
         if req.parent_task_id is not None
         else None
     )
+    # A client that waits without progress hears of the task only from the result below,
+    # which is read once everything written of it is committed.
+    told_early = not req.wait or ctx.progress is not None
     try:
         run = await engine.submit(
-            req.task, req.strategy, ctx.token_name, force=req.force, parent=parent
+            req.task,
+            req.strategy,
+            ctx.token_name,
+            force=req.force,
+            parent=parent,
+            durable=told_early,
         )
     except Refused as refused:
         return _refused(engine, refused.verdict)

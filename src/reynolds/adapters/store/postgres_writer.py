@@ -9,11 +9,29 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import JSON, Column, Connection, Dialect, Float, Integer, String, Table, text
+from sqlalchemy import (
+    JSON,
+    Column,
+    Connection,
+    Dialect,
+    Float,
+    Integer,
+    String,
+    Table,
+    bindparam,
+    select,
+    text,
+)
 from sqlalchemy.sql.elements import TextClause
 
 from reynolds.adapters.store.batch import BatchWriter, primary_key, required_columns
-from reynolds.adapters.store.schema import audit, events, orchestration_decisions, scaling_events
+from reynolds.adapters.store.schema import (
+    audit,
+    durations,
+    events,
+    orchestration_decisions,
+    scaling_events,
+)
 from reynolds.services.ports import Row
 
 Convert = Callable[[Any], Any]
@@ -86,6 +104,9 @@ class PostgresBatchWriter(BatchWriter):
         self._audit_plan = self._append_plan(audit, "seq")
         self._decisions_plan = self._append_plan(orchestration_decisions, "seq")
         self._scaling_plan = self._append_plan(scaling_events, "id")
+        self._durations_select = select(durations).where(
+            durations.c.key.in_(bindparam("keys", expanding=True))
+        )
 
     def _append_plan(self, table: Table, key: str, *, returning: bool = False) -> _Plan:
         """One INSERT ... SELECT FROM unnest(...) of every column but the generated `key`."""
@@ -110,6 +131,10 @@ class PostgresBatchWriter(BatchWriter):
         plan = self._plans[cache_key]
         if plan is not None:
             conn.execute(plan.statement, plan.params(rows))
+
+    def _durations_of(self, conn: Connection, keys: list[str]) -> list[Row]:
+        found = conn.execute(self._durations_select, {"keys": keys}).mappings()
+        return [dict(row) for row in found]
 
     def _insert_events(self, conn: Connection, rows: list[Row]) -> list[Row]:
         result = conn.execute(self._events_plan.statement, self._events_plan.params(rows))

@@ -14,6 +14,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from reynolds.core.loops import DEFAULT_CONFIDENCE
 from reynolds.core.models import MAX_SUBTASKS, SUBTASKS_CEILING
 from reynolds.core.pools import parse_bytes
+from reynolds.core.reporting import RESULT_SUBTASKS
 
 _PACKAGE_ROOT = Path(__file__).resolve().parent
 
@@ -88,6 +89,12 @@ class Settings(BaseSettings):
     loop_confidence: float = Field(DEFAULT_CONFIDENCE, gt=0, lt=1)
     # The most subtasks one task may expand to (steps × components, or explicit subtasks).
     max_subtasks: int = Field(MAX_SUBTASKS, ge=1, le=SUBTASKS_CEILING)
+    # The most subtasks (and failures, and ids of the plan's lists) an answer lists; the rest
+    # are paged by GET /tasks/{id}/subtasks, at most this many a page.
+    result_subtasks: int = Field(RESULT_SUBTASKS, ge=1, le=SUBTASKS_CEILING)
+    # The largest request body an authenticated caller may send (every caller when no token is
+    # configured); others keep 1 MiB.
+    max_body_bytes: int = Field(1024 * 1024, ge=1024, le=1024 * 1024 * 1024)
     # Circuit breakers (pools and downstreams): open after this many failures in a row that
     # say the pool or downstream is unwell, let one probe through after the cool-down.
     breaker_failures: int = Field(5, ge=1, le=1000)

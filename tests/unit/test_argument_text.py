@@ -60,6 +60,7 @@ CALLS: dict[str, dict[str, Any]] = {
         }
     },
     "get_task_status": {"taskId": "0123abcd"},
+    "get_task_subtasks": {"taskId": "0123abcd", "cursor": "500", "limit": 100, "status": "failed"},
     "cancel_task": {"taskId": "0123abcd"},
     "list_tasks": {"status": "running"},
     "get_agent_status": {"agentType": "devops"},

@@ -74,6 +74,7 @@ BASES: dict[str, dict[str, Any]] = {
     "analyze_orchestration_potential": ANALYZE,
     "run_experiment": EXPERIMENT,
     "list_tasks": {"status": "running", "limit": 10},
+    "get_task_subtasks": {"taskId": "0123abcd", "limit": 10},
     "scale_agents": {"agentType": "code", "replicas": 2},
     "autoscale_agents": {"dryRun": True},
 }
@@ -136,6 +137,7 @@ FIELDS: list[tuple[str, tuple[Any, ...], str]] = [
     ("analyze_orchestration_potential", ("task", "subtasks", 1, "action", "maxTokens"), INT),
     ("analyze_orchestration_potential", ("strategy", "maxConcurrency"), INT),
     ("list_tasks", ("limit",), INT),
+    ("get_task_subtasks", ("limit",), INT),
     ("scale_agents", ("replicas",), INT),
     ("autoscale_agents", ("dryRun",), BOOL),
 ]

@@ -406,6 +406,17 @@ class TaskIdRequest(InputModel):
     task_id: str = Field(min_length=1, max_length=64)
 
 
+class SubtasksRequest(InputModel):
+    """A page of a task's subtasks: from `cursor` (the `nextCursor` of the page before, or of
+    a truncated answer), at most `limit` (REYNOLDS_RESULT_SUBTASKS by default and at most),
+    only those with `status` if given."""
+
+    task_id: str = Field(min_length=1, max_length=64)
+    cursor: str = Field("0", pattern=r"^[0-9]{1,9}$")
+    limit: int | None = Field(None, ge=1, le=SUBTASKS_CEILING)
+    status: Status | None = Field(None, strict=False)
+
+
 class ListTasksRequest(InputModel):
     status: Status | None = Field(None, strict=False)
     limit: int = Field(50, ge=1, le=1000)

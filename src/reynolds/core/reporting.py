@@ -119,30 +119,75 @@ def _detail(detail: Any) -> dict[str, Any]:
     return out
 
 
+# The subtasks an answer lists by default (REYNOLDS_RESULT_SUBTASKS); the rest are paged.
+RESULT_SUBTASKS = 500
+FAILED = (Status.FAILED, Status.LOOP_BLOCKED)
+
+
+@dataclass(frozen=True, slots=True)
+class Listing:
+    """What an answer lists of a task's subtasks: the first `limit` in the task's order
+    (`shown`) and the first `limit` of those that failed, with the totals and counts."""
+
+    shown: Sequence[Mapping[str, Any]]
+    total: int
+    counts: Mapping[str, int]
+    failed: Sequence[Mapping[str, Any]]
+    failed_total: int
+    limit: int
+
+    @classmethod
+    def of(cls, rows: Sequence[Mapping[str, Any]], limit: int) -> Listing:
+        """The listing of a task whose rows are all at hand."""
+        failed = [row for row in rows if row["status"] in FAILED]
+        return cls(
+            shown=rows[:limit],
+            total=len(rows),
+            counts=Counter(str(row["status"]) for row in rows),
+            failed=failed[:limit],
+            failed_total=len(failed),
+            limit=limit,
+        )
+
+
 def task_result(
     task: Mapping[str, Any],
-    subtasks: Sequence[Mapping[str, Any]],
+    listing: Listing,
     comment: str,
     now: float,
     live_metrics: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The contract's orchestrate_task / get_task_status result."""
-    views = [subtask_view(s) for s in subtasks]
-    counts = Counter(v["status"] for v in views)
+    """The contract's orchestrate_task / get_task_status result. Its long lists (subtasks,
+    failures, the plan's parallel groups and critical path) stop at `listing.limit` entries;
+    `truncated` then says what each holds in all and where the rest is paged."""
+    views = [subtask_view(s) for s in listing.shown]
     failures = [
-        {"id": v["id"], "status": v["status"], "reason": v["reason"], "error": v["error"][-500:]}
-        for v in views
-        if v["status"] in (Status.FAILED, Status.LOOP_BLOCKED)
+        {
+            "id": row["id"],
+            "status": row["status"],
+            "reason": row.get("reason"),
+            "error": (row.get("error") or row.get("reason") or "")[-500:],
+        }
+        for row in listing.failed
     ]
+    plan, truncated = _listed_plan(task.get("plan"), listing.limit)
+    if listing.total > len(views):
+        truncated["subtasks"] = {
+            "total": listing.total,
+            "shown": len(views),
+            "nextCursor": str(len(views)),
+        }
+    if listing.failed_total > len(failures):
+        truncated["failures"] = {"total": listing.failed_total, "shown": len(failures)}
     out: dict[str, Any] = {
         "success": task["status"] == Status.SUCCEEDED,
         "taskId": task["id"],
         "status": task["status"],
         "type": task.get("type"),
         "priority": task.get("priority"),
-        "plan": task.get("plan"),
+        "plan": plan,
         "subtasks": views,
-        "results": {"counts": dict(counts), "failures": failures},
+        "results": {"counts": dict(listing.counts), "failures": failures},
         "metrics": dict(task.get("metrics") or live_metrics or {}),
         "reynoldsComment": comment,
         "createdAt": iso(task.get("created_at")),
@@ -150,6 +195,10 @@ def task_result(
         "finishedAt": iso(task.get("finished_at")),
         "timestamp": iso(now),
     }
+    if truncated:
+        # Every subtask, with its parallel group and whether it is on the critical path.
+        truncated["pages"] = f"/tasks/{task['id']}/subtasks"
+        out["truncated"] = {"limit": listing.limit, **truncated}
     if task.get("message"):
         out["message"] = task["message"]
     if task.get("reason"):
@@ -158,6 +207,57 @@ def task_result(
         out["parentTaskId"] = task["parent_id"]
         out["depth"] = task.get("depth")
     return out
+
+
+def _listed_plan(plan: Any, limit: int) -> tuple[Any, dict[str, Any]]:
+    """`plan` with its parallel groups cut after `limit` subtask ids (the last group kept
+    whole up to there) and its critical path after `limit` ids; what was cut, counted."""
+    if not isinstance(plan, dict):
+        return plan, {}
+    truncated: dict[str, Any] = {}
+    groups = plan.get("parallelGroups")
+    path = plan.get("criticalPath")
+    out = plan
+    if isinstance(groups, list):
+        ids = sum(len(group) for group in groups if isinstance(group, list))
+        if ids > limit:
+            kept, room = [], limit
+            for group in groups:
+                if room <= 0:
+                    break
+                kept.append(group[:room])
+                room -= len(kept[-1])
+            out = {**out, "parallelGroups": kept}
+            truncated["parallelGroups"] = {
+                "groups": len(groups),
+                "subtasks": ids,
+                "shownGroups": len(kept),
+                "shownSubtasks": limit,
+            }
+    if isinstance(path, list) and len(path) > limit:
+        out = {**out, "criticalPath": path[:limit]}
+        truncated["criticalPath"] = {"total": len(path), "shown": limit}
+    return out, truncated
+
+
+def subtask_page(plan: Any, rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Views of `rows` (a page of a task's subtasks), each with the parallel group it is
+    in (its index in the plan's `parallelGroups`) and whether it is on the critical path:
+    what a truncated answer's plan leaves out, subtask by subtask."""
+    group_of: dict[str, int] = {}
+    critical: set[str] = set()
+    if isinstance(plan, dict):
+        for index, group in enumerate(plan.get("parallelGroups") or []):
+            for sub_id in group:
+                group_of[sub_id] = index
+        critical = set(plan.get("criticalPath") or [])
+    views = []
+    for row in rows:
+        view = subtask_view(row)
+        view["group"] = group_of.get(row["id"])
+        view["critical"] = row["id"] in critical
+        views.append(view)
+    return views
 
 
 def task_summary(task: Mapping[str, Any], counts: Mapping[str, int] | None) -> dict[str, Any]:

@@ -298,9 +298,16 @@ class Engine:
     def find(self, task_id: str) -> TaskRun | None:
         return self.runs.find(task_id)
 
-    async def result(self, task_id: str) -> dict[str, Any]:
-        """The contract's result for a task, from memory or the store."""
-        return await self.reads.result(task_id)
+    async def result(self, task_id: str, limit: int | None = None) -> dict[str, Any]:
+        """The contract's result for a task, from memory or the store, its lists cut after
+        `limit` entries (REYNOLDS_RESULT_SUBTASKS by default)."""
+        return await self.reads.result(task_id, limit)
+
+    async def subtasks(
+        self, task_id: str, start: int, limit: int, status: str | None = None
+    ) -> dict[str, Any]:
+        """A page of a task's subtasks from position `start` (see TaskReads.subtasks)."""
+        return await self.reads.subtasks(task_id, start, limit, status)
 
     async def wait(self, run: TaskRun, timeout_s: float) -> bool:
         """True when the task ended within the timeout."""

@@ -18,7 +18,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from reynolds.core import experiments as ex
-from reynolds.core.models import TaskSpec
+from reynolds.core.models import SUBTASKS_CEILING, TaskSpec
 from reynolds.core.simulator import Attempt
 from reynolds.errors import Conflict, InvalidInput
 
@@ -149,7 +149,7 @@ class ExecutedExperiment:
         if not await self.engine.wait(run, RUN_TIMEOUT_S):
             await self.engine.cancel(run.id)
         self.current = None
-        return await self.engine.result(run.id)
+        return await self.engine.result(run.id, limit=SUBTASKS_CEILING)  # every bar
 
     async def _stop_current(self) -> None:
         if self.current is None:

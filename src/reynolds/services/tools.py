@@ -23,6 +23,7 @@ from reynolds.core.models import (
     OrchestrateRequest,
     ScaleRequest,
     Status,
+    SubtasksRequest,
     TaskIdRequest,
     format_validation_errors,
 )
@@ -152,6 +153,21 @@ async def _status(engine: Engine, req: TaskIdRequest, ctx: CallContext) -> dict[
     return await engine.result(req.task_id)
 
 
+async def _subtasks(engine: Engine, req: SubtasksRequest, ctx: CallContext) -> dict[str, Any]:
+    return await subtasks_page(engine, req)
+
+
+async def subtasks_page(engine: Engine, req: SubtasksRequest) -> dict[str, Any]:
+    """The page `req` asks for; InvalidInput for a limit over REYNOLDS_RESULT_SUBTASKS."""
+    most = engine.settings.result_subtasks
+    if req.limit is not None and req.limit > most:
+        raise InvalidInput(
+            f"limit {req.limit} is over {most} (REYNOLDS_RESULT_SUBTASKS)", field="limit"
+        )
+    status = str(req.status) if req.status is not None else None
+    return await engine.subtasks(req.task_id, int(req.cursor), req.limit or most, status)
+
+
 async def _cancel(engine: Engine, req: TaskIdRequest, ctx: CallContext) -> dict[str, Any]:
     return await engine.cancel(req.task_id)
 
@@ -260,6 +276,13 @@ TOOLS: dict[str, Tool] = {
             _analyze,
         ),
         Tool("get_task_status", "The current state and result of a task.", TaskIdRequest, _status),
+        Tool(
+            "get_task_subtasks",
+            "A page of a task's subtasks (optionally by status), each with its parallel group "
+            "and whether it is on the critical path; `nextCursor` continues.",
+            SubtasksRequest,
+            _subtasks,
+        ),
         Tool(
             "cancel_task",
             "Cancel a task: nothing new starts and running processes die.",

@@ -75,7 +75,9 @@ def create_app(
 
     # Outermost last: timing sees every answer, 401, 421 and 429 included; the guards refuse
     # before a body is read.
-    app.add_middleware(BodyLimit)
+    app.add_middleware(
+        BodyLimit, trusted_limit=settings.max_body_bytes, everyone_trusted=not tokens
+    )
     app.add_middleware(ApiGuard, tokens=tokens, limiter=make_limiter(settings))
     # Outside the guard: a cross-site or rebound request is refused before a token is looked at.
     app.add_middleware(CrossSiteGuard, rules=SiteRules.from_settings(settings))

@@ -12,7 +12,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict
 from pydantic.alias_generators import to_camel
 
-from reynolds.core.models import ListTasksRequest, Status
+from reynolds.core.models import ListTasksRequest, Status, SubtasksRequest
 
 TaskStatus = Status
 
@@ -125,6 +125,21 @@ class TaskResult(_Open):
     timestamp: str
 
 
+class SubtaskPageView(SubtaskView):
+    group: int | None
+    critical: bool
+
+
+class SubtaskPage(_Open):
+    """`GET /tasks/{taskId}/subtasks` and the `get_task_subtasks` tool."""
+
+    task_id: str
+    total: int
+    cursor: str
+    subtasks: list[SubtaskPageView]
+    next_cursor: str | None
+
+
 class TaskSummary(_Open):
     task_id: str
     type: str
@@ -235,3 +250,6 @@ HTML_PAGE: dict[str, Any] = {"content": {"text/html": {"schema": {"type": "strin
 _LIMIT = ListTasksRequest.model_json_schema()["properties"]["limit"]
 LIST_STATUS: dict[str, Any] = {"enum": [s.value for s in Status]}
 LIST_LIMIT: dict[str, Any] = {"minimum": _LIMIT["minimum"], "maximum": _LIMIT["maximum"]}
+_PAGE = SubtasksRequest.model_json_schema()["properties"]
+PAGE_CURSOR: dict[str, Any] = {"pattern": _PAGE["cursor"]["pattern"]}
+PAGE_LIMIT: dict[str, Any] = {"minimum": 1}

@@ -33,19 +33,31 @@ _REALM = 'Bearer realm="reynolds"'
 
 
 class BodyLimit:
-    """413 for bodies over the limit, before anything parses them."""
+    """413 for bodies over the limit, before anything parses them: `limit` for a caller
+    without a token, `trusted_limit` (REYNOLDS_MAX_BODY_BYTES) for one whose token ApiGuard
+    accepted, and for everyone when no token is configured (`everyone_trusted`)."""
 
-    def __init__(self, app: ASGIApp, limit: int = MAX_BODY_BYTES) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        limit: int = MAX_BODY_BYTES,
+        trusted_limit: int | None = None,
+        everyone_trusted: bool = False,
+    ) -> None:
         self.app = app
         self.limit = limit
+        self.trusted_limit = limit if trusted_limit is None else trusted_limit
+        self.everyone_trusted = everyone_trusted
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        trusted = self.everyone_trusted or "token_name" in scope.get("state", {})
+        limit = self.trusted_limit if trusted else self.limit
         for name, value in scope.get("headers", []):
-            if name == b"content-length" and value.isdigit() and int(value) > self.limit:
-                await _too_large(send, self.limit)
+            if name == b"content-length" and value.isdigit() and int(value) > limit:
+                await _too_large(send, limit)
                 return
         seen = 0
 
@@ -54,14 +66,14 @@ class BodyLimit:
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
-                if seen > self.limit:
+                if seen > limit:
                     raise _BodyTooLarge
             return message
 
         try:
             await self.app(scope, limited, send)
         except _BodyTooLarge:
-            await _too_large(send, self.limit)
+            await _too_large(send, limit)
 
 
 class _BodyTooLarge(Exception):

@@ -210,7 +210,8 @@
       showDetail(state.detail);
     });
     const gantt = draw.gantt(subtasks, Date.now());
-    const capped = subtasks.length > draw.MAX_NODES ? h("p", { class: "muted" }, `${draw.MAX_NODES} of ${subtasks.length} subtasks drawn.`) : null;
+    const total = ((result.truncated || {}).subtasks || {}).total || subtasks.length;
+    const capped = total > draw.MAX_NODES ? h("p", { class: "muted" }, `${Math.min(draw.MAX_NODES, subtasks.length)} of ${total} subtasks drawn.`) : null;
     const parts = [
       h("h2", { "data-task-id": result.taskId }, h("span", {}, `Task ${result.taskId.slice(0, 12)}`), badge(result.status)),
       facts([["type", result.type || "—"], ["priority", result.priority || "—"], ["created", clock(result.createdAt)],

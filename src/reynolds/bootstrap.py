@@ -241,6 +241,7 @@ async def build(settings: Settings, *, hold_lock: bool = True) -> Container:
             settings.effective_database_url,
             batch_interval_s=settings.store_batch_interval_s,
             server_id=home_server_id(settings.server_id_file),
+            heartbeat_interval_s=settings.takeover_interval_s / 3,
             marker=StoreMarker(settings.home),
         )
         await asyncio.to_thread(store.start)
@@ -275,6 +276,8 @@ async def build(settings: Settings, *, hold_lock: bool = True) -> Container:
             engine, make_cache(settings), version, ttl_s=ANALYSIS_TTL_S
         )
         container.resumed = await engine.resume()
+        if store.shared:
+            engine.start_takeover()
         await Experiments(engine).interrupted()
         if distributed is not None:
             distributed.start(engine.observe_capacity)

@@ -103,6 +103,9 @@ class Settings(BaseSettings):
     # task runs at its maxConcurrency whatever the downstream says.
     adaptive_concurrency: bool = True
     python_workers: int = Field(2, ge=1, le=64)
+    # Orchestrators sharing a PostgreSQL store: a server whose heartbeat is older than this
+    # is dead, and any other takes over its unfinished tasks (each checks every third of it).
+    takeover_interval_s: float = Field(30.0, ge=1, le=3600)
     # The store commits whatever is queued at most this often (group commit).
     store_batch_interval_s: float = Field(0.025, ge=0)
 

@@ -123,7 +123,7 @@ def test_a_task_is_owned_by_the_server_that_inserted_it(
 
 
 def test_updates_of_a_task_never_change_its_owner(
-    server: Callable[[], SqlStore], db: Engine
+    server: Callable[[], SqlStore], db: Engine, store_url: str
 ) -> None:
     a, b = server(), server()
     a.put_task(task("t1"))
@@ -136,7 +136,47 @@ def test_updates_of_a_task_never_change_its_owner(
 
     assert owners(db) == {"t1": a.server_id}
     row = b.get_task("t1")
+    # Servers share only PostgreSQL, where a task's writes are fenced by its owner: b's are
+    # left out. A SQLite store has one server (its home's lock) and no fence.
+    fenced = store_url.startswith("postgresql")
+    assert row is not None and row["status"] == ("pending" if fenced else "succeeded")
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("store_url", ["postgres"], indirect=True)  # servers share only it
+def test_a_server_found_dead_writes_nothing_over_its_successor(
+    server: Callable[[], SqlStore], db: Engine
+) -> None:
+    a, b = server(), server()
+    told: list[set[str]] = []
+    a.on_lost(told.append)
+    a.put_task(task("t1", status="running"))
+    a.put_task(task("t2", status="running"))
+    a.flush_sync()
+    set_heartbeat(db, a, time.time() - STALE_AFTER_S - 1)
+    assert claimed(b, others_only=True) == ["t1", "t2"]
+    b.put_task({"id": "t1", "status": "succeeded", "finished_at": 2000.0})
+    b.flush_sync()
+    # a wakes up: its heartbeat again, a task of its own, and the writes it had pending.
+    set_heartbeat(db, a, time.time())
+    a.put_task(task("t3", status="running"))
+    a.put_task({"id": "t1", "status": "failed", "finished_at": 1500.0})
+    a.put_task({"id": "t2", "status": "failed", "finished_at": 1500.0})
+    a.flush_sync()
+
+    statuses = {
+        row["id"]: row["status"] for row in (b.get_task(i) for i in ("t1", "t2", "t3")) if row
+    }
+    assert statuses == {"t1": "succeeded", "t2": "running", "t3": "running"}
+    assert owners(db) == {"t1": b.server_id, "t2": b.server_id, "t3": a.server_id}
+    assert told == [{"t1", "t2"}]
+    # b, holding its claim, still writes: its epoch is the one its claim raised.
+    b.put_task({"id": "t2", "status": "succeeded", "finished_at": 2001.0})
+    b.flush_sync()
+    row = a.get_task("t2")
     assert row is not None and row["status"] == "succeeded"
+    # a claims nothing of b's while b lives, not even what it had before.
+    assert claimed(a, others_only=True) == []
 
 
 def test_only_its_owner_claims_a_task_while_the_owner_is_alive(

@@ -50,6 +50,7 @@ from reynolds.services.resubmissions import Refused
 from reynolds.services.resumption import Resumption
 from reynolds.services.runs import Prepared, TaskRun
 from reynolds.services.scaling import AutoScaler
+from reynolds.services.takeover import Takeover
 from reynolds.services.task_reads import TaskReads, check_task_id
 from reynolds.services.workspaces import Workspaces
 from reynolds.settings import Settings
@@ -85,6 +86,9 @@ def _planner(
 class Engine:
     """Runs tasks on the pools (local slots or distributed workers). One per process, on one
     event loop."""
+
+    # With a store other servers share: what takes their tasks over (`start_takeover`).
+    takeover: Takeover | None = None
 
     def __init__(
         self,
@@ -339,15 +343,29 @@ class Engine:
         await self.control.load_outcomes()
         recent = await asyncio.to_thread(self.store.list_tasks, None, RESUBMISSIONS_SEEN)
         self.dispatch.resubmissions.seed(reversed(recent))
-        resumed = await self.resumption.resume()
+        resumed = await self.resumption.resume(self.settings.takeover_interval_s)
         # Worktrees of tasks that ended (or were lost) while no server ran are removed.
         await self.workspaces.sweep({run.id for run in self.runs.active})
         return resumed
+
+    def start_takeover(self) -> None:
+        """From now on, take over the unfinished tasks of servers sharing the store that are
+        found dead, and stop this server's own run of a task another server has taken."""
+        self.takeover = Takeover(
+            store=self.store,
+            runs=self.runs,
+            dispatch=self.dispatch,
+            resumption=self.resumption,
+            interval_s=self.settings.takeover_interval_s,
+        )
+        self.takeover.start()
 
     async def close(self) -> None:
         """Stop: kill running actions; their subtasks stay `running` in the store, so the
         next start runs them again (or fails them as interrupted when not idempotent).
         Experiments running for real stop first, as cancelled."""
+        if self.takeover is not None:
+            await self.takeover.stop()
         experiments = list(self.runs.experiments.values())
         for running in experiments:
             running.cancel()

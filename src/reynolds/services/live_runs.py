@@ -55,6 +55,13 @@ class LiveRuns:
             self._recent_subtasks -= len(old.subs)
             self.evicted_mark = max(self.evicted_mark, old.mark)
 
+    def forget(self, task_id: str) -> None:
+        """Hold the task no more (another server has taken it): reads go to the store."""
+        self.active = [run for run in self.active if run.id != task_id]
+        old = self.recent.pop(task_id, None)
+        if old is not None:
+            self._recent_subtasks -= len(old.subs)
+
     def running(self, task_id: str) -> TaskRun | None:
         return next((r for r in self.active if r.id == task_id), None)
 

@@ -283,10 +283,16 @@ class Store(Protocol):
 
     def unfinished_tasks(self) -> list[Row]: ...
 
-    def claim_unfinished(self, stale_after_s: float, limit: int | None = None) -> list[Row]:
-        """Take the unfinished tasks that are this server's, nobody's, or a dead server's (no
-        heartbeat for `stale_after_s`) and return them oldest first; no two servers are given
-        the same task."""
+    def claim_unfinished(
+        self, stale_after_s: float, limit: int | None = None, *, others_only: bool = False
+    ) -> list[Row]:
+        """Take the unfinished tasks that are this server's (unless `others_only`), nobody's,
+        or a dead server's (no heartbeat for `stale_after_s`) and return them oldest first;
+        no two servers are given the same task."""
+
+    def on_lost(self, callback: Callable[[set[str]], None]) -> None:
+        """Register a callback run (in the writer thread) with the ids of tasks another server
+        has claimed since this one did."""
 
     def task_counts(self) -> dict[str, int]: ...
 

@@ -4,6 +4,7 @@ killed, each task is rebuilt from its rows under the resume rules and handed to 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -44,14 +45,30 @@ class Resumption:
         self.orphans = orphans
         self.clock = clock
 
-    async def resume(self) -> list[str]:
+    async def resume(self, stale_after_s: float = SERVER_STALE_AFTER_S) -> list[str]:
         """Claim and pick up the unfinished tasks this server left (in an earlier run on the
         same home), nobody's, or a dead server's; returns their ids. Servers sharing a
         database never resume the same task."""
         # Whatever a dead server's actions left (escaped processes now belong to init) goes
         # first, whether or not its task is resumed here.
         await asyncio.to_thread(self.orphans.kill_orphans)
-        tasks = await asyncio.to_thread(self.store.claim_unfinished, SERVER_STALE_AFTER_S)
+        tasks = await asyncio.to_thread(self.store.claim_unfinished, stale_after_s)
+        return await self._resume_claimed(tasks)
+
+    async def take_over(self, stale_after_s: float) -> list[str]:
+        """Claim and pick up the unfinished tasks of servers found dead since (no heartbeat
+        for `stale_after_s`) and nobody's; returns their ids."""
+        tasks = await asyncio.to_thread(
+            functools.partial(self.store.claim_unfinished, stale_after_s, others_only=True)
+        )
+        if not tasks:
+            return []
+        await asyncio.to_thread(self.orphans.kill_orphans)
+        taken = await self._resume_claimed(tasks)
+        log.warning("took over %d task(s) of a server found dead: %s", len(taken), ", ".join(taken))
+        return taken
+
+    async def _resume_claimed(self, tasks: list[dict[str, Any]]) -> list[str]:
         resumed = []
         for task in sorted(tasks, key=lambda t: t["created_at"]):
             rows = await asyncio.to_thread(self.store.get_subtasks, task["id"])

@@ -6,7 +6,7 @@ import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from operator import itemgetter
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from sqlalchemy import JSON, Connection, Dialect, Executable, Table, bindparam, update
 from sqlalchemy.dialects import sqlite
@@ -21,6 +21,9 @@ from reynolds.adapters.store.schema import (
     scaling_events,
 )
 from reynolds.services.ports import Row
+
+if TYPE_CHECKING:
+    from reynolds.adapters.store.ownership import Fence
 
 Duration = tuple[tuple[str, ...], float, bool, float]  # keys, seconds, ok, at
 
@@ -91,6 +94,37 @@ class Batch:
     decisions: list[Row] = field(default_factory=list)
     scaling: list[Row] = field(default_factory=list)
 
+    def task_ids(self) -> set[str]:
+        """The tasks whose state this batch writes (audit records and durations are not a
+        task's state)."""
+        ids: set[str] = set()
+        for table, rows in self.upserts.items():
+            key = "id" if table.name == "tasks" else "task_id"
+            ids.update(row[key] for row in rows if row.get(key) is not None)
+        for row in (*self.events, *self.decisions):
+            if row.get("task_id") is not None:
+                ids.add(row["task_id"])
+        return ids
+
+    def without(self, lost: set[str]) -> Batch:
+        """This batch less the writes of the tasks in `lost`."""
+
+        def kept(rows: list[Row], key: str = "task_id") -> list[Row]:
+            return [row for row in rows if row.get(key) not in lost]
+
+        upserts = {
+            table: kept(rows, "id" if table.name == "tasks" else "task_id")
+            for table, rows in self.upserts.items()
+        }
+        return Batch(
+            upserts={table: rows for table, rows in upserts.items() if rows},
+            events=kept(self.events),
+            durations=self.durations,
+            audit=self.audit,
+            decisions=kept(self.decisions),
+            scaling=self.scaling,
+        )
+
     def __len__(self) -> int:
         rows = sum(len(rows) for rows in self.upserts.values())
         appended = len(self.events) + len(self.durations) + len(self.audit) + len(self.decisions)
@@ -105,9 +139,13 @@ class BatchWriter:
     """
 
     def __init__(
-        self, dialect: Dialect, insert_values: Mapping[Table, Mapping[str, Any]] | None = None
+        self,
+        dialect: Dialect,
+        insert_values: Mapping[Table, Mapping[str, Any]] | None = None,
+        fence: Fence | None = None,
     ) -> None:
         self._dialect = dialect
+        self._fence = fence
         self._insert_values = dict(insert_values or {})
         self._raw: dict[tuple[str, frozenset[str]], _Raw | None] = {}
         self._events = _Append(events, dialect)
@@ -123,7 +161,12 @@ class BatchWriter:
         self._scaling = _Append(scaling_events, dialect, key="id")
 
     def write(self, conn: Connection, batch: Batch) -> list[Row]:
-        """Write `batch` on `conn`, inside its transaction; return the events with their seq."""
+        """Write `batch` on `conn`, inside its transaction; return the events with their seq.
+        With a fence, the writes of tasks another server has taken are left out."""
+        if self._fence is not None:
+            lost = self._fence.check(conn, batch.task_ids())
+            if lost:
+                batch = batch.without(lost)
         for table, rows in batch.upserts.items():
             self._upsert(conn, table, coalesce(rows, primary_key(table)))
         if batch.durations:

@@ -182,6 +182,9 @@ class MemoryStore:
     def on_commit(self, callback: Callable[[list[Row]], None]) -> None:
         self._callbacks.append(callback)
 
+    def on_lost(self, callback: Callable[[set[str]], None]) -> None:
+        """Nothing to tell: no other server shares a memory store."""
+
     def write_mark(self) -> int:
         return self._enqueued
 
@@ -337,8 +340,12 @@ class MemoryStore:
         found = self._select("tasks", lambda row: row["status"] in UNFINISHED)
         return sorted(found, key=lambda row: row["created_at"])
 
-    def claim_unfinished(self, stale_after_s: float, limit: int | None = None) -> list[Row]:
+    def claim_unfinished(
+        self, stale_after_s: float, limit: int | None = None, *, others_only: bool = False
+    ) -> list[Row]:
         """Every unfinished task: no other server shares a memory store."""
+        if others_only:
+            return []
         with self._lock:
             found = [r for r in self._tables.rows["tasks"].values() if r["status"] in UNFINISHED]
             found.sort(key=lambda row: row["created_at"])

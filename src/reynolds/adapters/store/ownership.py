@@ -17,9 +17,10 @@ import socket
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
-from sqlalchemy import Connection, Engine, delete, insert, or_, select, update
+from sqlalchemy import ColumnElement, Connection, Engine, delete, insert, or_, select, update
 
 from reynolds.adapters.home import writing
 from reynolds.adapters.store.connect import reason
@@ -61,17 +62,21 @@ def claim(
     stale_before: float,
     limit: int | None = None,
     skip_locked: bool = False,
+    others_only: bool = False,
 ) -> list[Row]:
-    """Make `server_id` the owner of the unfinished tasks that are its own, nobody's, or a
-    dead server's (no heartbeat since `stale_before`), and return them oldest first; then
-    forget the dead servers. Runs in the caller's transaction."""
+    """Make `server_id` the owner of the unfinished tasks that are its own (unless
+    `others_only`: a running server's own tasks are in its memory), nobody's, or a dead
+    server's (no heartbeat since `stale_before`), raising each one's `owner_epoch`, and
+    return them oldest first; then forget the dead servers. Runs in the caller's
+    transaction."""
     live = select(servers.c.id).where(servers.c.heartbeat_at >= stale_before)
+    whose: list[ColumnElement[bool]] = [tasks.c.owner.is_(None), tasks.c.owner.not_in(live)]
+    mine = [tasks.c.owner != server_id] if others_only else []
+    if not others_only:
+        whose.append(tasks.c.owner == server_id)
     claimable = (
         select(tasks.c.id)
-        .where(
-            tasks.c.status.in_(UNFINISHED),
-            or_(tasks.c.owner.is_(None), tasks.c.owner == server_id, tasks.c.owner.not_in(live)),
-        )
+        .where(tasks.c.status.in_(UNFINISHED), or_(*whose), *mine)
         .order_by(tasks.c.created_at, tasks.c.id)
         .limit(limit)
     )
@@ -84,7 +89,10 @@ def claim(
         claimable = claimable.with_for_update(skip_locked=True)
         dead = dead.with_for_update(skip_locked=True)
     claimed = conn.execute(
-        update(tasks).where(tasks.c.id.in_(claimable)).values(owner=server_id).returning(*tasks.c)
+        update(tasks)
+        .where(tasks.c.id.in_(claimable))
+        .values(owner=server_id, owner_epoch=tasks.c.owner_epoch + 1)
+        .returning(*tasks.c)
     ).mappings()
     rows = sorted((dict(row) for row in claimed), key=lambda row: (row["created_at"], row["id"]))
     conn.execute(delete(servers).where(servers.c.id.in_(dead)))
@@ -162,3 +170,42 @@ class Heartbeat:
                 heartbeat_at=now,
             )
         )
+
+
+class Fence:
+    """What a server may still write: the tasks it owns under the epoch of its own claim
+    (`epochs`; 0 for a task it inserted). Checked in each commit's transaction, holding the
+    tasks' rows (FOR SHARE) so that no claim slips between the check and the write; the rows
+    of a task taken by another server are left out of the commit and `lost` is told its id
+    (in the writer's thread), so that the server stops its own run of it."""
+
+    def __init__(
+        self, server_id: str, epochs: dict[str, int], lost: Callable[[set[str]], None]
+    ) -> None:
+        self.server_id = server_id
+        self.epochs = epochs
+        self.lost = lost
+
+    def check(self, conn: Connection, task_ids: set[str]) -> set[str]:
+        """The ids among `task_ids` this server no longer owns (a task not stored yet is its
+        own: it is being inserted)."""
+        taken: set[str] = set()
+        ordered = sorted(task_ids)
+        for start in range(0, len(ordered), 1000):
+            query = (
+                select(tasks.c.id, tasks.c.owner, tasks.c.owner_epoch)
+                .where(tasks.c.id.in_(ordered[start : start + 1000]))
+                .with_for_update(read=True)
+            )
+            for task_id, owner, epoch in conn.execute(query):
+                if owner != self.server_id or epoch != self.epochs.get(task_id, 0):
+                    taken.add(task_id)
+        if taken:
+            logger.warning(
+                "%d task(s) now belong to another server; this server's writes of them are "
+                "dropped and its runs of them stopped: %s",
+                len(taken),
+                ", ".join(sorted(taken)[:10]),
+            )
+            self.lost(taken)
+        return taken

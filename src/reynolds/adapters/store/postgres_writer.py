@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import (
     JSON,
@@ -33,6 +33,9 @@ from reynolds.adapters.store.schema import (
     scaling_events,
 )
 from reynolds.services.ports import Row
+
+if TYPE_CHECKING:
+    from reynolds.adapters.store.ownership import Fence
 
 Convert = Callable[[Any], Any]
 
@@ -95,9 +98,12 @@ class PostgresBatchWriter(BatchWriter):
     """A BatchWriter whose statements take whole columns as arrays."""
 
     def __init__(
-        self, dialect: Dialect, insert_values: Mapping[Table, Mapping[str, Any]] | None = None
+        self,
+        dialect: Dialect,
+        insert_values: Mapping[Table, Mapping[str, Any]] | None = None,
+        fence: Fence | None = None,
     ) -> None:
-        super().__init__(dialect, insert_values)
+        super().__init__(dialect, insert_values, fence)
         self._quote = dialect.identifier_preparer.quote
         self._plans: dict[tuple[str, frozenset[str]], _Plan | None] = {}
         self._events_plan = self._append_plan(events, "seq", returning=True)

@@ -14,6 +14,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    text,
 )
 
 metadata = MetaData()
@@ -38,6 +39,9 @@ tasks = Table(
     # The server (see `servers`) that runs the task; set when a row is inserted and when a
     # server claims the task to resume it, never by other updates. NULL: written before 0004.
     Column("owner", String(64), nullable=True),
+    # Raised by every claim (0012): a server's writes of the task count only while the owner
+    # and this epoch are still those of its own claim (see ownership.py).
+    Column("owner_epoch", Integer, nullable=False, server_default=text("0")),
     # The input's fingerprint, and how the task failed (see services/resubmissions.py).
     Column("fingerprint", String(64), nullable=True),
     Column("outcome", String(64), nullable=True),

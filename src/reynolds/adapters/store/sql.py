@@ -31,7 +31,13 @@ from reynolds.adapters.store.integrity import (
     probe,
     shown,
 )
-from reynolds.adapters.store.ownership import HEARTBEAT_INTERVAL_S, UNFINISHED, Heartbeat, claim
+from reynolds.adapters.store.ownership import (
+    HEARTBEAT_INTERVAL_S,
+    UNFINISHED,
+    Fence,
+    Heartbeat,
+    claim,
+)
 from reynolds.adapters.store.postgres_writer import PostgresBatchWriter
 from reynolds.adapters.store.schema import (
     attempts,
@@ -88,9 +94,16 @@ class SqlStore:
         self._heartbeat = Heartbeat(self._engine, self.server_id, heartbeat_interval_s)
         dialect = self._engine.dialect
         owned = {tasks: {"owner": self.server_id}}
+        # The epoch of each task this server claimed (one it inserted: 0), and who is told of
+        # the tasks another server took. Servers share only PostgreSQL: there each commit is
+        # fenced by ownership; a SQLite store has one server (its home's lock).
+        self._epochs: dict[str, int] = {}
+        self._lost_callbacks: list[Callable[[set[str]], None]] = []
         self._writer = (
-            PostgresBatchWriter(dialect, owned)
-            if dialect.name == "postgresql"
+            PostgresBatchWriter(
+                dialect, owned, Fence(self.server_id, self._epochs, self._tell_lost)
+            )
+            if self.shared
             else BatchWriter(dialect, owned)
         )
         self._queue: queue.SimpleQueue[rows.Item] = queue.SimpleQueue()
@@ -227,6 +240,25 @@ class SqlStore:
     def on_commit(self, callback: Callable[[list[Row]], None]) -> None:
         """Register a callback run (in the writer thread) with the events of each commit."""
         self._callbacks.append(callback)
+
+    @property
+    def shared(self) -> bool:
+        """Whether other servers may share this store (PostgreSQL; a SQLite file has one)."""
+        return self._engine.dialect.name == "postgresql"
+
+    def on_lost(self, callback: Callable[[set[str]], None]) -> None:
+        """Register a callback run (in the writer thread) with the ids of tasks another server
+        has claimed since this one did: their writes were left out of the commit."""
+        self._lost_callbacks.append(callback)
+
+    def _tell_lost(self, task_ids: set[str]) -> None:
+        for task_id in task_ids:
+            self._epochs.pop(task_id, None)
+        for callback in tuple(self._lost_callbacks):
+            try:
+                callback(task_ids)
+            except Exception:
+                logger.exception("store on_lost callback failed")
 
     async def flush(self) -> None:
         await asyncio.wrap_future(self._enqueue_flush())
@@ -406,17 +438,24 @@ class SqlStore:
             select(tasks).where(tasks.c.status.in_(UNFINISHED)).order_by(tasks.c.created_at)
         )
 
-    def claim_unfinished(self, stale_after_s: float, limit: int | None = None) -> list[Row]:
-        """Take the unfinished tasks that are this server's, nobody's, or a dead server's (no
-        heartbeat for `stale_after_s`), at most `limit`, and return them oldest first."""
+    def claim_unfinished(
+        self, stale_after_s: float, limit: int | None = None, *, others_only: bool = False
+    ) -> list[Row]:
+        """Take the unfinished tasks that are this server's (unless `others_only`), nobody's,
+        or a dead server's (no heartbeat for `stale_after_s`), at most `limit`, and return
+        them oldest first; this server's writes of them count under the epoch of this claim."""
         with self._guard(), self._engine.begin() as conn:
-            return claim(
+            claimed = claim(
                 conn,
                 self.server_id,
                 stale_before=time.time() - stale_after_s,
                 limit=limit,
                 skip_locked=self._engine.dialect.name == "postgresql",
+                others_only=others_only,
             )
+        for row in claimed:
+            self._epochs[row["id"]] = row["owner_epoch"]
+        return claimed
 
     def task_counts(self) -> dict[str, int]:
         query = select(tasks.c.status, func.count()).group_by(tasks.c.status)

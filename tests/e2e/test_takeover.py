@@ -1,0 +1,195 @@
+"""Two orchestrators on one PostgreSQL: one SIGKILLed mid-task and never restarted, whose task
+the other finishes; one paused past the takeover interval, whose writes after it wakes are left
+out (fenced by ownership) and whose run of the task stops."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, NoReturn
+
+import httpx
+import pytest
+from cli_support import free_port
+from tests.helpers.polling import wait_for
+from tests.helpers.postgres import dedicated_database, unreachable
+
+ROOT = Path(__file__).resolve().parents[2]
+PY = sys.executable
+TAKEOVER_S = 3.0
+# Writes its name to `marks` when it starts, sleeps, then prints the pid of the server that
+# started it (its parent: actions are spawned by the server itself).
+STEP = (
+    "import os, sys, time\n"
+    "fd = os.open(sys.argv[2], os.O_WRONLY | os.O_APPEND | os.O_CREAT)\n"
+    "os.write(fd, (sys.argv[1] + '\\n').encode()); os.close(fd)\n"
+    "time.sleep(float(sys.argv[3]))\n"
+    "print(os.getppid())\n"
+)
+
+pytestmark = [pytest.mark.postgres, pytest.mark.slow]
+
+
+class Orchestrator:
+    """`python -m reynolds serve` on its own home and port, on the shared database."""
+
+    def __init__(self, root: Path, url: str) -> None:
+        self.home = root / "home"
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = root / "server.out"
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith("REYNOLDS_")}
+        self.env.update(
+            REYNOLDS_HOME=str(self.home),
+            REYNOLDS_PORT=str(self.port),
+            REYNOLDS_DATABASE_URL=url,
+            REYNOLDS_TAKEOVER_INTERVAL_S=str(TAKEOVER_S),
+            REYNOLDS_RETRY_BASE_S="0.05",
+        )
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        root = self.log.parent
+        root.mkdir(parents=True, exist_ok=True)
+        with open(self.log, "ab") as out:
+            self.proc = subprocess.Popen(
+                [PY, "-m", "reynolds", "serve"],
+                cwd=ROOT,
+                env=self.env,
+                stdout=out,
+                stderr=out,
+                stdin=subprocess.DEVNULL,
+            )
+        wait_for(self._healthy, 60, f"the server on :{self.port} did not become healthy")
+
+    def _healthy(self) -> bool:
+        assert self.proc is not None
+        if self.proc.poll() is not None:
+            raise AssertionError(f"the server exited: {self.log.read_text()[-2000:]}")
+        try:
+            return httpx.get(f"{self.url}/health", timeout=2).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def submit(self, subtasks: list[dict[str, Any]]) -> str:
+        arguments = {
+            "task": {"type": "takeover", "subtasks": subtasks},
+            "strategy": {"approach": "parallel_optimized", "maxConcurrency": 5},
+        }
+        answer = httpx.post(
+            f"{self.url}/mcp/tools/orchestrate_task", json={"arguments": arguments}, timeout=30
+        )
+        assert answer.status_code == 200, answer.text
+        return str(answer.json()["structuredContent"]["taskId"])
+
+    def result(self, task_id: str) -> dict[str, Any]:
+        answer = httpx.get(f"{self.url}/tasks/{task_id}", timeout=30)
+        assert answer.status_code == 200, answer.text
+        return dict(answer.json())
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGCONT)
+            self.proc.terminate()
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+@pytest.fixture
+def pair(
+    tmp_path: Path, require_service: Callable[[str, str], NoReturn]
+) -> Iterator[tuple[Orchestrator, Orchestrator]]:
+    problem = unreachable()
+    if problem:
+        require_service("PostgreSQL", problem)
+    with dedicated_database("reynolds_takeover") as url:
+        a, b = Orchestrator(tmp_path / "a", url), Orchestrator(tmp_path / "b", url)
+        try:
+            a.start()
+            b.start()
+            yield a, b
+        finally:
+            a.stop()
+            b.stop()
+
+
+def step(name: str, marks: Path, seconds: float, **fields: Any) -> dict[str, Any]:
+    argv = [PY, "-c", STEP, name, str(marks), str(seconds)]
+    return {"id": name, "action": {"kind": "shell", "argv": argv}, **fields}
+
+
+def ended(server: Orchestrator, task_id: str) -> dict[str, Any] | None:
+    result = server.result(task_id)
+    return result if result["status"] not in ("pending", "ready", "running") else None
+
+
+def started(marks: Path) -> list[str]:
+    return marks.read_text().split() if marks.exists() else []
+
+
+def test_a_dead_servers_task_is_finished_by_the_other_and_nothing_runs_twice(
+    pair: tuple[Orchestrator, Orchestrator], tmp_path: Path
+) -> None:
+    a, b = pair
+    marks = tmp_path / "marks"
+    subtasks = [step("once", marks, 30, idempotent=False)]
+    subtasks += [step(f"n{i}", marks, 1.0) for i in range(3)]
+    subtasks.append({**step("last", marks, 0.1), "dependsOn": ["n0", "n1", "n2"]})
+    task_id = a.submit(subtasks)
+    wait_for(lambda: {"once", "n0", "n1", "n2"} <= set(started(marks)), 30, "nothing started")
+
+    assert a.proc is not None
+    a.proc.kill()  # and never started again
+    a.proc.wait()
+    killed_at = time.monotonic()
+
+    result = wait_for(lambda: ended(b, task_id), 60, "the other server did not finish the task")
+
+    assert time.monotonic() - killed_at < 60
+    subs = {s["id"]: s for s in result["subtasks"]}
+    assert subs["once"]["status"] == "failed" and subs["once"]["reason"] == "interrupted"
+    assert all(subs[n]["status"] == "succeeded" for n in ("n0", "n1", "n2", "last"))
+    # What was left to run ran on b (its output is b's pid); the other never ran again.
+    assert b.proc is not None
+    assert subs["last"]["output"].strip() == str(b.proc.pid)
+    assert started(marks).count("once") == 1
+
+
+def test_a_paused_server_writes_nothing_over_its_successor_and_stops_its_run(
+    pair: tuple[Orchestrator, Orchestrator], tmp_path: Path
+) -> None:
+    a, b = pair
+    marks = tmp_path / "marks"
+    task_id = a.submit([step(f"p{i}", marks, 1.5) for i in range(4)])
+    wait_for(lambda: len(started(marks)) == 4, 30, "nothing started on a")
+    assert a.proc is not None
+
+    a.proc.send_signal(signal.SIGSTOP)  # its actions go on and end while it sleeps
+    try:
+        result = wait_for(lambda: ended(b, task_id), 60, "b did not take the task over")
+    finally:
+        a.proc.send_signal(signal.SIGCONT)
+
+    assert result["status"] == "succeeded"
+    assert b.proc is not None
+    outputs = {s["id"]: s["output"].strip() for s in result["subtasks"]}
+    assert outputs == {f"p{i}": str(b.proc.pid) for i in range(4)}
+    # a wakes up with four ended attempts to record: the store leaves them out, and a says so.
+    wait_for(
+        lambda: "taken over by another server" in a.log.read_text(),
+        30,
+        "a did not notice that its task was taken over",
+    )
+    for reader in (a, b):
+        again = reader.result(task_id)
+        assert again["status"] == "succeeded"
+        assert {s["id"]: s["output"].strip() for s in again["subtasks"]} == outputs
+    assert started(marks).count("p0") == 2  # once on a, once again on b (idempotent)

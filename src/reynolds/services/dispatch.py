@@ -236,8 +236,9 @@ class Dispatcher:
                     run, sub, pool, ActionResult(False, reason="cancelled", error="cancelled")
                 )
             else:
-                # Not settled: the next start runs it again. The audit still sees it end.
-                interrupted = ActionResult(False, reason="interrupted")
+                # Not settled: the subtask stays running in the store, and the next start
+                # (or a server taking over) records this attempt as interrupted and runs the
+                # subtask again, or fails it when it is not idempotent.
                 self.guards.ended(
                     pool,
                     sub.downstream,
@@ -246,10 +247,6 @@ class Dispatcher:
                     started_at=None,
                     ceiling=1,
                 )
-                decision = self.record.audit(
-                    run, sub, pool, interrupted, self.clock(), self._secret_names(pool)
-                )
-                self.metrics.audited("action", decision)
             return
         except Exception as exc:  # a runner's bug must not take the scheduler down
             log.exception("action runner failed for %s/%s", run.id, sub.node.id)

@@ -16,11 +16,15 @@ from reynolds.core.wire_values import printable
 from reynolds.services.dispatch import Dispatcher
 from reynolds.services.live_runs import LiveRuns
 from reynolds.services.planner import Planner
-from reynolds.services.ports import SERVER_STALE_AFTER_S, OrphanKiller, Store
+from reynolds.services.ports import SERVER_STALE_AFTER_S, ActionResult, OrphanKiller, Store
 from reynolds.services.recording import Recorder
 from reynolds.services.runs import TaskRun, refused_writes
 
 log = logging.getLogger("reynolds.engine")
+
+INTERRUPTED = ActionResult(
+    ok=False, reason="interrupted", error="the server stopped while this attempt ran"
+)
 
 
 class Resumption:
@@ -98,6 +102,12 @@ class Resumption:
         twice); every other unfinished one runs again once its upstream has succeeded."""
         now = self.clock()
         for sub in run.subs.values():
+            if sub.status is Status.RUNNING:
+                # The attempt the stop cut short ended here: it goes in the ledger as such,
+                # whether the subtask now fails or runs again as its next attempt.
+                pool = sub.agent_type or "unknown"
+                self.record.attempt(run, sub, pool, "failed", INTERRUPTED, now)
+                self.record.audit(run, sub, pool, INTERRUPTED, now)
             if sub.status is Status.RUNNING and not sub.node.idempotent:
                 sub.status, sub.reason, sub.finished_at = Status.FAILED, "interrupted", now
                 sub.error = "the server stopped while this non-idempotent subtask ran"

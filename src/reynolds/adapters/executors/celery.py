@@ -38,6 +38,9 @@ INSPECT_TIMEOUT_S = 1.0
 SEND_THREADS = 4
 # How long a scaling command may take to show in the workers' pools.
 SCALE_SETTLE_S = 5.0
+# Worker processes an attempt may lose (taken over by the next, or its lease run out) before
+# it fails as `worker_died`: one, for a process that died of something else.
+MAX_WORKER_LOSSES = 1
 
 
 @dataclass(slots=True)
@@ -59,6 +62,18 @@ class _Dispatch:
     idempotent: bool
     claimed: bool = False
     worker: str | None = None
+    # Workers lost by this attempt so far: its earlier dispatches' (a lease that ran out after
+    # a claim) and this one's (a process of the same worker taking it over from a dead one).
+    losses: int = 0
+
+
+def _workers_lost(losses: int) -> ActionResult:
+    return ActionResult(
+        False,
+        reason="worker_died",
+        error=f"the worker process running it died {losses} times (a job that kills its "
+        "worker?); this attempt has failed",
+    )
 
 
 @dataclass(slots=True)
@@ -130,10 +145,16 @@ class CeleryExecutor:
         # Past this, nobody is running it any more: its own timeout would have ended it.
         give_up_at = self.clock() + job.timeout_s + 4 * self.lease_s
         number = job.dispatch
+        losses = 0
         while True:
             current = job.model_copy(update={"dispatch_id": uuid.uuid4().hex, "dispatch": number})
             dispatch = _Dispatch(
-                current, self.clock() + self.lease_s, loop.create_future(), on_claim, idempotent
+                current,
+                self.clock() + self.lease_s,
+                loop.create_future(),
+                on_claim,
+                idempotent,
+                losses=losses,
             )
             key = (job.task_id, job.subtask_id)
             self._current[key] = dispatch
@@ -152,6 +173,9 @@ class CeleryExecutor:
             self.counters.expired += 1
             self._revoke_soon(current.dispatch_id)
             who = f" on {dispatch.worker}" if dispatch.worker else ""
+            losses = dispatch.losses + (1 if dispatch.claimed else 0)
+            if losses > MAX_WORKER_LOSSES:
+                return _workers_lost(losses)
             if dispatch.claimed and not idempotent:
                 return ActionResult(
                     False,
@@ -263,6 +287,16 @@ class CeleryExecutor:
             # The same Celery worker hands a message back at once when the pool process that
             # claimed it dies (reject_on_worker_lost): its next process takes over, rather
             # than waiting for the lease. The old one, were it alive, is refused from now on.
+            # A job that kills every process that takes it is not taken over without end:
+            # past a few losses its attempt fails, and its retries and breaker apply.
+            dispatch.losses += 1
+            self.counters.expired += 1  # the dead process's lease ended without a result
+            if dispatch.losses > MAX_WORKER_LOSSES:
+                dispatch.future.set_result(_workers_lost(dispatch.losses))
+                self.counters.fenced += 1
+                raise Conflict(
+                    "this job's workers keep dying; its attempt has failed", dispatchId=dispatch_id
+                )
             log.info("%s takes over %s from %s", worker, dispatch_id, dispatch.worker)
         first = not dispatch.claimed
         dispatch.claimed = True

@@ -129,6 +129,20 @@ def server_for(
         shutil.rmtree(home, ignore_errors=True)
 
 
+def config_allowing(callables: Sequence[str]) -> Path:
+    """A private config directory: the shipped one with `callables` allowed in every pool
+    (for `REYNOLDS_CONFIG_DIR`)."""
+    target = Path(tempfile.mkdtemp(prefix="reynolds-bench-config-"))
+    source = REPO_ROOT / "config"
+    for path in source.iterdir():
+        if path.is_file():
+            (target / path.name).write_bytes(path.read_bytes())
+    pools = (source / "agents.yaml").read_text(encoding="utf-8")
+    allowed = pools.replace("    callables: []", f"    callables: {json.dumps(list(callables))}")
+    (target / "agents.yaml").write_text(allowed, encoding="utf-8")
+    return target
+
+
 def orchestrate(server: Server, arguments: dict[str, Any]) -> tuple[dict[str, Any], float]:
     """Submit `orchestrate_task` and return (result, client wall-clock seconds).
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -32,19 +31,6 @@ STEPS = 10
 ANSWER_AIM_BYTES = 512 * 1024
 MEMORY_AIM_BYTES = 1024**3
 OVERHEAD_AIM = 1.2
-
-
-def config_dir() -> Path:
-    """The shipped configuration with the no-op callable allowed in every pool."""
-    target = Path(tempfile.mkdtemp(prefix="reynolds-scale-config-"))
-    source = harness.REPO_ROOT / "config"
-    for path in source.iterdir():
-        if path.is_file():
-            (target / path.name).write_bytes(path.read_bytes())
-    pools = (source / "agents.yaml").read_text(encoding="utf-8")
-    allowed = pools.replace("    callables: []", f'    callables: ["{NOOP}"]')
-    (target / "agents.yaml").write_text(allowed, encoding="utf-8")
-    return target
 
 
 def arguments(size: int, concurrency: int) -> dict[str, Any]:
@@ -116,7 +102,7 @@ def run_size(server: harness.Server, size: int, concurrency: int, poll_s: float)
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     sizes = [int(s) for s in args.sizes.split(",")]
-    config = config_dir()
+    config = harness.config_allowing([NOOP])
     env = {
         "REYNOLDS_CONFIG_DIR": str(config),
         "REYNOLDS_MAX_SUBTASKS": str(max(sizes)),

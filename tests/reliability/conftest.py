@@ -24,14 +24,6 @@ from tests.helpers.postgres import unreachable  # noqa: E402
 PLATFORM_LIMITS = "{memorySoft: 256MiB, memoryHard: 256MiB}"
 
 
-def pytest_configure(config: pytest.Config) -> None:
-    # pyproject.toml does not list this marker (yet): registered here so that selecting the
-    # suite with `-m reliability` works and no unknown-marker warning is raised.
-    config.addinivalue_line(
-        "markers", "reliability: fault injection checked against the ledger (tests/reliability)"
-    )
-
-
 @pytest.fixture
 def make_rig(tmp_path: Path) -> Iterator[Callable[..., Rig]]:
     """Start servers of the test's own (`make_rig(env=..., platform_limits=...)`); each is

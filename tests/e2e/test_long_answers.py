@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from tests.helpers.polling import wait_for
 
 from reynolds.entrypoints.http import create_app
 from reynolds.settings import Settings
@@ -205,3 +206,23 @@ def test_bodies_over_one_mebibyte_only_from_a_caller_with_a_token(client: TestCl
     assert accepted.json()["isError"] is False
     assert too_big.status_code == 413 and "4194304" in too_big.text
     assert login.status_code == 413 and "1048576" in login.text
+
+
+def test_a_task_not_waited_for_is_answered_as_accepted_before_it_starts(
+    client: TestClient,
+) -> None:
+    """The answer to `wait: false` is made once the task is committed and before anything of
+    it runs, so it never waits behind what the running task writes."""
+    result = call(client, "orchestrate_task", task=wide_task(20), wait=False)
+
+    assert result["status"] == "pending"
+    assert {s["status"] for s in result["subtasks"]} == {"ready", "pending"}
+    assert all(s["startedAt"] is None for s in result["subtasks"])
+    # And then it runs.
+    task_id = result["taskId"]
+
+    def ended() -> str | None:
+        status = str(client.get(f"/tasks/{task_id}").json()["status"])
+        return None if status in ("pending", "running") else status
+
+    assert wait_for(ended, 60, "the task did not end") == "failed"  # c007, c017 fail

@@ -21,7 +21,7 @@ from typing import Any
 
 from reynolds.core.fingerprints import task_fingerprint
 from reynolds.core.graph import Graph
-from reynolds.core.models import Strategy, TaskSpec
+from reynolds.core.models import Status, Strategy, TaskSpec
 from reynolds.core.pools import PoolSet
 from reynolds.errors import Conflict, InvalidInput
 from reynolds.services.actions import LocalActions, Runners
@@ -223,14 +223,16 @@ class Engine:
         force: bool = False,
         parent: Parent | None = None,
         durable: bool = True,
+        start: bool = True,
     ) -> TaskRun:
-        """Accept a task: persist it, start what is ready, return once it is durable.
-        `Refused` (nothing persisted) when it is a resubmission loop or runaway orchestration
-        (submitted by `parent`'s action), unless `force`.
+        """Accept a task: persist it and, once it is durable, start what is ready (unless
+        `start` is False: the caller starts it with `start`). `Refused` (nothing persisted)
+        when it is a resubmission loop or runaway orchestration (submitted by `parent`'s
+        action), unless `force`.
 
-        With `durable=False` it returns once its rows are queued, for a caller that tells
-        nobody of the task before a later read of its result, which waits for the commit
-        (a client waiting for the end hears of it once, then: one commit instead of two)."""
+        With `durable=False` it starts the task once its rows are queued, for a caller that
+        tells nobody of the task before a later read of its result, which waits for the
+        commit (a client waiting for the end hears of it once, then: one commit, not two)."""
         depth = 0
         if parent is not None:
             # A parent this server's store does not know counts as submitted by hand.
@@ -275,11 +277,18 @@ class Engine:
         self.record.event(
             run, None, "task_submitted", {"subtasks": len(run.subs), "status": run.status}
         )
-        if prep.message is None:
-            self.dispatch.activate(run)
         if durable:
+            # Committed before anything runs: the commit does not wait behind what the
+            # running task writes, and nothing runs of a task the store does not hold.
             await self.store.flush()
+        if start:
+            self.start(run)
         return run
+
+    def start(self, run: TaskRun) -> None:
+        """Start what is ready of a task `submit` accepted with `start=False`."""
+        if run.status is not Status.PLANNED:
+            self.dispatch.activate(run)
 
     async def _workspace(
         self, spec: TaskSpec, prep: Prepared, task_id: str

@@ -89,7 +89,9 @@ async def _orchestrate(engine: Engine, req: OrchestrateRequest, ctx: CallContext
         else None
     )
     # A client that waits without progress hears of the task only from the result below,
-    # which is read once everything written of it is committed.
+    # which is read once everything written of it is committed. One that does not wait is
+    # answered as the task was accepted, before it starts: the answer waits for nothing the
+    # running task writes.
     told_early = not req.wait or ctx.progress is not None
     try:
         run = await engine.submit(
@@ -99,9 +101,15 @@ async def _orchestrate(engine: Engine, req: OrchestrateRequest, ctx: CallContext
             force=req.force,
             parent=parent,
             durable=told_early,
+            start=req.wait,
         )
     except Refused as refused:
         return _refused(engine, refused.verdict)
+    if not req.wait:
+        try:
+            return await engine.result(run.id)
+        finally:
+            engine.start(run)  # once the answer is made (or failed to be)
     if req.wait and ctx.progress is not None and ctx.events is not None:
         await follow(run, ctx.events, req.timeout_seconds, ctx.progress)
     elif req.wait:

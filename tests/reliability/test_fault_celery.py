@@ -88,7 +88,8 @@ class Work:
             f"sqlite:///{self.cluster.server.home}/reynolds.db",
             self.accepted,
             journal=self.runs(),
-            lease_expirations=self.counter("expiredLeases"),
+            # Leases that ran out, and those a worker's next process took over from a dead one.
+            lease_expirations=self.counter("expiredLeases") + self.counter("takenOver"),
         )
 
     def stop(self) -> None:

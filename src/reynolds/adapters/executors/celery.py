@@ -80,6 +80,7 @@ def _workers_lost(losses: int) -> ActionResult:
 class _Counters:
     dispatched: int = 0
     expired: int = 0
+    taken_over: int = 0
     fenced: int = 0
     send_failures: int = 0
 
@@ -258,6 +259,7 @@ class CeleryExecutor:
             "claimed": sum(1 for d in self._by_id.values() if d.claimed),
             "dispatched": c.dispatched,
             "expiredLeases": c.expired,
+            "takenOver": c.taken_over,
             "staleReports": c.fenced,
             "sendFailures": c.send_failures,
             "leaseSeconds": self.lease_s,
@@ -290,7 +292,7 @@ class CeleryExecutor:
             # A job that kills every process that takes it is not taken over without end:
             # past a few losses its attempt fails, and its retries and breaker apply.
             dispatch.losses += 1
-            self.counters.expired += 1  # the dead process's lease ended without a result
+            self.counters.taken_over += 1  # the dead process's lease ended without a result
             if dispatch.losses > MAX_WORKER_LOSSES:
                 dispatch.future.set_result(_workers_lost(dispatch.losses))
                 self.counters.fenced += 1

@@ -408,5 +408,6 @@ async def test_a_replay_holds_work_back_where_the_pools_breaker_held_the_real_ru
     assert as_ran["breakerOpens"] == 1
     bars = {b["subtask"]: b for b in as_ran["gantt"]}
     probe = min(bars[f"quick{i}"]["start"] for i in range(3))
-    assert probe >= max(bars[f"hang{i}"]["end"] for i in range(2)) + cooldown_s
+    # The bars are rounded to 0.1 ms: the probe may start exactly at the cool-down's end.
+    assert probe >= max(bars[f"hang{i}"]["end"] for i in range(2)) + cooldown_s - 1e-3
     assert as_ran["makespanSeconds"]["mean"] == pytest.approx(recorded, rel=0.2)

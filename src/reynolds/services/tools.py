@@ -110,9 +110,9 @@ async def _orchestrate(engine: Engine, req: OrchestrateRequest, ctx: CallContext
             return await engine.result(run.id)
         finally:
             engine.start(run)  # once the answer is made (or failed to be)
-    if req.wait and ctx.progress is not None and ctx.events is not None:
+    if ctx.progress is not None and ctx.events is not None:
         await follow(run, ctx.events, req.timeout_seconds, ctx.progress)
-    elif req.wait:
+    else:
         await engine.wait(run, req.timeout_seconds)
     return await engine.result(run.id)
 

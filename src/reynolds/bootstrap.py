@@ -242,6 +242,8 @@ async def build(settings: Settings, *, hold_lock: bool = True) -> Container:
             batch_interval_s=settings.store_batch_interval_s,
             server_id=home_server_id(settings.server_id_file),
             heartbeat_interval_s=settings.takeover_interval_s / 3,
+            # Rows a paused server locked are freed well within the takeover interval.
+            stall_s=max(5.0, settings.takeover_interval_s / 3),
             marker=StoreMarker(settings.home),
         )
         await asyncio.to_thread(store.start)

@@ -1,9 +1,11 @@
 """Two orchestrators on one PostgreSQL: one SIGKILLed mid-task and never restarted, whose task
 the other finishes; one paused past the takeover interval, whose writes after it wakes are left
-out (fenced by ownership) and whose run of the task stops."""
+out (fenced by ownership) and whose run of the task stops; a cancel and an event stream asked of
+the server that does not run the task."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -193,3 +195,57 @@ def test_a_paused_server_writes_nothing_over_its_successor_and_stops_its_run(
         assert again["status"] == "succeeded"
         assert {s["id"]: s["output"].strip() for s in again["subtasks"]} == outputs
     assert started(marks).count("p0") == 2  # once on a, once again on b (idempotent)
+
+
+def test_a_cancel_sent_to_the_other_server_cancels_the_task_where_it_runs(
+    pair: tuple[Orchestrator, Orchestrator], tmp_path: Path
+) -> None:
+    a, b = pair
+    marks = tmp_path / "marks"
+    task_id = a.submit([step(f"c{i}", marks, 60) for i in range(3)])
+    wait_for(lambda: len(started(marks)) == 3, 30, "nothing started on a")
+
+    asked = time.monotonic()
+    answer = httpx.post(f"{b.url}/tasks/{task_id}/cancel", json={}, timeout=30)
+    took = time.monotonic() - asked
+
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["status"] == "cancelled"
+    assert took < 10  # a looks for such marks every half second
+    result = a.result(task_id)
+    assert result["status"] == "cancelled"
+    assert {s["status"] for s in result["subtasks"]} == {"cancelled"}
+    assert "as asked through another server" in a.log.read_text()
+    # Asked again, either server says it has ended.
+    for server in (a, b):
+        again = httpx.post(f"{server.url}/tasks/{task_id}/cancel", json={}, timeout=30)
+        assert again.status_code == 409, again.text
+
+
+def test_the_other_server_streams_the_events_of_a_task_it_does_not_run(
+    pair: tuple[Orchestrator, Orchestrator], tmp_path: Path
+) -> None:
+    a, b = pair
+    marks = tmp_path / "marks"
+    first = step("first", marks, 1.0)
+    task_id = a.submit([first, {**step("second", marks, 0.5), "dependsOn": ["first"]}])
+    wait_for(lambda: "first" in started(marks), 30, "nothing started on a")
+
+    seen: list[tuple[str, dict[str, Any]]] = []
+    with httpx.stream("GET", f"{b.url}/tasks/{task_id}/events", timeout=30) as stream:
+        event = ""
+        for line in stream.iter_lines():
+            if line.startswith("event: "):
+                event = line.removeprefix("event: ")
+            elif line.startswith("data: "):
+                seen.append((event, json.loads(line.removeprefix("data: "))))
+                if event == "end":
+                    break
+
+    kinds = [kind for kind, _ in seen]
+    assert kinds[0] == "snapshot" and seen[0][1]["status"] == "running"
+    assert kinds[-2:] == ["task_finished", "end"]
+    finished = [d["subtaskId"] for k, d in seen if k == "subtask_finished"]
+    assert "second" in finished  # it started and ended after the stream began
+    seqs = [d["seq"] for k, d in seen if k not in ("snapshot", "end")]
+    assert seqs == sorted(set(seqs))  # each once, in order

@@ -3,6 +3,7 @@ SQLite and PostgreSQL; concurrent claims (SKIP LOCKED) on PostgreSQL only."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import threading
@@ -311,6 +312,56 @@ def test_concurrent_claimers_share_orphaned_tasks_without_waiting_or_overlapping
     assert set(firsts).isdisjoint(second)
     assert set(firsts) | set(second) == {f"t{i:02d}" for i in range(50)}
     assert sorted(owners(db).values()) == sorted([a.server_id] * 20 + [b.server_id] * 30)
+
+
+@pytest.mark.parametrize(
+    "store_url", [pytest.param("postgres", marks=pytest.mark.postgres)], indirect=True
+)
+def test_rows_a_server_paused_mid_commit_locked_are_freed_after_the_stall(
+    make_store: Callable[..., SqlStore], db: Engine
+) -> None:
+    stall_s = 1.5
+    a = make_store(heartbeat_interval_s=QUIET_S, stall_s=stall_s)
+    b = make_store(heartbeat_interval_s=QUIET_S)
+    a.put_task(task("t1", status="running"))
+    a.flush_sync()
+    # a stops inside a commit, its fence holding the task's row (FOR SHARE), and is found dead.
+    paused = a._engine.connect()  # its own engine: the settings its sessions run with
+    paused.execute(select(tasks.c.id).where(tasks.c.id == "t1").with_for_update(read=True))
+    set_heartbeat(db, a, time.time() - STALE_AFTER_S - 1)
+    try:
+        assert claimed(b, others_only=True) == []  # skipped: locked by a's open transaction
+        found = wait_for(
+            lambda: claimed(b, others_only=True), stall_s + 10, "a's rows stayed locked"
+        )
+    finally:
+        with contextlib.suppress(Exception):  # the database ended that session
+            paused.close()
+    assert found == ["t1"]
+    assert owners(db) == {"t1": b.server_id}
+
+
+@pytest.mark.parametrize(
+    "store_url", [pytest.param("postgres", marks=pytest.mark.postgres)], indirect=True
+)
+def test_a_cancel_asked_through_another_server_is_seen_by_the_owner_only(
+    server: Callable[[], SqlStore],
+) -> None:
+    a, b = server(), server()
+    a.put_task(task("run", status="running"))
+    a.put_task(task("done", status="succeeded"))
+    a.flush_sync()
+    assert a.cancel_requests() == []
+
+    assert b.request_cancel("run") is True
+    assert b.request_cancel("done") is False  # ended: nothing to cancel
+    assert b.request_cancel("missing") is False
+
+    assert a.cancel_requests() == ["run"]
+    assert b.cancel_requests() == []  # not b's task
+    a.put_task({"id": "run", "status": "cancelled", "finished_at": 2000.0})
+    a.flush_sync()
+    assert a.cancel_requests() == []
 
 
 # -- the id a home keeps --

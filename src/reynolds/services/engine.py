@@ -337,11 +337,27 @@ class Engine:
         """Stop a task: nothing new starts, running processes are killed."""
         check_task_id(task_id)
         run = self.runs.running(task_id)
+        # Another server sharing the store may run it: that one is asked through the store.
+        takeover = self.takeover
+        if run is None and takeover is not None and await takeover.cancel_elsewhere(task_id):
+            return await self.reads.result(task_id)
         if run is None:
             status = await self.reads.status_of(task_id)
             raise Conflict(f"task {task_id} has already ended ({status})", status=status)
         await self.dispatch.cancel(run)
         return await self.reads.result(task_id)
+
+    def runs_elsewhere(self, task_id: str) -> bool:
+        """Whether another server sharing the store may run the task (this one does not), so
+        its live events are only in the store."""
+        return self.takeover is not None and self.runs.running(task_id) is None
+
+    async def last_event_seq(self, task_id: str) -> int:
+        return await asyncio.to_thread(self.store.last_event_seq, task_id)
+
+    async def stored_events(self, task_id: str, after_seq: int) -> list[dict[str, Any]]:
+        """A task's committed events after `after_seq`, oldest first (at most 1,000)."""
+        return await asyncio.to_thread(self.store.events, task_id, after_seq)
 
     # -- life cycle -----------------------------------------------------------------------
 

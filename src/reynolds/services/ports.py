@@ -294,6 +294,13 @@ class Store(Protocol):
         """Register a callback run (in the writer thread) with the ids of tasks another server
         has claimed since this one did."""
 
+    def request_cancel(self, task_id: str) -> bool:
+        """Ask the server that owns an unfinished task to cancel it (through its row); False
+        when the task is not unfinished."""
+
+    def cancel_requests(self) -> list[str]:
+        """The unfinished tasks of this server that another server was asked to cancel."""
+
     def task_counts(self) -> dict[str, int]: ...
 
     def durations(self, keys: Iterable[str]) -> Mapping[str, float]: ...
@@ -316,6 +323,9 @@ class Store(Protocol):
         """The newest experiments first."""
 
     def events(self, task_id: str, after_seq: int = 0, limit: int = 1000) -> list[Row]: ...
+
+    def last_event_seq(self, task_id: str) -> int:
+        """The newest event's `seq` of a task (0: none yet)."""
 
     def audit(
         self,

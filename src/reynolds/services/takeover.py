@@ -1,6 +1,11 @@
 """Servers sharing a store: each takes over the unfinished tasks of servers found dead, every
 third of the takeover interval, and stops its own run of a task another server has taken (it
-was found dead itself: the store's fence leaves out whatever it writes of that task)."""
+was found dead itself: the store's fence leaves out whatever it writes of that task).
+
+A cancel that reaches a server not running the task (behind a load balancer, say) marks the
+task's row; its owner looks for such marks every `CANCEL_POLL_S` and cancels, and the server
+asked waits for the task to end (at most `CANCEL_WAIT_S`) before it answers. A task whose
+owner died is cancelled by whichever server takes it over."""
 
 from __future__ import annotations
 
@@ -16,6 +21,10 @@ from reynolds.services.resumption import Resumption
 from reynolds.services.runs import TaskRun
 
 log = logging.getLogger("reynolds.engine")
+
+CANCEL_POLL_S = 0.5
+CANCEL_WAIT_S = 10.0
+UNFINISHED = ("pending", "ready", "running")
 
 
 class Takeover:
@@ -45,6 +54,7 @@ class Takeover:
 
         self.store.on_lost(lost)
         self._spawn(self._every())
+        self._spawn(self._cancels())
 
     async def stop(self) -> None:
         for task in tuple(self._tasks):
@@ -63,6 +73,35 @@ class Takeover:
                 await self.resumption.take_over(self.interval_s)
             except Exception:  # the next round tries again
                 log.exception("taking over a dead server's tasks failed")
+
+    async def _cancels(self) -> None:
+        """Cancel this server's tasks that another server was asked to cancel."""
+        while True:
+            await asyncio.sleep(CANCEL_POLL_S)
+            try:
+                asked = await asyncio.to_thread(self.store.cancel_requests)
+            except Exception as exc:  # the next round asks again
+                log.warning("could not read the cancels asked through other servers: %s", exc)
+                continue
+            for task_id in asked:
+                run = self.runs.running(task_id)
+                if run is not None and not run.cancelling:
+                    log.info("cancelling task %s, as asked through another server", task_id)
+                    self._spawn(self.dispatch.cancel(run))
+
+    async def cancel_elsewhere(self, task_id: str) -> bool:
+        """Ask the server that runs `task_id` to cancel it, and wait a while for it to end;
+        False when the task is not unfinished (it has ended, or does not exist)."""
+        if not await asyncio.to_thread(self.store.request_cancel, task_id):
+            return False
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + CANCEL_WAIT_S
+        while loop.time() < deadline:
+            await asyncio.sleep(CANCEL_POLL_S / 5)
+            row = await asyncio.to_thread(self.store.get_task, task_id)
+            if row is None or row["status"] not in UNFINISHED:
+                break
+        return True
 
     def _lost(self, task_ids: set[str]) -> None:
         """Stop the runs of tasks another server has claimed: their processes are killed,

@@ -23,6 +23,11 @@ def display_url(url: str) -> str:
         return "(not a database URL)"
 
 
+# A transaction of the store waits on its own client for milliseconds; one idle this long is
+# a paused or lost server's.
+STALL_S = 10.0
+
+
 def ping(url: str, *, timeout_s: float = 5.0) -> None:
     """Connect and run `SELECT 1`, or raise StoreError saying why not, in one line
     (StoreUnavailable when the database does not answer)."""
@@ -71,9 +76,13 @@ def migrate(url: str) -> str:
     return head_revision()
 
 
-def make_engine(url: str) -> Engine:
+def make_engine(url: str, *, stall_s: float = STALL_S) -> Engine:
     """The pooled engine the store reads and writes with: SQLite in WAL mode (a file: the
-    writer and the readers share it) or PostgreSQL with pre-ping; StoreError otherwise."""
+    writer and the readers share it) or PostgreSQL with pre-ping; StoreError otherwise.
+
+    On PostgreSQL a session left idle inside a transaction for `stall_s` is ended by the
+    database: a server paused mid-commit (SIGSTOP, a frozen VM) would otherwise hold its
+    tasks' rows locked, and the servers taking over from it skip locked rows."""
     try:
         parsed = make_url(url)
     except ArgumentError:
@@ -87,7 +96,17 @@ def make_engine(url: str) -> Engine:
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
     if backend == "postgresql":
-        return create_engine(parsed, hide_parameters=True, pool_pre_ping=True)
+        stall_ms = max(1, round(stall_s * 1000))
+        # Added to the URL's own `options` (a search_path, say), which connect_args replaces.
+        given = parsed.query.get("options", "")
+        options = [given] if isinstance(given, str) else list(given)
+        options.append(f"-c idle_in_transaction_session_timeout={stall_ms}")
+        return create_engine(
+            parsed,
+            hide_parameters=True,
+            pool_pre_ping=True,
+            connect_args={"options": " ".join(o for o in options if o)},
+        )
     raise StoreError(f"unsupported database {backend!r}: use sqlite or postgresql+psycopg")
 
 

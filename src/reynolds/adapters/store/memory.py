@@ -340,6 +340,13 @@ class MemoryStore:
         found = self._select("tasks", lambda row: row["status"] in UNFINISHED)
         return sorted(found, key=lambda row: row["created_at"])
 
+    def request_cancel(self, task_id: str) -> bool:
+        """Never asked: no other server shares a memory store."""
+        return False
+
+    def cancel_requests(self) -> list[str]:
+        return []
+
     def claim_unfinished(
         self, stale_after_s: float, limit: int | None = None, *, others_only: bool = False
     ) -> list[Row]:
@@ -404,6 +411,12 @@ class MemoryStore:
                 if row["task_id"] == task_id and row["seq"] > after_seq
             ]
         return found[:limit]
+
+    def last_event_seq(self, task_id: str) -> int:
+        with self._lock:
+            return max(
+                (r["seq"] for r in self._tables.events if r["task_id"] == task_id), default=0
+            )
 
     def audit(
         self,

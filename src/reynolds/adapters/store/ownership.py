@@ -99,6 +99,26 @@ def claim(
     return rows
 
 
+def request_cancel(conn: Connection, task_id: str, now: float) -> bool:
+    """Mark an unfinished task for its owner to cancel; False when it is not unfinished."""
+    marked = conn.execute(
+        update(tasks)
+        .where(tasks.c.id == task_id, tasks.c.status.in_(UNFINISHED))
+        .values(cancel_requested_at=now)
+    ).rowcount
+    return bool(marked)
+
+
+def cancel_requests(conn: Connection, server_id: str) -> list[str]:
+    """The unfinished tasks of `server_id` that another server was asked to cancel."""
+    query = select(tasks.c.id).where(
+        tasks.c.owner == server_id,
+        tasks.c.status.in_(UNFINISHED),
+        tasks.c.cancel_requested_at.is_not(None),
+    )
+    return [str(task_id) for task_id in conn.execute(query).scalars()]
+
+
 class Heartbeat:
     """A server's row in `servers`, renewed every `interval_s` by a thread of its own rather
     than the writer's: a long batch, or its retries, must not make a live server look dead."""

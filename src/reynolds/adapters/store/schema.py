@@ -42,6 +42,8 @@ tasks = Table(
     # Raised by every claim (0012): a server's writes of the task count only while the owner
     # and this epoch are still those of its own claim (see ownership.py).
     Column("owner_epoch", Integer, nullable=False, server_default=text("0")),
+    # A cancel asked of another server sharing the store (0013): the owner cancels the task.
+    Column("cancel_requested_at", Float, nullable=True),
     # The input's fingerprint, and how the task failed (see services/resubmissions.py).
     Column("fingerprint", String(64), nullable=True),
     Column("outcome", String(64), nullable=True),

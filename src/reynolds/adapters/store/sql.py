@@ -21,7 +21,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from reynolds.adapters.store import failed_attempts, rows
 from reynolds.adapters.store.batch import IN_CHUNK, Batch, BatchWriter
-from reynolds.adapters.store.connect import describe, make_engine, migrate
+from reynolds.adapters.store.connect import STALL_S, describe, make_engine, migrate
 from reynolds.adapters.store.integrity import (
     StoreMarker,
     adopt,
@@ -36,7 +36,9 @@ from reynolds.adapters.store.ownership import (
     UNFINISHED,
     Fence,
     Heartbeat,
+    cancel_requests,
     claim,
+    request_cancel,
 )
 from reynolds.adapters.store.postgres_writer import PostgresBatchWriter
 from reynolds.adapters.store.schema import (
@@ -80,10 +82,11 @@ class SqlStore:
         server_id: str | None = None,
         heartbeat_interval_s: float = HEARTBEAT_INTERVAL_S,
         marker: StoreMarker | None = None,
+        stall_s: float = STALL_S,
     ) -> None:
         self._url = url
         self._batch_interval_s = batch_interval_s
-        self._engine = make_engine(url)
+        self._engine = make_engine(url, stall_s=stall_s)
         self._shown = shown(url)
         self._marker = marker
         self.identity: str | None = None  # the store's, once started
@@ -457,6 +460,14 @@ class SqlStore:
             self._epochs[row["id"]] = row["owner_epoch"]
         return claimed
 
+    def request_cancel(self, task_id: str) -> bool:
+        with self._guard(), self._engine.begin() as conn:
+            return request_cancel(conn, task_id, time.time())
+
+    def cancel_requests(self) -> list[str]:
+        with self._guard(), self._engine.connect() as conn:
+            return cancel_requests(conn, self.server_id)
+
     def task_counts(self) -> dict[str, int]:
         query = select(tasks.c.status, func.count()).group_by(tasks.c.status)
         with self._guard(), self._engine.connect() as conn:
@@ -521,6 +532,11 @@ class SqlStore:
             .order_by(events.c.seq)
             .limit(limit)
         )
+
+    def last_event_seq(self, task_id: str) -> int:
+        query = select(func.max(events.c.seq)).where(events.c.task_id == task_id)
+        with self._guard(), self._engine.connect() as conn:
+            return int(conn.execute(query).scalar() or 0)
 
     def audit(
         self,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -15,6 +16,8 @@ from reynolds.core.reporting import iso
 from reynolds.errors import ReynoldsError
 
 KEEPALIVE_S = 15.0
+# How often a stream of a task another server runs reads the store.
+TAIL_POLL_S = 0.5
 FINISHED_KINDS = {"task_finished"}
 
 
@@ -35,6 +38,33 @@ def _wire(row: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+async def _tail(c: Container, task_id: str, after: int) -> AsyncIterator[bytes]:
+    """The events of a task another server runs, read from the store as they are committed
+    (every TAIL_POLL_S), until it ends."""
+    quiet_s = 0.0
+    while True:
+        rows = await c.engine.stored_events(task_id, after)
+        for row in rows:
+            after = max(after, int(row["seq"]))
+            yield sse(str(row.get("kind")), _wire(row), row.get("seq"))
+            if row.get("kind") in FINISHED_KINDS:
+                yield sse("end", {"taskId": task_id})
+                return
+        if rows:
+            quiet_s = 0.0
+            continue
+        if not c.engine.runs_elsewhere(task_id):  # taken over by this server meanwhile
+            snapshot = await c.engine.result(task_id)
+            if snapshot["status"] in FINISHED:
+                yield sse("end", {"taskId": task_id})
+                return
+        await asyncio.sleep(TAIL_POLL_S)
+        quiet_s += TAIL_POLL_S
+        if quiet_s >= KEEPALIVE_S:
+            quiet_s = 0.0
+            yield b": keep-alive\n\n"
+
+
 def events_router(container: Callable[[], Container]) -> APIRouter:
     """The two streams. A client that connects mid-task first gets the state."""
     router = APIRouter()
@@ -45,11 +75,17 @@ def events_router(container: Callable[[], Container]) -> APIRouter:
         try:
             # Subscribed before the snapshot, so nothing between the two is lost (an event
             # may arrive twice: once in the snapshot, once live).
+            elsewhere = task_id is not None and c.engine.runs_elsewhere(task_id)
             if task_id is not None:
+                after = await c.engine.last_event_seq(task_id) if elsewhere else 0
                 snapshot = await c.engine.result(task_id)
                 yield sse("snapshot", snapshot)
                 if snapshot["status"] in FINISHED:
                     yield sse("end", {"taskId": task_id})
+                    return
+                if elsewhere:  # another server sharing the store runs it
+                    async for chunk in _tail(c, task_id, after):
+                        yield chunk
                     return
             else:
                 yield sse(

@@ -133,8 +133,9 @@ def make_private_dirs(settings: Settings) -> None:
     tighten(settings.secrets_dir)
 
 
-def celery_executor(settings: Settings, pools: PoolSet) -> DistributedExecutor:
-    """The Celery backend: one queue per pool on the broker at REYNOLDS_REDIS_URL."""
+def celery_executor(settings: Settings, pools: PoolSet, server_id: str) -> DistributedExecutor:
+    """The Celery backend: one queue per pool on the broker at REYNOLDS_REDIS_URL, and this
+    server's inbox there for what the workers tell it."""
     if not settings.redis_url:
         raise InvalidInput(
             "REYNOLDS_BACKEND=celery needs REYNOLDS_REDIS_URL (the broker), e.g. redis://127.0.0.1:6379/0",
@@ -143,9 +144,11 @@ def celery_executor(settings: Settings, pools: PoolSet) -> DistributedExecutor:
     # Imported here: the local backend never loads Celery.
     from reynolds.adapters.executors.celery import CeleryExecutor
     from reynolds.adapters.executors.celery_app import make_app
+    from reynolds.adapters.executors.celery_channel import Inbox, channel_client, inbox_key
 
     app = make_app(settings.redis_url, list(pools.pools))
-    return CeleryExecutor(app, lease_s=settings.lease_s)
+    inbox = Inbox(channel_client(settings.redis_url), inbox_key(server_id))
+    return CeleryExecutor(app, lease_s=settings.lease_s, inbox=inbox)
 
 
 def make_cache(settings: Settings) -> Cache:
@@ -237,10 +240,11 @@ async def build(settings: Settings, *, hold_lock: bool = True) -> Container:
     try:
         pools = load_pools(settings)
         user = action_user(settings, pools)
+        server_id = home_server_id(settings.server_id_file)
         store = SqlStore(
             settings.effective_database_url,
             batch_interval_s=settings.store_batch_interval_s,
-            server_id=home_server_id(settings.server_id_file),
+            server_id=server_id,
             heartbeat_interval_s=settings.takeover_interval_s / 3,
             # Rows a paused server locked are freed well within the takeover interval.
             stall_s=max(5.0, settings.takeover_interval_s / 3),
@@ -248,7 +252,9 @@ async def build(settings: Settings, *, hold_lock: bool = True) -> Container:
         )
         await asyncio.to_thread(store.start)
         metrics = Metrics(pools=pools.pools)
-        distributed = celery_executor(settings, pools) if settings.backend == "celery" else None
+        distributed = (
+            celery_executor(settings, pools, server_id) if settings.backend == "celery" else None
+        )
         engine = Engine(
             settings=settings,
             store=store,

@@ -112,8 +112,6 @@ class Settings(BaseSettings):
     # Celery backend: a dispatch's lease, renewed by the worker's heartbeats; past it the
     # orchestrator dispatches the subtask again.
     lease_s: float = Field(15.0, gt=0, le=15)
-    # Where workers report (default: this host and port).
-    orchestrator_url: str | None = None
     # A worker's own health endpoint (`reynolds agent --health-port`); 0 turns it off.
     agent_health_port: int = Field(0, ge=0, le=65535)
 
@@ -223,11 +221,6 @@ class Settings(BaseSettings):
     def base_url(self) -> str:
         host = "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host  # noqa: S104
         return f"http://{host}:{self.port}"
-
-    @property
-    def report_url(self) -> str:
-        """Where a worker reaches the orchestrator."""
-        return (self.orchestrator_url or self.base_url).rstrip("/")
 
     def token(self) -> str | None:
         """The single API token, from the environment or `secrets/api_token.txt`."""

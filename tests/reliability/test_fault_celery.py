@@ -179,13 +179,19 @@ def test_a_sigkilled_worker_s_subtasks_run_again_or_end_interrupted(work: Work) 
     work.check()
 
 
-def stale_outcomes(cluster: Cluster, task_id: str) -> list[str]:
-    """What workers' logs say became of the task's dispatches that were refused as stale."""
+def stale_outcomes(cluster: Cluster, task_id: str, pid: int) -> list[str]:
+    """What the logs say became of the dispatches of pool process `pid` that were refused as
+    stale: the worker's own "attempt done: stale …" (a claim or heartbeat refused), or the
+    server's "dropped a stale result" from that process (results are not waited for)."""
     found = []
     for path in (cluster.server.home / "logs").glob("*.log"):
         for line in path.read_text(errors="replace").splitlines():
             if task_id in line and "attempt done: stale" in line:
                 found.append(json.loads(line)["event"])
+            elif "dropped a stale result" in line:
+                record = json.loads(line)
+                if str(record.get("worker", "")).endswith(f"/{pid}"):
+                    found.append(f"{record['event']} of {record['dispatchId']}")
     return found
 
 
@@ -211,8 +217,12 @@ def test_a_worker_paused_past_its_lease_has_its_late_report_refused(work: Work) 
     late = subs["late"]
     assert (late["status"], late["attempts"]) == ("succeeded", 1), late
     assert late["output"].strip() == str(redispatch.ppid), "the result is the re-dispatch's"
-    # The paused process was told it is stale: its result dropped, or its action stopped.
-    told = wait_for(lambda: stale_outcomes(cluster, task_id), 15, "the paused worker never knew")
+    # The paused process's late word was refused: its result dropped, or its action stopped.
+    told = wait_for(
+        lambda: stale_outcomes(cluster, task_id, pool_process),
+        15,
+        "the late result was not refused",
+    )
     print(f"the paused worker: {told}; refused reports: {work.counter('staleReports')}")
     work.check()
 

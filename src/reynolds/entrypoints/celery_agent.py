@@ -1,10 +1,11 @@
 """A Celery worker for one pool: `reynolds agent --type code --concurrency 4` execs
 `celery -A reynolds.entrypoints.celery_agent worker -Q code …`, which imports this module.
 
-Each job is claimed from the orchestrator before it runs, its lease renewed by heartbeats
-while it runs, and its result reported back, all over the orchestrator's HTTP API: the
-worker never writes the store. A heartbeat or claim answered 409 means the dispatch is
-stale (fenced): the worker stops the action and drops the job.
+Each job is claimed from the server that dispatched it, its lease renewed by heartbeats while
+it runs, and its result reported back, all through that server's inbox on the broker's Redis
+(adapters/executors/celery_channel.py): the worker never writes the store. A claim or
+heartbeat answered "stale" means the dispatch is fenced: the worker stops the action and drops
+the job.
 
 The pool's own rules from this machine's `config/agents.yaml` apply (executables, callables,
 hosts, limits), whatever the message says.
@@ -19,15 +20,22 @@ import multiprocessing
 import os
 import threading
 import time
+from collections.abc import Callable
 from functools import cache
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, TypeVar
 
-import httpx
 from celery import Celery, signals
 
 from reynolds.adapters import logs
 from reynolds.adapters.executors.celery_app import AGENT_TYPE_ENV, TASK_NAME, make_app
+from reynolds.adapters.executors.celery_channel import FAILURES as CHANNEL_FAILURES
+from reynolds.adapters.executors.celery_channel import (
+    UNANSWERED,
+    Stale,
+    WorkerChannel,
+    channel_client,
+)
 from reynolds.core.pools import PoolSpec, resource_limits
 from reynolds.entrypoints import secret_env
 from reynolds.services.actions import Job, JobResult, LocalActions, Runners, denied
@@ -37,8 +45,8 @@ from reynolds.settings import Settings
 
 log = logging.getLogger("reynolds.worker")
 
-REPORT_TIMEOUT_S = 10.0
 REPORT_DEADLINE_S = 60.0
+T = TypeVar("T")
 
 
 def _settings() -> Settings:
@@ -52,67 +60,74 @@ def _make() -> Celery:
     from reynolds.bootstrap import load_pools
 
     pools = list(load_pools(settings).pools)
-    return make_app(settings.redis_url or "redis://127.0.0.1:6379/0", pools)
+    return make_app(_broker_url(settings), pools)
+
+
+def _broker_url(settings: Settings) -> str:
+    return settings.redis_url or "redis://127.0.0.1:6379/0"
 
 
 # `celery -A` needs an app at import; the orchestrator builds its own in bootstrap.
 app = _make()
 
 
-class Stale(Exception):
-    """The orchestrator no longer wants this dispatch."""
-
-
 class Orchestrator:
-    """The worker's side of the lease protocol (claim, heartbeat, result)."""
+    """The worker's side of the lease protocol (claim, heartbeat, result), through the inbox
+    of the server that dispatched the job (adapters/executors/celery_channel.py)."""
 
-    def __init__(self, base_url: str, token: str | None, worker: str) -> None:
-        headers = {"Authorization": f"Bearer {token}"} if token else {}
+    def __init__(self, redis_url: str, worker: str) -> None:
         self.worker = worker
-        self._client = httpx.Client(base_url=base_url, headers=headers, timeout=REPORT_TIMEOUT_S)
+        self._channel = WorkerChannel(channel_client(redis_url), worker)
 
-    def lease(self, job: Job, kind: str) -> float:
-        """Claim or renew; the lease in seconds. Stale on 409; httpx errors pass through."""
-        body = {"dispatchId": job.dispatch_id, "worker": self.worker, "kind": kind}
-        response = self._post("/agents/leases", body, deadline_s=job.lease_s)
-        if response.status_code == 409:
-            raise Stale(response.text)
-        response.raise_for_status()
-        return float(response.json()["leaseSeconds"])
+    def claim(self, job: Job) -> float:
+        """The lease in seconds. Stale; Unanswered or a Redis failure when not claimed."""
+        inbox = _inbox(job)
+        lease_s = _retrying(
+            lambda: self._channel.claim(
+                inbox,
+                job.dispatch_id,
+                wait=not job.idempotent,
+                ttl_s=job.timeout_s + 4 * job.lease_s,
+            ),
+            deadline_s=job.lease_s,
+        )
+        return job.lease_s if lease_s is None else lease_s
 
-    def report(self, job: Job, result: ActionResult) -> bool:
-        """Send the result, retrying for a while; False when it was refused as stale."""
-        body = {
-            "dispatchId": job.dispatch_id,
-            "worker": self.worker,
-            "result": JobResult.of(result).model_dump(mode="json", by_alias=True),
-        }
-        response = self._post("/agents/results", body, deadline_s=REPORT_DEADLINE_S)
-        if response.status_code == 409:
-            return False
-        response.raise_for_status()
-        return True
+    def heartbeat(self, job: Job) -> float:
+        return _retrying(
+            lambda: self._channel.ask(
+                _inbox(job), "heartbeat", job.dispatch_id, deadline_s=job.lease_s
+            ),
+            deadline_s=job.lease_s,
+        )
 
-    def _post(self, path: str, body: dict[str, Any], *, deadline_s: float) -> httpx.Response:
-        """POST, retrying connection errors, 429s and 5xx until `deadline_s` has passed."""
-        deadline = time.monotonic() + deadline_s
-        delay_s = 0.1
-        while True:
-            try:
-                response = self._client.post(path, json=body)
-                if response.status_code != 429 and response.status_code < 500:
-                    return response
-                retry_after = response.headers.get("Retry-After")
-                if retry_after is not None and retry_after.isdigit():
-                    delay_s = max(delay_s, float(retry_after))
-            except httpx.TransportError:
-                if time.monotonic() + delay_s > deadline:
-                    raise
-            else:
-                if time.monotonic() + delay_s > deadline:
-                    return response
-            time.sleep(delay_s)
-            delay_s = min(delay_s * 2, 2.0)
+    def report(self, job: Job, result: ActionResult) -> None:
+        """Push the result, retrying while Redis is away for up to REPORT_DEADLINE_S."""
+        body = JobResult.of(result).model_dump(mode="json", by_alias=True)
+        _retrying(
+            lambda: self._channel.report(_inbox(job), job.dispatch_id, body),
+            deadline_s=REPORT_DEADLINE_S,
+        )
+
+
+def _inbox(job: Job) -> str:
+    if not job.inbox:
+        raise Stale("the job names no inbox: it was sent by a server of another version")
+    return job.inbox
+
+
+def _retrying(call: Callable[[], T], *, deadline_s: float) -> T:
+    """`call`, again while Redis is unreachable, until `deadline_s` has passed."""
+    deadline = time.monotonic() + deadline_s
+    delay_s = 0.1
+    while True:
+        try:
+            return call()
+        except CHANNEL_FAILURES:
+            if time.monotonic() + delay_s > deadline:
+                raise
+        time.sleep(delay_s)
+        delay_s = min(delay_s * 2, 2.0)
 
 
 class Agent:
@@ -151,23 +166,23 @@ class Agent:
             llm_runner(settings),
         )
         self.actions = LocalActions(runners, os.getcwd(), SecretFiles(settings.secrets_dir).read)
-        self.orchestrator = Orchestrator(settings.report_url, settings.token(), worker)
+        self.orchestrator = Orchestrator(_broker_url(settings), worker)
 
     def run(self, payload: dict[str, Any]) -> str:
         """Claim, run with heartbeats, report; what happened, for Celery's log."""
         job = Job.model_validate(payload)
         bind(taskId=job.task_id, subtaskId=job.subtask_id, agentType=job.pool)
-        log.info(
+        log.debug(
             "attempt received",
             extra={"fields": {"attempt": job.attempt, "dispatchId": job.dispatch_id}},
         )
         if job.pool != self.pool_key:
             return f"ignored: a {job.pool} job reached a {self.pool_key} worker"
         try:
-            lease_s = self.orchestrator.lease(job, "claim")
+            lease_s = self.orchestrator.claim(job)
         except Stale:
             return "stale: not run"
-        except httpx.HTTPError as exc:
+        except UNANSWERED as exc:
             # Not claimed: the lease runs out and the orchestrator dispatches it again.
             return f"could not claim: {exc}"
         action = self.loop.create_task(self._execute(job))
@@ -184,10 +199,10 @@ class Agent:
             stop.set()
             beat.join()
         try:
-            accepted = self.orchestrator.report(job, result)
-        except httpx.HTTPError as exc:
+            self.orchestrator.report(job, result)
+        except CHANNEL_FAILURES as exc:
             return f"result not delivered: {exc}"
-        return "reported" if accepted else "stale: result dropped"
+        return "reported"
 
     async def _execute(self, job: Job) -> ActionResult:
         return denied(job.action, self.pool, self.pool_key) or await self.actions.run(
@@ -209,18 +224,19 @@ class Agent:
     ) -> None:
         while not stop.wait(lease_s / 3):
             try:
-                lease_s = self.orchestrator.lease(job, "heartbeat")
+                lease_s = self.orchestrator.heartbeat(job)
             except Stale:
                 log.warning("dispatch %s is stale; stopping its action", job.dispatch_id)
                 self.loop.call_soon_threadsafe(action.cancel)
                 return
-            except httpx.HTTPError as exc:
+            except UNANSWERED as exc:
                 log.warning("heartbeat for %s failed: %s", job.dispatch_id, exc)
 
 
 # -- logs: the worker's own, REYNOLDS_HOME/logs/{worker}.log ---------------------------------
 
 WORKER_LOG_ENV = "REYNOLDS_WORKER_LOG"
+QUIET_CELERY_LOGGERS = ("celery.worker.strategy", "celery.app.trace")
 
 
 def _configure_logs(*, rotate: bool) -> None:
@@ -236,6 +252,10 @@ def _configure_logs(*, rotate: bool) -> None:
     except OSError as exc:
         logging.basicConfig(level=logging.INFO)
         log.warning("cannot write %s: %s; logging to stderr only", settings.log_dir, exc)
+    # One line per attempt is this module's "attempt done"; Celery's own "received" and
+    # "succeeded" lines would add two more to each (its failures still show).
+    for name in QUIET_CELERY_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
 
 
 @signals.setup_logging.connect  # type: ignore[untyped-decorator]

@@ -176,6 +176,10 @@ class Job(WireModel):
     timeout_s: float = Field(gt=0, alias="timeoutSeconds")
     output_cap_bytes: int = Field(ge=1)
     lease_s: float = Field(gt=0, alias="leaseSeconds")
+    # The dispatching server's inbox on the broker's Redis, where the worker claims and reports.
+    inbox: str | None = Field(None, max_length=300)
+    # An idempotent job's claim is not waited for (see adapters/executors/celery_channel.py).
+    idempotent: bool = False
 
 
 # 64 Ki characters: at most 6 bytes each as JSON escapes, both fit in the 1 MiB body limit.

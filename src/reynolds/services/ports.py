@@ -374,15 +374,6 @@ class DistributedExecutor(Protocol):
     def describe(self) -> dict[str, Any]:
         """Workers and lease counters, for `/status`."""
 
-    def claim(self, dispatch_id: str, worker: str) -> float:
-        """A worker takes a dispatch; the lease in seconds, or Conflict when stale."""
-
-    def heartbeat(self, dispatch_id: str, worker: str) -> float:
-        """A worker renews its lease; the lease in seconds, or Conflict when stale."""
-
-    def report(self, dispatch_id: str, worker: str, result: Any) -> None:
-        """A worker's result (a JobResult); Conflict when stale."""
-
 
 class Cache(Protocol):
     """Short-lived JSON values by key, each with a time to live.

@@ -7,6 +7,10 @@ report a result, so a late result of an older dispatch is rejected. The reaper e
 that ran out: the subtask is dispatched again at once, unless a worker had claimed it and it
 is not idempotent (it may have run: it ends `interrupted`, as after a crash).
 
+Workers claim, renew and report through the server's inbox on the broker's Redis
+(`celery_channel.py`), drained in batches by a thread of its own; an idempotent job's claim is
+not waited for. The methods `claim`, `heartbeat` and `report` are what each message does.
+
 Capacity comes from Celery's inspect API (each worker's queues and pool size); scaling uses
 Celery's pool control (`pool_grow` / `pool_shrink`).
 """
@@ -25,8 +29,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from celery import Celery
+from pydantic import ValidationError
 
 from reynolds.adapters.executors.celery_app import TASK_NAME
+from reynolds.adapters.executors.celery_channel import Inbox, Message, Reply
 from reynolds.errors import Conflict, InvalidInput
 from reynolds.services.actions import Job, JobResult
 from reynolds.services.ports import ActionResult
@@ -95,8 +101,10 @@ class CeleryExecutor:
         lease_s: float,
         monitor_interval_s: float = 2.0,
         clock: Callable[[], float] = time.monotonic,
+        inbox: Inbox | None = None,
     ) -> None:
         self.app = app
+        self.inbox = inbox
         self.lease_s = lease_s
         self.monitor_interval_s = monitor_interval_s
         self.clock = clock
@@ -118,6 +126,13 @@ class CeleryExecutor:
         self._on_capacity = on_capacity
         loop = asyncio.get_running_loop()
         self._tasks = [loop.create_task(self._reap_loop()), loop.create_task(self._monitor_loop())]
+        if self.inbox is not None:
+
+            def handle(batch: list[Message]) -> list[Reply]:
+                future = asyncio.run_coroutine_threadsafe(self._receive(batch), loop)
+                return future.result()
+
+            self.inbox.start(handle)
 
     async def aclose(self) -> None:
         # Revocations still being sent may finish; the reaper and the monitor stop.
@@ -129,6 +144,8 @@ class CeleryExecutor:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks = []
+        if self.inbox is not None:  # in a thread of its own: its reader may wait for this loop
+            await asyncio.get_running_loop().run_in_executor(None, self.inbox.stop)
         await self._blocking(self.app.close)
         self._threads.shutdown(wait=False, cancel_futures=True)
 
@@ -148,7 +165,14 @@ class CeleryExecutor:
         number = job.dispatch
         losses = 0
         while True:
-            current = job.model_copy(update={"dispatch_id": uuid.uuid4().hex, "dispatch": number})
+            current = job.model_copy(
+                update={
+                    "dispatch_id": uuid.uuid4().hex,
+                    "dispatch": number,
+                    "inbox": self.inbox.key if self.inbox is not None else None,
+                    "idempotent": idempotent,
+                }
+            )
             dispatch = _Dispatch(
                 current,
                 self.clock() + self.lease_s,
@@ -209,6 +233,9 @@ class CeleryExecutor:
                 args=[payload],
                 queue=job.pool,
                 task_id=job.dispatch_id,
+                # What monitors show for the arguments (Celery would repr the whole payload).
+                argsrepr=f"{job.task_id}/{job.subtask_id} attempt {job.attempt}",
+                kwargsrepr="",
             )
             self.broker_error = None
         except Exception as exc:  # the broker is away: the lease's expiry sends it again
@@ -263,10 +290,49 @@ class CeleryExecutor:
             "staleReports": c.fenced,
             "sendFailures": c.send_failures,
             "leaseSeconds": self.lease_s,
-            "brokerError": self.broker_error,
+            "brokerError": self.broker_error or (self.inbox.error if self.inbox else None),
+            "received": self.inbox.received if self.inbox is not None else 0,
         }
 
-    # -- what workers report (through the HTTP API) ---------------------------------------
+    # -- what workers report (through the inbox) -------------------------------------------
+
+    async def _receive(self, batch: list[Message]) -> list[Reply]:
+        """Apply a batch of worker messages in order; the answers the workers wait for."""
+        replies: list[Reply] = []
+        for message in batch:
+            answer = self._apply(message)
+            reply_to = message.get("r")
+            if answer is not None and isinstance(reply_to, str) and reply_to:
+                replies.append((reply_to, answer))
+        return replies
+
+    def _apply(self, message: Message) -> dict[str, Any] | None:
+        kind, dispatch_id, worker = message.get("k"), message.get("d"), message.get("w")
+        if not isinstance(dispatch_id, str) or not isinstance(worker, str):
+            log.warning("dropped a worker message without a dispatch or a worker: %.200r", message)
+            return None
+        try:
+            if kind == "result":
+                self.report(dispatch_id, worker, JobResult.model_validate(message.get("result")))
+                return None
+            if kind == "claim":
+                return {"leaseSeconds": self.claim(dispatch_id, worker)}
+            if kind == "heartbeat":
+                return {"leaseSeconds": self.heartbeat(dispatch_id, worker)}
+        except Conflict as exc:
+            if kind == "result":  # nobody waits for the answer: the refusal is logged here
+                log.info(
+                    "dropped a stale result",
+                    extra={
+                        "fields": {"dispatchId": dispatch_id, "worker": worker, "why": exc.message}
+                    },
+                )
+            return {"stale": exc.message}
+        except ValidationError as exc:
+            log.warning("dropped the malformed result of %s: %s", dispatch_id, exc)
+            return None
+        log.warning("dropped a worker message of unknown kind %.50r", kind)
+        return None
 
     def _live(self, dispatch_id: str) -> _Dispatch:
         dispatch = self._by_id.get(dispatch_id)

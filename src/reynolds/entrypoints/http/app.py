@@ -9,7 +9,6 @@ from fastapi import FastAPI
 
 from reynolds import __version__
 from reynolds.bootstrap import Container, build
-from reynolds.entrypoints.http.agents import agents_router
 from reynolds.entrypoints.http.audit import audit_router
 from reynolds.entrypoints.http.cross_site import CrossSiteGuard, SiteRules
 from reynolds.entrypoints.http.dashboard import dashboard_router
@@ -71,7 +70,6 @@ def create_app(
     # MCP Streamable HTTP at exactly /mcp, after the REST routes (and under their middleware).
     app.router.routes.append(mcp.route())
     app.include_router(audit_router(c))
-    app.include_router(agents_router(c))
 
     # Outermost last: timing sees every answer, 401, 421 and 429 included; the guards refuse
     # before a body is read.

@@ -21,9 +21,6 @@ from reynolds.settings import Settings
 MAX_BODY_BYTES = 1024 * 1024
 # Exempt from tokens and rate limits, so that probes and load balancers need no secret.
 OPEN_PATHS = frozenset({"/health"})
-# Workers' claims, heartbeats and results: authenticated, and bounded by the dispatches the
-# orchestrator itself sent, so they are not rate-limited (a busy worker fleet would be).
-WORKER_PATHS = frozenset({"/agents/leases", "/agents/results"})
 _OPEN_METHODS = frozenset({"GET", "HEAD"})
 # Reached without a token (still rate-limited): the dashboard's page answers a login form to a
 # browser without a session, the login form's POST checks the token itself, and logging out
@@ -170,8 +167,7 @@ class ApiGuard:
             if header is None and sessions.cookie_allowed(scope.get("method"), scope["path"]):
                 value = sessions.cookie_value(_header(scope, b"cookie"), sessions.SESSION_COOKIE)
                 name = sessions.session_name(self.tokens, value, self.wall_clock())
-        exempt = scope["path"] in WORKER_PATHS and (not self.tokens or name is not None)
-        if self.limiter is not None and not exempt:
+        if self.limiter is not None:
             # Failed attempts count against the address, so guessing tokens is throttled too.
             key = ("token", name) if name is not None else ("addr", _client_host(scope))
             wait_s = self.limiter.take(key, self.clock())

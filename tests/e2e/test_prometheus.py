@@ -115,6 +115,7 @@ def prometheus_config(server: Server, own_port: int, token_file: Path) -> dict[s
     config["rule_files"] = [str(RULES)]
     targets = {"reynolds": f"127.0.0.1:{server.port}", "prometheus": f"127.0.0.1:{own_port}"}
     for job in config["scrape_configs"]:
+        job.pop("dns_sd_configs", None)  # the replicas' discovery: here the one test server
         job["static_configs"] = [{"targets": [targets[job["job_name"]]]}]
         if "authorization" in job:
             job["authorization"]["credentials_file"] = str(token_file)

@@ -168,7 +168,10 @@ def test_every_repository_file_compose_mounts_exists() -> None:
 def test_prometheus_scrapes_the_orchestrator_and_loads_the_mounted_rules() -> None:
     config = load("config/prometheus.yml")
     (job,) = [job for job in config["scrape_configs"] if job["job_name"] == "reynolds"]
-    assert job["static_configs"] == [{"targets": [f"reynolds:{settings_default('port')}"]}]
+    # Every replica of the service, found by its name (one A record per container).
+    port = int(settings_default("port"))
+    assert job["dns_sd_configs"] == [{"names": ["reynolds"], "type": "A", "port": port}]
+    assert "static_configs" not in job
     assert job["metrics_path"] == "/metrics"
     prometheus = compose(BASE)["prometheus"]
     mounts = {v.split(":")[1]: v.split(":")[0] for v in prometheus["volumes"]}

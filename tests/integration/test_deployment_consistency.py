@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import re
+import socket
 import tomllib
 from collections.abc import Iterator
 from typing import Any
@@ -74,7 +75,7 @@ from tests.helpers.metrics_workload import SETTINGS as WORKLOAD_SETTINGS
 from tests.helpers.metrics_workload import run_workload, series_with_values, write_config
 from tests.helpers.promql import PROMETHEUS_OWN, metric_names
 
-from reynolds.core.pools import parse_bytes
+from reynolds.core.pools import PoolSet, parse_bytes
 from reynolds.entrypoints.http import create_app
 from reynolds.entrypoints.http.cross_site import SiteRules
 from reynolds.settings import Settings
@@ -176,39 +177,73 @@ def test_every_worker_runs_reynolds_agent_for_a_pool_in_agents_yaml() -> None:
         assert names == sorted(f"{pool}-agent" for pool in pools()), setup
 
 
-def test_every_worker_reports_to_the_orchestrators_service_and_port() -> None:
-    for files in COMPOSE_SETUPS:
-        services = compose(*files)
-        name, server = compose_orchestrator(services)
-        server_env = effective_compose_environment(server)
-        assert server_env["REYNOLDS_HOST"] == "0.0.0.0", "the orchestrator must answer workers"
-        for worker_name, service in compose_workers(services).items():
-            url = urlsplit(effective_compose_environment(service)["REYNOLDS_ORCHESTRATOR_URL"])
-            assert (url.scheme, url.path.strip("/")) == ("http", ""), worker_name
-            assert url.hostname == name, f"{worker_name} reports to {url.hostname}, not {name}"
-            assert url.port == int(server_env["REYNOLDS_PORT"]), worker_name
+def deployment_file_names() -> list[str]:
+    """Every shipped file that deploys Reynolds or documents how."""
+    names = [BASE, OVERRIDE, PROD, "Dockerfile", "config/reynolds.env.example"]
+    names += ["config/secrets.env.template", "config/prometheus.yml"]
+    return names + [str(p.relative_to(ROOT)) for p in K8S_FILES]
+
+
+def test_every_worker_reaches_the_orchestrator_only_through_the_shared_redis() -> None:
+    # Workers claim, heartbeat and report through the dispatching server's inbox on the
+    # broker's Redis: no orchestrator URL anywhere, and every worker names the same Redis as
+    # the orchestrator, with the Celery backend.
+    for name in deployment_file_names():
+        assert "REYNOLDS_ORCHESTRATOR_URL" not in text(name), name
+    servers = {
+        "+".join(files): compose_orchestrator(compose(*files))[1] for files in COMPOSE_SETUPS
+    }
+    server_env = {setup: effective_compose_environment(s) for setup, s in servers.items()}
     deployment, server = k8s_orchestrator()
-    server_env = k8s_environment(server)
-    assert server_env["REYNOLDS_HOST"] == "0.0.0.0", "the orchestrator must answer workers"
-    pod_labels = k8s_object("Deployment", deployment)["spec"]["template"]["metadata"]["labels"]
-    (namespace,) = k8s_objects("Namespace")
-    for worker in workers():
-        if worker.setup != "k8s":
+    server_env["k8s"] = k8s_environment(server)
+    for setup, env in server_env.items():
+        assert env["REYNOLDS_BACKEND"] == "celery", setup
+        assert urlsplit(env["REYNOLDS_REDIS_URL"]).scheme in ("redis", "rediss"), setup
+    found = list(workers())
+    assert {w.setup for w in found} == set(SETUPS)
+    for worker in found:
+        assert "REYNOLDS_ORCHESTRATOR_URL" not in worker.env, worker.where
+        expected = server_env[worker.setup]
+        assert worker.env["REYNOLDS_REDIS_URL"] == expected["REYNOLDS_REDIS_URL"], worker.where
+        assert worker.env["REYNOLDS_BACKEND"] == "celery", worker.where
+    # Kubernetes: the Redis URL comes from the ConfigMap the orchestrator reads, unchanged.
+    server_maps = [m["configMapRef"]["name"] for m in server["envFrom"]]
+    for name, (_, container) in k8s_reynolds_deployments().items():
+        if name == deployment:
             continue
-        url = urlsplit(worker.env["REYNOLDS_ORCHESTRATOR_URL"])
-        assert (url.scheme, url.path.strip("/")) == ("http", ""), worker.where
-        assert url.hostname and url.port, f"{worker.where}: name the Service and its port"
-        # `reynolds`, or `reynolds.<namespace>[.svc[.cluster.local]]`
-        service_name, *domain = url.hostname.split(".")
-        assert domain[:1] in ([], [namespace["metadata"]["name"]]), worker.where
-        service = k8s_object("Service", service_name)["spec"]
-        assert service["selector"].items() <= pod_labels.items(), (
-            f"{worker.where}: the Service {service_name} does not select {deployment}"
-        )
-        targets = [p["targetPort"] for p in service["ports"] if p["port"] == url.port]
-        assert len(targets) == 1, f"{worker.where}: {service_name} has no port {url.port}"
-        port = container_port(server, targets[0])
-        assert port == int(server_env["REYNOLDS_PORT"]), f"{worker.where}: port {port}"
+        own = {item["name"] for item in container.get("env", [])}
+        assert not own & {"REYNOLDS_REDIS_URL", "REYNOLDS_BACKEND"}, name
+        maps = [m["configMapRef"]["name"] for m in container["envFrom"]]
+        assert maps == server_maps, f"{name} reads {maps}, the orchestrator {server_maps}"
+
+
+def pool_secret_files() -> dict[str, set[str]]:
+    """Pool → the secret files its actions read: its `secrets` and its MCP servers' tokens."""
+    pool_set = PoolSet.from_mapping(load("config/agents.yaml"), source="config/agents.yaml")
+    return {
+        name: set(pool.secrets.values())
+        | {t for s in pool.mcp_servers.values() if (t := getattr(s, "token_file", None))}
+        for name, pool in pool_set.pools.items()
+    }
+
+
+def test_no_worker_mounts_the_api_token_or_the_database_password() -> None:
+    # A worker never calls the orchestrator's API nor opens the database: it gets only the
+    # secret files its pool's actions read (none in the shipped config/agents.yaml).
+    needed = pool_secret_files()
+    for worker in workers():
+        pool = worker.command[3]
+        names = {path.rpartition("/")[2] for path in worker.secret_files}
+        assert names <= needed[pool], f"{worker.where} mounts {sorted(names - needed[pool])}"
+        assert "api_token.txt" not in names and "db_password.txt" not in names, worker.where
+        # A token in the environment would also show in `docker inspect`.
+        assert "REYNOLDS_API_TOKEN" not in worker.env, worker.where
+    for files in COMPOSE_SETUPS:
+        for name, service in compose_workers(compose(*files)).items():
+            assert not service.get("secrets"), f"{'+'.join(files)}: {name} mounts secrets"
+    for name, (spec, _) in k8s_reynolds_deployments().items():
+        if name != k8s_orchestrator()[0]:
+            assert kubernetes_secret_mounts(spec) <= needed[name.removesuffix("-agent")], name
 
 
 def orchestrator_token_sources() -> dict[str, str]:
@@ -225,15 +260,21 @@ def orchestrator_token_sources() -> dict[str, str]:
     return sources
 
 
-def test_every_worker_has_the_api_token_the_orchestrator_checks_and_no_database_password() -> None:
+def test_prometheus_scrapes_with_the_api_token_the_orchestrator_checks() -> None:
     expected = orchestrator_token_sources()
-    for worker in workers():
-        path = f"{worker.env['REYNOLDS_SECRETS_DIR']}/api_token.txt"
-        source = worker.secret_files.get(path)
-        assert source == expected[worker.setup], f"{worker.where}: {path} comes from {source}"
-        # A token in the environment would win over the file and show in `docker inspect`.
-        assert "REYNOLDS_API_TOKEN" not in worker.env, worker.where
-        assert not any(p.endswith("/db_password.txt") for p in worker.secret_files), worker.where
+    configs = prometheus_configs()
+    for files in COMPOSE_SETUPS:
+        setup = "+".join(files)
+        token = reynolds_scrape_job(configs[setup])["authorization"]
+        assert token["type"] == "Bearer", setup
+        prometheus = compose(*files)["prometheus"]
+        source = compose_secret_files(prometheus).get(token["credentials_file"])
+        assert source == expected[setup], f"{setup}: Prometheus' token comes from {source}"
+    token = reynolds_scrape_job(configs["k8s"])["authorization"]
+    assert token["type"] == "Bearer"
+    (spec,) = [s for s in pod_specs() if s["containers"][0]["image"].startswith("prom/")]
+    mounted = k8s_secret_files(spec, spec["containers"][0])
+    assert mounted.get(token["credentials_file"]) == expected["k8s"], mounted
 
 
 def test_every_worker_health_check_targets_the_port_it_serves_health_on() -> None:
@@ -352,10 +393,68 @@ def test_the_reynolds_image_is_tagged_with_the_project_version() -> None:
     assert ours == {f"reynolds:{version}"}
 
 
-def test_the_orchestrator_runs_as_one_replica_replaced_rather_than_rolled() -> None:
-    assert "replicas" not in compose(BASE, PROD)["reynolds"].get("deploy", {})
-    spec = k8s_object("Deployment", "reynolds")["spec"]
-    assert spec["replicas"] == 1 and spec["strategy"] == {"type": "Recreate"}
+ORCHESTRATOR_REPLICAS = 2
+
+
+def test_the_orchestrator_runs_two_replicas_on_one_postgresql_store() -> None:
+    # Replicas share the store (heartbeats, takeover fenced by an ownership epoch) and hand
+    # work to the workers through Redis, so both need PostgreSQL and the Celery backend.
+    for files in COMPOSE_SETUPS:
+        setup = "+".join(files)
+        _, server = compose_orchestrator(compose(*files))
+        assert server.get("deploy", {}).get("replicas") == ORCHESTRATOR_REPLICAS, setup
+        # Compose cannot scale a service with a fixed container name.
+        assert "container_name" not in server, setup
+        env = effective_compose_environment(server)
+        assert env["REYNOLDS_DATABASE_URL"].startswith("postgresql"), setup
+        assert env["REYNOLDS_BACKEND"] == "celery", setup
+        # Each replica needs a host port of its own.
+        ports = [published(p) for p in server.get("ports", [])]
+        host_ports = [
+            port for _, r, target in ports if target == int(env["REYNOLDS_PORT"]) for port in r
+        ]
+        assert len(host_ports) >= ORCHESTRATOR_REPLICAS, f"{setup}: publishes {host_ports}"
+    name, server = k8s_orchestrator()
+    spec = k8s_object("Deployment", name)["spec"]
+    assert spec["replicas"] == ORCHESTRATOR_REPLICAS
+    assert spec["strategy"]["type"] == "RollingUpdate"
+    env = k8s_environment(server)
+    assert env["REYNOLDS_DATABASE_URL"].startswith("postgresql")
+    assert env["REYNOLDS_BACKEND"] == "celery"
+
+
+def compose_volume(volume: str | dict[str, Any]) -> tuple[str | None, str]:
+    """A compose volume → (its source, None for an anonymous volume or a tmpfs; its target)."""
+    if isinstance(volume, dict):
+        anonymous = volume.get("type", "volume") == "tmpfs" or not volume.get("source")
+        return None if anonymous else str(volume["source"]), str(volume["target"])
+    parts = volume.split(":")
+    return (None, parts[0]) if len(parts) == 1 else (parts[0], parts[1])
+
+
+def covers(mount: str, path: str) -> bool:
+    return path == mount or path.startswith(mount.rstrip("/") + "/")
+
+
+def test_each_orchestrator_replica_has_its_own_home() -> None:
+    # The home holds the lock, pid file and server id: two servers on one home refuse to
+    # start, so no named volume, bind mount or shared claim may hold it.
+    for files in COMPOSE_SETUPS:
+        setup = "+".join(files)
+        _, server = compose_orchestrator(compose(*files))
+        home = effective_compose_environment(server)["REYNOLDS_HOME"]
+        for volume in server.get("volumes", []):
+            source, target = compose_volume(volume)
+            if covers(target, home):
+                assert source is None, f"{setup}: every replica shares {source} at {target}"
+    name, server = k8s_orchestrator()
+    spec, _ = k8s_reynolds_deployments()[name]
+    home = k8s_environment(server)["REYNOLDS_HOME"]
+    volumes = {v["name"]: v for v in spec["volumes"]}
+    held = [m["name"] for m in server["volumeMounts"] if covers(m["mountPath"], home)]
+    assert held, f"{name}: nothing writable holds {home}"
+    for volume in held:
+        assert "emptyDir" in volumes[volume], f"{name}: {home} is {volumes[volume]}, not its own"
 
 
 def memory_bytes(size: str) -> int:
@@ -396,16 +495,20 @@ def secret_file_references(values: list[str]) -> set[str]:
     return {v.removeprefix(f"{SECRETS_DIR}/") for v in values if v.startswith(f"{SECRETS_DIR}/")}
 
 
+def scrape_secrets(config: dict[str, Any]) -> set[str]:
+    scrapes = config["scrape_configs"]
+    files = [s["authorization"]["credentials_file"] for s in scrapes if "authorization" in s]
+    return secret_file_references(files)
+
+
 def test_services_read_secret_files_only_where_they_are_mounted() -> None:
-    scrapes = load("config/prometheus.yml")["scrape_configs"]
-    scrape_files = [s["authorization"]["credentials_file"] for s in scrapes if "authorization" in s]
-    scrape_secret = secret_file_references(scrape_files)
+    configs = prometheus_configs()
     for name, service in compose(BASE).items():
         mounted = {s["target"] for s in service.get("secrets", [])}
         env = compose_environment(service)
         wanted = secret_file_references(list(env.values()))
         if name == "prometheus":
-            wanted |= scrape_secret
+            wanted |= scrape_secrets(configs["+".join(COMPOSE_SETUPS[0])])
         if env.get("REYNOLDS_SECRETS_DIR") == SECRETS_DIR:
             wanted |= reynolds_secret_files(command_of(service), env)
         assert wanted <= mounted, f"{name} reads {sorted(wanted - mounted)} without mounting it"
@@ -416,15 +519,15 @@ def test_services_read_secret_files_only_where_they_are_mounted() -> None:
             if container["image"].startswith("reynolds:"):
                 wanted |= reynolds_secret_files(command_of(container), k8s_environment(container))
         if any(c["image"].startswith("prom/prometheus:") for c in spec["containers"]):
-            wanted |= scrape_secret
+            wanted |= scrape_secrets(configs["k8s"])
         assert wanted <= kubernetes_secret_mounts(spec), spec["containers"][0]["name"]
 
 
 def reynolds_secret_files(command: list[str], env: dict[str, str]) -> set[str]:
-    """The secret files a Reynolds container needs: a worker the API token it claims and
-    reports with, the server the database password its PostgreSQL URL leaves out."""
+    """The secret files a Reynolds container needs: a worker those its pool's actions read,
+    the server the database password its PostgreSQL URL leaves out."""
     if command[:2] == ["reynolds", "agent"]:
-        return {"api_token.txt"}
+        return pool_secret_files()[command[3]]
     url = env.get("REYNOLDS_DATABASE_URL", "")
     if url.startswith("postgresql") and not PASSWORD_IN_URL.search(url):
         return {"db_password.txt"}
@@ -588,32 +691,253 @@ def orchestrator_settings() -> dict[str, Settings]:
     return out
 
 
-def prometheus_targets() -> dict[str, list[str]]:
-    """Setup → the `host:port` targets Prometheus scrapes Reynolds at."""
+# ------------------------------------------------------------------------------------------
+# Prometheus: every orchestrator replica is discovered and scraped
+
+
+def prometheus_configs() -> dict[str, dict[str, Any]]:
+    """Setup → the Prometheus configuration it runs: config/prometheus.yml under Compose, the
+    ConfigMap's copy on Kubernetes."""
     compose_config = load("config/prometheus.yml")
     (k8s_map,) = [m for m in k8s_objects("ConfigMap") if "prometheus.yml" in m["data"]]
-    k8s_config = yaml.safe_load(k8s_map["data"]["prometheus.yml"])
+    k8s_config: dict[str, Any] = yaml.safe_load(k8s_map["data"]["prometheus.yml"])
+    return {**{"+".join(f): compose_config for f in COMPOSE_SETUPS}, "k8s": k8s_config}
 
-    def targets(config: dict[str, Any]) -> list[str]:
-        (job,) = [j for j in config["scrape_configs"] if j["job_name"] == "reynolds"]
-        return [t for group in job["static_configs"] for t in group["targets"]]
 
+def reynolds_scrape_job(config: dict[str, Any]) -> dict[str, Any]:
+    jobs: list[dict[str, Any]] = [
+        j for j in config["scrape_configs"] if j["job_name"] == "reynolds"
+    ]
+    (job,) = jobs
+    return job
+
+
+DISCOVERY = ("static_configs", "dns_sd_configs", "kubernetes_sd_configs", "relabel_configs")
+
+
+def test_the_k8s_prometheus_config_is_config_prometheus_yml_but_for_discovery() -> None:
+    configs = prometheus_configs()
+    ours, theirs = configs[SETUPS[0]], configs["k8s"]
+    for config in (ours, theirs):
+        for key in DISCOVERY:
+            reynolds_scrape_job(config).pop(key, None)
+    assert theirs == ours
+
+
+def test_prometheus_discovers_every_compose_replica_by_the_service_name() -> None:
+    # Docker's DNS answers a service name with one A record per container: a static
+    # `reynolds:8080` target would scrape one replica at random.
+    config = prometheus_configs()[SETUPS[0]]
+    job = reynolds_scrape_job(config)
+    assert job["metrics_path"] == "/metrics" and job.get("scheme", "http") == "http"
+    assert "static_configs" not in job and "kubernetes_sd_configs" not in job
+    for files in COMPOSE_SETUPS:
+        services = compose(*files)
+        name, server = compose_orchestrator(services)
+        port = int(effective_compose_environment(server)["REYNOLDS_PORT"])
+        assert job["dns_sd_configs"] == [{"names": [name], "type": "A", "port": port}]
+        # Prometheus resolves the name on the network the orchestrator is on.
+        networks = [set(services[n].get("networks", ["default"])) for n in (name, "prometheus")]
+        assert networks[0] & networks[1], "+".join(files)
+
+
+def label_selected(selector: str, labels: dict[str, str]) -> bool:
+    """A Kubernetes equality label selector (`a=b,c!=d`) against a pod's labels."""
+    for term in filter(None, (t.strip() for t in selector.split(","))):
+        match = re.fullmatch(r"([^!=]+?)\s*(==?|!=)\s*(.*)", term)
+        assert match, f"unsupported selector {term!r}"
+        key, operator, value = match.groups()
+        if (labels.get(key) == value) != (operator != "!="):
+            return False
+    return True
+
+
+def relabelled(labels: dict[str, str], rules: list[dict[str, Any]]) -> dict[str, str] | None:
+    """Prometheus' relabelling (keep, drop, replace) of one target; None when dropped."""
+    labels = dict(labels)
+    for rule in rules:
+        action = rule.get("action", "replace")
+        assert action in ("keep", "drop", "replace"), f"unsupported relabel action {action}"
+        sources = rule.get("source_labels", [])
+        value = rule.get("separator", ";").join(labels.get(n, "") for n in sources)
+        match = re.fullmatch(rule.get("regex", "(.*)"), value)
+        if action == "keep" and not match:
+            return None
+        if action == "drop" and match:
+            return None
+        if action == "replace" and match:
+            template = re.sub(r"\$\{?(\w+)\}?", r"\\g<\1>", rule.get("replacement", "$1"))
+            labels[rule["target_label"]] = match.expand(template)
+    return labels
+
+
+def port_labels(ip: str, port: dict[str, Any] | None) -> dict[str, str]:
+    if port is None:  # a container that declares no port: one target without a port
+        return {"__address__": ip}
     return {
-        **{"+".join(f): targets(compose_config) for f in COMPOSE_SETUPS},
-        "k8s": targets(k8s_config),
+        "__address__": f"{ip}:{port['containerPort']}",
+        "__meta_kubernetes_pod_container_port_name": port.get("name", ""),
+        "__meta_kubernetes_pod_container_port_number": str(port["containerPort"]),
+        "__meta_kubernetes_pod_container_port_protocol": port.get("protocol", "TCP"),
     }
 
 
-def test_the_orchestrator_accepts_the_host_its_workers_and_prometheus_use() -> None:
-    scraped = prometheus_targets()
-    for setup, settings in orchestrator_settings().items():
-        rules = SiteRules.from_settings(settings)
-        for worker in workers():
-            if worker.setup == setup:
-                host = urlsplit(worker.env["REYNOLDS_ORCHESTRATOR_URL"]).netloc
-                assert rules.host_allowed(host), f"{worker.where} reports to {host}"
-        for target in scraped[setup]:
-            assert rules.host_allowed(target), f"{setup}: Prometheus scrapes {target}"
+def pod_role_targets(namespace: str) -> Iterator[tuple[dict[str, Any], dict[str, str]]]:
+    """(Deployment, target labels) of every target Kubernetes pod discovery finds in the
+    manifests: one per container port of each running replica of each Deployment of the
+    namespace, as Prometheus labels it before relabelling."""
+    for index, doc in enumerate(k8s_objects("Deployment")):
+        if doc["metadata"]["namespace"] != namespace:
+            continue
+        template = doc["spec"]["template"]
+        for replica in range(doc["spec"].get("replicas", 1)):
+            ip = f"10.{index}.{replica}.7"
+            pod = {
+                "__meta_kubernetes_namespace": namespace,
+                "__meta_kubernetes_pod_name": f"{doc['metadata']['name']}-{replica}",
+                "__meta_kubernetes_pod_ip": ip,
+                "__meta_kubernetes_pod_phase": "Running",
+                "__meta_kubernetes_pod_ready": "true",
+            }
+            for key, value in template["metadata"].get("labels", {}).items():
+                sanitized = re.sub(r"[^a-zA-Z0-9_]", "_", key)
+                pod[f"__meta_kubernetes_pod_label_{sanitized}"] = value
+                pod[f"__meta_kubernetes_pod_labelpresent_{sanitized}"] = "true"
+            for container in template["spec"]["containers"]:
+                labels = pod | {"__meta_kubernetes_pod_container_name": container["name"]}
+                for port in container.get("ports", []) or [None]:
+                    yield doc, labels | port_labels(ip, port)
+
+
+def k8s_scrape_targets() -> list[tuple[str, str]]:
+    """(Deployment, address) of every target the `reynolds` job scrapes on Kubernetes."""
+    (namespace,) = k8s_objects("Namespace")
+    name = namespace["metadata"]["name"]
+    job = reynolds_scrape_job(prometheus_configs()["k8s"])
+    assert "static_configs" not in job and "dns_sd_configs" not in job
+    (sd,) = job["kubernetes_sd_configs"]
+    assert sd["role"] == "pod", "the relabelling below expects pod discovery"
+    assert sd.get("namespaces", {}).get("names") == [name], sd
+    selectors = [s for s in sd.get("selectors", []) if s["role"] == "pod"]
+    found = []
+    for deployment, labels in pod_role_targets(name):
+        pod_labels = deployment["spec"]["template"]["metadata"].get("labels", {})
+        if not all(label_selected(s.get("label", ""), pod_labels) for s in selectors):
+            continue
+        kept = relabelled(labels, job.get("relabel_configs", []))
+        if kept is not None:
+            found.append((deployment["metadata"]["name"], kept["__address__"]))
+    return found
+
+
+def test_prometheus_discovers_every_k8s_orchestrator_pod_and_nothing_else() -> None:
+    # Through the Service, a scrape would reach one replica at random: Prometheus lists the
+    # orchestrator's pods and scrapes each at its own address, on the port it serves.
+    deployment, server = k8s_orchestrator()
+    port = k8s_environment(server)["REYNOLDS_PORT"]
+    targets = k8s_scrape_targets()
+    assert {d for d, _ in targets} == {deployment}, targets
+    addresses = [address for _, address in targets]
+    assert len(set(addresses)) == len(addresses) == ORCHESTRATOR_REPLICAS, addresses
+    assert all(address.rpartition(":")[2] == port for address in addresses), addresses
+    job = reynolds_scrape_job(prometheus_configs()["k8s"])
+    assert job["metrics_path"] == "/metrics" and job.get("scheme", "http") == "http"
+
+
+def test_prometheus_may_list_the_pods_it_discovers() -> None:
+    (prometheus,) = [d for d in k8s_objects("Deployment") if d["metadata"]["name"] == "prometheus"]
+    spec = prometheus["spec"]["template"]["spec"]
+    account = spec.get("serviceAccountName", "default")
+    namespace = prometheus["metadata"]["namespace"]
+    # In-cluster discovery authenticates with the pod's ServiceAccount token.
+    assert spec.get("automountServiceAccountToken") is True, "Prometheus gets no token"
+    granted: set[str] = set()
+    for binding in k8s_objects("RoleBinding") + k8s_objects("ClusterRoleBinding"):
+        subjects = binding.get("subjects", [])
+        if not any(
+            s["kind"] == "ServiceAccount"
+            and s["name"] == account
+            and s.get("namespace", binding["metadata"].get("namespace")) == namespace
+            for s in subjects
+        ):
+            continue
+        ref = binding["roleRef"]
+        role = k8s_object(ref["kind"], ref["name"])
+        for rule in role["rules"]:
+            if "" in rule["apiGroups"] and {"list", "watch"} <= set(rule["verbs"]):
+                granted |= set(rule["resources"])
+    assert "pods" in granted, f"ServiceAccount {account} may not list and watch pods"
+
+
+# Inside a container or a pod, the host name (a container id, the pod's name) resolves to the
+# container's own address: Docker and Kubernetes write it into /etc/hosts. Service discovery
+# hands Prometheus that address, which it sends as the Host of every scrape.
+CONTAINER_NAME, CONTAINER_IP = "3f2a9c1d7e4b", "10.89.0.7"
+
+
+def as_in_a_container(monkeypatch: pytest.MonkeyPatch) -> None:
+    real_fqdn, real_byname = socket.getfqdn, socket.gethostbyname
+    real_byname_ex, real_addrinfo = socket.gethostbyname_ex, socket.getaddrinfo
+
+    def getfqdn(name: str = "") -> str:
+        return CONTAINER_NAME if name in ("", CONTAINER_NAME) else real_fqdn(name)
+
+    def gethostbyname(name: str) -> str:
+        return CONTAINER_IP if name == CONTAINER_NAME else real_byname(name)
+
+    def gethostbyname_ex(name: str) -> tuple[str, list[str], list[str]]:
+        if name == CONTAINER_NAME:
+            return CONTAINER_NAME, [], [CONTAINER_IP]
+        return real_byname_ex(name)
+
+    def getaddrinfo(host: Any, port: Any, *args: Any, **kwargs: Any) -> Any:
+        if host == CONTAINER_NAME:
+            return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (CONTAINER_IP, int(port or 0)))]
+        return real_addrinfo(host, port, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "gethostname", lambda: CONTAINER_NAME)
+    monkeypatch.setattr(socket, "getfqdn", getfqdn)
+    monkeypatch.setattr(socket, "gethostbyname", gethostbyname)
+    monkeypatch.setattr(socket, "gethostbyname_ex", gethostbyname_ex)
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+
+
+def scraped_ports() -> dict[str, set[str]]:
+    """Setup → the ports Prometheus' discovered targets name."""
+    configs = prometheus_configs()
+    ports = {
+        setup: {str(sd["port"]) for sd in reynolds_scrape_job(configs[setup])["dns_sd_configs"]}
+        for setup in SETUPS
+        if setup != "k8s"
+    }
+    ports["k8s"] = {address.rpartition(":")[2] for _, address in k8s_scrape_targets()}
+    return ports
+
+
+def test_the_orchestrator_accepts_the_host_prometheus_scrapes_each_replica_by(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    as_in_a_container(monkeypatch)
+    for setup, ports in scraped_ports().items():
+        rules = SiteRules.from_settings(orchestrator_settings()[setup])
+        for port in ports:
+            host = f"{CONTAINER_IP}:{port}"
+            assert rules.host_allowed(host), f"{setup}: Prometheus scrapes with Host {host}"
+
+
+def test_the_orchestrator_accepts_the_host_of_every_port_it_is_published_on() -> None:
+    settings = orchestrator_settings()
+    for files in COMPOSE_SETUPS:
+        setup = "+".join(files)
+        rules = SiteRules.from_settings(settings[setup])
+        _, server = compose_orchestrator(compose(*files))
+        for port in server.get("ports", []):
+            address, host_ports, _ = published(port)
+            for host_port in host_ports:
+                host = f"{address or '127.0.0.1'}:{host_port}"
+                assert rules.host_allowed(host), f"{setup}: a replica published at {host}"
+    for setup, each in settings.items():
+        rules = SiteRules.from_settings(each)
         # Probes and health checks call GET /health, which any Host may reach; anything else
         # from elsewhere must name the orchestrator by a listed name.
         assert not rules.host_allowed("evil.example:8080"), setup

@@ -62,8 +62,19 @@ def own_names(bind_host: str) -> set[str]:
     if bind_host in LOOPBACK | WILDCARD:
         names |= LOOPBACK
     if bind_host in WILDCARD:
-        names = (names - WILDCARD) | {socket.gethostname(), socket.getfqdn()}
+        hostname = socket.gethostname()
+        names = (names - WILDCARD) | {hostname, socket.getfqdn()} | _addresses(hostname)
     return {_bracketed(n.lower()) for n in names}
+
+
+def _addresses(hostname: str) -> set[str]:
+    """The addresses this machine's name resolves to: a container's or pod's IP, by which
+    service discovery (Prometheus scraping each replica) reaches it. Only the server's own
+    addresses: a rebinding page arrives with its attacker's name, never one of these."""
+    try:
+        return {str(info[4][0]) for info in socket.getaddrinfo(hostname, None)}
+    except OSError:
+        return set()
 
 
 def _listed(text: str) -> list[str]:

@@ -364,6 +364,26 @@ def test_a_cancel_asked_through_another_server_is_seen_by_the_owner_only(
     assert a.cancel_requests() == []
 
 
+@pytest.mark.parametrize(
+    "store_url", [pytest.param("postgres", marks=pytest.mark.postgres)], indirect=True
+)
+def test_live_servers_share_their_loads_and_the_first_by_id_leads(
+    server: Callable[[], SqlStore], db: Engine
+) -> None:
+    a, b, c = sorted((server(), server(), server()), key=lambda s: s.server_id)
+    loads = {s.server_id: {"at": 1.0, "pools": {"code": [i, i]}} for i, s in enumerate((a, b, c))}
+
+    assert a.share_load(loads[a.server_id], STALE_AFTER_S) == (True, [])  # the others have none
+    assert b.share_load(loads[b.server_id], STALE_AFTER_S) == (False, [loads[a.server_id]])
+    leads, others = c.share_load(loads[c.server_id], STALE_AFTER_S)
+    assert leads is False
+    assert sorted(o["pools"]["code"][0] for o in others) == [0, 1]
+
+    # a falls silent: b leads, and a's load no longer counts.
+    set_heartbeat(db, a, time.time() - STALE_AFTER_S - 1)
+    assert b.share_load(loads[b.server_id], STALE_AFTER_S) == (True, [loads[c.server_id]])
+
+
 # -- the id a home keeps --
 
 

@@ -384,6 +384,7 @@ class Engine:
             interval_s=self.settings.takeover_interval_s,
         )
         self.takeover.start()
+        self.autoscaler.share_with(self.store, self.settings.takeover_interval_s)
 
     async def close(self) -> None:
         """Stop: kill running actions; their subtasks stay `running` in the store, so the

@@ -294,6 +294,10 @@ class Store(Protocol):
         """Register a callback run (in the writer thread) with the ids of tasks another server
         has claimed since this one did."""
 
+    def share_load(self, load: Row, stale_after_s: float) -> tuple[bool, list[Row]]:
+        """Write what this server has waiting and running per pool; whether it is the live
+        server that acts for all (the first by id), and the other live servers' loads."""
+
     def request_cancel(self, task_id: str) -> bool:
         """Ask the server that owns an unfinished task to cancel it (through its row); False
         when the task is not unfinished."""

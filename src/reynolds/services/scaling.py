@@ -1,10 +1,17 @@
-"""Auto-scaling: per pool, read the signals, ask `core.scaling.decide`, apply the answer."""
+"""Auto-scaling: per pool, read the signals, ask `core.scaling.decide`, apply the answer.
+
+Several servers sharing a store and Celery workers (`share_with`): every evaluation each one
+writes what it has waiting and running per pool into its row of `servers`; only the live
+server first by id scales, and it judges each pool by the sum of every live server's load (the
+workers' processes are the same for all). Without that, one server idle beside a busy one
+would shrink the pools the other is growing."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -12,6 +19,7 @@ from reynolds.core.scaling import Signals, Thresholds, decide
 
 if TYPE_CHECKING:
     from reynolds.services.pool_control import PoolControl
+    from reynolds.services.ports import Row, Store
 
 log = logging.getLogger("reynolds.scaling")
 
@@ -24,6 +32,15 @@ class AutoScaler:
         self.sample = sample  # () -> (cpu %, memory %)
         self._last_change: dict[str, float] = {}
         self._task: asyncio.Task[None] | None = None
+        self._store: Store | None = None
+        self._stale_after_s = 0.0
+        self.wall: Callable[[], float] = time.time
+
+    def share_with(self, store: Store, stale_after_s: float) -> None:
+        """Scale together with the other servers on `store` (see the module's docstring); a
+        server silent for `stale_after_s` is not counted."""
+        self._store = store
+        self._stale_after_s = stale_after_s
 
     def thresholds(self, pool: str) -> Thresholds:
         """The pool's own thresholds, else the settings' (CPU/MEMORY/QUEUE_THRESHOLD_SCALE_UP)."""
@@ -67,15 +84,39 @@ class AutoScaler:
             )
         return out
 
-    def evaluate(self, *, apply: bool) -> list[dict[str, Any]]:
+    async def evaluate_everywhere(self, *, apply: bool) -> list[dict[str, Any]]:
+        """`evaluate` on the load of every server that shares this one's workers."""
+        _, others = await self._share()
+        return self.evaluate(apply=apply, others=others)
+
+    async def _share(self) -> tuple[bool, list[Row]]:
+        """Whether this server scales for all, and the other servers' loads (none: alone)."""
+        control = self.control
+        if self._store is None or control.distributed is None:
+            return True, []
+        queued = control.queue_depths()
+        pools = {
+            key: [queued[key], control.replicas[key] - control.free[key]]
+            for key in control.pools.pools
+        }
+        now = self.wall()
+        leads, others = await asyncio.to_thread(
+            self._store.share_load, {"at": now, "pools": pools}, self._stale_after_s
+        )
+        fresh = [load for load in others if now - float(load.get("at", 0)) <= self._stale_after_s]
+        return leads, fresh
+
+    def evaluate(self, *, apply: bool, others: list[Row] | None = None) -> list[dict[str, Any]]:
         """One evaluation of every auto-scaled pool: the changes decided (applied unless not
-        `apply`). Pools with nothing to change are left out."""
+        `apply`). Pools with nothing to change are left out. `others`: the loads of the other
+        servers sharing the workers, added to this one's."""
         control = self.control
         distributed = control.distributed is not None
         # Celery workers run elsewhere: this machine's CPU and memory say nothing of them, so
         # only queue depth moves a distributed pool.
         cpu, memory = (0.0, 0.0) if distributed else self.sample()
         queued = control.queue_depths()
+        elsewhere = _summed(others or [], list(control.pools.pools))
         now = control.clock()
         out = []
         for key, pool in control.pools.pools.items():
@@ -84,7 +125,9 @@ class AutoScaler:
             replicas = control.replicas[key]
             if distributed and replicas == 0:
                 continue  # no worker serves it: there is no pool to grow
-            signals = Signals(replicas, replicas - control.free[key], queued[key], cpu, memory)
+            waiting, running = elsewhere[key]
+            busy = replicas - control.free[key] + running
+            signals = Signals(replicas, busy, queued[key] + waiting, cpu, memory)
             decision = decide(
                 signals,
                 min_replicas=self.floor(key),
@@ -128,6 +171,28 @@ class AutoScaler:
         while True:
             await asyncio.sleep(interval_s)
             try:
-                self.evaluate(apply=True)
+                leads, others = await self._share()
+                if leads:  # another server scales the shared workers otherwise
+                    self.evaluate(apply=True, others=others)
             except Exception:  # one bad evaluation must not end auto-scaling
                 log.exception("auto-scaling evaluation failed")
+
+
+def _summed(loads: list[Row], pools: list[str]) -> dict[str, tuple[int, int]]:
+    """Per pool, the waiting and running subtasks of `loads` together (a malformed entry
+    counts nothing)."""
+    total = dict.fromkeys(pools, (0, 0))
+    for load in loads:
+        shares = load.get("pools")
+        if not isinstance(shares, dict):
+            continue
+        for key in pools:
+            share = shares.get(key)
+            if (
+                isinstance(share, list)
+                and len(share) == 2
+                and all(isinstance(n, int) for n in share)
+            ):
+                waiting, running = total[key]
+                total[key] = (waiting + share[0], running + share[1])
+    return total

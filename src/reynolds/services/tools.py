@@ -250,7 +250,7 @@ async def _scale(engine: Engine, req: ScaleRequest, ctx: CallContext) -> dict[st
 
 
 async def _autoscale(engine: Engine, req: AutoscaleRequest, ctx: CallContext) -> dict[str, Any]:
-    decisions = engine.autoscaler.evaluate(apply=not req.dry_run)
+    decisions = await engine.autoscaler.evaluate_everywhere(apply=not req.dry_run)
     return {"dryRun": req.dry_run, "decisions": decisions, "pools": engine.pool_status()}
 
 

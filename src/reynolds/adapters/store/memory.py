@@ -340,6 +340,10 @@ class MemoryStore:
         found = self._select("tasks", lambda row: row["status"] in UNFINISHED)
         return sorted(found, key=lambda row: row["created_at"])
 
+    def share_load(self, load: Row, stale_after_s: float) -> tuple[bool, list[Row]]:
+        """Alone: it acts for all, and no other server has a load."""
+        return True, []
+
     def request_cancel(self, task_id: str) -> bool:
         """Never asked: no other server shares a memory store."""
         return False

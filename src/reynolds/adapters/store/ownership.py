@@ -119,6 +119,20 @@ def cancel_requests(conn: Connection, server_id: str) -> list[str]:
     return [str(task_id) for task_id in conn.execute(query).scalars()]
 
 
+def share_load(
+    conn: Connection, server_id: str, load: Row, stale_before: float
+) -> tuple[bool, list[Row]]:
+    """Write this server's `load`; whether it is the live server whose id sorts first (the one
+    that acts for all), and the loads the other live servers last wrote."""
+    conn.execute(update(servers).where(servers.c.id == server_id).values(load=load))
+    live = conn.execute(
+        select(servers.c.id, servers.c.load).where(servers.c.heartbeat_at >= stale_before)
+    ).all()
+    ids = sorted({str(row.id) for row in live} | {server_id})
+    others = [dict(row.load) for row in live if row.id != server_id and row.load]
+    return ids[0] == server_id, others
+
+
 class Heartbeat:
     """A server's row in `servers`, renewed every `interval_s` by a thread of its own rather
     than the writer's: a long batch, or its retries, must not make a live server look dead."""

@@ -200,6 +200,8 @@ servers = Table(
     Column("pid", Integer, nullable=False),
     Column("started_at", Float, nullable=False),
     Column("heartbeat_at", Float, nullable=False),
+    # {"at": seconds, "pools": {pool: [waiting, running]}} (0014): the auto-scaler's share.
+    Column("load", JSON, nullable=True),
 )
 
 # One row: the store's identity, made when the store is created. A REYNOLDS_HOME remembers it,

@@ -39,6 +39,7 @@ from reynolds.adapters.store.ownership import (
     cancel_requests,
     claim,
     request_cancel,
+    share_load,
 )
 from reynolds.adapters.store.postgres_writer import PostgresBatchWriter
 from reynolds.adapters.store.schema import (
@@ -459,6 +460,10 @@ class SqlStore:
         for row in claimed:
             self._epochs[row["id"]] = row["owner_epoch"]
         return claimed
+
+    def share_load(self, load: Row, stale_after_s: float) -> tuple[bool, list[Row]]:
+        with self._guard(), self._engine.begin() as conn:
+            return share_load(conn, self.server_id, load, time.time() - stale_after_s)
 
     def request_cancel(self, task_id: str) -> bool:
         with self._guard(), self._engine.begin() as conn:

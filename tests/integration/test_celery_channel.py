@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
+import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
@@ -193,3 +195,35 @@ async def test_a_claim_nobody_answers_gives_up_at_its_deadline(
     worker = channel("devops-1@host/100")
     with pytest.raises(Unanswered):
         await blocking(lambda: worker.ask(inbox_key("gone"), "claim", "d-1", deadline_s=1.0))
+
+
+def test_a_worker_that_cannot_renew_its_lease_stops_its_action() -> None:
+    """A heartbeat nobody answers for longer than the lease (the server restarted with a new
+    inbox, or died): the server has dispatched the job again, so the action is stopped."""
+    from reynolds.entrypoints import celery_agent
+
+    class Silent:
+        calls = 0
+
+        def heartbeat(self, job: Job, within_s: float) -> float:
+            Silent.calls += 1
+            raise Unanswered("nobody reads this inbox")
+
+    agent = celery_agent.Agent.__new__(celery_agent.Agent)
+    agent.orchestrator = Silent()  # type: ignore[assignment]
+    agent.loop = asyncio.new_event_loop()
+    try:
+        action = agent.loop.create_task(asyncio.sleep(30))
+        stop = threading.Event()
+        beats = threading.Thread(target=agent._heartbeats, args=(job(), 0.3, stop, action))
+        started = time.monotonic()
+        beats.start()
+        with pytest.raises(asyncio.CancelledError):
+            agent.loop.run_until_complete(action)
+        took = time.monotonic() - started
+        stop.set()
+        beats.join(5)
+    finally:
+        agent.loop.close()
+    assert took < 5  # not the action's 30 s
+    assert Silent.calls >= 2  # it tried again before giving the lease up

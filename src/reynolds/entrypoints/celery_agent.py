@@ -93,12 +93,14 @@ class Orchestrator:
         )
         return job.lease_s if lease_s is None else lease_s
 
-    def heartbeat(self, job: Job) -> float:
+    def heartbeat(self, job: Job, within_s: float) -> float:
+        """Renew the lease: its length in seconds. Stale; Unanswered or a Redis failure when
+        no answer came within `within_s`."""
         return _retrying(
             lambda: self._channel.ask(
-                _inbox(job), "heartbeat", job.dispatch_id, deadline_s=job.lease_s
+                _inbox(job), "heartbeat", job.dispatch_id, deadline_s=within_s
             ),
-            deadline_s=job.lease_s,
+            deadline_s=within_s,
         )
 
     def report(self, job: Job, result: ActionResult) -> None:
@@ -222,14 +224,27 @@ class Agent:
     def _heartbeats(
         self, job: Job, lease_s: float, stop: threading.Event, action: asyncio.Task[ActionResult]
     ) -> None:
+        renewed = time.monotonic()
         while not stop.wait(lease_s / 3):
             try:
-                lease_s = self.orchestrator.heartbeat(job)
+                lease_s = self.orchestrator.heartbeat(job, lease_s / 3)
+                renewed = time.monotonic()
             except Stale:
                 log.warning("dispatch %s is stale; stopping its action", job.dispatch_id)
                 self.loop.call_soon_threadsafe(action.cancel)
                 return
             except UNANSWERED as exc:
+                if time.monotonic() - renewed > lease_s:
+                    # The server has dispatched it again by now (its lease ran out), or it is
+                    # gone and its successor runs the task: this run is nobody's any more.
+                    log.warning(
+                        "dispatch %s: no lease renewed for %.0f s (%s); stopping its action",
+                        job.dispatch_id,
+                        time.monotonic() - renewed,
+                        exc,
+                    )
+                    self.loop.call_soon_threadsafe(action.cancel)
+                    return
                 log.warning("heartbeat for %s failed: %s", job.dispatch_id, exc)
 
 

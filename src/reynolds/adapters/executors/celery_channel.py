@@ -192,7 +192,7 @@ class WorkerChannel:
             pipe.rpush(inbox, message)
             pipe.expire(inbox, INBOX_TTL_S)
             pipe.execute()
-            wait_s = max(1, min(5, int(deadline - time.monotonic())))
+            wait_s = max(0.1, min(5.0, deadline - time.monotonic()))  # Redis 6+: seconds
             answer = self.client.blpop([reply], timeout=wait_s)
             if answer is not None:
                 body = json.loads(answer[1])

@@ -76,13 +76,17 @@ class Takeover:
 
     async def _cancels(self) -> None:
         """Cancel this server's tasks that another server was asked to cancel."""
+        failing = False
         while True:
             await asyncio.sleep(CANCEL_POLL_S)
             try:
                 asked = await asyncio.to_thread(self.store.cancel_requests)
-            except Exception as exc:  # the next round asks again
-                log.warning("could not read the cancels asked through other servers: %s", exc)
+            except Exception as exc:  # the next round asks again; said once, not twice a second
+                if not failing:
+                    log.warning("could not read the cancels asked through other servers: %s", exc)
+                failing = True
                 continue
+            failing = False
             for task_id in asked:
                 run = self.runs.running(task_id)
                 if run is not None and not run.cancelling:

@@ -309,7 +309,7 @@ class CeleryExecutor:
     def _apply(self, message: Message) -> dict[str, Any] | None:
         kind, dispatch_id, worker = message.get("k"), message.get("d"), message.get("w")
         if not isinstance(dispatch_id, str) or not isinstance(worker, str):
-            log.warning("dropped a worker message without a dispatch or a worker: %.200r", message)
+            log.warning("dropped a worker message without a dispatch or a worker")
             return None
         try:
             if kind == "result":
@@ -329,7 +329,9 @@ class CeleryExecutor:
                 )
             return {"stale": exc.message}
         except ValidationError as exc:
-            log.warning("dropped the malformed result of %s: %s", dispatch_id, exc)
+            # The fields only: the values may be an action's output.
+            where = sorted({".".join(map(str, e["loc"])) for e in exc.errors()})
+            log.warning("dropped the malformed result of %s (%s)", dispatch_id, ", ".join(where))
             return None
         log.warning("dropped a worker message of unknown kind %.50r", kind)
         return None

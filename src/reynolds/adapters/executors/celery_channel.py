@@ -67,8 +67,8 @@ def inbox_key(server_id: str) -> str:
 
 
 class Inbox:
-    """The server's side: a thread drains the inbox and hands each batch to `handle`, which
-    runs on the server's event loop (through `submit`) and returns the answers to send."""
+    """The server's side: a thread drains the inbox and hands each batch to `handle` (which
+    applies it on the server's event loop) and sends the answers it returns."""
 
     def __init__(self, client: Redis, key: str) -> None:
         self.client = client
@@ -120,7 +120,10 @@ class Inbox:
         if first is None:
             return []
         raw = [first[1]]
-        more = self.client.lpop(self.key, BATCH - 1)
+        try:
+            more = self.client.lpop(self.key, BATCH - 1)
+        except FAILURES:  # the rest waits for the next pop; the first is not dropped
+            more = None
         if isinstance(more, list):
             raw.extend(more)
         messages = []

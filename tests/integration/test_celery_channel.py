@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 import redis
 from tests.helpers.redis_server import RedisServer
+from tests.integration.test_celery_executor import LEASE_S, job
 
 from reynolds.adapters.executors.celery import CeleryExecutor
 from reynolds.adapters.executors.celery_app import make_app
@@ -26,12 +27,10 @@ from reynolds.adapters.executors.celery_channel import (
     channel_client,
     inbox_key,
 )
-from reynolds.core.models import ShellAction
 from reynolds.services.actions import Job, JobResult
 
 pytestmark = pytest.mark.anyio
 
-LEASE_S = 5.0
 OK = JobResult(ok=True, exit_code=0, output="done\n").model_dump(mode="json", by_alias=True)
 
 
@@ -56,22 +55,6 @@ def channel(redis_broker: RedisServer) -> Iterator[Callable[[str], WorkerChannel
     yield make
     for one in made:
         one.client.close()
-
-
-def job() -> Job:
-    return Job(
-        dispatch_id="-",
-        task_id="t1",
-        subtask_id="s1",
-        attempt=1,
-        dispatch=1,
-        pool="devops",
-        action=ShellAction(kind="shell", argv=["true"]),
-        argv=["true"],
-        timeout_s=60,
-        output_cap_bytes=1024,
-        lease_s=LEASE_S,
-    )
 
 
 async def dispatched(ex: CeleryExecutor) -> Job:

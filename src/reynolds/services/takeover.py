@@ -14,6 +14,7 @@ import logging
 from collections.abc import Coroutine
 from typing import Any
 
+from reynolds.core.models import FINISHED
 from reynolds.services.dispatch import Dispatcher
 from reynolds.services.live_runs import LiveRuns
 from reynolds.services.ports import Store
@@ -24,7 +25,6 @@ log = logging.getLogger("reynolds.engine")
 
 CANCEL_POLL_S = 0.5
 CANCEL_WAIT_S = 10.0
-UNFINISHED = ("pending", "ready", "running")
 
 
 class Takeover:
@@ -103,7 +103,7 @@ class Takeover:
         while loop.time() < deadline:
             await asyncio.sleep(CANCEL_POLL_S / 5)
             row = await asyncio.to_thread(self.store.get_task, task_id)
-            if row is None or row["status"] not in UNFINISHED:
+            if row is None or row["status"] in FINISHED:
                 break
         return True
 

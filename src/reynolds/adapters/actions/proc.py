@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+import select
 import signal
+import time
 from collections.abc import Callable, Iterator
 
 # Kill rounds before giving up on processes that will not die (uninterruptible sleep).
@@ -121,21 +123,56 @@ def descendants(pid: int) -> set[int]:
 def kill_if(pid: int, still_ours: Callable[[int], bool]) -> bool:
     """SIGKILL `pid` if `still_ours(pid)` holds once it is pinned by a pidfd, so that a pid
     reused between the reading and the kill is never hit. Whether a signal was sent."""
+    pidfd = signal_if(pid, still_ours)
+    if pidfd is None:
+        return False
+    os.close(pidfd)
+    return True
+
+
+def signal_if(pid: int, still_ours: Callable[[int], bool]) -> int | None:
+    """`kill_if`, keeping the pidfd of a process it signalled (the caller closes it), to wait
+    for its exit with `wait_exited`; None when no signal was sent."""
     try:
         pidfd = os.pidfd_open(pid)
     except OSError:
-        return False
+        return None
     try:
         # The pidfd names the process that had the pid when it was opened; if that one has
         # died and the pid was reused since, the check reads the newcomer and fails.
-        if not still_ours(pid):
-            return False
-        signal.pidfd_send_signal(pidfd, signal.SIGKILL)
-        return True
+        if still_ours(pid):
+            signal.pidfd_send_signal(pidfd, signal.SIGKILL)
+            return pidfd
     except OSError:
-        return False
+        pass
+    os.close(pidfd)
+    return None
+
+
+def wait_exited(pidfds: list[int], timeout_s: float) -> int:
+    """Wait until every process of `pidfds` has exited (a pidfd turns readable once its
+    process is a zombie or reaped), for at most `timeout_s`; closes them. How many had not.
+
+    A process killed with SIGKILL stops showing its environment before it has finished
+    exiting; without this wait, "killed" could be reported while it still held its memory
+    and open files (a loaded machine stretches that window to many milliseconds)."""
+    poller = select.poll()
+    for pidfd in pidfds:
+        poller.register(pidfd, select.POLLIN)
+    waiting = set(pidfds)
+    deadline = time.monotonic() + timeout_s
+    try:
+        while waiting:
+            left_ms = (deadline - time.monotonic()) * 1000
+            if left_ms <= 0:
+                break
+            for pidfd, _ in poller.poll(left_ms):
+                poller.unregister(pidfd)
+                waiting.discard(pidfd)
+        return len(waiting)
     finally:
-        os.close(pidfd)
+        for pidfd in pidfds:
+            os.close(pidfd)
 
 
 def kill_descendants(pid: int, pid_start_ticks: int | None) -> None:

@@ -38,13 +38,16 @@ from reynolds.adapters.actions.proc import (
     MAX_ROUNDS,
     carrying,
     environ_value,
-    kill_if,
     pid_namespace,
+    signal_if,
     start_ticks,
+    wait_exited,
 )
 
 TAG_NAME = "REYNOLDS_ACTION"
 SWEEP_INTERVAL_S = 1.0
+# How long a kill waits for what it killed to have exited (uninterruptible sleep can delay it).
+EXIT_WAIT_S = 5.0
 _NAME = TAG_NAME.encode()
 
 log = logging.getLogger("reynolds.actions")
@@ -181,18 +184,28 @@ def kill_orphans() -> int:
 
 def kill_where(select: Callable[[str], bool]) -> int:
     """SIGKILL every process whose tag `select` accepts, scanning again until none is left, so
-    that a process forking meanwhile cannot outrun it. Never this process itself."""
-    me, killed = os.getpid(), set[int]()
-    for _ in range(MAX_ROUNDS):
-        found = [
-            (pid, value)
-            for pid, value in carrying(_NAME)
-            if pid != me and select(value.decode(errors="replace"))
-        ]
-        if not found:
-            break
-        # Killed processes may show once more while they exit; they are counted once.
-        killed.update(pid for pid, value in found if kill_if(pid, _still_tagged(value)))
+    that a process forking meanwhile cannot outrun it, then wait (at most `EXIT_WAIT_S`) until
+    they have all exited. Never this process itself. How many were killed."""
+    me, killed, pidfds = os.getpid(), set[int](), list[int]()
+    try:
+        for _ in range(MAX_ROUNDS):
+            found = [
+                (pid, value)
+                for pid, value in carrying(_NAME)
+                if pid != me and select(value.decode(errors="replace"))
+            ]
+            if not found:
+                break
+            # Killed processes may show once more while they exit; they are counted once.
+            for pid, value in found:
+                pidfd = signal_if(pid, _still_tagged(value))
+                if pidfd is not None:
+                    killed.add(pid)
+                    pidfds.append(pidfd)
+    finally:
+        lingering = wait_exited(pidfds, EXIT_WAIT_S)
+    if lingering:
+        log.warning("%d killed process(es) had not exited after %.0f s", lingering, EXIT_WAIT_S)
     return len(killed)
 
 

@@ -10,6 +10,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -249,3 +250,56 @@ def test_the_other_server_streams_the_events_of_a_task_it_does_not_run(
     assert "second" in finished  # it started and ended after the stream began
     seqs = [d["seq"] for k, d in seen if k not in ("snapshot", "end")]
     assert seqs == sorted(set(seqs))  # each once, in order
+
+
+def test_every_servers_stream_of_all_tasks_carries_the_other_servers_tasks_once(
+    pair: tuple[Orchestrator, Orchestrator], tmp_path: Path
+) -> None:
+    a, b = pair
+    marks = tmp_path / "marks"
+    seen: list[tuple[str, dict[str, Any]]] = []
+    finished: set[str] = set()
+    opened = threading.Event()
+
+    def listen() -> None:
+        with httpx.stream("GET", f"{b.url}/mcp/events", timeout=60) as stream:
+            event = ""
+            for line in stream.iter_lines():
+                if line.startswith("event: "):
+                    event = line.removeprefix("event: ")
+                elif line.startswith("data: "):
+                    seen.append((event, json.loads(line.removeprefix("data: "))))
+                    opened.set()
+                    if event == "task_finished":
+                        finished.add(seen[-1][1]["taskId"])
+                        if len(finished) == 2:
+                            return
+
+    listener = threading.Thread(target=listen, daemon=True)
+    listener.start()
+    assert opened.wait(30), "no snapshot on b's stream"
+    on_a = a.submit([step("x1", marks, 0.3), {**step("x2", marks, 0.3), "dependsOn": ["x1"]}])
+    on_b = b.submit([step("y1", marks, 0.3)])
+    listener.join(60)
+    assert finished == {on_a, on_b}, f"b's stream ended with {finished}: {seen[-5:]}"
+
+    def kinds(task_id: str) -> list[tuple[str, str | None]]:
+        return [(k, d["subtaskId"]) for k, d in seen if k != "snapshot" and d["taskId"] == task_id]
+
+    # Each event once, in its server's order: a's through the store, b's own as committed.
+    assert kinds(on_a) == [
+        ("task_submitted", None),
+        ("subtask_started", "x1"),
+        ("subtask_finished", "x1"),
+        ("subtask_started", "x2"),
+        ("subtask_finished", "x2"),
+        ("task_finished", None),
+    ]
+    assert kinds(on_b) == [
+        ("task_submitted", None),
+        ("subtask_started", "y1"),
+        ("subtask_finished", "y1"),
+        ("task_finished", None),
+    ]
+    seqs = [d["seq"] for k, d in seen if k != "snapshot"]
+    assert len(seqs) == len(set(seqs))

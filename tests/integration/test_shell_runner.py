@@ -92,6 +92,22 @@ async def test_a_cwd_inside_the_workspace_runs_there_with_output_capped() -> Non
     assert result.output_bytes > 100000
 
 
+async def test_a_process_that_ends_at_once_has_both_its_streams_read() -> None:
+    # Ended before its pipes were watched: read when its exit is seen.
+    action = ShellAction(kind="shell", argv=["sh", "-c", "echo out; echo err >&2; exit 3"])
+    result = await ShellRunner().run(action, ctx())
+    assert (result.exit_code, result.output, result.error) == (3, "out\n", "err\n")
+
+
+async def test_a_short_process_writing_more_than_a_pipe_holds_is_read_whole() -> None:
+    # 300,000 bytes fill the pipe (64 KiB) long before the process could end unread.
+    action = ShellAction(kind="shell", argv=["head", "-c", "300000", "/dev/zero"])
+    result = await ShellRunner().run(action, ctx())
+    assert result.ok and result.truncated
+    assert result.output_bytes == 300000
+    assert result.output.startswith("\0" * 65536)
+
+
 @pytest.mark.parametrize("missing", ["cwd", "workspace"])
 async def test_a_directory_that_does_not_exist_is_named_as_such(
     missing: str, tmp_path: Path

@@ -384,6 +384,37 @@ def test_live_servers_share_their_loads_and_the_first_by_id_leads(
     assert b.share_load(loads[b.server_id], STALE_AFTER_S) == (True, [loads[c.server_id]])
 
 
+def test_a_server_reads_the_events_the_others_commit_past_a_cursor_per_server(
+    server: Callable[[], SqlStore],
+) -> None:
+    a, b, c = server(), server(), server()
+    start = c.last_event_seq(None)
+
+    def add(store: SqlStore, *kinds: str) -> None:
+        for kind in kinds:
+            store.add_event({"task_id": store.server_id, "kind": kind})
+        store.flush_sync()
+
+    def read(after: dict[str, int]) -> list[tuple[str, str]]:
+        rows = c.events_elsewhere(after, start)
+        for row in rows:
+            after[row["server"]] = row["seq"]
+        return [(row["task_id"], row["kind"]) for row in rows]
+
+    add(a, "one", "two")
+    add(c, "own")  # c's own events reach its listeners as it commits them, not from here
+    add(b, "three")
+    after: dict[str, int] = {}
+    if not c.shared:  # a SQLite file has one server: nothing to follow, and nothing named
+        assert read(after) == []
+        return
+    assert read(after) == [(a.server_id, "one"), (a.server_id, "two"), (b.server_id, "three")]
+    assert read(after) == []
+    add(b, "four")
+    add(a, "five")
+    assert read(after) == [(b.server_id, "four"), (a.server_id, "five")]
+
+
 # -- the id a home keeps --
 
 

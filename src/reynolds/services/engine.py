@@ -352,8 +352,17 @@ class Engine:
         its live events are only in the store."""
         return self.takeover is not None and self.runs.running(task_id) is None
 
-    async def last_event_seq(self, task_id: str) -> int:
+    @property
+    def shares_store(self) -> bool:
+        """Whether other servers may write to this store (their events are only in it)."""
+        return self.takeover is not None
+
+    async def last_event_seq(self, task_id: str | None) -> int:
         return await asyncio.to_thread(self.store.last_event_seq, task_id)
+
+    async def events_elsewhere(self, after: Mapping[str, int], start: int) -> list[dict[str, Any]]:
+        """Events other servers sharing the store committed (see `Store.events_elsewhere`)."""
+        return await asyncio.to_thread(self.store.events_elsewhere, after, start)
 
     async def stored_events(self, task_id: str, after_seq: int) -> list[dict[str, Any]]:
         """A task's committed events after `after_seq`, oldest first (at most 1,000)."""

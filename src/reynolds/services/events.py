@@ -35,6 +35,11 @@ class Subscription:
     async def next(self, timeout_s: float) -> Row | None:
         """The next event, or None when `timeout_s` passes without one."""
         try:
+            return self.queue.get_nowait()
+        except asyncio.QueueEmpty:
+            if timeout_s <= 0:
+                return None
+        try:
             return await asyncio.wait_for(self.queue.get(), timeout_s)
         except TimeoutError:
             return None

@@ -328,8 +328,14 @@ class Store(Protocol):
 
     def events(self, task_id: str, after_seq: int = 0, limit: int = 1000) -> list[Row]: ...
 
-    def last_event_seq(self, task_id: str) -> int:
-        """The newest event's `seq` of a task (0: none yet)."""
+    def last_event_seq(self, task_id: str | None) -> int:
+        """The newest event's `seq` of a task, or of all (None); 0: none yet."""
+
+    def events_elsewhere(
+        self, after: Mapping[str, int], start: int, limit: int = 1000
+    ) -> list[Row]:
+        """Events other servers sharing the store have committed, oldest first: of a server
+        named in `after`, past its seq there; of any other, past `start` ([] when none can)."""
 
     def audit(
         self,

@@ -416,11 +416,21 @@ class MemoryStore:
             ]
         return found[:limit]
 
-    def last_event_seq(self, task_id: str) -> int:
+    def last_event_seq(self, task_id: str | None) -> int:
         with self._lock:
             return max(
-                (r["seq"] for r in self._tables.events if r["task_id"] == task_id), default=0
+                (
+                    r["seq"]
+                    for r in self._tables.events
+                    if task_id is None or r["task_id"] == task_id
+                ),
+                default=0,
             )
+
+    def events_elsewhere(
+        self, after: Mapping[str, int], start: int, limit: int = 1000
+    ) -> list[Row]:
+        return []  # one process's memory: no other server writes here
 
     def audit(
         self,

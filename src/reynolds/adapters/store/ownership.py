@@ -17,14 +17,26 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, Engine, delete, insert, or_, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Engine,
+    Select,
+    and_,
+    delete,
+    insert,
+    or_,
+    select,
+    update,
+)
 
 from reynolds.adapters.home import writing
 from reynolds.adapters.store.connect import reason
-from reynolds.adapters.store.schema import servers, tasks
+from reynolds.adapters.store.schema import events, servers, tasks
 from reynolds.errors import StoreError
 from reynolds.services.ports import SERVER_STALE_AFTER_S, Row
 
@@ -131,6 +143,18 @@ def share_load(
     ids = sorted({str(row.id) for row in live} | {server_id})
     others = [dict(row.load) for row in live if row.id != server_id and row.load]
     return ids[0] == server_id, others
+
+
+def events_of_others(
+    server_id: str, after: Mapping[str, int], start: int, limit: int
+) -> Select[Any]:
+    """The events servers other than `server_id` committed: of a server in `after`, past its
+    seq there; of any other, past `start`; oldest first. (Each server commits its events in
+    `seq` order, so a cursor per server misses none of them.)"""
+    seq, server = events.c.seq, events.c.server
+    seen = [and_(server == name, seq > last) for name, last in after.items()]
+    others = and_(server.notin_([*after, server_id]), seq > start)
+    return select(events).where(or_(*seen, others)).order_by(seq).limit(limit)
 
 
 class Heartbeat:

@@ -49,8 +49,9 @@ def table_row(table: Table, row: Row) -> Row:
     return dict(row)
 
 
-def event_row(row: Row, clock: Callable[[], float] = time.time) -> Row:
-    """The event with every column, stamped with `clock` when it has no time."""
+def event_row(row: Row, clock: Callable[[], float] = time.time, server: str | None = None) -> Row:
+    """The event with every column, stamped with `clock` when it has no time and with the
+    `server` writing it (on a store servers share; None otherwise)."""
     unknown = row.keys() - _EVENT_COLUMNS
     if unknown or "task_id" not in row or "kind" not in row:
         raise StoreError("an event needs task_id and kind", unknown=sorted(unknown))
@@ -60,6 +61,7 @@ def event_row(row: Row, clock: Callable[[], float] = time.time) -> Row:
         "kind": row["kind"],
         "data": row.get("data"),
         "at": clock() if row.get("at") is None else row["at"],
+        "server": server,
     }
 
 

@@ -110,7 +110,11 @@ events = Table(
     Column("kind", String(32), nullable=False),
     Column("data", JSON, nullable=True),
     Column("at", Float, nullable=False),
+    # The server that wrote it, on a store servers share (0015; NULL on SQLite): each
+    # server's events commit in `seq` order, so others follow them by a cursor per server.
+    Column("server", String(64), nullable=True),
     Index("ix_events_task_seq", "task_id", "seq"),
+    Index("ix_events_server_seq", "server", "seq"),
 )
 
 # Durations kept per key for the simulator's quantiles.

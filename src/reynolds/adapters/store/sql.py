@@ -38,6 +38,7 @@ from reynolds.adapters.store.ownership import (
     Heartbeat,
     cancel_requests,
     claim,
+    events_of_others,
     request_cancel,
     share_load,
 )
@@ -96,6 +97,8 @@ class SqlStore:
         self._last_error = ""
         self.server_id = server_id or str(uuid.uuid4())
         self._heartbeat = Heartbeat(self._engine, self.server_id, heartbeat_interval_s)
+        # Events name their server where others follow them (`events_elsewhere`).
+        self._event_server = self.server_id if self.shared else None
         dialect = self._engine.dialect
         owned = {tasks: {"owner": self.server_id}}
         # The epoch of each task this server claimed (one it inserted: 0), and who is told of
@@ -219,7 +222,7 @@ class SqlStore:
         self._put(experiments, row)
 
     def add_event(self, row: Row) -> None:
-        self._enqueue(rows.EVENT, rows.event_row(row))
+        self._enqueue(rows.EVENT, rows.event_row(row, server=self._event_server))
 
     def add_audit(self, row: Row) -> None:
         """Append one audit record (committed with the batch it lands in)."""
@@ -538,10 +541,17 @@ class SqlStore:
             .limit(limit)
         )
 
-    def last_event_seq(self, task_id: str) -> int:
-        query = select(func.max(events.c.seq)).where(events.c.task_id == task_id)
+    def last_event_seq(self, task_id: str | None) -> int:
+        query = select(func.max(events.c.seq))
+        query = query if task_id is None else query.where(events.c.task_id == task_id)
         with self._guard(), self._engine.connect() as conn:
             return int(conn.execute(query).scalar() or 0)
+
+    def events_elsewhere(
+        self, after: Mapping[str, int], start: int, limit: int = 1000
+    ) -> list[Row]:
+        shared = self.shared
+        return self._fetch(events_of_others(self.server_id, after, start, limit)) if shared else []
 
     def audit(
         self,

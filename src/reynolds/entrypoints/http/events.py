@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -14,11 +15,14 @@ from reynolds.bootstrap import Container
 from reynolds.core.models import FINISHED
 from reynolds.core.reporting import iso
 from reynolds.errors import ReynoldsError
+from reynolds.services.events import Subscription
 
 KEEPALIVE_S = 15.0
 # How often a stream of a task another server runs reads the store.
 TAIL_POLL_S = 0.5
 FINISHED_KINDS = {"task_finished"}
+# The most events one read of the other servers' returns; a full page is read on at once.
+ELSEWHERE_PAGE = 1000
 
 
 def sse(event: str, data: Any, event_id: int | None = None) -> bytes:
@@ -65,6 +69,57 @@ async def _tail(c: Container, task_id: str, after: int) -> AsyncIterator[bytes]:
             yield b": keep-alive\n\n"
 
 
+class _Elsewhere:
+    """The events other servers sharing the store commit, read every TAIL_POLL_S: a cursor
+    per server (each commits its events in `seq` order), any new server's from `start`."""
+
+    def __init__(self, c: Container, start: int) -> None:
+        self._engine = c.engine
+        self._start = start
+        self._after: dict[str, int] = {}
+        self.due = time.monotonic() + TAIL_POLL_S
+
+    async def read(self) -> list[dict[str, Any]]:
+        rows = await self._engine.events_elsewhere(self._after, self._start)
+        for row in rows:
+            self._after[str(row["server"])] = int(row["seq"])
+        self.due = time.monotonic() + (0.0 if len(rows) >= ELSEWHERE_PAGE else TAIL_POLL_S)
+        return rows
+
+
+async def _live(
+    sub: Subscription, task_id: str | None, others: _Elsewhere | None
+) -> AsyncIterator[bytes]:
+    """The events published on this server as they are committed, and with `others` those
+    of the other servers sharing its store; a keep-alive comment after KEEPALIVE_S of quiet."""
+    quiet_since = time.monotonic()
+    while True:
+        now = time.monotonic()
+        wait = quiet_since + KEEPALIVE_S - now
+        if others is not None:
+            wait = min(wait, others.due - now)
+        row = await sub.next(wait)
+        chunks = []
+        if row is not None:
+            if sub.overflowed:
+                yield sse("overflow", {"error": "this listener fell behind; reconnect"})
+                return
+            chunks.append(sse(str(row.get("kind")), _wire(row), row.get("seq")))
+            if task_id is not None and row.get("kind") in FINISHED_KINDS:
+                yield chunks[0]
+                yield sse("end", {"taskId": task_id})
+                return
+        if others is not None and time.monotonic() >= others.due:
+            chunks += [sse(str(r.get("kind")), _wire(r), r.get("seq")) for r in await others.read()]
+        if chunks:
+            for chunk in chunks:
+                yield chunk
+            quiet_since = time.monotonic()
+        elif time.monotonic() - quiet_since >= KEEPALIVE_S:
+            yield b": keep-alive\n\n"
+            quiet_since = time.monotonic()
+
+
 def events_router(container: Callable[[], Container]) -> APIRouter:
     """The two streams. A client that connects mid-task first gets the state."""
     router = APIRouter()
@@ -87,23 +142,16 @@ def events_router(container: Callable[[], Container]) -> APIRouter:
                     async for chunk in _tail(c, task_id, after):
                         yield chunk
                     return
-            else:
+            others = None
+            if task_id is None:
+                if c.engine.shares_store:  # the other servers' events are in the store
+                    others = _Elsewhere(c, await c.engine.last_event_seq(None))
                 yield sse(
                     "snapshot",
                     {"tasks": await c.engine.list_tasks(None, 50), "pools": c.engine.pool_status()},
                 )
-            while True:
-                row = await sub.next(KEEPALIVE_S)
-                if row is None:
-                    yield b": keep-alive\n\n"
-                    continue
-                if sub.overflowed:
-                    yield sse("overflow", {"error": "this listener fell behind; reconnect"})
-                    return
-                yield sse(str(row.get("kind")), _wire(row), row.get("seq"))
-                if task_id is not None and row.get("kind") in FINISHED_KINDS:
-                    yield sse("end", {"taskId": task_id})
-                    return
+            async for chunk in _live(sub, task_id, others):
+                yield chunk
         except ReynoldsError as exc:
             # The answer has started: a failure (the store's, say) ends the stream with an
             # `error` event rather than a broken connection.

@@ -10,7 +10,6 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -19,6 +18,7 @@ from typing import Any, NoReturn
 import httpx
 import pytest
 from cli_support import free_port
+from event_stream import EventStream
 from tests.helpers.polling import wait_for
 from tests.helpers.postgres import dedicated_database, unreachable
 
@@ -257,34 +257,17 @@ def test_every_servers_stream_of_all_tasks_carries_the_other_servers_tasks_once(
 ) -> None:
     a, b = pair
     marks = tmp_path / "marks"
-    seen: list[tuple[str, dict[str, Any]]] = []
-    finished: set[str] = set()
-    opened = threading.Event()
-
-    def listen() -> None:
-        with httpx.stream("GET", f"{b.url}/mcp/events", timeout=60) as stream:
-            event = ""
-            for line in stream.iter_lines():
-                if line.startswith("event: "):
-                    event = line.removeprefix("event: ")
-                elif line.startswith("data: "):
-                    seen.append((event, json.loads(line.removeprefix("data: "))))
-                    opened.set()
-                    if event == "task_finished":
-                        finished.add(seen[-1][1]["taskId"])
-                        if len(finished) == 2:
-                            return
-
-    listener = threading.Thread(target=listen, daemon=True)
-    listener.start()
-    assert opened.wait(30), "no snapshot on b's stream"
-    on_a = a.submit([step("x1", marks, 0.3), {**step("x2", marks, 0.3), "dependsOn": ["x1"]}])
-    on_b = b.submit([step("y1", marks, 0.3)])
-    listener.join(60)
-    assert finished == {on_a, on_b}, f"b's stream ended with {finished}: {seen[-5:]}"
+    with EventStream(b.url) as events:
+        on_a = a.submit([step("x1", marks, 0.3), {**step("x2", marks, 0.3), "dependsOn": ["x1"]}])
+        on_b = b.submit([step("y1", marks, 0.3)])
+        wait_for(
+            lambda: {row["taskId"] for row in events.of_kind("task_finished")} == {on_a, on_b},
+            60,
+            "b's stream did not carry both tasks to their end",
+        )
 
     def kinds(task_id: str) -> list[tuple[str, str | None]]:
-        return [(k, d["subtaskId"]) for k, d in seen if k != "snapshot" and d["taskId"] == task_id]
+        return [(row["kind"], row["subtaskId"]) for row in events.rows if row["taskId"] == task_id]
 
     # Each event once, in its server's order: a's through the store, b's own as committed.
     assert kinds(on_a) == [
@@ -301,5 +284,5 @@ def test_every_servers_stream_of_all_tasks_carries_the_other_servers_tasks_once(
         ("subtask_finished", "y1"),
         ("task_finished", None),
     ]
-    seqs = [d["seq"] for k, d in seen if k != "snapshot"]
+    seqs = [row["seq"] for row in events.rows]
     assert len(seqs) == len(set(seqs))

@@ -12,15 +12,15 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any
-
-import openai
-from openai import AsyncOpenAI
+from typing import TYPE_CHECKING, Any
 
 from reynolds.core.downstreams import parse_retry_after
 from reynolds.core.models import LlmAction
 from reynolds.core.pricing import Price, cost_of
 from reynolds.services.ports import ActionContext, ActionResult
+
+if TYPE_CHECKING:  # openai is imported where an endpoint is set: it takes 0.35 s
+    import openai
 
 # Local servers ask for no key, the client will not go without one.
 NO_KEY = "none"
@@ -39,11 +39,11 @@ class LlmRunner:
     ) -> None:
         self.model = model
         self.prices = dict(prices or {})
-        self._client = (
-            AsyncOpenAI(base_url=base_url, api_key=api_key or NO_KEY, max_retries=0)
-            if base_url
-            else None
-        )
+        self._client: openai.AsyncOpenAI | None = None
+        if base_url:
+            from openai import AsyncOpenAI
+
+            self._client = AsyncOpenAI(base_url=base_url, api_key=api_key or NO_KEY, max_retries=0)
 
     @property
     def configured(self) -> bool:
@@ -60,6 +60,8 @@ class LlmRunner:
                 error=f"llm actions need an OpenAI-compatible endpoint and a model: set "
                 f"{missing} (a model may also be named in the action)",
             )
+        import openai
+
         try:
             async with asyncio.timeout(ctx.timeout_s):
                 completion = await self._client.chat.completions.create(

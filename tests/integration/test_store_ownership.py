@@ -19,7 +19,7 @@ from sqlalchemy.pool import NullPool
 from tests.helpers.polling import wait_for
 
 from reynolds.adapters.store.ownership import home_server_id
-from reynolds.adapters.store.schema import servers, tasks
+from reynolds.adapters.store.schema import events, servers, tasks
 from reynolds.adapters.store.sql import SqlStore
 from reynolds.errors import StoreError
 
@@ -384,35 +384,47 @@ def test_live_servers_share_their_loads_and_the_first_by_id_leads(
     assert b.share_load(loads[b.server_id], STALE_AFTER_S) == (True, [loads[c.server_id]])
 
 
-def test_a_server_reads_the_events_the_others_commit_past_a_cursor_per_server(
-    server: Callable[[], SqlStore],
+def test_a_server_follows_the_events_the_others_commit_from_where_each_of_them_was(
+    server: Callable[[], SqlStore], db: Engine
 ) -> None:
     a, b, c = server(), server(), server()
-    start = c.last_event_seq(None)
 
     def add(store: SqlStore, *kinds: str) -> None:
         for kind in kinds:
             store.add_event({"task_id": store.server_id, "kind": kind})
         store.flush_sync()
 
-    def read(after: dict[str, int]) -> list[tuple[str, str]]:
+    add(a, "before")
+    add(c, "own")  # c's own events reach its listeners as it commits them, not from here
+    if not c.shared:  # a SQLite file has one server: nothing to follow, and nothing named
+        assert c.events_elsewhere(*c.event_cursors()) == []
+        return
+    # An event of a's that has its seq but is not committed yet while b commits a later one:
+    # a follower that started from the newest seq of all would never see it.
+    with db.connect() as slow:
+        pending = slow.begin()
+        slow.execute(
+            events.insert().values(
+                task_id=a.server_id, kind="in flight", at=1.0, server=a.server_id
+            )
+        )
+        add(b, "after")
+        after, start = c.event_cursors()
+        pending.commit()
+    later = server()  # registered once the follower had started
+
+    def read() -> list[tuple[str, str]]:
         rows = c.events_elsewhere(after, start)
         for row in rows:
             after[row["server"]] = row["seq"]
         return [(row["task_id"], row["kind"]) for row in rows]
 
-    add(a, "one", "two")
-    add(c, "own")  # c's own events reach its listeners as it commits them, not from here
-    add(b, "three")
-    after: dict[str, int] = {}
-    if not c.shared:  # a SQLite file has one server: nothing to follow, and nothing named
-        assert read(after) == []
-        return
-    assert read(after) == [(a.server_id, "one"), (a.server_id, "two"), (b.server_id, "three")]
-    assert read(after) == []
-    add(b, "four")
-    add(a, "five")
-    assert read(after) == [(b.server_id, "four"), (a.server_id, "five")]
+    assert read() == [(a.server_id, "in flight")]
+    add(later, "new")
+    add(b, "more")
+    add(a, "last")
+    assert read() == [(later.server_id, "new"), (b.server_id, "more"), (a.server_id, "last")]
+    assert read() == []
 
 
 # -- the id a home keeps --

@@ -357,8 +357,11 @@ class Engine:
         """Whether other servers may write to this store (their events are only in it)."""
         return self.takeover is not None
 
-    async def last_event_seq(self, task_id: str | None) -> int:
+    async def last_event_seq(self, task_id: str) -> int:
         return await asyncio.to_thread(self.store.last_event_seq, task_id)
+
+    async def event_cursors(self) -> tuple[dict[str, int], int]:
+        return await asyncio.to_thread(self.store.event_cursors)
 
     async def events_elsewhere(self, after: Mapping[str, int], start: int) -> list[dict[str, Any]]:
         """Events other servers sharing the store committed (see `Store.events_elsewhere`)."""

@@ -328,8 +328,12 @@ class Store(Protocol):
 
     def events(self, task_id: str, after_seq: int = 0, limit: int = 1000) -> list[Row]: ...
 
-    def last_event_seq(self, task_id: str | None) -> int:
-        """The newest event's `seq` of a task, or of all (None); 0: none yet."""
+    def last_event_seq(self, task_id: str) -> int:
+        """The newest event's `seq` of a task (0: none yet)."""
+
+    def event_cursors(self) -> tuple[dict[str, int], int]:
+        """Where to start `events_elsewhere` from: the other registered servers' newest
+        committed events, and the newest of all for servers that register later."""
 
     def events_elsewhere(
         self, after: Mapping[str, int], start: int, limit: int = 1000

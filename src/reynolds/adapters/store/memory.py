@@ -416,16 +416,15 @@ class MemoryStore:
             ]
         return found[:limit]
 
-    def last_event_seq(self, task_id: str | None) -> int:
+    def last_event_seq(self, task_id: str) -> int:
         with self._lock:
             return max(
-                (
-                    r["seq"]
-                    for r in self._tables.events
-                    if task_id is None or r["task_id"] == task_id
-                ),
-                default=0,
+                (r["seq"] for r in self._tables.events if r["task_id"] == task_id), default=0
             )
+
+    def event_cursors(self) -> tuple[dict[str, int], int]:
+        with self._lock:
+            return {}, max((r["seq"] for r in self._tables.events), default=0)
 
     def events_elsewhere(
         self, after: Mapping[str, int], start: int, limit: int = 1000

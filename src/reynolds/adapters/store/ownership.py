@@ -28,6 +28,7 @@ from sqlalchemy import (
     Select,
     and_,
     delete,
+    func,
     insert,
     or_,
     select,
@@ -155,6 +156,20 @@ def events_of_others(
     seen = [and_(server == name, seq > last) for name, last in after.items()]
     others = and_(server.notin_([*after, server_id]), seq > start)
     return select(events).where(or_(*seen, others)).order_by(seq).limit(limit)
+
+
+def event_cursors(conn: Connection, server_id: str) -> tuple[dict[str, int], int]:
+    """Where a follower of the other servers' events starts (see `events_of_others`): each
+    registered server's newest committed event, and the newest of all, read first, for the
+    servers that register later (all their events come after it)."""
+    start = int(conn.execute(select(func.max(events.c.seq))).scalar() or 0)
+    others = conn.execute(select(servers.c.id).where(servers.c.id != server_id)).scalars()
+    newest = select(func.max(events.c.seq))
+    after = {
+        str(other): int(conn.execute(newest.where(events.c.server == other)).scalar() or 0)
+        for other in others.all()
+    }
+    return after, start
 
 
 class Heartbeat:

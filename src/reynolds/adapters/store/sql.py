@@ -38,6 +38,7 @@ from reynolds.adapters.store.ownership import (
     Heartbeat,
     cancel_requests,
     claim,
+    event_cursors,
     events_of_others,
     request_cancel,
     share_load,
@@ -97,7 +98,7 @@ class SqlStore:
         self._last_error = ""
         self.server_id = server_id or str(uuid.uuid4())
         self._heartbeat = Heartbeat(self._engine, self.server_id, heartbeat_interval_s)
-        # Events name their server where others follow them (`events_elsewhere`).
+        # Events name their server where others follow them (`events_elsewhere`)
         self._event_server = self.server_id if self.shared else None
         dialect = self._engine.dialect
         owned = {tasks: {"owner": self.server_id}}
@@ -534,18 +535,17 @@ class SqlStore:
         return found
 
     def events(self, task_id: str, after_seq: int = 0, limit: int = 1000) -> list[Row]:
-        return self._fetch(
-            select(events)
-            .where(events.c.task_id == task_id, events.c.seq > after_seq)
-            .order_by(events.c.seq)
-            .limit(limit)
-        )
+        query = select(events).where(events.c.task_id == task_id, events.c.seq > after_seq)
+        return self._fetch(query.order_by(events.c.seq).limit(limit))
 
-    def last_event_seq(self, task_id: str | None) -> int:
-        query = select(func.max(events.c.seq))
-        query = query if task_id is None else query.where(events.c.task_id == task_id)
+    def last_event_seq(self, task_id: str) -> int:
+        query = select(func.max(events.c.seq)).where(events.c.task_id == task_id)
         with self._guard(), self._engine.connect() as conn:
             return int(conn.execute(query).scalar() or 0)
+
+    def event_cursors(self) -> tuple[dict[str, int], int]:
+        with self._guard(), self._engine.connect() as conn:
+            return event_cursors(conn, self.server_id)
 
     def events_elsewhere(
         self, after: Mapping[str, int], start: int, limit: int = 1000

@@ -71,12 +71,11 @@ async def _tail(c: Container, task_id: str, after: int) -> AsyncIterator[bytes]:
 
 class _Elsewhere:
     """The events other servers sharing the store commit, read every TAIL_POLL_S: a cursor
-    per server (each commits its events in `seq` order), any new server's from `start`."""
+    per server (each commits its events in `seq` order), a later server's from `start`."""
 
-    def __init__(self, c: Container, start: int) -> None:
+    def __init__(self, c: Container, cursors: tuple[dict[str, int], int]) -> None:
         self._engine = c.engine
-        self._start = start
-        self._after: dict[str, int] = {}
+        self._after, self._start = cursors
         self.due = time.monotonic() + TAIL_POLL_S
 
     async def read(self) -> list[dict[str, Any]]:
@@ -145,7 +144,7 @@ def events_router(container: Callable[[], Container]) -> APIRouter:
             others = None
             if task_id is None:
                 if c.engine.shares_store:  # the other servers' events are in the store
-                    others = _Elsewhere(c, await c.engine.last_event_seq(None))
+                    others = _Elsewhere(c, await c.engine.event_cursors())
                 yield sse(
                     "snapshot",
                     {"tasks": await c.engine.list_tasks(None, 50), "pools": c.engine.pool_status()},

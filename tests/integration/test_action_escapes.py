@@ -33,7 +33,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 # `setsid` leaves the action's session and group; the issue's own reproduction.
 SETSID_THEN_EXIT = 'setsid sleep 41.5 & echo $! > "$1"; sleep 0.5; echo started'
-# The main process ends at once, before its pipes are watched, the escapee holding them.
+# The main process ends at once, the escapee holding its output.
 SETSID_AT_ONCE = 'setsid sleep 41.5 & echo $! > "$1"; echo started'
 SETSID_THEN_HANG = 'setsid sleep 41.5 & echo $! > "$1"; echo started; sleep 41.5'
 SETSID_AND_DAEMON = 'setsid sleep 41.5 & echo $! > "$1"; "$2" -c "$3" "$4" 41.5 & sleep 41.5'
@@ -68,27 +68,16 @@ SPAWN_PATHS = pytest.mark.parametrize("cwd", [None, "tests"], ids=["posix_spawn"
 
 
 @SPAWN_PATHS
+@pytest.mark.parametrize("script", [SETSID_THEN_EXIT, SETSID_AT_ONCE], ids=["later", "at_once"])
 async def test_an_escaped_process_holding_the_output_dies_when_the_action_ends(
-    mark: str, tmp_path: Path, cwd: str | None
+    mark: str, tmp_path: Path, cwd: str | None, script: str
 ) -> None:
     pidfile = tmp_path / "escaped.pid"
-    action = shell_action(mark, ["sh", "-c", SETSID_THEN_EXIT, "sh", str(pidfile)], cwd)
+    action = shell_action(mark, ["sh", "-c", script, "sh", str(pidfile)], cwd)
     started = time.monotonic()
     result = await asyncio.wait_for(ShellRunner().run(action, context(3)), PROMPT_S)
     assert time.monotonic() - started < PROMPT_S
     # The main process's own outcome: the escaped process is killed, not waited for.
-    assert (result.ok, result.reason, result.output.strip()) == (True, None, "started")
-    assert not is_running(int(pidfile.read_text()))
-    assert not carrying(mark)
-
-
-@SPAWN_PATHS
-async def test_an_escaped_process_holding_the_output_of_a_main_that_ended_at_once_dies(
-    mark: str, tmp_path: Path, cwd: str | None
-) -> None:
-    pidfile = tmp_path / "escaped.pid"
-    action = shell_action(mark, ["sh", "-c", SETSID_AT_ONCE, "sh", str(pidfile)], cwd)
-    result = await asyncio.wait_for(ShellRunner().run(action, context(30)), PROMPT_S)
     assert (result.ok, result.reason, result.output.strip()) == (True, None, "started")
     assert not is_running(int(pidfile.read_text()))
     assert not carrying(mark)

@@ -350,7 +350,7 @@ class Engine:
     def runs_elsewhere(self, task_id: str) -> bool:
         """Whether another server sharing the store may run the task (this one does not), so
         its live events are only in the store."""
-        return self.takeover is not None and self.runs.running(task_id) is None
+        return self.shares_store and self.runs.running(task_id) is None
 
     @property
     def shares_store(self) -> bool:

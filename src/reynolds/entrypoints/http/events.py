@@ -15,6 +15,7 @@ from reynolds.bootstrap import Container
 from reynolds.core.models import FINISHED
 from reynolds.core.reporting import iso
 from reynolds.errors import ReynoldsError
+from reynolds.services.engine import Engine
 from reynolds.services.events import Subscription
 
 KEEPALIVE_S = 15.0
@@ -29,6 +30,11 @@ def sse(event: str, data: Any, event_id: int | None = None) -> bytes:
     """One server-sent event; `data` as one line of JSON."""
     head = f"id: {event_id}\n" if event_id is not None else ""
     return f"{head}event: {event}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n".encode()
+
+
+def _event(row: dict[str, Any]) -> bytes:
+    """A stored or published event as a server-sent event, its `seq` as the event id."""
+    return sse(str(row.get("kind")), _wire(row), row.get("seq"))
 
 
 def _wire(row: dict[str, Any]) -> dict[str, Any]:
@@ -50,7 +56,7 @@ async def _tail(c: Container, task_id: str, after: int) -> AsyncIterator[bytes]:
         rows = await c.engine.stored_events(task_id, after)
         for row in rows:
             after = max(after, int(row["seq"]))
-            yield sse(str(row.get("kind")), _wire(row), row.get("seq"))
+            yield _event(row)
             if row.get("kind") in FINISHED_KINDS:
                 yield sse("end", {"taskId": task_id})
                 return
@@ -73,8 +79,8 @@ class _Elsewhere:
     """The events other servers sharing the store commit, read every TAIL_POLL_S: a cursor
     per server (each commits its events in `seq` order), a later server's from `start`."""
 
-    def __init__(self, c: Container, cursors: tuple[dict[str, int], int]) -> None:
-        self._engine = c.engine
+    def __init__(self, engine: Engine, cursors: tuple[dict[str, int], int]) -> None:
+        self._engine = engine
         self._after, self._start = cursors
         self.due = time.monotonic() + TAIL_POLL_S
 
@@ -103,13 +109,13 @@ async def _live(
             if sub.overflowed:
                 yield sse("overflow", {"error": "this listener fell behind; reconnect"})
                 return
-            chunks.append(sse(str(row.get("kind")), _wire(row), row.get("seq")))
+            chunks.append(_event(row))
             if task_id is not None and row.get("kind") in FINISHED_KINDS:
                 yield chunks[0]
                 yield sse("end", {"taskId": task_id})
                 return
         if others is not None and time.monotonic() >= others.due:
-            chunks += [sse(str(r.get("kind")), _wire(r), r.get("seq")) for r in await others.read()]
+            chunks += [_event(r) for r in await others.read()]
         if chunks:
             for chunk in chunks:
                 yield chunk
@@ -144,7 +150,7 @@ def events_router(container: Callable[[], Container]) -> APIRouter:
             others = None
             if task_id is None:
                 if c.engine.shares_store:  # the other servers' events are in the store
-                    others = _Elsewhere(c, await c.engine.event_cursors())
+                    others = _Elsewhere(c.engine, await c.engine.event_cursors())
                 yield sse(
                     "snapshot",
                     {"tasks": await c.engine.list_tasks(None, 50), "pools": c.engine.pool_status()},
